@@ -1,0 +1,35 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Everything comes from here.
+PY      ?= python3
+VENV    ?= .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.modelport-installed
+PYTEST  := $(BIN)/python -m pytest
+# torch first, pinned to the CPU build (a plain `torch` requirement pulls a multi-GB CUDA build)
+PIP     := $(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt
+
+.PHONY: setup demo test test-all bench lint clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(PIP) "torch==2.13.0"
+	$(PIP) -e ".[test]"
+	touch $(STAMP)
+
+demo: setup
+	$(BIN)/python scripts/demo.py
+
+test: setup
+	$(BIN)/ruff check src tests bench scripts
+	$(PYTEST) -n 2 -m "not slow" tests
+
+bench: setup
+	$(PYTEST) -m slow tests -q
+	$(BIN)/python bench/convert_bench.py
+
+lint: setup
+	$(BIN)/ruff check src tests bench scripts
+
+clean:
+	rm -rf $(VENV) build .pytest_cache .ruff_cache

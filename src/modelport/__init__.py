@@ -1,0 +1,74 @@
+"""modelport: turn the checkpoints people have into folders the platforms accept.
+
+The verbs are plain functions; heavy imports (torch, transformers) happen inside them, so
+``import modelport`` stays fast.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+# The subpackages share names with the verbs. Import them first (their __init__ is empty), so
+# the verb functions defined below are what ``modelport.convert`` etc. stay bound to.
+import modelport.convert as _convert_pkg  # noqa: F401
+from modelport import errors
+
+if TYPE_CHECKING:
+    from modelport.convert.checkpoint import ConvertReport
+    from modelport.convert.inspect import InspectReport
+    from modelport.convert.options import ConvertOptions
+    from modelport.convert.plan import ConvertPlan
+
+__all__ = [
+    "ConvertOptions",
+    "ConvertReport",
+    "InspectReport",
+    "__version__",
+    "convert",
+    "errors",
+    "inspect",
+    "plan_convert",
+]
+
+
+def convert(src: Any, dst: Any, options: ConvertOptions | None = None, **kwargs: Any
+            ) -> ConvertReport:
+    """Convert a checkpoint (folder or file) into verified safetensors. See
+    :func:`modelport.convert.checkpoint.convert`."""
+    from modelport.convert.checkpoint import convert as _convert
+
+    return _convert(src, dst, options, **kwargs)
+
+
+def plan_convert(src: Any, dst: Any, options: ConvertOptions | None = None) -> ConvertPlan:
+    """Plan a conversion without writing anything (shards, aliases, skipped names)."""
+    from modelport.convert.plan import plan_convert as _plan
+
+    return _plan(src, dst, options)
+
+
+def inspect(path: Any, **kwargs: Any) -> InspectReport:
+    """Describe a model folder or weight file without loading tensor data. See
+    :func:`modelport.convert.inspect.inspect`."""
+    from modelport.convert.inspect import inspect as _inspect
+
+    return _inspect(path, **kwargs)
+
+
+_LAZY = {
+    "ConvertReport": "modelport.convert.checkpoint",
+    "ConvertOptions": "modelport.convert.options",
+    "InspectReport": "modelport.convert.inspect",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'modelport' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value
+    return value

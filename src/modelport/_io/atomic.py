@@ -1,0 +1,98 @@
+"""Outputs that are complete or absent: temp name, fsync, rename."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+from modelport.errors import OutputExistsError
+
+TMP_MARK = ".modelport-tmp-"
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _clean_stale(parent: Path, name: str) -> None:
+    """Remove temp folders of earlier runs for ``name`` whose process is gone."""
+    for p in parent.glob(f".{name}{TMP_MARK}*"):
+        try:
+            pid = int(p.name.rsplit(TMP_MARK, 1)[1].split("-")[0])
+        except ValueError:
+            continue
+        if not _pid_alive(pid):
+            shutil.rmtree(p, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def atomic_dir(dst: Path, *, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temp folder beside ``dst``; on success it becomes ``dst`` in one rename.
+
+    On any exception the temp folder is removed and ``dst`` is left as it was. A killed run
+    leaves only a hidden ``.NAME.modelport-tmp-PID-*`` folder, removed by the next run.
+
+    Raises:
+        OutputExistsError: ``dst`` exists and ``overwrite`` is False.
+    """
+    dst = Path(dst)
+    if dst.exists() and not overwrite:
+        raise OutputExistsError("already exists", path=dst,
+                                hint="choose another destination or pass --overwrite")
+    parent = dst.parent
+    parent.mkdir(parents=True, exist_ok=True)
+    _clean_stale(parent, dst.name)
+    tmp = parent / f".{dst.name}{TMP_MARK}{os.getpid()}-{secrets.token_hex(4)}"
+    tmp.mkdir()
+    try:
+        yield tmp
+        fsync_dir(tmp)
+        if dst.exists() or dst.is_symlink():
+            if not overwrite:
+                raise OutputExistsError("appeared while writing", path=dst,
+                                        hint="choose another destination or pass --overwrite")
+            old = parent / f".{dst.name}.modelport-old-{os.getpid()}-{secrets.token_hex(4)}"
+            os.rename(dst, old)
+            os.rename(tmp, dst)
+            if old.is_dir() and not old.is_symlink():
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                old.unlink()
+        else:
+            os.rename(tmp, dst)
+        fsync_dir(parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Write a small file under a temp name, fsync it, rename it into place."""
+    tmp = path.with_name(f".{path.name}{TMP_MARK}{os.getpid()}-{secrets.token_hex(4)}")
+    try:
+        with open(tmp, "xb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

@@ -1,0 +1,44 @@
+"""Map errors to one or two lines and an exit code; a traceback only with --debug."""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+import click
+
+from modelport.errors import ModelportError
+
+EXIT_OK, EXIT_FINDINGS, EXIT_INPUT, EXIT_UNSAFE, EXIT_VERIFY, EXIT_INTERNAL = 0, 1, 2, 3, 4, 70
+
+
+def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Run a command; typed errors become 'modelport: <message>' plus a hint line."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        debug = bool(kwargs.get("debug")) or bool(os.environ.get("MODELPORT_DEBUG"))
+        try:
+            return fn(*args, **kwargs)
+        except ModelportError as e:
+            if debug:
+                traceback.print_exc()
+            click.echo(f"modelport: error: {e}", err=True)
+            sys.exit(e.exit_code)
+        except KeyboardInterrupt:
+            click.echo("modelport: interrupted; no partial output was kept", err=True)
+            sys.exit(130)
+        except click.exceptions.Exit:
+            raise
+        except Exception as e:  # a bug: say so in one line, keep the traceback for --debug
+            if debug:
+                traceback.print_exc()
+            click.echo(f"modelport: internal error: {type(e).__name__}: {e}\n"
+                       "  hint: rerun with --debug and report it", err=True)
+            sys.exit(EXIT_INTERNAL)
+
+    return wrapper

@@ -1,0 +1,38 @@
+"""One sink for CLI output: results to stdout (human or JSON), errors to stderr."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+
+class Output:
+    def __init__(self, as_json: bool, quiet: bool) -> None:
+        self.as_json = as_json
+        self.quiet = quiet
+
+    def result(self, obj: Any, human: str) -> None:
+        if self.as_json:
+            data = obj.model_dump(mode="json") if hasattr(obj, "model_dump") else obj
+            click.echo(json.dumps(data, indent=2))
+        elif not self.quiet:
+            click.echo(human)
+
+    @property
+    def progress(self) -> bool | None:
+        return False if (self.quiet or self.as_json) else None
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
+
+
+def err(msg: str) -> None:
+    click.echo(msg, err=True, file=sys.stderr)

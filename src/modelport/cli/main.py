@@ -1,0 +1,154 @@
+"""The ``modelport`` command: flags in, library call, output rendered. No other logic."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from pydantic import ValidationError
+
+from modelport import __version__
+from modelport.cli._errors import EXIT_FINDINGS, handle_errors
+from modelport.cli._output import Output, human_bytes
+from modelport.errors import InputError
+
+_common = [
+    click.option("--json", "as_json", is_flag=True, help="print the report as JSON"),
+    click.option("--quiet", "-q", is_flag=True, help="print nothing but errors"),
+    click.option("--debug", is_flag=True, help="show tracebacks"),
+]
+
+
+def common(fn):  # type: ignore[no-untyped-def]
+    for opt in reversed(_common):
+        fn = opt(fn)
+    return fn
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="modelport")
+def cli() -> None:
+    """Turn model checkpoints into folders that watsonx.ai, Databricks and OCI accept."""
+
+
+@cli.command()
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--allow-global", "allow_globals", multiple=True, metavar="MODULE.NAME",
+              help="accept this pickle global as an inert record (never imported)")
+@common
+@handle_errors
+def inspect(path: Path, allow_globals: tuple[str, ...], as_json: bool, quiet: bool,
+            debug: bool) -> None:
+    """Describe a model folder or weight file without loading tensor data."""
+    from modelport.convert.inspect import inspect as run
+
+    rep = run(path, allow_globals=allow_globals)
+    lines = [f"{rep.path} ({rep.kind})"]
+    if rep.config:
+        c = rep.config
+        lines.append(f"  model_type {c.model_type}  architectures {', '.join(c.architectures)}"
+                     + (f"  dtype {c.torch_dtype}" if c.torch_dtype else "")
+                     + (f"  quantization {c.quantization}" if c.quantization else ""))
+    for w in rep.weight_files:
+        meta = ""
+        if w.format == "safetensors":
+            meta = f"  metadata format={w.metadata_format}" if w.has_metadata else "  no metadata"
+        extra = f"  aliases {w.aliases}" if w.aliases else ""
+        key = f"  under {w.state_dict_key!r}" if w.state_dict_key else ""
+        lines.append(f"  {w.path}: {w.format}, {w.tensors} tensors, {w.parameters:,} params, "
+                     f"{human_bytes(w.size)}{meta}{extra}{key}")
+    for ix in rep.indexes:
+        lines.append(f"  {ix.path}: {ix.tensors} tensors in {len(ix.files)} file(s), "
+                     f"{'consistent' if ix.consistent else 'INCONSISTENT'}")
+    lines.append(f"  total: {rep.tensors} tensors, {rep.parameters:,} parameters, "
+                 f"{human_bytes(rep.weight_bytes)}, dtypes "
+                 + ", ".join(f"{d}×{n}" for d, n in sorted(rep.dtypes.items())))
+    if rep.tokenizer_files:
+        lines.append(f"  tokenizer files: {', '.join(rep.tokenizer_files)}")
+    for p in rep.problems:
+        lines.append(f"  {p.severity}: {p.file + ': ' if p.file else ''}{p.message}")
+    Output(as_json, quiet).result(rep, "\n".join(lines))
+    if not rep.ok:
+        raise SystemExit(EXIT_FINDINGS)
+
+
+@cli.command()
+@click.argument("src", type=click.Path(path_type=Path))
+@click.argument("dst", type=click.Path(path_type=Path))
+@click.option("--max-shard-size", default="5GB", show_default=True,
+              help="largest output shard (5GB, 512MiB, bytes)")
+@click.option("--state-dict-key", default=None, help="where the tensors are, e.g. state_dict")
+@click.option("--strip-prefix", default=None, help="remove this prefix from names, e.g. model.")
+@click.option("--aliases", type=click.Choice(["dedupe", "copy"]), default="dedupe",
+              show_default=True, help="tied weights: write once, or once per name")
+@click.option("--allow-global", "allow_globals", multiple=True, metavar="MODULE.NAME",
+              help="accept this pickle global as an inert record (never imported)")
+@click.option("--no-verify", is_flag=True, help="skip re-reading and comparing the output")
+@click.option("--overwrite", is_flag=True, help="replace DST if it exists")
+@click.option("--dry-run", is_flag=True, help="print the plan; write nothing")
+@common
+@handle_errors
+def convert(src: Path, dst: Path, max_shard_size: str, state_dict_key: str | None,
+            strip_prefix: str | None, aliases: str, allow_globals: tuple[str, ...],
+            no_verify: bool, overwrite: bool, dry_run: bool, as_json: bool, quiet: bool,
+            debug: bool) -> None:
+    """Convert pickled (or safetensors) weights in SRC into verified safetensors in DST."""
+    from modelport.convert.options import ConvertOptions
+
+    try:
+        opts = ConvertOptions(max_shard_bytes=max_shard_size, state_dict_key=state_dict_key,
+                              strip_prefix=strip_prefix, aliases=aliases,
+                              allow_globals=allow_globals, verify=not no_verify,
+                              overwrite=overwrite)
+    except ValidationError as e:
+        raise InputError("; ".join(x["msg"] for x in e.errors()),
+                         hint="see modelport convert --help") from e
+    out = Output(as_json, quiet)
+    if dry_run:
+        from modelport.convert.plan import plan_convert
+
+        plan = plan_convert(src, dst, opts)
+        data = {
+            "shards": [{"file": s.filename, "tensors": len(s.tensors), "bytes": s.nbytes}
+                       for s in plan.shards],
+            "aliases": plan.aliases, "overlapping_views": plan.overlapping,
+            "copy_files": plan.source.copy_files,
+            "skipped_entries": [vars(s) for s in plan.source.skipped_entries],
+            "skipped_files": [vars(s) for s in plan.source.skipped_files],
+            "warnings": plan.warnings,
+        }
+        human = "\n".join([f"plan: {len(plan.shards)} shard(s), {human_bytes(plan.total_bytes)}"]
+                          + [f"  {s.filename}: {len(s.tensors)} tensors, {human_bytes(s.nbytes)}"
+                             for s in plan.shards]
+                          + [f"  alias: {a} -> {b}" for a, b in plan.aliases.items()]
+                          + [f"  warning: {w}" for w in plan.warnings])
+        out.result(data, human)
+        return
+    from modelport.convert.checkpoint import convert as run
+
+    rep = run(src, dst, opts, progress=out.progress)
+    rate = rep.total_bytes / rep.seconds if rep.seconds else 0.0
+    lines = [
+        f"converted {rep.tensors_in} tensors ({rep.parameters:,} parameters, "
+        f"{human_bytes(rep.total_bytes)}) from {', '.join(sorted({i.format for i in rep.inputs}))}"
+        f" in {rep.seconds:.2f} s ({human_bytes(rate)}/s)"
+        + (f", verified in {rep.verify_seconds:.2f} s" if rep.verified else ", NOT verified"),
+    ]
+    lines += [f"  {o.path}  {human_bytes(o.size)}  sha256 {o.sha256[:16]}…" for o in rep.outputs]
+    lines += [f"  alias: {a} -> {b} (written once)" for a, b in rep.aliases.items()]
+    lines += [f"  overlapping views written as copies: {', '.join(g)}"
+              for g in rep.overlapping_views]
+    lines += [f"  skipped {s.name}: {s.reason}" for s in rep.skipped_entries[:20]]
+    if len(rep.skipped_entries) > 20:
+        lines.append(f"  ... {len(rep.skipped_entries) - 20} more skipped entries (--json)")
+    lines += [f"  not copied {s.name}: {s.reason}" for s in rep.skipped_files]
+    lines += [f"  warning: {w}" for w in rep.warnings]
+    out.result(rep, "\n".join(lines))
+
+
+def main() -> None:
+    cli(prog_name="modelport")
+
+
+if __name__ == "__main__":
+    main()

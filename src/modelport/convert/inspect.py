@@ -1,0 +1,277 @@
+"""``inspect``: what a model folder or weight file holds, without loading tensor data."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+
+from modelport._io.st_header import ST_DTYPES, read_header
+from modelport._types import Record, file_role
+from modelport.convert.pickle_safe import load_pickle_checkpoint
+from modelport.convert.plan import find_aliases
+from modelport.convert.sources import (
+    PICKLE_SUFFIXES,
+    PT_INDEX,
+    ST_INDEX,
+    SourceTensor,
+    _walk_files,
+    select_state_dict,
+    sniff_format,
+)
+from modelport.errors import InputError, ModelportError
+
+_FORMAT_NAMES = {"zip": "zip pickle", "legacy": "legacy pickle", "safetensors": "safetensors"}
+
+
+class Problem(Record):
+    severity: Literal["error", "warning"]
+    file: str | None
+    message: str
+
+
+class WeightFile(Record):
+    path: str
+    format: str  # safetensors, zip pickle, legacy pickle, unreadable
+    size: int
+    tensors: int = 0
+    parameters: int = 0
+    tensor_bytes: int = 0
+    dtypes: dict[str, int] = Field(default_factory=dict)
+    metadata_format: str | None = None  # safetensors __metadata__["format"], if any
+    has_metadata: bool | None = None
+    state_dict_key: str | None = None
+    aliases: int = 0
+
+
+class IndexInfo(Record):
+    path: str
+    files: list[str]
+    tensors: int
+    total_size: int | None
+    consistent: bool
+
+
+class ConfigInfo(Record):
+    model_type: str | None = None
+    architectures: list[str] = Field(default_factory=list)
+    torch_dtype: str | None = None
+    quantization: str | None = None
+    remote_code: bool = False
+    tie_word_embeddings: bool | None = None
+
+
+class InspectReport(Record):
+    """What ``inspect`` found; ``problems`` holds everything that would stop a platform."""
+
+    path: str
+    kind: Literal["folder", "file"]
+    weight_files: list[WeightFile]
+    indexes: list[IndexInfo]
+    config: ConfigInfo | None
+    tokenizer_files: list[str]
+    other_files: list[str]
+    tensors: int
+    parameters: int
+    weight_bytes: int
+    dtypes: dict[str, int]
+    problems: list[Problem]
+
+    @property
+    def ok(self) -> bool:
+        return not any(p.severity == "error" for p in self.problems)
+
+
+def _count(dtypes: dict[str, int], d: str) -> None:
+    dtypes[d] = dtypes.get(d, 0) + 1
+
+
+def _inspect_weight(path: Path, rel: str, names: dict[str, str], problems: list[Problem],
+                    allow_globals: tuple[str, ...]) -> WeightFile:
+    size = path.stat().st_size
+    fmt = sniff_format(path)
+    info = WeightFile(path=rel, format=_FORMAT_NAMES.get(fmt, "unreadable"), size=size)
+    try:
+        if fmt == "safetensors" or path.suffix == ".safetensors":
+            h = read_header(path)
+            info.format = "safetensors"
+            info.has_metadata = h.metadata is not None
+            info.metadata_format = (h.metadata or {}).get("format")
+            tlist = [(n, ST_DTYPES[e.dtype][1], e.shape, e.nbytes) for n, e in h.tensors.items()]
+            if h.metadata is None:
+                problems.append(Problem(severity="warning", file=rel, message=(
+                    "safetensors header has no metadata; some loaders want {'format': 'pt'} "
+                    "(fix: modelport normalize)")))
+            elif info.metadata_format not in ("pt", "tf", "flax", "mlx"):
+                problems.append(Problem(severity="error", file=rel, message=(
+                    f"safetensors metadata has format {info.metadata_format!r}, not 'pt'; "
+                    "transformers 4.x refuses it (fix: modelport normalize)")))
+        else:
+            ck = load_pickle_checkpoint(path, allow_globals)
+            info.format = _FORMAT_NAMES[ck.kind]
+            pairs, info.state_dict_key, _ = select_state_dict(ck.obj, path, None)
+            st = [SourceTensor(n, r.dtype, r.shape, 0, r.storage.key, r.offset, r.stride,
+                               r.nbytes) for n, r in pairs]
+            aliases, _ = find_aliases(st)
+            info.aliases = len(aliases)
+            tlist = [(t.name, t.dtype, t.shape, t.nbytes) for t in st if t.name not in aliases]
+            tlist += [(n, "", (), 0) for n in aliases]
+            problems.append(Problem(severity="warning", file=rel, message=(
+                "pickled weights: platforms want safetensors "
+                f"(fix: modelport convert {path.parent if path.parent.name else '.'} OUT)")))
+    except ModelportError as e:
+        info.format = "unreadable" if info.format == "unreadable" else info.format
+        problems.append(Problem(severity="error", file=rel, message=e.message))
+        return info
+    for name, dtype, shape, nbytes in tlist:
+        if name in names:
+            problems.append(Problem(severity="error", file=rel, message=(
+                f"tensor {name!r} also in {names[name]}")))
+        names[name] = rel
+        info.tensors += 1
+        if dtype:
+            info.parameters += math.prod(shape)
+            info.tensor_bytes += nbytes
+            _count(info.dtypes, dtype)
+    return info
+
+
+def _inspect_index(root: Path, rel: str, names: dict[str, str], problems: list[Problem]
+                   ) -> IndexInfo:
+    info = IndexInfo(path=rel, files=[], tensors=0, total_size=None, consistent=False)
+    try:
+        obj = json.loads((root / rel).read_text(encoding="utf-8"))
+        wm = obj["weight_map"]
+        if not isinstance(wm, dict):
+            raise TypeError("weight_map is not an object")
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        problems.append(Problem(severity="error", file=rel, message=f"unreadable index: {e}"))
+        return info
+    meta = obj.get("metadata")
+    ts = meta.get("total_size") if isinstance(meta, dict) else None
+    info.total_size = ts if isinstance(ts, int) else None
+    info.tensors = len(wm)
+    info.files = sorted(set(map(str, wm.values())))
+    ok = True
+    for f in info.files:
+        if Path(f).is_absolute() or ".." in Path(f).parts:
+            problems.append(Problem(severity="error", file=rel, message=(
+                f"index names {f!r}, outside the folder")))
+            ok = False
+        elif not (root / f).is_file():
+            problems.append(Problem(severity="error", file=rel, message=f"shard {f!r} is missing"))
+            ok = False
+    missing = [n for n, f in wm.items() if names.get(n) != f and (root / str(f)).is_file()]
+    if missing:
+        problems.append(Problem(severity="error", file=rel, message=(
+            f"{len(missing)} tensor(s) are not where the index says (e.g. {missing[0]!r})")))
+        ok = False
+    listed_files = set(info.files)
+    unlisted = [n for n, f in names.items() if f in listed_files and n not in wm]
+    if unlisted:
+        problems.append(Problem(severity="error", file=rel, message=(
+            f"{len(unlisted)} tensor(s) of the shards are not in the index "
+            f"(e.g. {unlisted[0]!r})")))
+        ok = False
+    info.consistent = ok
+    return info
+
+
+def _config(root: Path, problems: list[Problem]) -> ConfigInfo | None:
+    p = root / "config.json"
+    if not p.is_file():
+        problems.append(Problem(severity="warning", file=None, message="no config.json"))
+        return None
+    try:
+        cfg: Any = json.loads(p.read_text(encoding="utf-8"))
+        if not isinstance(cfg, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, ValueError) as e:
+        problems.append(Problem(severity="error", file="config.json", message=f"unreadable: {e}"))
+        return None
+    q = cfg.get("quantization_config")
+    info = ConfigInfo(
+        model_type=cfg.get("model_type") if isinstance(cfg.get("model_type"), str) else None,
+        architectures=[a for a in cfg.get("architectures") or [] if isinstance(a, str)],
+        torch_dtype=str(cfg.get("torch_dtype") or cfg.get("dtype") or "") or None,
+        quantization=q.get("quant_method") if isinstance(q, dict) else None,
+        remote_code="auto_map" in cfg,
+        tie_word_embeddings=cfg.get("tie_word_embeddings"),
+    )
+    if not info.model_type:
+        problems.append(Problem(severity="error", file="config.json", message="no model_type"))
+    if not info.architectures:
+        problems.append(Problem(severity="warning", file="config.json",
+                                message="no architectures"))
+    if info.remote_code:
+        problems.append(Problem(severity="warning", file="config.json", message=(
+            "auto_map: the model needs trust_remote_code")))
+    return info
+
+
+def inspect(path: str | Path, *, allow_globals: tuple[str, ...] = ()) -> InspectReport:
+    """Describe a model folder or a weight file, reading headers and pickles but no data.
+
+    Raises:
+        InputError: ``path`` does not exist. Broken files are reported in ``problems``.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError("does not exist", path=path, hint="check the path")
+    problems: list[Problem] = []
+    names: dict[str, str] = {}  # tensor name -> file, for safetensors
+    pt_names: dict[str, str] = {}  # the same for pickled weights (a folder may hold both)
+    weights: list[WeightFile] = []
+    indexes: list[IndexInfo] = []
+    config = None
+    tok: list[str] = []
+    other: list[str] = []
+    if path.is_file():
+        weights.append(_inspect_weight(path, path.name, names, problems, allow_globals))
+        kind: Literal["folder", "file"] = "file"
+    else:
+        kind = "folder"
+        rels = _walk_files(path)
+        if not rels:
+            problems.append(Problem(severity="error", file=None, message="the folder is empty"))
+        for rel in rels:
+            p = path / rel
+            if rel in (ST_INDEX, PT_INDEX):
+                continue
+            if p.suffix == ".safetensors" or (
+                "/" not in rel and p.suffix in PICKLE_SUFFIXES
+                and not rel.startswith(("training_args", "optimizer", "scheduler", "rng_state"))
+            ):
+                seen = names if p.suffix == ".safetensors" else pt_names
+                weights.append(_inspect_weight(p, rel, seen, problems, allow_globals))
+            elif file_role(rel) == "tokenizer":
+                tok.append(rel)
+            else:
+                other.append(rel)
+        for rel, seen in ((ST_INDEX, names), (PT_INDEX, pt_names)):
+            if (path / rel).is_file():
+                indexes.append(_inspect_index(path, rel, seen, problems))
+        if rels:
+            config = _config(path, problems)
+        if not weights and rels:
+            problems.append(Problem(severity="error", file=None, message="no weight files"))
+        fmts = {w.format for w in weights}
+        if "safetensors" in fmts and fmts & {"zip pickle", "legacy pickle"}:
+            problems.append(Problem(severity="warning", file=None, message=(
+                "both safetensors and pickled weights: platforms read the safetensors")))
+        if config is not None and "tokenizer.json" not in tok:
+            problems.append(Problem(severity="warning", file=None, message=(
+                "no tokenizer.json (fast tokenizer)")))
+    dtypes: dict[str, int] = {}
+    for w in weights:
+        for d, n in w.dtypes.items():
+            dtypes[d] = dtypes.get(d, 0) + n
+    return InspectReport(
+        path=str(path), kind=kind, weight_files=weights, indexes=indexes, config=config,
+        tokenizer_files=tok, other_files=other, tensors=sum(w.tensors for w in weights),
+        parameters=sum(w.parameters for w in weights),
+        weight_bytes=sum(w.tensor_bytes for w in weights), dtypes=dtypes, problems=problems,
+    )

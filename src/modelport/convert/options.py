@@ -1,0 +1,64 @@
+"""Options of ``convert`` (imports only pydantic, so ``--help`` never loads torch)."""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+          "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+
+
+def parse_size(text: str | int) -> int:
+    """'5GB' -> 5_000_000_000, '512MiB' -> 536_870_912, 1000 -> 1000 (the Hub's units)."""
+    if isinstance(text, int):
+        return text
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B|B)?\s*", text, re.IGNORECASE)
+    if not m:
+        raise ValueError(f"not a size: {text!r} (e.g. 5GB, 512MiB, 1000000)")
+    return int(float(m.group(1)) * _UNITS[(m.group(2) or "").upper()])
+
+
+class ConvertOptions(BaseModel):
+    """How ``convert`` turns a checkpoint into safetensors."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_shard_bytes: int = Field(
+        5 * 10**9, gt=0, description="largest output shard in bytes (the Hub's 5GB default)"
+    )
+    state_dict_key: str | None = Field(
+        None, description="where the tensors are in a training checkpoint, e.g. 'state_dict' "
+        "(nested keys joined with '/'); found automatically when omitted",
+    )
+    strip_prefix: str | None = Field(
+        None, description="remove this prefix from tensor names, e.g. 'model.'"
+    )
+    aliases: Literal["dedupe", "copy"] = Field(
+        "dedupe", description="exact aliases (tied weights): write once ('dedupe', what "
+        "transformers expects) or once per name ('copy')",
+    )
+    allow_globals: tuple[str, ...] = Field(
+        (), description="extra pickle globals (module.name) to accept as inert records; "
+        "they are never imported or run",
+    )
+    verify: bool = Field(True, description="re-read every output and compare with the source")
+    overwrite: bool = Field(False, description="replace DST if it exists")
+    copy_other_files: bool = Field(
+        True, description="copy config, tokenizer and other non-weight files of a folder"
+    )
+
+    @field_validator("max_shard_bytes", mode="before")
+    @classmethod
+    def _size(cls, v: object) -> object:
+        return parse_size(v) if isinstance(v, str) else v
+
+    @field_validator("allow_globals")
+    @classmethod
+    def _globals(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for g in v:
+            if not re.fullmatch(r"[A-Za-z_][\w.]*\.[A-Za-z_]\w*", g):
+                raise ValueError(f"not a module.name global: {g!r}")
+        return v

@@ -1,0 +1,513 @@
+"""The only place that unpickles. Nothing in a pickle is ever imported or executed.
+
+``find_class`` maps every global a checkpoint may name to a stand-in of our own: torch's
+rebuild functions become functions that return :class:`TensorRef` records (dtype, shape,
+stride, storage key), storage classes become dtype markers, and plain containers stay plain.
+A global outside the allow-list is *recorded* and replaced by an inert class so the scan can
+continue and name every offender; the load then fails with :class:`UnsafeCheckpointError`.
+Globals a user allows explicitly are rebuilt as :class:`Record` objects, never imported.
+
+Tensor data is never read here: storages are located (zip member offset, or offset in a
+legacy file) and mapped lazily by :mod:`modelport.convert.sources`.
+"""
+
+from __future__ import annotations
+
+import collections
+import io
+import math
+import pickle
+import struct
+import zipfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from modelport.errors import CheckpointError, UnsafeCheckpointError, UnsupportedError
+
+# torch storage class name -> torch dtype name (element size from _ELEM_SIZE)
+_STORAGE_DTYPES = {
+    "DoubleStorage": "float64", "FloatStorage": "float32", "HalfStorage": "float16",
+    "BFloat16Storage": "bfloat16", "LongStorage": "int64", "IntStorage": "int32",
+    "ShortStorage": "int16", "CharStorage": "int8", "ByteStorage": "uint8",
+    "BoolStorage": "bool", "ComplexFloatStorage": "complex64",
+    "ComplexDoubleStorage": "complex128",
+}
+_ELEM_SIZE = {
+    "float64": 8, "float32": 4, "float16": 2, "bfloat16": 2, "int64": 8, "int32": 4,
+    "int16": 2, "int8": 1, "uint8": 1, "bool": 1, "uint16": 2, "uint32": 4, "uint64": 8,
+    "float8_e4m3fn": 1, "float8_e5m2": 1, "float8_e4m3fnuz": 1, "float8_e5m2fnuz": 1,
+    "complex64": 8, "complex128": 16,
+}
+_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+_LEGACY_PROTOCOL = 1001
+_UNSUPPORTED_TORCH = {
+    "torch._utils._rebuild_sparse_tensor", "torch._utils._rebuild_sparse_csr_tensor",
+    "torch._utils._rebuild_qtensor", "torch._utils._rebuild_nested_tensor",
+    "torch._utils._rebuild_wrapper_subclass", "torch._utils._rebuild_meta_tensor_no_storage",
+    "torch._utils._rebuild_device_tensor_from_numpy", "torch._utils._rebuild_xla_tensor",
+    "torch._utils._rebuild_mtia_tensor", "torch._utils._rebuild_device_tensor_from_cpu_tensor",
+}
+
+
+def element_size(dtype: str) -> int:
+    return _ELEM_SIZE[dtype]
+
+
+@dataclass(frozen=True)
+class DtypeMarker:
+    """Stands for a ``torch.<dtype>`` global."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class StorageType:
+    """Stands for a ``torch.<X>Storage`` class; dtype None means UntypedStorage (bytes)."""
+
+    dtype: str | None
+
+
+@dataclass(frozen=True)
+class StorageRef:
+    """A storage named by a checkpoint: where its bytes are is resolved by the reader."""
+
+    key: str
+    dtype: str | None  # None until a tensor gives it one (untyped storages)
+    numel: int  # elements of ``dtype``, or bytes for untyped storages
+    location: str
+    view_offset: int = 0  # legacy storage views: element offset into the root storage
+
+
+@dataclass(frozen=True)
+class TensorRef:
+    """A tensor as the checkpoint describes it; no data is read."""
+
+    storage: StorageRef
+    dtype: str
+    offset: int  # in elements
+    shape: tuple[int, ...]
+    stride: tuple[int, ...]
+
+    @property
+    def numel(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def nbytes(self) -> int:
+        return self.numel * _ELEM_SIZE[self.dtype]
+
+    def extent(self) -> int:
+        """Number of elements from ``offset`` this tensor reaches into its storage."""
+        if self.numel == 0:
+            return 0
+        return 1 + sum((s - 1) * st for s, st in zip(self.shape, self.stride, strict=True))
+
+    def is_contiguous(self) -> bool:
+        expected, acc = [], 1
+        for s in reversed(self.shape):
+            expected.append(acc)
+            acc *= s
+        return all(
+            s == 1 or st == e
+            for s, st, e in zip(self.shape, self.stride, reversed(expected), strict=True)
+        )
+
+
+@dataclass
+class Record:
+    """An object of an explicitly allowed global, rebuilt as inert data."""
+
+    global_name: str
+    args: tuple[Any, ...] = ()
+    state: Any = None
+    items: list[Any] = field(default_factory=list)
+
+    def __setstate__(self, state: Any) -> None:
+        self.state = state
+
+    def append(self, x: Any) -> None:
+        self.items.append(x)
+
+    def extend(self, xs: Iterable[Any]) -> None:
+        self.items.extend(xs)
+
+    def __setitem__(self, k: Any, v: Any) -> None:
+        self.items.append((k, v))
+
+
+class _Inert:
+    """Base of the classes that stand in for refused globals: accepts anything, does nothing."""
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> _Inert:
+        return object.__new__(cls)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def __setstate__(self, state: Any) -> None:
+        pass
+
+    def __setitem__(self, k: Any, v: Any) -> None:
+        pass
+
+    def append(self, x: Any) -> None:
+        pass
+
+    def extend(self, xs: Any) -> None:
+        pass
+
+
+def _as_int_tuple(x: Any, what: str) -> tuple[int, ...]:
+    if isinstance(x, int) and not isinstance(x, bool):
+        return (x,)
+    if not isinstance(x, tuple | list) or not all(
+        isinstance(i, int) and not isinstance(i, bool) for i in x
+    ):
+        raise CheckpointError(f"malformed tensor record: {what} is {type(x).__name__}")
+    return tuple(x)
+
+
+def _rebuild_tensor(
+    storage: Any, offset: Any, size: Any, stride: Any, *rest: Any, dtype: str | None = None
+) -> TensorRef:
+    if not isinstance(storage, StorageRef):
+        raise CheckpointError("malformed tensor record: storage is not a storage reference")
+    if not isinstance(offset, int) or offset < 0:
+        raise CheckpointError("malformed tensor record: bad storage offset")
+    shape, strides = _as_int_tuple(size, "size"), _as_int_tuple(stride, "stride")
+    if len(shape) != len(strides) or any(s < 0 for s in shape) or any(s < 0 for s in strides):
+        raise CheckpointError(f"malformed tensor record: size {shape} / stride {strides}")
+    dtype = dtype or storage.dtype
+    if dtype is None:
+        raise CheckpointError("malformed tensor record: untyped storage without a dtype")
+    if dtype not in _ELEM_SIZE:
+        raise UnsupportedError(f"tensor dtype {dtype} is not supported")
+    ref = TensorRef(storage, dtype, offset + storage.view_offset, shape, strides)
+    esize = _ELEM_SIZE[dtype]
+    storage_bytes = storage.numel * (1 if storage.dtype is None else _ELEM_SIZE[storage.dtype])
+    if (ref.offset + ref.extent()) * esize > storage_bytes + storage.view_offset * esize:
+        raise CheckpointError(
+            f"tensor of shape {shape} at offset {offset} needs more than the "
+            f"{storage_bytes} bytes of storage {storage.key!r}"
+        )
+    return ref
+
+
+def _rebuild_tensor_v2(storage, offset, size, stride, *rest):  # type: ignore[no-untyped-def]
+    return _rebuild_tensor(storage, offset, size, stride)
+
+
+def _rebuild_tensor_v3(storage, offset, size, stride, req, hooks, dtype, *rest):  # type: ignore[no-untyped-def]
+    if not isinstance(dtype, DtypeMarker):
+        raise CheckpointError("malformed tensor record: dtype is not a torch dtype")
+    return _rebuild_tensor(storage, offset, size, stride, dtype=dtype.name)
+
+
+def _rebuild_parameter(data, *rest):  # type: ignore[no-untyped-def]
+    return data
+
+
+def _rebuild_from_type_v2(func, new_type, args, state):  # type: ignore[no-untyped-def]
+    if not callable(func) or not isinstance(args, tuple):
+        raise CheckpointError("malformed tensor record in _rebuild_from_type_v2")
+    return func(*args)
+
+
+def _codecs_encode(text: Any, encoding: Any = "utf-8") -> bytes:
+    # protocol-2 pickles encode bytes as _codecs.encode(str, "latin1")
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise CheckpointError("malformed bytes record (_codecs.encode)")
+    return text.encode("latin1")
+
+
+class _TypeMarker:
+    """Stands for torch.Tensor / torch.nn.Parameter passed as a type argument."""
+
+
+_ALLOWED: dict[str, Any] = {
+    "collections.OrderedDict": collections.OrderedDict,
+    "torch._utils._rebuild_tensor": _rebuild_tensor_v2,
+    "torch._utils._rebuild_tensor_v2": _rebuild_tensor_v2,
+    "torch._utils._rebuild_tensor_v3": _rebuild_tensor_v3,
+    "torch._utils._rebuild_parameter": _rebuild_parameter,
+    "torch._utils._rebuild_parameter_with_state": _rebuild_parameter,
+    "torch._tensor._rebuild_from_type_v2": _rebuild_from_type_v2,
+    "torch.nn.parameter.Parameter": _TypeMarker,
+    "torch.Tensor": _TypeMarker,
+    "torch._tensor.Tensor": _TypeMarker,
+    "torch.Size": tuple,
+    "torch.storage.UntypedStorage": StorageType(None),
+    "_codecs.encode": _codecs_encode,
+    "builtins.set": set,
+    "builtins.frozenset": frozenset,
+    "builtins.bytearray": bytearray,
+    "builtins.complex": complex,
+    "builtins.slice": slice,
+    "__builtin__.set": set,
+}
+for _name, _dt in _STORAGE_DTYPES.items():
+    _ALLOWED[f"torch.{_name}"] = StorageType(_dt)
+for _dt in _ELEM_SIZE:
+    _ALLOWED[f"torch.{_dt}"] = DtypeMarker(_dt)
+_ALLOWED["torch.device"] = lambda *a: "device(" + ",".join(map(str, a)) + ")"
+
+
+def allowed_globals() -> list[str]:
+    """The globals a checkpoint may name without any option (each replaced by a stand-in)."""
+    return sorted(_ALLOWED)
+
+
+class _SafeUnpickler(pickle.Unpickler):
+    def __init__(
+        self, f: io.BufferedIOBase, extra_allowed: frozenset[str],
+        persistent: Callable[[Any], Any],
+    ) -> None:
+        super().__init__(f)
+        self.extra_allowed = extra_allowed
+        self.refused: list[str] = []
+        self.unsupported: list[str] = []
+        self._persistent = persistent
+
+    def find_class(self, module: str, name: str) -> Any:
+        key = f"{module}.{name}"
+        if key in _ALLOWED:
+            return _ALLOWED[key]
+        if key in self.extra_allowed:
+            return lambda *args: Record(key, args)
+        if key in _UNSUPPORTED_TORCH:
+            self.unsupported.append(key)
+        else:
+            self.refused.append(key)
+        return type("Refused", (_Inert,), {"global_name": key})
+
+    def persistent_load(self, pid: Any) -> Any:
+        return self._persistent(pid)
+
+
+def _unpickle(
+    f: io.BufferedIOBase, path: Path, extra_allowed: frozenset[str],
+    persistent: Callable[[Any], Any], member: str | None = None,
+) -> Any:
+    up = _SafeUnpickler(f, extra_allowed, persistent)
+    try:
+        obj = up.load()
+    except (CheckpointError, UnsupportedError) as e:
+        if up.refused:
+            raise UnsafeCheckpointError(up.refused, path=path) from e
+        if e.path is None:
+            e.path = str(path)
+        raise
+    except Exception as e:  # any malformed pickle: the C unpickler raises many types
+        if up.refused:
+            raise UnsafeCheckpointError(up.refused, path=path) from e
+        raise CheckpointError(
+            f"not a readable pickle ({type(e).__name__}: {e})", path=path, member=member,
+            hint="the file is corrupt or truncated; re-export or re-download it",
+        ) from e
+    if up.refused:
+        raise UnsafeCheckpointError(up.refused, path=path)
+    if up.unsupported:
+        raise UnsupportedError(
+            f"tensor kinds modelport cannot convert: {', '.join(sorted(set(up.unsupported)))}",
+            path=path, hint="save dense tensors (tensor.to_dense()) and convert again",
+        )
+    return obj
+
+
+@dataclass
+class PickleCheckpoint:
+    """A pickled torch checkpoint, unpickled safely; tensors are :class:`TensorRef`."""
+
+    path: Path
+    kind: str  # "zip" or "legacy"
+    obj: Any
+    # storage key -> (byte offset in the file, available bytes), or member bytes if compressed
+    storage_offsets: dict[str, tuple[int, int]]
+    storage_inline: dict[str, bytes]
+    byteorder: str = "little"
+
+
+def _storage_from_pid(pid: Any, path: Path) -> StorageRef:
+    if not isinstance(pid, tuple) or len(pid) < 5 or pid[0] != "storage":
+        if isinstance(pid, tuple) and pid and pid[0] == "module":
+            raise UnsafeCheckpointError(["<pickled nn.Module source code>"], path=path)
+        raise CheckpointError(f"unexpected persistent id {str(pid)[:80]!r}", path=path)
+    _, stype, key, location, numel = pid[:5]
+    if not isinstance(stype, StorageType):
+        raise CheckpointError(f"storage of unknown type {stype!r}", path=path)
+    if not isinstance(key, str) or not isinstance(numel, int) or numel < 0:
+        raise CheckpointError("malformed storage record", path=path)
+    view_offset = 0
+    if len(pid) > 5 and pid[5] is not None:  # legacy view: (view_key, offset, view_size)
+        view = pid[5]
+        if not (isinstance(view, tuple) and len(view) == 3 and isinstance(view[1], int)):
+            raise CheckpointError("malformed legacy storage view", path=path)
+        view_offset = view[1]
+    return StorageRef(key, stype.dtype, numel, str(location), view_offset)
+
+
+def _load_zip(path: Path, extra: frozenset[str]) -> PickleCheckpoint:
+    try:
+        zf = zipfile.ZipFile(path)
+        infos = zf.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
+        raise CheckpointError(
+            f"corrupt zip checkpoint ({e})", path=path,
+            hint="the file is truncated or damaged; re-export or re-download it",
+        ) from e
+    with zf:
+        pkls = [i for i in infos if i.filename.count("/") == 1 and i.filename.endswith("/data.pkl")]
+        if len(pkls) != 1:
+            raise CheckpointError(
+                "zip file is not a torch checkpoint (no single <name>/data.pkl)", path=path
+            )
+        prefix = pkls[0].filename[: -len("data.pkl")]
+        members = {i.filename: i for i in infos}
+        byteorder = "little"
+        if prefix + "byteorder" in members:
+            byteorder = zf.read(prefix + "byteorder").decode("ascii", "replace").strip()
+        if byteorder != "little":
+            raise UnsupportedError(f"big-endian checkpoint (byteorder {byteorder!r})", path=path)
+        storages: dict[str, StorageRef] = {}
+
+        def persistent(pid: Any) -> StorageRef:
+            ref = _storage_from_pid(pid, path)
+            storages.setdefault(ref.key, ref)
+            return ref
+
+        try:
+            with zf.open(pkls[0]) as f:
+                data = f.read()
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
+            raise CheckpointError(f"cannot read data.pkl ({e})", path=path) from e
+        obj = _unpickle(io.BytesIO(data), path, extra, persistent, member=pkls[0].filename)
+        offsets: dict[str, tuple[int, int]] = {}
+        inline: dict[str, bytes] = {}
+        with open(path, "rb") as raw:
+            size = raw.seek(0, 2)
+            for key, ref in storages.items():
+                info = members.get(f"{prefix}data/{key}")
+                if info is None:
+                    raise CheckpointError(
+                        f"storage {key!r} is named by the pickle but missing from the zip",
+                        path=path, hint="the checkpoint is incomplete; re-export it",
+                    )
+                need = ref.numel * (1 if ref.dtype is None else _ELEM_SIZE[ref.dtype])
+                if info.file_size < need:
+                    raise CheckpointError(
+                        f"storage {key!r} holds {info.file_size} bytes, its tensors need {need}",
+                        path=path, hint="the checkpoint is truncated; re-export it",
+                    )
+                if info.compress_type != zipfile.ZIP_STORED:
+                    try:
+                        inline[key] = zf.read(info)
+                    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
+                        raise CheckpointError(f"cannot read storage {key!r} ({e})",
+                                              path=path) from e
+                    continue
+                raw.seek(info.header_offset)
+                local = raw.read(30)
+                if len(local) < 30 or local[:4] != b"PK\x03\x04":
+                    raise CheckpointError(f"bad zip local header for storage {key!r}", path=path)
+                n, m = struct.unpack("<HH", local[26:30])
+                start = info.header_offset + 30 + n + m
+                if start + info.file_size > size:
+                    raise CheckpointError(
+                        f"storage {key!r} runs past the end of the file", path=path,
+                        hint="the checkpoint is truncated; re-export or re-download it",
+                    )
+                offsets[key] = (start, info.file_size)
+    return PickleCheckpoint(path, "zip", obj, offsets, inline, byteorder)
+
+
+def _load_legacy(path: Path, extra: frozenset[str]) -> PickleCheckpoint:
+    storages: dict[str, StorageRef] = {}
+
+    def persistent(pid: Any) -> StorageRef:
+        ref = _storage_from_pid(pid, path)
+        root = storages.setdefault(ref.key, ref)
+        if root.dtype != ref.dtype:
+            raise CheckpointError(f"storage {ref.key!r} used with two dtypes", path=path)
+        return ref
+
+    def no_persistent(pid: Any) -> Any:
+        raise CheckpointError("unexpected persistent id in legacy header", path=path)
+
+    with open(path, "rb") as f:
+        size = f.seek(0, 2)
+        f.seek(0)
+        magic = _unpickle(f, path, extra, no_persistent)  # type: ignore[arg-type]
+        if magic != _LEGACY_MAGIC:
+            raise CheckpointError("not a torch checkpoint (pickle without torch's magic number)",
+                                  path=path, hint="only torch.save files can be converted")
+        version = _unpickle(f, path, extra, no_persistent)  # type: ignore[arg-type]
+        if version != _LEGACY_PROTOCOL:
+            raise UnsupportedError(f"legacy checkpoint protocol {version!r}", path=path)
+        sys_info = _unpickle(f, path, extra, no_persistent)  # type: ignore[arg-type]
+        if isinstance(sys_info, dict) and sys_info.get("little_endian") is False:
+            raise UnsupportedError("big-endian legacy checkpoint", path=path)
+        obj = _unpickle(f, path, extra, persistent)  # type: ignore[arg-type]
+        keys = _unpickle(f, path, extra, no_persistent)  # type: ignore[arg-type]
+        if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+            raise CheckpointError("malformed storage key list", path=path)
+        offsets: dict[str, tuple[int, int]] = {}
+        for key in keys:
+            head = f.read(8)
+            if len(head) < 8:
+                raise CheckpointError(f"file ends before storage {key!r}", path=path,
+                                      hint="the checkpoint is truncated; re-export it")
+            (numel,) = struct.unpack("<q", head)
+            ref = storages.get(key)
+            if ref is None:
+                raise CheckpointError(f"storage {key!r} is stored but named by no tensor",
+                                      path=path, hint="the checkpoint is corrupt; re-export it")
+            esize = _ELEM_SIZE[ref.dtype] if ref.dtype else 1
+            start = f.tell()
+            if numel < 0 or start + numel * esize > size:
+                raise CheckpointError(f"storage {key!r} runs past the end of the file",
+                                      path=path, hint="the checkpoint is truncated; re-export it")
+            offsets[key] = (start, numel * esize)
+            f.seek(numel * esize, 1)
+    for key, ref in storages.items():
+        if key not in offsets:
+            raise CheckpointError(f"storage {key!r} is named by the pickle but not stored",
+                                  path=path)
+        need = ref.numel * (_ELEM_SIZE[ref.dtype] if ref.dtype else 1)
+        if offsets[key][1] < need:
+            raise CheckpointError(f"storage {key!r} is shorter than its tensors need", path=path)
+    return PickleCheckpoint(path, "legacy", obj, offsets, {})
+
+
+def load_pickle_checkpoint(
+    path: str | Path, allow_globals: Iterable[str] = ()
+) -> PickleCheckpoint:
+    """Unpickle a torch checkpoint (zip or legacy) without executing anything.
+
+    Args:
+        path: the ``.bin``/``.pt``/``.pth``/``.ckpt`` file.
+        allow_globals: extra ``module.name`` globals to rebuild as inert :class:`Record` objects.
+
+    Raises:
+        UnsafeCheckpointError: the pickle names globals outside the allow-list (all are listed).
+        CheckpointError: the file is corrupt, truncated or not a torch checkpoint.
+    """
+    path = Path(path)
+    extra = frozenset(allow_globals)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except IsADirectoryError as e:
+        raise CheckpointError("is a directory, expected a checkpoint file", path=path) from e
+    except OSError as e:
+        raise CheckpointError(f"cannot read: {e.strerror}", path=path) from e
+    if head[:2] == b"PK":
+        return _load_zip(path, extra)
+    if not head:
+        raise CheckpointError("empty file", path=path, hint="re-export or re-download it")
+    if path.suffix == ".tar" or head.startswith(b"\x1f\x8b"):
+        raise UnsupportedError("tar/gzip checkpoints (torch < 0.4) are not supported", path=path)
+    # anything else is read as a legacy (non-zip) torch.save stream; a pickle of any protocol
+    # goes through the same allow-list, so hostile globals are named, never run
+    return _load_legacy(path, extra)

@@ -1,0 +1,156 @@
+"""Plan a conversion before writing anything: shards, aliases, overlaps, every name's fate."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from modelport._io.st_header import TORCH_TO_ST
+from modelport.convert.options import ConvertOptions
+from modelport.convert.sources import SourceSet, SourceTensor, open_source
+from modelport.errors import InputError, OutputExistsError, UnsupportedError
+
+SINGLE_NAME = "model.safetensors"
+
+
+@dataclass
+class ShardPlan:
+    filename: str
+    tensors: list[SourceTensor]
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.nbytes for t in self.tensors)
+
+
+@dataclass
+class ConvertPlan:
+    """What convert will write; built without reading tensor data."""
+
+    source: SourceSet
+    dst: Path
+    options: ConvertOptions
+    shards: list[ShardPlan]
+    aliases: dict[str, str]  # name not written -> name written with the same bytes
+    overlapping: list[list[str]]  # share storage bytes without being aliases: written apart
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(s.nbytes for s in self.shards)
+
+
+def _check_paths(src: Path, dst: Path) -> None:
+    s, d = src.resolve(), dst.resolve() if dst.exists() else dst.absolute()
+    if d == s:
+        raise InputError("DST is SRC", path=dst, hint="write the output to a new folder")
+    if src.is_dir() and s in d.parents:
+        raise InputError("DST is inside SRC", path=dst,
+                         hint="write the output outside the source folder; SRC is never changed")
+    if dst.exists() and d in s.parents:
+        raise InputError("DST contains SRC", path=dst, hint="choose another destination")
+    if dst.exists() and not dst.is_dir():
+        raise InputError("DST exists and is not a folder", path=dst,
+                         hint="DST is the output folder")
+
+
+def _check_dst_free(dst: Path, overwrite: bool) -> None:
+    if dst.exists() and not overwrite:
+        raise OutputExistsError("already exists", path=dst,
+                                hint="choose another destination or pass --overwrite")
+
+
+def _tied_embeddings_off(src: SourceSet) -> bool:
+    if src.root is None or not (src.root / "config.json").is_file():
+        return False
+    try:
+        cfg = json.loads((src.root / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(cfg, dict) and cfg.get("tie_word_embeddings") is False
+
+
+def find_aliases(tensors: list[SourceTensor]) -> tuple[dict[str, str], list[list[str]]]:
+    """Exact aliases (first name in source order kept) and groups of overlapping views."""
+    first: dict[tuple[object, ...], str] = {}
+    aliases: dict[str, str] = {}
+    by_storage: dict[tuple[int, str], list[SourceTensor]] = defaultdict(list)
+    for t in tensors:
+        if t.identity in first:
+            aliases[t.name] = first[t.identity]
+            continue
+        first[t.identity] = t.name
+        by_storage[(t.file_index, t.storage_key)].append(t)
+    overlapping: list[list[str]] = []
+    for group in by_storage.values():
+        if len(group) < 2:
+            continue
+        spans = sorted((t.byte_span(), t.name) for t in group if t.nbytes)
+        cluster: list[str] = []
+        end = -1
+        for (b, e), name in spans:
+            if b < end:
+                cluster.append(name)
+            else:
+                if len(cluster) > 1:
+                    overlapping.append(cluster)
+                cluster = [name]
+            end = max(end, e)
+        if len(cluster) > 1:
+            overlapping.append(cluster)
+    return aliases, overlapping
+
+
+def shard(tensors: list[SourceTensor], max_bytes: int) -> list[ShardPlan]:
+    """Greedy, in source order; a tensor larger than ``max_bytes`` gets a shard of its own."""
+    groups: list[list[SourceTensor]] = [[]]
+    size = 0
+    for t in tensors:
+        if groups[-1] and size + t.nbytes > max_bytes:
+            groups.append([])
+            size = 0
+        groups[-1].append(t)
+        size += t.nbytes
+    n = len(groups)
+    if n == 1:
+        return [ShardPlan(SINGLE_NAME, groups[0])]
+    return [ShardPlan(f"model-{i + 1:05d}-of-{n:05d}.safetensors", g)
+            for i, g in enumerate(groups)]
+
+
+def plan_convert(
+    src: str | Path, dst: str | Path, options: ConvertOptions | None = None
+) -> ConvertPlan:
+    """Decide everything a conversion will do, reading headers and pickles but no tensor data.
+
+    Raises:
+        InputError: bad SRC/DST combination.
+        CheckpointError / UnsafeCheckpointError: broken or hostile input.
+        UnsupportedError: a tensor dtype safetensors cannot hold.
+    """
+    options = options or ConvertOptions()
+    src, dst = Path(src), Path(dst)
+    if not src.exists():
+        raise InputError("does not exist", path=src, hint="check the path")
+    _check_paths(src, dst)
+    _check_dst_free(dst, options.overwrite)
+    source = open_source(src, state_dict_key=options.state_dict_key,
+                         strip_prefix=options.strip_prefix, allow_globals=options.allow_globals)
+    bad = [f"{t.name} ({t.dtype})" for t in source.tensors if t.dtype not in TORCH_TO_ST]
+    if bad:
+        raise UnsupportedError(
+            f"{len(bad)} tensor(s) have dtypes safetensors cannot store: {', '.join(bad[:5])}",
+            path=src, supported=sorted(TORCH_TO_ST),
+        )
+    aliases, overlapping = find_aliases(source.tensors)
+    warnings = list(source.warnings)
+    if aliases and (options.aliases == "copy" or _tied_embeddings_off(source)):
+        if options.aliases == "dedupe":
+            warnings.append("config.json sets tie_word_embeddings false: aliased tensors are "
+                            "written once per name")
+        aliases = {}
+    written = [t for t in source.tensors if t.name not in aliases]
+    return ConvertPlan(source, dst, options, shard(written, options.max_shard_bytes), aliases,
+                       overlapping, warnings)

@@ -1,0 +1,430 @@
+"""What a source holds: which weight files, in which format, and every tensor in them.
+
+Nothing here reads tensor data; :class:`Reader` maps it lazily (mmap) when asked.
+"""
+
+from __future__ import annotations
+
+import json
+import mmap
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from modelport._io.paths import inside
+from modelport._io.st_header import ST_DTYPES, SafetensorsHeader, read_header
+from modelport.convert.pickle_safe import (
+    PickleCheckpoint,
+    Record,
+    TensorRef,
+    element_size,
+    load_pickle_checkpoint,
+)
+from modelport.errors import CheckpointError, InputError
+
+PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle"}
+ST_INDEX = "model.safetensors.index.json"
+PT_INDEX = "pytorch_model.bin.index.json"
+_PT_SHARD = re.compile(r"^pytorch_model(-\d+-of-\d+)?\.bin$")
+_STATE_DICT_KEYS = ("state_dict", "model_state_dict", "model", "module", "net", "network")
+_ST_TO_TORCH = {k: v[1] for k, v in ST_DTYPES.items()}
+
+
+@dataclass(frozen=True)
+class SourceTensor:
+    """One tensor to convert, located in its source file; no data loaded."""
+
+    name: str
+    dtype: str  # torch dtype name
+    shape: tuple[int, ...]
+    file_index: int
+    storage_key: str
+    byte_offset: int  # into the storage buffer
+    stride: tuple[int, ...] | None  # None: contiguous
+    nbytes: int
+
+    @property
+    def identity(self) -> tuple[Any, ...]:
+        """Equal for exact aliases: same storage, offset, shape, stride and dtype."""
+        return (self.file_index, self.storage_key, self.byte_offset, self.shape, self.stride,
+                self.dtype)
+
+    def byte_span(self) -> tuple[int, int]:
+        """Bytes of the storage this tensor may touch: [begin, end)."""
+        if self.stride is None or self.nbytes == 0:
+            return self.byte_offset, self.byte_offset + self.nbytes
+        esize = element_size(self.dtype)
+        extent = 1 + sum((s - 1) * st for s, st in zip(self.shape, self.stride, strict=True))
+        return self.byte_offset, self.byte_offset + extent * esize
+
+
+@dataclass
+class SourceFile:
+    path: Path
+    format: str  # "zip", "legacy" or "safetensors"
+    pickle: PickleCheckpoint | None = None
+    header: SafetensorsHeader | None = None
+
+
+@dataclass
+class Skipped:
+    """A name or file that is not carried into the output, and why."""
+
+    name: str
+    reason: str
+
+
+@dataclass
+class SourceSet:
+    """Everything convert reads from SRC."""
+
+    src: Path
+    root: Path | None  # the folder, or None for a single file
+    files: list[SourceFile]
+    tensors: list[SourceTensor]
+    index_path: Path | None
+    copy_files: list[str]  # relative paths to copy unchanged
+    skipped_files: list[Skipped] = field(default_factory=list)
+    skipped_entries: list[Skipped] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    state_dict_key: str | None = None
+
+    @property
+    def format(self) -> str:
+        return "safetensors" if self.files[0].format == "safetensors" else "pickle"
+
+
+def sniff_format(path: Path) -> str:
+    """'safetensors', 'zip', 'legacy' (a pickle stream) or 'unknown', from the first bytes."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(9)
+    except OSError:
+        return "unknown"
+    if head[:2] == b"PK":
+        return "zip"
+    if len(head) == 9 and head[8:9] == b"{":
+        return "safetensors"
+    if head[:1] == b"\x80":
+        return "legacy"
+    return "unknown"
+
+
+def _read_index(root: Path, name: str) -> tuple[dict[str, str], list[str]]:
+    path = root / name
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"index is not valid JSON ({e})", path=path,
+                              hint="fix or delete the index file") from e
+    wm = obj.get("weight_map") if isinstance(obj, dict) else None
+    if not isinstance(wm, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in wm.items()
+    ):
+        raise CheckpointError("index has no weight_map of names to files", path=path,
+                              hint="fix or delete the index file")
+    files: list[str] = []
+    for fname in wm.values():
+        if fname not in files:
+            inside(root, fname, what="index entry", source=path)
+            if not (root / fname).is_file():
+                raise CheckpointError(
+                    f"shard {fname!r} named in the index is missing", path=path,
+                    hint="download the missing shard, or fix the index",
+                )
+            files.append(fname)
+    return wm, files
+
+
+def _walk_files(root: Path) -> list[str]:
+    out: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for fn in sorted(filenames):
+            if fn.startswith("."):
+                continue
+            out.append(os.path.relpath(os.path.join(dirpath, fn), root))
+    return out
+
+
+def _pick_weights(root: Path, rels: list[str]) -> tuple[list[str], str | None, list[Skipped]]:
+    """Choose the weight files of a folder: safetensors first, then pickles."""
+    top = [r for r in rels if "/" not in r]
+    skipped: list[Skipped] = []
+    st = sorted(r for r in top if r.endswith(".safetensors"))
+    pickles = sorted(r for r in top if Path(r).suffix in PICKLE_SUFFIXES)
+    if ST_INDEX in top or st:
+        if ST_INDEX in top:
+            _, files = _read_index(root, ST_INDEX)
+            index: str | None = ST_INDEX
+        else:
+            files, index = st, None
+        skipped += [Skipped(p, "pickle not read: the folder has safetensors weights")
+                    for p in pickles]
+        skipped += [Skipped(p, "safetensors file not named by the index")
+                    for p in st if p not in files]
+        return files, index, skipped
+    if PT_INDEX in top:
+        _, files = _read_index(root, PT_INDEX)
+        rest = [p for p in pickles if p not in files]
+        return files, PT_INDEX, [Skipped(p, "pickle not converted (not a weight shard)")
+                                 for p in rest]
+    shards = [p for p in pickles if _PT_SHARD.match(p)]
+    if shards:
+        if len(shards) > 1 and any("-of-" in s for s in shards):
+            raise CheckpointError(
+                f"{len(shards)} pytorch_model shards but no {PT_INDEX}", path=root,
+                hint="restore the index file, or convert each shard file on its own",
+            )
+        return shards[:1], None, [Skipped(p, "pickle not converted (not a weight file)")
+                                  for p in pickles if p not in shards[:1]]
+    candidates = [p for p in pickles if not p.startswith(("training_args", "optimizer",
+                                                          "scheduler", "rng_state"))]
+    if len(candidates) == 1:
+        return candidates, None, [Skipped(p, "pickle not converted (training state)")
+                                  for p in pickles if p not in candidates]
+    if len(candidates) > 1:
+        raise InputError(
+            f"the folder holds {len(candidates)} checkpoint files: {', '.join(candidates[:5])}",
+            path=root, hint="pass the one to convert as SRC",
+        )
+    raise InputError("no weights found (no safetensors, pytorch_model*.bin, .pt, .pth or .ckpt)",
+                     path=root, hint="point SRC at a model folder or a checkpoint file")
+
+
+def _flatten(obj: Any, prefix: str, out: list[tuple[str, Any]]) -> None:
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            key = f"{prefix}{k}" if isinstance(k, str) else f"{prefix}{k!r}"
+            _flatten(v, key + ".", out) if isinstance(v, dict) else out.append((key, v))
+    else:
+        out.append((prefix.rstrip("."), obj))
+
+
+def _count_tensors(obj: Any) -> int:
+    if isinstance(obj, TensorRef):
+        return 1
+    if isinstance(obj, dict):
+        return sum(_count_tensors(v) for v in obj.values())
+    if isinstance(obj, list | tuple):
+        return sum(_count_tensors(v) for v in obj)
+    if isinstance(obj, Record):
+        return _count_tensors(obj.args) + _count_tensors(obj.state)
+    return 0
+
+
+def select_state_dict(
+    obj: Any, path: Path, key: str | None
+) -> tuple[list[tuple[str, Any]], str | None, list[Skipped]]:
+    """Find the tensors to convert in an unpickled checkpoint.
+
+    Returns flattened (name, value) pairs, the key path used, and what was left out.
+    """
+    if not isinstance(obj, dict):
+        raise CheckpointError(
+            f"checkpoint holds a {type(obj).__name__}, not a dict of tensors", path=path,
+            hint="save model.state_dict() rather than the model object",
+        )
+    skipped: list[Skipped] = []
+    chosen = None
+    if key is not None:
+        node: Any = obj
+        for part in key.split("/"):
+            if not isinstance(node, dict) or part not in node:
+                raise InputError(f"no entry {key!r} in the checkpoint", path=path,
+                                 hint=f"top-level keys: {', '.join(map(str, list(obj)[:10]))}")
+            node = node[part]
+        if not isinstance(node, dict):
+            raise InputError(f"entry {key!r} is not a dict of tensors", path=path)
+        chosen = key
+    else:
+        flat: list[tuple[str, Any]] = []
+        _flatten(obj, "", flat)
+        if flat and all(isinstance(v, TensorRef) for _, v in flat):
+            return flat, None, []
+        for k in _STATE_DICT_KEYS:
+            if isinstance(obj.get(k), dict) and _count_tensors(obj[k]) > 0:
+                chosen = k
+                break
+        if chosen is None:
+            node, chosen = obj, None
+        else:
+            node = obj[chosen]
+    if chosen is not None:
+        for k, v in obj.items():
+            if k != chosen.split("/")[0]:
+                n = _count_tensors(v)
+                what = f"{n} tensor(s)" if n else type(v).__name__
+                skipped.append(Skipped(str(k), f"outside {chosen!r} ({what}); not converted"))
+    flat = []
+    _flatten(node, "", flat)
+    pairs = []
+    for name, v in flat:
+        if isinstance(v, TensorRef):
+            pairs.append((name, v))
+        else:
+            skipped.append(Skipped(name, f"not a tensor ({type(v).__name__}); not converted"))
+    if not pairs:
+        raise CheckpointError("no tensors found in the checkpoint", path=path,
+                              hint="pass --state-dict-key to choose where the tensors are")
+    return pairs, chosen, skipped
+
+
+def _strip(name: str, prefix: str | None) -> str:
+    return name[len(prefix):] if prefix and name.startswith(prefix) else name
+
+
+def open_source(
+    src: str | Path, *, state_dict_key: str | None = None, strip_prefix: str | None = None,
+    allow_globals: tuple[str, ...] = (),
+) -> SourceSet:
+    """Find the weights in SRC (folder or file) and list their tensors, reading no data.
+
+    Raises:
+        InputError: SRC does not exist, holds no weights, or is ambiguous.
+        CheckpointError / UnsafeCheckpointError: a weight file is broken or hostile.
+    """
+    src = Path(src)
+    if not src.exists():
+        raise InputError("does not exist", path=src, hint="check the path")
+    if src.is_dir():
+        root: Path | None = src
+        rels = _walk_files(src)
+        if not rels:
+            raise InputError("the folder is empty", path=src,
+                             hint="point SRC at a model folder or a checkpoint file")
+        weight_rels, index_rel, skipped = _pick_weights(src, rels)
+        paths = [inside(src, r, what="weight file", source=src) for r in weight_rels]
+        index_path = src / index_rel if index_rel else None
+        done = set(weight_rels) | {ST_INDEX, PT_INDEX}
+        copy: list[str] = []
+        for r in rels:
+            if r in done or any(s.name == r for s in skipped):
+                continue
+            if Path(r).suffix in PICKLE_SUFFIXES or r.endswith(".safetensors"):
+                skipped.append(Skipped(r, "weights file not converted (not part of the model)"))
+                continue
+            inside(src, r, what="file", source=src)
+            copy.append(r)
+    else:
+        root, index_path, copy, skipped = None, None, [], []
+        paths = [src]
+
+    files: list[SourceFile] = []
+    tensors: list[SourceTensor] = []
+    entries: list[Skipped] = []
+    warnings: list[str] = []
+    seen: dict[str, str] = {}
+    chosen_key: str | None = None
+    for i, p in enumerate(paths):
+        fmt = sniff_format(p)
+        if fmt == "safetensors" or (p.suffix == ".safetensors"):
+            header = read_header(p)
+            files.append(SourceFile(p, "safetensors", header=header))
+            for t in header.tensors.values():
+                name = _strip(t.name, strip_prefix)
+                tensors.append(SourceTensor(name, _ST_TO_TORCH[t.dtype], t.shape, i, t.name,
+                                            0, None, t.nbytes))
+        else:
+            ck = load_pickle_checkpoint(p, allow_globals)
+            files.append(SourceFile(p, ck.kind, pickle=ck))
+            pairs, chosen_key, skip = select_state_dict(ck.obj, p, state_dict_key)
+            entries += skip
+            for raw_name, ref in pairs:
+                esize = element_size(ref.dtype)
+                stride = None if ref.is_contiguous() else ref.stride
+                tensors.append(SourceTensor(
+                    _strip(raw_name, strip_prefix), ref.dtype, ref.shape, i,
+                    ref.storage.key, ref.offset * esize, stride, ref.nbytes,
+                ))
+        for t in tensors[len(seen):]:
+            if t.name in seen:
+                raise CheckpointError(
+                    f"tensor {t.name!r} appears twice ({seen[t.name]} and {p.name})", path=p,
+                    hint="the shards overlap; fix the checkpoint (or check --strip-prefix)",
+                )
+            seen[t.name] = p.name
+    if index_path is not None:
+        wm, _ = _read_index(index_path.parent, index_path.name)
+        located = {t.name: paths[t.file_index].relative_to(src).as_posix() for t in tensors}
+        missing = [n for n in wm if _strip(n, strip_prefix) not in located]
+        if missing:
+            raise CheckpointError(
+                f"{len(missing)} tensor(s) named in the index are in no shard: "
+                f"{', '.join(missing[:5])}", path=index_path,
+                hint="a shard is incomplete or the index is stale; re-download the model",
+            )
+        wrong = [n for n, f in wm.items() if located.get(_strip(n, strip_prefix)) != f]
+        unlisted = [n for n in located if n not in {_strip(k, strip_prefix) for k in wm}]
+        if wrong:
+            warnings.append(f"index places {len(wrong)} tensor(s) in the wrong shard "
+                            f"(e.g. {wrong[0]}); the output index is rebuilt from the files")
+        if unlisted:
+            warnings.append(f"{len(unlisted)} tensor(s) are missing from the index "
+                            f"(e.g. {unlisted[0]}); they are converted too")
+    return SourceSet(src, root, files, tensors, index_path, copy, skipped, entries, warnings,
+                     chosen_key)
+
+
+class Reader:
+    """Maps the source files lazily and hands out the bytes of a tensor's storage."""
+
+    def __init__(self, files: list[SourceFile]) -> None:
+        self._files = files
+        self._maps: dict[int, mmap.mmap] = {}
+
+    def _map(self, i: int) -> mmap.mmap | None:
+        if i not in self._maps:
+            with open(self._files[i].path, "rb") as f:
+                if os.fstat(f.fileno()).st_size == 0:
+                    return None
+                self._maps[i] = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        return self._maps[i]
+
+    def storage(self, t: SourceTensor) -> memoryview:
+        """The whole storage buffer ``t`` lives in (zero-copy where possible)."""
+        sf = self._files[t.file_index]
+        if sf.header is not None:
+            e = sf.header.tensors[t.storage_key]
+            m = self._map(t.file_index)
+            if m is None:
+                return memoryview(b"")
+            return memoryview(m)[sf.header.data_start + e.begin: sf.header.data_start + e.end]
+        assert sf.pickle is not None
+        if t.storage_key in sf.pickle.storage_inline:
+            return memoryview(sf.pickle.storage_inline[t.storage_key])
+        start, length = sf.pickle.storage_offsets[t.storage_key]
+        m = self._map(t.file_index)
+        if m is None:
+            return memoryview(b"")
+        return memoryview(m)[start: start + length]
+
+    def tensor_bytes(self, t: SourceTensor) -> memoryview:
+        """The tensor's bytes in C order: a view when contiguous, else one compact copy."""
+        buf = self.storage(t)
+        if t.nbytes == 0:
+            return memoryview(b"")
+        if t.stride is None:
+            return buf[t.byte_offset: t.byte_offset + t.nbytes]
+        import warnings
+
+        import torch
+
+        dtype = getattr(torch, t.dtype)
+        esize = element_size(t.dtype)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # read-only buffer: we never write
+            flat = torch.frombuffer(buf, dtype=torch.uint8)
+        view = flat.view(dtype).as_strided(t.shape, t.stride, t.byte_offset // esize)
+        out = view.contiguous().reshape(-1).view(torch.uint8)
+        return memoryview(out.numpy())
+
+    def close(self) -> None:
+        for m in self._maps.values():
+            try:
+                m.close()
+            except BufferError:  # a view is still alive somewhere; the GC will unmap it
+                pass
+        self._maps.clear()

@@ -1,0 +1,119 @@
+"""Every error modelport raises.
+
+Each class says when it is raised, carries typed fields and a ``hint`` (what to do next).
+``str(err)`` is the message followed by the hint, so the CLI can print it in one or two lines.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+
+def _short_list(items: Iterable[str], limit: int = 10) -> str:
+    """Join items, showing the first ``limit`` and then a count."""
+    items = list(items)
+    shown = ", ".join(items[:limit])
+    if len(items) > limit:
+        shown += f", ... ({len(items) - limit} more)"
+    return shown
+
+
+class ModelportError(Exception):
+    """Base class of every error modelport raises on purpose."""
+
+    exit_code: int = 1
+
+    def __init__(self, message: str, *, path: str | Path | None = None, hint: str = "") -> None:
+        self.message = message
+        self.path = str(path) if path is not None else None
+        self.hint = hint
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        where = f"{self.path}: " if self.path else ""
+        text = f"{where}{self.message}"
+        return f"{text}\n  hint: {self.hint}" if self.hint else text
+
+
+class InputError(ModelportError, ValueError):
+    """Raised for a bad path, a bad option or a bad combination of them."""
+
+    exit_code = 2
+
+
+class MissingDependencyError(ModelportError, ImportError):
+    """Raised when an optional extra is needed but not installed; names the extra."""
+
+    exit_code = 2
+
+    def __init__(self, package: str, extra: str) -> None:
+        self.package = package
+        self.extra = extra
+        super().__init__(
+            f"this step needs the optional package {package!r}",
+            hint=f"pip install 'modelport[{extra}]'",
+        )
+
+
+class CheckpointError(ModelportError):
+    """Raised when a weight file is corrupt, truncated or inconsistent.
+
+    ``member`` names the part of the file (zip member, tensor, index entry) where it broke.
+    """
+
+    exit_code = 2
+
+    def __init__(
+        self, message: str, *, path: str | Path | None = None, member: str | None = None,
+        hint: str = "",
+    ) -> None:
+        self.member = member
+        if member:
+            message = f"{message} (at {member})"
+        super().__init__(message, path=path, hint=hint)
+
+
+class UnsafeCheckpointError(CheckpointError):
+    """Raised when a pickle would import globals outside the allow-list.
+
+    Nothing from the file was executed: the globals were recognised by name only.
+    """
+
+    exit_code = 3
+
+    def __init__(self, globals_: Sequence[str], *, path: str | Path | None = None) -> None:
+        self.globals = sorted(set(globals_))
+        super().__init__(
+            f"refused: the pickle would import {len(self.globals)} global(s) outside the "
+            f"allow-list: {_short_list(self.globals)}; nothing was executed",
+            path=path,
+            hint="if these are inert data classes you trust, pass --allow-global MODULE.NAME "
+            "for each (they are rebuilt as plain records, never imported)",
+        )
+
+
+class UnsupportedError(ModelportError):
+    """Raised for input that is valid but that modelport does not handle (yet)."""
+
+    exit_code = 2
+
+    def __init__(
+        self, what: str, *, supported: Sequence[str] = (), path: str | Path | None = None,
+        hint: str = "",
+    ) -> None:
+        self.what = what
+        self.supported = list(supported)
+        if supported and not hint:
+            hint = f"supported: {_short_list(self.supported)}"
+        super().__init__(what, path=path, hint=hint)
+
+
+class VerificationError(ModelportError):
+    """Raised when a written output differs from its source; the output is removed."""
+
+    exit_code = 4
+
+
+class OutputExistsError(InputError, FileExistsError):
+    """Raised when the destination exists and overwriting was not asked for."""

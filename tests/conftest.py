@@ -1,0 +1,138 @@
+"""Shared fixtures: tiny models built offline from configs, and checkpoint writers."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REAL = Path(__file__).resolve().parents[1].parent / "shared" / "real"
+
+# transformers-native model types from the watsonx tables of shared/TARGETS.md
+NATIVE_TYPES = [
+    "bloom", "codegen", "falcon", "gemma", "gemma2", "gpt_bigcode", "gpt_neox", "gptj", "gpt2",
+    "granite", "llama", "mistral", "mixtral", "mpt", "mt5", "nemotron", "olmo", "persimmon",
+    "phi", "phi3", "qwen2", "t5",
+]
+SEQ2SEQ = {"t5", "mt5"}
+VOCAB = 256
+
+
+def real_path(*parts: str) -> Path:
+    p = REAL.joinpath(*parts)
+    if not p.exists():
+        pytest.skip(f"real-world file {p} not available")
+    return p
+
+
+def tiny_config(model_type: str):  # type: ignore[no-untyped-def]
+    from transformers import AutoConfig
+
+    kw: dict[str, object] = dict(vocab_size=VOCAB, hidden_size=64, num_hidden_layers=2,
+                                 num_attention_heads=4, intermediate_size=128,
+                                 num_key_value_heads=2, head_dim=16)
+    if model_type in ("gpt2", "gpt_bigcode"):
+        kw = dict(vocab_size=VOCAB, n_embd=64, n_layer=2, n_head=4, n_positions=64)
+    elif model_type == "codegen":
+        kw = dict(vocab_size=VOCAB, n_embd=64, n_layer=2, n_head=4, n_positions=64,
+                  rotary_dim=8)
+    elif model_type == "gptj":
+        kw = dict(vocab_size=VOCAB, n_embd=64, n_layer=2, n_head=4, n_positions=64, rotary_dim=8)
+    elif model_type == "bloom":
+        kw = dict(vocab_size=VOCAB, hidden_size=64, n_layer=2, n_head=4)
+    elif model_type == "mpt":
+        kw = dict(vocab_size=VOCAB, d_model=64, n_layers=2, n_heads=4, max_seq_len=64)
+    elif model_type in SEQ2SEQ:
+        kw = dict(vocab_size=VOCAB, d_model=64, d_kv=16, d_ff=128, num_layers=2, num_heads=4,
+                  decoder_start_token_id=0)
+    elif model_type == "mixtral":
+        kw.update(num_local_experts=4, num_experts_per_tok=2)
+    if model_type == "falcon":
+        kw.pop("head_dim")
+    if model_type == "phi3":
+        kw["pad_token_id"] = 0
+    for k in ("bos_token_id", "eos_token_id"):
+        kw.setdefault(k, 1)
+    return AutoConfig.for_model(model_type, **kw)
+
+
+def tiny_model(model_type: str, seed: int = 0):  # type: ignore[no-untyped-def]
+    from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
+
+    torch.manual_seed(seed)
+    cfg = tiny_config(model_type)
+    cls = AutoModelForSeq2SeqLM if model_type in SEQ2SEQ else AutoModelForCausalLM
+    model = cls.from_config(cfg).eval()
+    # random init leaves norms at 1 and biases at 0: perturb every float so a swapped or
+    # zero-filled tensor cannot go unnoticed in the logits
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.02)
+    return model
+
+
+def logits(model, model_type: str) -> torch.Tensor:  # type: ignore[no-untyped-def]
+    g = torch.Generator().manual_seed(1)
+    ids = torch.randint(2, VOCAB, (2, 12), generator=g)
+    with torch.no_grad():
+        if model_type in SEQ2SEQ:
+            return model(input_ids=ids, decoder_input_ids=ids[:, :5]).logits
+        return model(input_ids=ids).logits
+
+
+def save_bin(state: dict[str, torch.Tensor], folder: Path, shards: int = 1,
+             legacy: bool = False) -> list[Path]:
+    """Write a state dict as pytorch_model.bin, or as N shards with their index."""
+    folder.mkdir(parents=True, exist_ok=True)
+    kw = {"_use_new_zipfile_serialization": False} if legacy else {}
+    if shards == 1:
+        torch.save(state, folder / "pytorch_model.bin", **kw)
+        return [folder / "pytorch_model.bin"]
+    names = list(state)
+    per = -(-len(names) // shards)
+    weight_map: dict[str, str] = {}
+    paths = []
+    for i in range(shards):
+        part = names[i * per: (i + 1) * per]
+        fname = f"pytorch_model-{i + 1:05d}-of-{shards:05d}.bin"
+        torch.save({k: state[k] for k in part}, folder / fname, **kw)
+        weight_map.update(dict.fromkeys(part, fname))
+        paths.append(folder / fname)
+    total = sum(t.numel() * t.element_size() for t in state.values())
+    (folder / "pytorch_model.bin.index.json").write_text(
+        json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}))
+    return paths
+
+
+def tree_snapshot(folder: Path) -> dict[str, tuple[int, int]]:
+    """(size, mtime_ns) of every file under folder: to prove an input was not modified."""
+    out = {}
+    for dirpath, _, files in os.walk(folder):
+        for f in files:
+            st = os.stat(os.path.join(dirpath, f))
+            out[os.path.relpath(os.path.join(dirpath, f), folder)] = (st.st_size, st.st_mtime_ns)
+    return out
+
+
+@pytest.fixture
+def marker(tmp_path: Path) -> Path:
+    """A file that a hostile payload would create if it ever ran."""
+    return tmp_path / "PWNED"
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):  # type: ignore[no-untyped-def]
+    """Say which architectures the reload test covered (the controller sees every report)."""
+    covered = {"passed": [], "failed": []}
+    for outcome in covered:
+        for rep in terminalreporter.stats.get(outcome, []):
+            nodeid = getattr(rep, "nodeid", "")
+            if "test_architectures.py::test_convert_reload_identical_logits[" in nodeid \
+                    and rep.when == "call":
+                covered[outcome].append(nodeid.rsplit("[", 1)[1].rstrip("]"))
+    if covered["passed"] or covered["failed"]:
+        terminalreporter.write_line(
+            f"architectures reloaded with identical logits: {', '.join(sorted(covered['passed']))}"
+            + (f"; FAILED: {', '.join(sorted(covered['failed']))}" if covered["failed"] else ""))

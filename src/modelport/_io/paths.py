@@ -26,7 +26,7 @@ def inside(root: Path, rel: str, *, what: str, source: Path) -> Path:
     """
     if not rel or os.path.isabs(rel) or "\\" in rel or "\x00" in rel:
         raise CheckpointError(
-            f"{what} {rel!r} is not a plain relative path inside the folder", path=source,
+            f"{what} {rel!r} is not a relative path: it points outside the folder", path=source,
             hint="fix or remove the entry; modelport never reads outside the model folder",
         )
     parts = Path(rel).parts

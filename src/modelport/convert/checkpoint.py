@@ -76,9 +76,19 @@ def _equal(a: memoryview, b: memoryview) -> bool:
     return True
 
 
-def _write_shard(path: Path, shard: ShardPlan, reader: Reader, progress: object) -> FileRecord:
+def _shard_metadata(shard: ShardPlan, aliases: dict[str, str]) -> dict[str, str]:
+    """``format: pt`` plus, as safetensors' own save_model does, ``dropped name -> kept name``
+    for each alias whose kept tensor is in this shard."""
+    names = {t.name for t in shard.tensors}
+    meta = {"format": "pt"}
+    meta.update({d: k for d, k in aliases.items() if k in names and d != "format"})
+    return meta
+
+
+def _write_shard(path: Path, shard: ShardPlan, reader: Reader, progress: object,
+                 metadata: dict[str, str]) -> FileRecord:
     entries = [(t.name, TORCH_TO_ST[t.dtype], t.shape, t.nbytes) for t in shard.tensors]
-    header, _ = build_header(entries, {"format": "pt"})
+    header, _ = build_header(entries, metadata)
     with HashingWriter(path) as w:
         w.write(header)
         for t in shard.tensors:
@@ -149,7 +159,8 @@ def execute(plan: ConvertPlan, *, progress: bool | None = None) -> ConvertReport
     try:
         with atomic_dir(plan.dst, overwrite=plan.options.overwrite) as tmp:
             for shard in plan.shards:
-                rec = _write_shard(tmp / shard.filename, shard, reader, bar)
+                meta = _shard_metadata(shard, plan.aliases)
+                rec = _write_shard(tmp / shard.filename, shard, reader, bar, meta)
                 if plan.options.verify:
                     v0 = time.perf_counter()
                     _verify_shard(tmp / shard.filename, shard, reader)

@@ -13,6 +13,7 @@ legacy file) and mapped lazily by :mod:`modelport.convert.sources`.
 
 from __future__ import annotations
 
+import _compat_pickle
 import collections
 import io
 import math
@@ -20,7 +21,7 @@ import pickle
 import struct
 import zipfile
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -115,14 +116,24 @@ class TensorRef:
         )
 
 
-@dataclass
 class Record:
-    """An object of an explicitly allowed global, rebuilt as inert data."""
+    """An object of an explicitly allowed global, rebuilt as inert data (never imported).
 
-    global_name: str
-    args: tuple[Any, ...] = ()
-    state: Any = None
-    items: list[Any] = field(default_factory=list)
+    ``global_name`` is the ``module.name`` the pickle asked for; ``args``, ``state`` and
+    ``items`` hold what the pickle passed to it.
+    """
+
+    global_name = ""
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Record:
+        self = object.__new__(cls)
+        self.args = args
+        self.state = None
+        self.items: list[Any] = []
+        return self
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
 
     def __setstate__(self, state: Any) -> None:
         self.state = state
@@ -135,6 +146,9 @@ class Record:
 
     def __setitem__(self, k: Any, v: Any) -> None:
         self.items.append((k, v))
+
+    def __repr__(self) -> str:
+        return f"Record({self.global_name})"
 
 
 class _Inert:
@@ -245,7 +259,6 @@ _ALLOWED: dict[str, Any] = {
     "builtins.bytearray": bytearray,
     "builtins.complex": complex,
     "builtins.slice": slice,
-    "__builtin__.set": set,
 }
 for _name, _dt in _STORAGE_DTYPES.items():
     _ALLOWED[f"torch.{_name}"] = StorageType(_dt)
@@ -271,11 +284,17 @@ class _SafeUnpickler(pickle.Unpickler):
         self._persistent = persistent
 
     def find_class(self, module: str, name: str) -> Any:
+        # name what pickle itself would import: protocol-2 files spell Python 3 names the
+        # Python 2 way (subprocess.Popen is written as commands.Popen, builtins as __builtin__)
+        if (module, name) in _compat_pickle.NAME_MAPPING:
+            module, name = _compat_pickle.NAME_MAPPING[(module, name)]
+        elif module in _compat_pickle.IMPORT_MAPPING:
+            module = _compat_pickle.IMPORT_MAPPING[module]
         key = f"{module}.{name}"
         if key in _ALLOWED:
             return _ALLOWED[key]
         if key in self.extra_allowed:
-            return lambda *args: Record(key, args)
+            return type("Record", (Record,), {"global_name": key})
         if key in _UNSUPPORTED_TORCH:
             self.unsupported.append(key)
         else:

@@ -291,6 +291,13 @@ def open_source(
         raise InputError("does not exist", path=src, hint="check the path")
     if src.is_dir():
         root: Path | None = src
+        for entry in sorted(src.iterdir()):
+            if entry.is_dir() and (entry.suffix in PICKLE_SUFFIXES
+                                   or entry.name.endswith((".safetensors", ".index.json"))):
+                raise CheckpointError(
+                    f"{entry.name!r} is a directory where a weight file belongs", path=src,
+                    hint="replace it with the real file (a failed download or unpacked zip?)",
+                )
         rels = _walk_files(src)
         if not rels:
             raise InputError("the folder is empty", path=src,

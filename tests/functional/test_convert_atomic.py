@@ -1,0 +1,123 @@
+"""Outputs are complete or absent: failures, kills and full disks leave nothing that looks done."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import modelport
+from modelport.convert import checkpoint
+from modelport.errors import InputError, OutputExistsError, VerificationError
+from tests.conftest import save_bin, tree_snapshot
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _src(tmp_path: Path, n: int = 4, size: int = 64) -> tuple[Path, dict[str, torch.Tensor]]:
+    g = torch.Generator().manual_seed(0)
+    state = {f"w{i}": torch.randn(size, size, generator=g) for i in range(n)}
+    save_bin(state, tmp_path / "src")
+    return tmp_path / "src", state
+
+
+def _leftovers(parent: Path) -> list[str]:
+    return [p.name for p in parent.iterdir() if ".modelport-" in p.name]
+
+
+def test_verification_failure_removes_output(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                             ) -> None:
+    src, _ = _src(tmp_path)
+    monkeypatch.setattr(checkpoint, "_equal", lambda a, b: False)
+    with pytest.raises(VerificationError, match="differ"):
+        modelport.convert(src, tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()
+    assert _leftovers(tmp_path) == []
+
+
+def test_existing_destination_is_refused_then_replaced(tmp_path: Path) -> None:
+    src, state = _src(tmp_path)
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "keep.txt").write_text("mine")
+    with pytest.raises(OutputExistsError):
+        modelport.convert(src, tmp_path / "out", progress=False)
+    assert (tmp_path / "out" / "keep.txt").read_text() == "mine"
+    modelport.convert(src, tmp_path / "out", progress=False, overwrite=True)
+    assert not (tmp_path / "out" / "keep.txt").exists()
+    assert torch.equal(load_file(tmp_path / "out" / "model.safetensors")["w1"], state["w1"])
+    assert _leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("dst", ["src/out", "src"])
+def test_destination_inside_or_equal_to_source(tmp_path: Path, dst: str) -> None:
+    src, _ = _src(tmp_path)
+    before = tree_snapshot(src)
+    with pytest.raises(InputError, match="DST"):
+        modelport.convert(src, tmp_path / dst, progress=False, overwrite=True)
+    assert tree_snapshot(src) == before
+
+
+def test_kill_9_mid_write_leaves_nothing_complete_and_rerun_succeeds(tmp_path: Path) -> None:
+    # ~128 MiB in 32 shards: slow enough to be caught mid-write
+    src, state = _src(tmp_path, n=32, size=1024)
+    out = tmp_path / "out"
+    code = ("import modelport, sys; modelport.convert(sys.argv[1], sys.argv[2], "
+            "max_shard_bytes='4MiB', progress=False)")
+    killed_mid_write = 0
+    for delay in (0.3, 0.8, 1.5):
+        proc = subprocess.Popen([sys.executable, "-c", code, str(src), str(out)], cwd=ROOT)
+        deadline = time.monotonic() + 60
+        while not _leftovers(tmp_path) and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.02)
+        time.sleep(delay * 0.2)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        if out.exists():  # it finished before the kill: then it must be complete
+            break
+        assert _leftovers(tmp_path), "a killed run leaves only its hidden temp folder"
+        killed_mid_write += 1
+    assert killed_mid_write >= 1
+    rep = modelport.convert(src, out, max_shard_bytes="4MiB", progress=False, overwrite=True)
+    assert rep.verified and _leftovers(tmp_path) == []  # stale temp folders were cleaned
+    for o in rep.outputs:
+        if o.role == "weights":
+            for k, v in load_file(out / o.path).items():
+                assert torch.equal(v, state[k])
+
+
+def test_full_disk_gives_a_clear_error_and_no_output(tmp_path: Path) -> None:
+    src, _ = _src(tmp_path, n=4, size=256)  # 1 MiB of weights
+    before = tree_snapshot(src)
+    code = (
+        "import resource, signal, sys, modelport\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))\n"
+        "from modelport.cli.main import main\n"
+        "sys.argv = ['modelport', 'convert', sys.argv[1], sys.argv[2]]\n"
+        "main()\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code, str(src), str(tmp_path / "out")],
+                       capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert r.returncode == 2, r.stderr
+    assert "cannot write output" in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) <= 2
+    assert not (tmp_path / "out").exists() and _leftovers(tmp_path) == []
+    assert tree_snapshot(src) == before
+
+
+def test_output_files_are_fsynced_and_hashes_match(tmp_path: Path) -> None:
+    import hashlib
+
+    src, _ = _src(tmp_path)
+    rep = modelport.convert(src, tmp_path / "out", progress=False)
+    for o in rep.outputs:
+        data = (tmp_path / "out" / o.path).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == o.sha256 and len(data) == o.size
+    assert os.listdir(tmp_path / "out")

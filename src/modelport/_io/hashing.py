@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import queue
@@ -34,6 +35,40 @@ class HashingWriter:
         while (chunk := self._q.get()) is not None:
             self._sha.update(chunk)
 
+    _copy_range_ok = True  # flips off on a kernel or file system without copy_file_range
+
+    def copy_from(self, src_fd: int, offset: int, view: memoryview) -> None:
+        """Append ``len(view)`` bytes that lie at ``offset`` in ``src_fd``.
+
+        The kernel copies them (``copy_file_range``: no page faults, no user-space copy) while
+        the hash thread reads ``view``, a mapping of the same bytes. Falls back to write().
+        """
+        n = len(view)
+        done = 0
+        if HashingWriter._copy_range_ok:
+            try:
+                while done < n:
+                    k = os.copy_file_range(src_fd, self._fd, n - done, offset + done)
+                    if k == 0:
+                        raise OSError(errno.EIO, "source ended early (truncated while reading?)")
+                    done += k
+            except OSError as e:
+                if e.errno not in (errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+                    raise
+                HashingWriter._copy_range_ok = False
+        if done < n:
+            self._write_all(view[done:])
+        for i in range(0, n, CHUNK_BYTES):
+            self._q.put(view[i: i + CHUNK_BYTES])
+        self.size += n
+
+    def _write_all(self, mv: memoryview) -> None:
+        for i in range(0, len(mv), CHUNK_BYTES):
+            chunk = mv[i: i + CHUNK_BYTES]
+            done = 0
+            while done < len(chunk):
+                done += os.write(self._fd, chunk[done:])
+
     def write(self, data: bytes | memoryview) -> None:
         mv = memoryview(data).cast("B")
         for i in range(0, len(mv), CHUNK_BYTES):
@@ -45,14 +80,14 @@ class HashingWriter:
             self.size += len(chunk)
 
     def close(self, *, fsync: bool = True) -> str:
-        """Finish hashing, fsync and close; returns the sha256 hex digest."""
+        """fsync and close (while the hash thread catches up), then return the sha256."""
         self._q.put(None)
-        self._thread.join()
         try:
             if fsync:
                 os.fsync(self._fd)
         finally:
             os.close(self._fd)
+            self._thread.join()
         self.sha256 = self._sha.hexdigest()
         return self.sha256
 

@@ -7,7 +7,6 @@ import math
 import mmap
 import os
 import time
-import warnings
 from pathlib import Path
 
 from pydantic import Field
@@ -57,22 +56,21 @@ class ConvertReport(Record):
 
 
 def _equal(a: memoryview, b: memoryview) -> bool:
+    """Byte equality of two buffers (numpy compares 8 bytes at a time, ~15 GB/s)."""
     if a.nbytes != b.nbytes:
         return False
     if a.nbytes == 0:
         return True
-    import torch
+    import numpy as np
 
     step = 256 * 2**20
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # read-only buffers; nothing is written
-        for i in range(0, a.nbytes, step):
-            x = torch.frombuffer(a[i: i + step], dtype=torch.uint8)
-            y = torch.frombuffer(b[i: i + step], dtype=torch.uint8)
-            if x.numel() % 8 == 0:
-                x, y = x.view(torch.int64), y.view(torch.int64)
-            if not torch.equal(x, y):
-                return False
+    for i in range(0, a.nbytes, step):
+        x = np.frombuffer(a[i: i + step], dtype=np.uint8)
+        y = np.frombuffer(b[i: i + step], dtype=np.uint8)
+        if x.size % 8 == 0:
+            x, y = x.view(np.uint64), y.view(np.uint64)
+        if not np.array_equal(x, y):
+            return False
     return True
 
 
@@ -86,25 +84,32 @@ def _shard_metadata(shard: ShardPlan, aliases: dict[str, str]) -> dict[str, str]
 
 
 def _write_shard(path: Path, shard: ShardPlan, reader: Reader, progress: object,
-                 metadata: dict[str, str]) -> FileRecord:
+                 metadata: dict[str, str]) -> HashingWriter:
+    """Write a shard; the returned writer is still hashing (finish it with ``close()``)."""
     entries = [(t.name, TORCH_TO_ST[t.dtype], t.shape, t.nbytes) for t in shard.tensors]
     header, _ = build_header(entries, metadata)
-    with HashingWriter(path) as w:
+    w = HashingWriter(path)
+    try:
         w.write(header)
         for t in shard.tensors:
-            w.write(reader.tensor_bytes(t))
+            region = reader.file_region(t)
+            if region is not None:
+                w.copy_from(region[0], region[1], reader.tensor_bytes(t))
+            else:
+                w.write(reader.tensor_bytes(t))
             if progress is not None:
                 progress.update(t.nbytes)  # type: ignore[attr-defined]
-        w.close()
-    return FileRecord(path=path.name, role="weights", size=w.size, sha256=w.sha256,
-                      tensors=len(shard.tensors))
+    except BaseException:
+        w.abort()
+        raise
+    return w
 
 
 def _verify_shard(path: Path, shard: ShardPlan, reader: Reader) -> None:
     """Re-open the written file with safetensors and compare every tensor with the source."""
     from safetensors import safe_open
 
-    with safe_open(str(path), framework="pt") as f:  # an independent parser of our output
+    with safe_open(str(path), framework="np") as f:  # an independent parser of our output
         names = set(f.keys())
         meta = f.metadata() or {}
         for t in shard.tensors:
@@ -160,12 +165,16 @@ def execute(plan: ConvertPlan, *, progress: bool | None = None) -> ConvertReport
         with atomic_dir(plan.dst, overwrite=plan.options.overwrite) as tmp:
             for shard in plan.shards:
                 meta = _shard_metadata(shard, plan.aliases)
-                rec = _write_shard(tmp / shard.filename, shard, reader, bar, meta)
-                if plan.options.verify:
-                    v0 = time.perf_counter()
-                    _verify_shard(tmp / shard.filename, shard, reader)
-                    verify_s += time.perf_counter() - v0
-                outputs.append(rec)
+                w = _write_shard(tmp / shard.filename, shard, reader, bar, meta)
+                try:
+                    if plan.options.verify:  # on this core, while the other one hashes
+                        v0 = time.perf_counter()
+                        _verify_shard(tmp / shard.filename, shard, reader)
+                        verify_s += time.perf_counter() - v0
+                finally:
+                    w.close()
+                outputs.append(FileRecord(path=shard.filename, role="weights", size=w.size,
+                                          sha256=w.sha256, tensors=len(shard.tensors)))
                 for t in shard.tensors:
                     tensor_map[t.name] = shard.filename
             if len(plan.shards) > 1:

@@ -381,14 +381,39 @@ class Reader:
     def __init__(self, files: list[SourceFile]) -> None:
         self._files = files
         self._maps: dict[int, mmap.mmap] = {}
+        self._fds: dict[int, int] = {}
 
     def _map(self, i: int) -> mmap.mmap | None:
         if i not in self._maps:
-            with open(self._files[i].path, "rb") as f:
-                if os.fstat(f.fileno()).st_size == 0:
-                    return None
-                self._maps[i] = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+            fd = self._fd(i)
+            if os.fstat(fd).st_size == 0:
+                return None
+            self._maps[i] = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
         return self._maps[i]
+
+    def _fd(self, i: int) -> int:
+        if i not in self._fds:
+            self._fds[i] = os.open(self._files[i].path, os.O_RDONLY)
+        return self._fds[i]
+
+    def _storage_start(self, t: SourceTensor) -> int | None:
+        """Byte offset of the tensor's storage in its file, or None if not stored plainly."""
+        sf = self._files[t.file_index]
+        if sf.header is not None:
+            return sf.header.data_start + sf.header.tensors[t.storage_key].begin
+        assert sf.pickle is not None
+        if t.storage_key in sf.pickle.storage_inline:
+            return None
+        return sf.pickle.storage_offsets[t.storage_key][0]
+
+    def file_region(self, t: SourceTensor) -> tuple[int, int] | None:
+        """(fd, offset) where the tensor's bytes lie in C order in its file, if they do."""
+        if t.stride is not None or t.nbytes == 0:
+            return None
+        start = self._storage_start(t)
+        if start is None:
+            return None
+        return self._fd(t.file_index), start + t.byte_offset
 
     def storage(self, t: SourceTensor) -> memoryview:
         """The whole storage buffer ``t`` lives in (zero-copy where possible)."""
@@ -435,3 +460,6 @@ class Reader:
             except BufferError:  # a view is still alive somewhere; the GC will unmap it
                 pass
         self._maps.clear()
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()

@@ -25,7 +25,6 @@ test: setup
 	$(PYTEST) -n 2 -m "not slow" tests
 
 bench: setup
-	$(PYTEST) -m slow tests -q
 	$(BIN)/python bench/convert_bench.py
 
 lint: setup

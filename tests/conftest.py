@@ -36,11 +36,9 @@ def tiny_config(model_type: str):  # type: ignore[no-untyped-def]
                                  num_key_value_heads=2, head_dim=16)
     if model_type in ("gpt2", "gpt_bigcode"):
         kw = dict(vocab_size=VOCAB, n_embd=64, n_layer=2, n_head=4, n_positions=64)
-    elif model_type == "codegen":
+    elif model_type == "codegen" or model_type == "gptj":
         kw = dict(vocab_size=VOCAB, n_embd=64, n_layer=2, n_head=4, n_positions=64,
                   rotary_dim=8)
-    elif model_type == "gptj":
-        kw = dict(vocab_size=VOCAB, n_embd=64, n_layer=2, n_head=4, n_positions=64, rotary_dim=8)
     elif model_type == "bloom":
         kw = dict(vocab_size=VOCAB, hidden_size=64, n_layer=2, n_head=4)
     elif model_type == "mpt":

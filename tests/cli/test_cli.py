@@ -33,16 +33,21 @@ def test_convert_json_report(model_dir: Path, tmp_path: Path) -> None:
     code, out, err = run("convert", str(model_dir), str(tmp_path / "o"), "--json")
     assert code == 0, err
     rep = json.loads(out)
-    assert rep["aliases"] == {"head": "emb"} and rep["verified"] is True
+    assert rep["aliases"] == {"head": "emb"}
+    assert rep["verified"] is True
     assert {o["path"] for o in rep["outputs"]} == {"model.safetensors", "config.json"}
 
 
 def test_convert_human_and_dry_run(model_dir: Path, tmp_path: Path) -> None:
     code, out, _ = run("convert", str(model_dir), str(tmp_path / "o"), "--dry-run")
-    assert code == 0 and "1 shard(s)" in out and "alias: head -> emb" in out
+    assert code == 0
+    assert "1 shard(s)" in out
+    assert "alias: head -> emb" in out
     assert not (tmp_path / "o").exists()
     code, out, _ = run("convert", str(model_dir), str(tmp_path / "o"))
-    assert code == 0 and "verified" in out and "sha256" in out
+    assert code == 0
+    assert "verified" in out
+    assert "sha256" in out
 
 
 def test_inspect_json_and_exit_codes(model_dir: Path, tmp_path: Path) -> None:
@@ -56,7 +61,8 @@ def test_inspect_json_and_exit_codes(model_dir: Path, tmp_path: Path) -> None:
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "model.safetensors").write_bytes(b"\x05\x00\x00\x00\x00\x00\x00\x00{bad")
     code, out, _ = run("inspect", str(tmp_path / "broken"))
-    assert code == 1 and "error" in out
+    assert code == 1
+    assert "error" in out
 
 
 BAD_INPUTS = {
@@ -82,10 +88,11 @@ def _truncated(d: Path) -> Path:
 def test_bad_input_one_or_two_lines(tmp_path: Path, case: str) -> None:
     make, code, text = BAD_INPUTS[case]
     src = make(tmp_path)
-    rc, out, err = run("convert", str(src), str(tmp_path / "out"))
+    rc, _out, err = run("convert", str(src), str(tmp_path / "out"))
     assert rc == code, err
     assert text in err
-    assert "Traceback" not in err and len(err.strip().splitlines()) <= 2
+    assert "Traceback" not in err
+    assert len(err.strip().splitlines()) <= 2
     assert not (tmp_path / "out").exists()
 
 
@@ -99,10 +106,12 @@ def test_unsafe_exit_code_and_real_entry_point(tmp_path: Path) -> None:
                         str(tmp_path / "e.pt"), str(tmp_path / "out")],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 3
-    assert "builtins.print" in r.stderr and "pwned" not in r.stdout + r.stderr
+    assert "builtins.print" in r.stderr
+    assert "pwned" not in r.stdout + r.stderr
     assert "Traceback" not in r.stderr
 
 
 def test_bad_option_value(model_dir: Path, tmp_path: Path) -> None:
     rc, _, err = run("convert", str(model_dir), str(tmp_path / "o"), "--max-shard-size", "lots")
-    assert rc == 2 and "not a size" in err
+    assert rc == 2
+    assert "not a size" in err

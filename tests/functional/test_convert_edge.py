@@ -53,7 +53,8 @@ def test_tied_weights_written_once_and_recorded(tmp_path: Path, legacy: bool) ->
 def test_aliases_copy_mode_writes_every_name(tmp_path: Path) -> None:
     emb = torch.randn(10, 4)
     rep, out = _convert({"a": emb, "b": emb}, tmp_path, aliases="copy")
-    assert rep.aliases == {} and torch.equal(out["a"], out["b"])
+    assert rep.aliases == {}
+    assert torch.equal(out["a"], out["b"])
 
 
 def test_tie_word_embeddings_false_keeps_both_names(tmp_path: Path) -> None:
@@ -62,7 +63,8 @@ def test_tie_word_embeddings_false_keeps_both_names(tmp_path: Path) -> None:
     save_bin({"embed.weight": emb, "lm_head.weight": emb}, src)
     (src / "config.json").write_text(json.dumps({"tie_word_embeddings": False}))
     rep = modelport.convert(src, tmp_path / "out", progress=False)
-    assert rep.aliases == {} and rep.warnings
+    assert rep.aliases == {}
+    assert rep.warnings
     assert set(load_file(tmp_path / "out" / "model.safetensors")) == {"embed.weight",
                                                                       "lm_head.weight"}
 
@@ -101,10 +103,11 @@ def test_dtypes_scalars_and_empty_tensors_bit_exact(tmp_path: Path, legacy: bool
     state["empty_inner"] = torch.zeros(3, 0, dtype=torch.bfloat16)
     state["noncontig"] = torch.randn(6, 4, generator=g).t()
     state["sliced"] = torch.randn(6, 8, generator=g)[:, 1::2]
-    rep, out = _convert(state, tmp_path, legacy)
+    _rep, out = _convert(state, tmp_path, legacy)
     assert set(out) == set(state)
     for k, v in state.items():
-        assert out[k].dtype == v.dtype and out[k].shape == v.shape, k
+        assert out[k].dtype == v.dtype, k
+        assert out[k].shape == v.shape, k
         assert torch.equal(out[k].view(-1).view(torch.uint8) if v.numel() else out[k],
                            v.contiguous().view(-1).view(torch.uint8) if v.numel() else v), k
 
@@ -127,14 +130,16 @@ def test_lightning_style_checkpoint(tmp_path: Path) -> None:
     assert rep.state_dict_key == "state_dict"
     assert set(out) == {"encoder.weight", "head.bias"}
     skipped = {s.name: s.reason for s in rep.skipped_entries}
-    assert "1 tensor(s)" in skipped["optimizer_states"] and "epoch" in skipped
+    assert "1 tensor(s)" in skipped["optimizer_states"]
+    assert "epoch" in skipped
     assert torch.equal(out["encoder.weight"], state["model.encoder.weight"])
 
 
 def test_nested_state_dict_key_and_flattening(tmp_path: Path) -> None:
     ckpt = {"ema": {"net": {"a": torch.ones(2), "b": {"c": torch.zeros(1)}}}, "step": 1}
     rep, out = _convert(ckpt, tmp_path, state_dict_key="ema/net")
-    assert set(out) == {"a", "b.c"} and rep.state_dict_key == "ema/net"
+    assert set(out) == {"a", "b.c"}
+    assert rep.state_dict_key == "ema/net"
 
 
 def test_missing_state_dict_key_is_named(tmp_path: Path) -> None:
@@ -154,7 +159,8 @@ def test_sharded_input_with_other_files(tmp_path: Path) -> None:
     torch.save({"x": 1}, src / "training_args.bin")
     rep = modelport.convert(src, tmp_path / "out", max_shard_bytes=40_000, progress=False)
     names = sorted(o.path for o in rep.outputs)
-    assert "1_Pooling/config.json" in names and "tokenizer_config.json" in names
+    assert "1_Pooling/config.json" in names
+    assert "tokenizer_config.json" in names
     assert "training_args.bin" not in names
     assert any(s.name == "training_args.bin" for s in rep.skipped_files)
     assert not list((tmp_path / "out").glob("*.bin"))

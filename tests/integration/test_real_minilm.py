@@ -35,7 +35,8 @@ def test_real_bert_round_trip_identical_embeddings(tmp_path: Path, legacy: bool)
     rep = modelport.convert(tmp_path / "src", tmp_path / "out", progress=False)
     assert rep.parameters == sum(t.numel() for t in state.values())
     out = load_file(tmp_path / "out" / "model.safetensors")
-    assert out.keys() == state.keys() and all(torch.equal(out[k], state[k]) for k in state)
+    assert out.keys() == state.keys()
+    assert all(torch.equal(out[k], state[k]) for k in state)
     assert (tmp_path / "out" / "1_Pooling" / "config.json").is_file()
     assert (tmp_path / "out" / "tokenizer.json").is_file()
 
@@ -51,7 +52,8 @@ def test_real_bert_round_trip_identical_embeddings(tmp_path: Path, legacy: bool)
 def test_inspect_real_bert(tmp_path: Path) -> None:
     state = pickled_copy(tmp_path / "src")
     rep = modelport.inspect(tmp_path / "src")
-    assert rep.config is not None and rep.config.model_type == "bert"
+    assert rep.config is not None
+    assert rep.config.model_type == "bert"
     assert rep.parameters == sum(t.numel() for t in state.values()) > 22_000_000
     assert rep.tensors == len(state)
     assert "tokenizer.json" in rep.tokenizer_files

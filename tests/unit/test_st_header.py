@@ -27,14 +27,16 @@ def test_reads_what_safetensors_writes(tmp_path: Path) -> None:
               tmp_path / "x.safetensors", metadata={"format": "pt"})
     h = read_header(tmp_path / "x.safetensors")
     assert h.metadata == {"format": "pt"}
-    assert h.tensors["a"].shape == (2, 3) and h.tensors["b"].dtype == "BF16"
+    assert h.tensors["a"].shape == (2, 3)
+    assert h.tensors["b"].dtype == "BF16"
     assert h.data_start + h.tensors["a"].end <= h.file_size
 
 
 def test_build_header_is_aligned_and_parses(tmp_path: Path) -> None:
     header, offsets = build_header([("a", "F32", (3,), 12), ("b", "U8", (5,), 5)],
                                    {"format": "pt"})
-    assert len(header) % 8 == 0 and offsets == [0, 12]
+    assert len(header) % 8 == 0
+    assert offsets == [0, 12]
     p = tmp_path / "y.safetensors"
     p.write_bytes(header + bytes(17))
     assert read_header(p).tensors["b"].begin == 12

@@ -26,14 +26,21 @@ class HashingWriter:
         self.size = 0
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         self._sha = hashlib.sha256()
-        self._q: queue.Queue[memoryview | None] = queue.Queue(maxsize=depth)
+        # views of mapped files cost no memory: they queue without bound, so the kernel copy
+        # runs ahead of the hash; copies made by write() are bounded by ``depth`` chunks
+        self._q: queue.Queue[tuple[memoryview, bool] | None] = queue.Queue()
+        self._held = threading.Semaphore(depth)
         self._thread = threading.Thread(target=self._hash, daemon=True)
         self._thread.start()
+        self._syncer: threading.Thread | None = None
         self.sha256 = ""
 
     def _hash(self) -> None:
-        while (chunk := self._q.get()) is not None:
+        while (item := self._q.get()) is not None:
+            chunk, owned = item
             self._sha.update(chunk)
+            if owned:
+                self._held.release()
 
     _copy_range_ok = True  # flips off on a kernel or file system without copy_file_range
 
@@ -59,7 +66,7 @@ class HashingWriter:
         if done < n:
             self._write_all(view[done:])
         for i in range(0, n, CHUNK_BYTES):
-            self._q.put(view[i: i + CHUNK_BYTES])
+            self._q.put((view[i: i + CHUNK_BYTES], False))
         self.size += n
 
     def _write_all(self, mv: memoryview) -> None:
@@ -76,14 +83,23 @@ class HashingWriter:
             done = 0
             while done < len(chunk):
                 done += os.write(self._fd, chunk[done:])
-            self._q.put(chunk)
+            self._held.acquire()
+            self._q.put((chunk, True))
             self.size += len(chunk)
+
+    def start_sync(self) -> None:
+        """Begin fsync on a thread (it releases the GIL), so the caller can verify meanwhile."""
+        if self._syncer is None:
+            self._syncer = threading.Thread(target=os.fsync, args=(self._fd,), daemon=True)
+            self._syncer.start()
 
     def close(self, *, fsync: bool = True) -> str:
         """fsync and close (while the hash thread catches up), then return the sha256."""
         self._q.put(None)
         try:
-            if fsync:
+            if self._syncer is not None:
+                self._syncer.join()
+            elif fsync:
                 os.fsync(self._fd)
         finally:
             os.close(self._fd)
@@ -94,6 +110,8 @@ class HashingWriter:
     def abort(self) -> None:
         self._q.put(None)
         self._thread.join()
+        if self._syncer is not None:
+            self._syncer.join()
         os.close(self._fd)
 
     def __enter__(self) -> HashingWriter:

@@ -102,6 +102,7 @@ def _write_shard(path: Path, shard: ShardPlan, reader: Reader, progress: object,
     except BaseException:
         w.abort()
         raise
+    w.start_sync()
     return w
 
 

@@ -265,6 +265,17 @@ def inspect(path: str | Path, *, allow_globals: tuple[str, ...] = ()) -> Inspect
         if config is not None and "tokenizer.json" not in tok:
             problems.append(Problem(severity="warning", file=None, message=(
                 "no tokenizer.json (fast tokenizer)")))
+    merged: dict[tuple[str, str], Problem] = {}
+    for p in problems:  # the same finding on every shard is one finding
+        key = (p.severity, p.message)
+        if key in merged:
+            first = merged[key]
+            n = int(first.file.split()[0]) + 1 if first.file and first.file.endswith(" files") \
+                else 2
+            merged[key] = Problem(severity=p.severity, file=f"{n} files", message=p.message)
+        else:
+            merged[key] = p
+    problems = list(merged.values())
     dtypes: dict[str, int] = {}
     for w in weights:
         for d, n in w.dtypes.items():

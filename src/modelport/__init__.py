@@ -18,17 +18,21 @@ from modelport import errors
 if TYPE_CHECKING:
     from modelport.convert.checkpoint import ConvertReport
     from modelport.convert.inspect import InspectReport
-    from modelport.convert.options import ConvertOptions
+    from modelport.convert.normalize import NormalizeReport
+    from modelport.convert.options import ConvertOptions, NormalizeOptions
     from modelport.convert.plan import ConvertPlan
 
 __all__ = [
     "ConvertOptions",
     "ConvertReport",
     "InspectReport",
+    "NormalizeOptions",
+    "NormalizeReport",
     "__version__",
     "convert",
     "errors",
     "inspect",
+    "normalize",
     "plan_convert",
 ]
 
@@ -57,7 +61,18 @@ def inspect(path: Any, **kwargs: Any) -> InspectReport:
     return _inspect(path, **kwargs)
 
 
+def normalize(folder: Any, out: Any = None, options: NormalizeOptions | None = None,
+              **kwargs: Any) -> NormalizeReport:
+    """Fix safetensors metadata, dtypes, config.json dtype and the index. See
+    :func:`modelport.convert.normalize.normalize`."""
+    from modelport.convert.normalize import normalize as _normalize
+
+    return _normalize(folder, out, options, **kwargs)
+
+
 _LAZY = {
+    "NormalizeOptions": "modelport.convert.options",
+    "NormalizeReport": "modelport.convert.normalize",
     "ConvertReport": "modelport.convert.checkpoint",
     "ConvertOptions": "modelport.convert.options",
     "InspectReport": "modelport.convert.inspect",

@@ -115,3 +115,23 @@ def test_bad_option_value(model_dir: Path, tmp_path: Path) -> None:
     rc, _, err = run("convert", str(model_dir), str(tmp_path / "o"), "--max-shard-size", "lots")
     assert rc == 2
     assert "not a size" in err
+
+
+def test_normalize_cli(tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    d = tmp_path / "m"
+    d.mkdir()
+    save_file({"w": torch.ones(4) * 1e5}, d / "model.safetensors")
+    rc, out, err = run("normalize", str(d))
+    assert rc == 2 and "--out" in err
+    rc, out, _ = run("normalize", str(d), "--dry-run")
+    assert rc == 0 and "would change" in out and "rewrite" in out
+    rc, out, err = run("normalize", str(d), "--in-place", "--dtype", "fp16")
+    assert rc == 2 and "overflows 1 tensor(s): w (4 values" in err and "--on-overflow" in err
+    rc, out, _ = run("normalize", str(d), "--in-place", "--json")
+    rep = json.loads(out)
+    assert rc == 0 and rep["files"][0]["action"] == "header-insert-range"
+    assert rep["files"][0]["data_sha256_before"] == rep["files"][0]["data_sha256_after"]
+    rc, out, _ = run("normalize", str(d), "--in-place")
+    assert rc == 0 and "nothing to change" in out

@@ -32,15 +32,18 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _clean_stale(parent: Path, name: str) -> None:
-    """Remove temp folders of earlier runs for ``name`` whose process is gone."""
-    for p in parent.glob(f".{name}{TMP_MARK}*"):
+def clean_stale(parent: Path, prefix: str) -> None:
+    """Remove temp files and folders ``<prefix>*.modelport-tmp-PID*`` of dead processes."""
+    for p in parent.glob(f"{prefix}{TMP_MARK}*"):
         try:
             pid = int(p.name.rsplit(TMP_MARK, 1)[1].split("-")[0])
         except ValueError:
             continue
         if not _pid_alive(pid):
-            shutil.rmtree(p, ignore_errors=True)
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
@@ -59,7 +62,7 @@ def atomic_dir(dst: Path, *, overwrite: bool = False) -> Iterator[Path]:
                                 hint="choose another destination or pass --overwrite")
     parent = dst.parent
     parent.mkdir(parents=True, exist_ok=True)
-    _clean_stale(parent, dst.name)
+    clean_stale(parent, f".{dst.name}")
     tmp = parent / f".{dst.name}{TMP_MARK}{os.getpid()}-{secrets.token_hex(4)}"
     tmp.mkdir()
     try:

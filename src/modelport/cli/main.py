@@ -146,6 +146,60 @@ def convert(src: Path, dst: Path, max_shard_size: str, state_dict_key: str | Non
     out.result(rep, "\n".join(lines))
 
 
+@cli.command()
+@click.argument("folder", type=click.Path(path_type=Path))
+@click.option("--out", "out", type=click.Path(path_type=Path), default=None,
+              help="write the normalized folder here (default mode)")
+@click.option("--in-place", is_flag=True, help="change FOLDER itself, each file atomically")
+@click.option("--dtype", type=click.Choice(["fp16", "bf16", "fp32"]), default=None,
+              help="cast floating tensors (never integer, bool, fp8 or quantization tensors)")
+@click.option("--on-overflow", type=click.Choice(["error", "clamp"]), default="error",
+              show_default=True, help="values beyond the target range")
+@click.option("--link", is_flag=True, help="hard-link unchanged files into --out")
+@click.option("--no-insert-range", is_flag=True,
+              help="in place, never grow headers with fallocate INSERT_RANGE")
+@click.option("--no-verify", is_flag=True, help="skip data hashes and re-reads")
+@click.option("--overwrite", is_flag=True, help="replace --out if it exists")
+@click.option("--dry-run", is_flag=True, help="list what would change; write nothing")
+@common
+@handle_errors
+def normalize(folder: Path, out: Path | None, in_place: bool, dtype: str | None,
+              on_overflow: str, link: bool, no_insert_range: bool, no_verify: bool,
+              overwrite: bool, dry_run: bool, as_json: bool, quiet: bool, debug: bool) -> None:
+    """Give safetensors headers format=pt, cast dtypes, fix config.json and the index."""
+    from modelport.convert.normalize import normalize as run
+    from modelport.convert.options import NormalizeOptions
+
+    opts = NormalizeOptions(dtype=dtype, on_overflow=on_overflow, in_place=in_place,
+                            link=link, dry_run=dry_run, verify=not no_verify,
+                            insert_range=not no_insert_range, overwrite=overwrite)
+    rep = run(folder, out, opts)
+    verb = "would change" if rep.dry_run else "changed"
+    lines = [f"{rep.dir}: nothing to change" if not rep.changed else
+             f"{rep.dir}: {verb} (in {rep.seconds:.2f} s)"]
+    for r in rep.files:
+        line = f"  {r.path}: {r.action}"
+        if r.action != "unchanged" and r.metadata_before != r.metadata_after:
+            line += f", metadata {r.metadata_before} -> {r.metadata_after}"
+        if r.data_sha256_before:
+            same = "unchanged" if r.data_sha256_before == r.data_sha256_after else "changed"
+            line += f", data sha256 {r.data_sha256_before[:12]}… {same}"
+        lines.append(line)
+        for c in r.casts:
+            if c.overflow or c.to_zero:
+                lines.append(f"    {c.name}: {c.from_dtype}->{c.to_dtype} max|x| "
+                             f"{c.max_abs:.4g}, {c.overflow} overflow"
+                             f"{' (clamped)' if c.clamped and c.overflow else ''}, "
+                             f"{c.to_zero} became zero")
+        if r.casts:
+            lines.append(f"    cast {len(r.casts)} tensor(s) to {r.casts[0].to_dtype}")
+    lines += [f"  config.json {k}: {a!r} -> {b!r}" for k, (a, b) in rep.config_changes.items()]
+    if rep.index != "none":
+        lines.append(f"  index: {rep.index}")
+    lines += [f"  recovered: {x}" for x in rep.recovered]
+    Output(as_json, quiet).result(rep, "\n".join(lines))
+
+
 def main() -> None:
     cli(prog_name="modelport")
 

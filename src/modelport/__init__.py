@@ -21,19 +21,23 @@ if TYPE_CHECKING:
     from modelport.convert.normalize import NormalizeReport
     from modelport.convert.options import ConvertOptions, NormalizeOptions
     from modelport.convert.plan import ConvertPlan
+    from modelport.package.check import CheckReport
 
 __all__ = [
+    "CheckReport",
     "ConvertOptions",
     "ConvertReport",
     "InspectReport",
     "NormalizeOptions",
     "NormalizeReport",
     "__version__",
+    "check",
     "convert",
     "errors",
     "inspect",
     "normalize",
     "plan_convert",
+    "targets",
 ]
 
 
@@ -70,7 +74,23 @@ def normalize(folder: Any, out: Any = None, options: NormalizeOptions | None = N
     return _normalize(folder, out, options, **kwargs)
 
 
+def check(path: Any, targets: Any = ("watsonx-saas",), *, spec: str | None = None
+          ) -> CheckReport:
+    """Will this folder deploy on the targets? See :func:`modelport.package.check.check`."""
+    from modelport.package.check import check as _check
+
+    return _check(path, list(targets) if not isinstance(targets, str) else [targets], spec=spec)
+
+
+def targets() -> list[str]:
+    """The import targets modelport has rules for."""
+    from modelport.package.rules import target_names
+
+    return target_names()
+
+
 _LAZY = {
+    "CheckReport": "modelport.package.check",
     "NormalizeOptions": "modelport.convert.options",
     "NormalizeReport": "modelport.convert.normalize",
     "ConvertReport": "modelport.convert.checkpoint",

@@ -200,6 +200,85 @@ def normalize(folder: Path, out: Path | None, in_place: bool, dtype: str | None,
     Output(as_json, quiet).result(rep, "\n".join(lines))
 
 
+@cli.group(invoke_without_command=True)
+@click.option("--json", "as_json", is_flag=True, help="print as JSON")
+@click.pass_context
+def targets(ctx: click.Context, as_json: bool) -> None:
+    """List the import targets modelport knows (one rules file each)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from modelport.package.rules import load_target, target_names
+
+    rows = [load_target(t) for t in target_names()]
+    Output(as_json, False).result(
+        [{"target": r.target, "title": r.title, "specs": r.specs, "checks": len(r.checks)}
+         for r in rows],
+        "\n".join(f"{r.target:40s} {r.title} ({len(r.checks)} checks; specs: "
+                  f"{', '.join(r.specs)})" for r in rows))
+
+
+@targets.command("show")
+@click.argument("target")
+@click.option("--json", "as_json", is_flag=True, help="print the whole rules file as JSON")
+@handle_errors
+def targets_show(target: str, as_json: bool) -> None:
+    """Print a target's rules, architectures, families and hardware table."""
+    from modelport.package.rules import load_target
+
+    r = load_target(target)
+    lines = [f"{r.target}: {r.title}", f"specifications: {', '.join(r.specs)}", "checks:"]
+    lines += [f"  {c.id} [{c.severity}{', unconfirmed' if c.unconfirmed else ''}] {c.message}"
+              for c in r.checks]
+    if r.architectures:
+        lines.append("architectures:")
+        lines += [f"  {a.model_type:14s} quant {','.join(a.quantization) or '-':6s} "
+                  f"TP {'yes' if a.tensor_parallel else 'no ':3s} specs {', '.join(a.specs)}"
+                  for a in r.architectures]
+    if r.families:
+        lines.append("families:")
+        lines += [f"  {f.name}: {', '.join(f.architectures)} ({f.capability})"
+                  + (f" {f.shape}" if f.shape else "") for f in r.families]
+    lines.append("sources:")
+    lines += [f"  {k}: {v.url} (read {v.retrieved})" for k, v in r.sources.items()]
+    Output(as_json, False).result(r, "\n".join(lines))
+
+
+@cli.command()
+@click.argument("folder", type=click.Path(path_type=Path))
+@click.option("--target", "-t", "target_names", multiple=True, default=("watsonx-saas",),
+              show_default=True, help="import target (repeat for several; see `modelport targets`)")
+@click.option("--spec", default=None, help="software specification, e.g. caikit-1.0")
+@common
+@handle_errors
+def check(folder: Path, target_names: tuple[str, ...], spec: str | None, as_json: bool,
+          quiet: bool, debug: bool) -> None:
+    """Will FOLDER deploy on the target(s)? Exit 0: no errors, 1: errors, 2: bad input."""
+    from modelport.package.check import check as run
+
+    rep = run(folder, list(target_names), spec=spec)
+    f = rep.facts
+    lines = [f"{rep.path}: {f.model_type} {', '.join(f.architectures)}, "
+             f"{f.parameters / 1e9:.2f}B parameters"
+             + (f", {f.quant_method} {f.quant_bits}-bit" if f.quant_method else "")]
+    for t in rep.targets:
+        lines.append(f"\n{t.target}{' (' + t.spec + ')' if t.spec else ''}: "
+                     f"{'OK' if t.ok else 'FAIL'} — {t.errors} error(s), {t.warnings} warning(s)")
+        for x in sorted(t.findings, key=lambda x: ("error", "warning", "info").index(x.severity)):
+            where = f"{x.file}: " if x.file else ""
+            lines.append(f"  {x.severity:7s} {x.rule_id}: {where}{x.message}"
+                         + (f" ({x.detail})" if x.detail else "")
+                         + (" [unconfirmed]" if x.unconfirmed else ""))
+            if x.command:
+                lines.append(f"          fix: {x.command}")
+            elif x.fix:
+                lines.append(f"          fix: {x.fix}")
+        lines.append(f"  hardware: {t.hardware.recommendation}"
+                     + (" [unconfirmed]" if t.hardware.unconfirmed else ""))
+    Output(as_json, quiet).result(rep, "\n".join(lines))
+    if not rep.ok:
+        raise SystemExit(EXIT_FINDINGS)
+
+
 def main() -> None:
     cli(prog_name="modelport")
 

@@ -1,0 +1,443 @@
+"""``check``: will this folder deploy on a target? Headers and configs only; never modifies.
+
+One engine evaluates every rules file (:mod:`modelport.package.rules`); each ``kind`` of check
+is one function below.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+
+from modelport._io.st_header import read_header
+from modelport._types import Record
+from modelport.convert.inspect import InspectReport, inspect
+from modelport.convert.sources import ST_INDEX
+from modelport.errors import CheckpointError, InputError
+from modelport.package.rules import Check, TargetRules, load_target, target_names
+
+SCHEMA_VERSION = 1
+TIMESERIES_TYPES = {"tinytimemixer"}
+VISION_TYPES = {"mllama", "llama4", "gemma3", "llava", "qwen2_vl", "qwen2_5_vl", "idefics3",
+                "paligemma", "pixtral", "mistral3"}
+
+
+class Finding(Record):
+    """One rule that did not pass."""
+
+    rule_id: str
+    severity: Literal["error", "warning", "info"]
+    file: str | None = None
+    message: str
+    detail: str = ""
+    fix: str = ""
+    command: str | None = Field(None, description="the modelport command that fixes it")
+    unconfirmed: bool = False
+    sources: list[str] = Field(default_factory=list)
+
+
+class HardwareAdvice(Record):
+    fits: bool
+    recommendation: str
+    tier: str | None = None
+    gpus: int | None = None
+    gpu_memory_gb: float | None = None
+    notes: list[str] = Field(default_factory=list)
+    unconfirmed: bool = False
+
+
+class TargetReport(Record):
+    target: str
+    title: str
+    spec: str | None
+    findings: list[Finding]
+    hardware: HardwareAdvice
+    errors: int
+    warnings: int
+
+    @property
+    def ok(self) -> bool:
+        return self.errors == 0
+
+
+class Facts(Record):
+    """What the rules look at, read from headers and configs."""
+
+    model_type: str | None
+    architectures: list[str]
+    model_kind: Literal["general", "timeseries"]
+    quant_method: str | None
+    quant_bits: int | None
+    parameters: int = Field(description="parameters; for quantized weights, before packing")
+    weight_bytes: int
+    dtypes: dict[str, int]
+    weight_formats: list[str]
+
+
+class CheckReport(Record):
+    """The ``--json`` schema of ``modelport check`` (schema_version 1)."""
+
+    schema_version: int = SCHEMA_VERSION
+    path: str
+    facts: Facts
+    targets: list[TargetReport]
+    ok: bool
+    seconds: float
+
+
+class _Ctx:
+    """Everything a check function may read."""
+
+    def __init__(self, root: Path, rep: InspectReport, config: dict[str, Any] | None,
+                 facts: Facts, rules: TargetRules, spec: str | None) -> None:
+        self.root, self.rep, self.config, self.facts = root, rep, config, facts
+        self.rules, self.spec = rules, spec
+        self.files = set(rep.tokenizer_files) | set(rep.other_files) | {
+            w.path for w in rep.weight_files} | {i.path for i in rep.indexes}
+
+
+Result = list[tuple[str | None, str]]  # (file, detail) per failure; empty: the check passed
+
+
+def _config_present(c: Check, x: _Ctx) -> Result:
+    return [] if x.config is not None else [("config.json", "missing or not a JSON object")]
+
+
+def _config_keys(c: Check, x: _Ctx) -> Result:
+    if x.config is None:
+        return []
+    missing = [k for k in c.keys if not x.config.get(k)]
+    return [("config.json", f"missing: {', '.join(missing)}")] if missing else []
+
+
+def _file_present(c: Check, x: _Ctx) -> Result:
+    wanted = [c.file] if c.file else c.files
+    return [] if any(f in x.files for f in wanted) else [(wanted[0], "not in the folder")]
+
+
+def _arch_supported(c: Check, x: _Ctx) -> Result:
+    mt = x.facts.model_type
+    if mt is None:
+        return []
+    arch = x.rules.arch(mt)
+    if arch is None:
+        if mt in x.rules.vllm_model_types or not x.rules.vllm_model_types:
+            return [("config.json", f"model_type {mt!r} is not certified; vLLM supports it, so "
+                                    f"it may deploy@{c.severity_uncertified or c.severity}")]
+        return [("config.json", f"model_type {mt!r} is not supported")]
+    if x.spec and arch.specs and x.spec not in arch.specs:
+        return [("config.json", f"model_type {mt!r} is not available on {x.spec} "
+                                f"(available: {', '.join(arch.specs)})")]
+    return []
+
+
+def _quant_allowed(c: Check, x: _Ctx) -> Result:
+    arch, q = x.rules.arch(x.facts.model_type), x.facts.quant_method
+    if arch is None or q is None or q in arch.quantization:
+        return []
+    if q in arch.unconfirmed_quantization:
+        return [("config.json", f"{q} for {arch.model_type} is listed only by example "
+                                "(unconfirmed)@warning")]
+    allowed = ", ".join(arch.quantization) or "none"
+    return [("config.json", f"{q} is not allowed for {arch.model_type} (allowed: {allowed})")]
+
+
+def _weights_safetensors(c: Check, x: _Ctx) -> Result:
+    fmts = {w.path: w.format for w in x.rep.weight_files}
+    st = [p for p, f in fmts.items() if f == "safetensors"]
+    pk = [p for p, f in fmts.items() if "pickle" in f]
+    if not fmts:
+        return [(None, "no weight files@error")]
+    if not st:
+        return [(pk[0], f"{len(pk)} pickled weight file(s), no safetensors")]
+    if pk:
+        return [(pk[0], f"{len(pk)} pickle(s) beside the safetensors: leave them out of the "
+                        "upload@info")]
+    return []
+
+
+def _st_metadata(c: Check, x: _Ctx) -> Result:
+    out: Result = []
+    for w in x.rep.weight_files:
+        if w.format != "safetensors":
+            continue
+        if w.has_metadata is False:
+            out.append((w.path, f"no metadata@{c.severity_missing or c.severity}"))
+        elif w.has_metadata and w.metadata_format != "pt":
+            out.append((w.path, f"metadata format {w.metadata_format!r}"))
+    return out
+
+
+def _index_consistent(c: Check, x: _Ctx) -> Result:
+    out: Result = [(i.path, "inconsistent") for i in x.rep.indexes
+                   if i.path == ST_INDEX and not i.consistent]
+    shards = [w for w in x.rep.weight_files
+              if w.format == "safetensors" and w.path.startswith("model-")]
+    if len(shards) > 1 and not any(i.path == ST_INDEX for i in x.rep.indexes):
+        out.append((ST_INDEX, f"missing for {len(shards)} shards"))
+    return out
+
+
+def _chat_template(c: Check, x: _Ctx) -> Result:
+    if {"chat_template.jinja", "chat_template.json"} & x.files:
+        return []
+    p = x.root / "tokenizer_config.json"
+    try:
+        tc = json.loads(p.read_text(encoding="utf-8")) if p.is_file() else {}
+    except (OSError, ValueError):
+        tc = {}
+    return [] if isinstance(tc, dict) and tc.get("chat_template") else [
+        ("tokenizer_config.json", "no chat_template")]
+
+
+def _remote_code(c: Check, x: _Ctx) -> Result:
+    if x.config is not None and "auto_map" in x.config:
+        return [("config.json", f"auto_map: {', '.join(map(str, x.config['auto_map']))}")]
+    return []
+
+
+def _bf16_weights(c: Check, x: _Ctx) -> Result:
+    n = x.facts.dtypes.get("bfloat16", 0)
+    return [(None, f"{n} bf16 tensor(s)")] if n else []
+
+
+def _lookup(cfg: dict[str, Any] | None, path: str) -> tuple[bool, Any]:
+    node: Any = cfg
+    for part in path.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return False, None
+        node = node[part]
+    return True, node
+
+
+def _config_value(c: Check, x: _Ctx) -> Result:
+    assert c.path is not None and c.op is not None
+    found, v = _lookup(x.config, c.path)
+    ok = {
+        "eq": found and v == c.value, "ne": not found or v != c.value,
+        "in": found and v in (c.value or []), "not_in": not found or v not in (c.value or []),
+        "exists": found, "absent": not found,
+    }[c.op]
+    return [] if ok else [("config.json", f"{c.path} = {v!r}")]
+
+
+def _families(x: _Ctx) -> list[Any]:
+    arch0 = x.facts.architectures[0] if x.facts.architectures else None
+    return [f for f in x.rules.families if arch0 in f.architectures] or [
+        f for f in x.rules.families if x.facts.model_type in f.model_types]
+
+
+def _family_in(c: Check, x: _Ctx) -> Result:
+    if x.facts.model_type is None:
+        return []
+    fams = _families(x)
+    if fams:
+        return []
+    arch = ", ".join(x.facts.architectures) or x.facts.model_type
+    return [("config.json", f"{arch} is not a listed family")]
+
+
+def capability(architecture: str, model_type: str | None) -> str | None:
+    """The OCI capability an architecture class serves, from its name."""
+    if architecture.endswith(("ForSequenceClassification", "ForTokenClassification")):
+        return "RERANK"
+    if architecture.endswith("ForConditionalGeneration") and model_type in VISION_TYPES:
+        return "IMAGE_TEXT_TO_TEXT"
+    if architecture.endswith(("ForCausalLM", "LMHeadModel", "ForConditionalGeneration")):
+        return "TEXT_TO_TEXT"
+    if architecture.endswith(("Model", "ForMaskedLM")):
+        return "EMBEDDING"
+    return None
+
+
+def _single_capability(c: Check, x: _Ctx) -> Result:
+    if not x.facts.architectures:
+        return []
+    listed = {a: f.capability for f in x.rules.families for a in f.architectures}
+    caps = {listed.get(a) or capability(a, x.facts.model_type) for a in x.facts.architectures}
+    if len(caps) == 1 and None not in caps:
+        return []
+    return [("config.json", f"capabilities {sorted(map(str, caps))} from "
+                            f"{', '.join(x.facts.architectures)}")]
+
+
+def _hardware_fit(c: Check, x: _Ctx) -> Result:
+    hw = advise(x.rules, x.facts)
+    return [] if hw.fits else [(None, hw.recommendation)]
+
+
+CHECKS: dict[str, Callable[[Check, _Ctx], Result]] = {
+    "config_present": _config_present, "config_keys": _config_keys,
+    "file_present": _file_present, "arch_supported": _arch_supported,
+    "quant_allowed": _quant_allowed, "weights_safetensors": _weights_safetensors,
+    "st_metadata": _st_metadata, "index_consistent": _index_consistent,
+    "chat_template": _chat_template, "remote_code": _remote_code,
+    "bf16_weights": _bf16_weights, "config_value": _config_value, "family_in": _family_in,
+    "single_capability": _single_capability, "hardware_fit": _hardware_fit,
+}
+
+
+def advise(rules: TargetRules, facts: Facts) -> HardwareAdvice:
+    """Recommended hardware for ``facts`` on a target (see the [hardware] table of its file)."""
+    hw = rules.hardware
+    pb = facts.parameters / 1e9
+    notes = list(hw.notes)
+    if hw.kind == "databricks":
+        return HardwareAdvice(fits=True, recommendation="provisioned throughput sizes itself "
+                              "from the model family", notes=notes, unconfirmed=hw.unconfirmed)
+    if facts.model_kind == "timeseries":
+        table = "; ".join(f"{r['univariate']}/{r['multivariate']}: " + ", ".join(
+            f"{s} {r[s]}" for s in hw.timeseries_sizes) for r in hw.timeseries_concurrency)
+        return HardwareAdvice(fits=True, recommendation="time series: pick S, M, L or XL by "
+                              "concurrent users (payload: users per size)",
+                              notes=[*notes, table] if table else notes,
+                              unconfirmed=hw.unconfirmed)
+    bits = facts.quant_bits if facts.quant_method else None
+    if hw.kind == "watsonx" and bits is not None:
+        factor = hw.bit_factor.get(str(bits), 1.0)
+        mem = pb * hw.bytes_per_param * factor * (1 + hw.overhead)
+        gpus = max(1, math.ceil(mem / hw.gpu_gb))
+        return HardwareAdvice(
+            fits=True, gpus=gpus, gpu_memory_gb=round(mem, 1), tier="custom",
+            recommendation=f"custom hardware specification: {gpus}× {hw.gpu_gb:.0f} GB GPU "
+            f"({pb:.2f}B params × {hw.bytes_per_param:g} GB × {factor:g} for {bits}-bit "
+            f"+ {hw.overhead:.0%} = {mem:.1f} GB)", notes=notes, unconfirmed=hw.unconfirmed)
+    size_b = pb * (hw.bit_factor.get(str(bits), 1.0) if bits else 1.0)
+    tiers = hw.tiers
+    arch = rules.arch(facts.model_type)
+    if arch is not None and not arch.tensor_parallel and hw.no_tensor_parallel_tier:
+        tiers = [t for t in tiers if t.name == hw.no_tensor_parallel_tier]
+        notes.append(f"{arch.model_type} has no tensor parallelism: only "
+                     f"{hw.no_tensor_parallel_tier}")
+    tier = next((t for t in tiers if size_b <= t.max_params_b), None)
+    if tier is None:
+        top = tiers[-1] if tiers else None
+        return HardwareAdvice(fits=False, notes=notes, unconfirmed=hw.unconfirmed,
+                              recommendation=f"{pb:.2f}B parameters exceed the largest usable "
+                              f"size ({top.name if top else '-'}, "
+                              f"{top.max_params_b if top else 0:g}B)")
+    return HardwareAdvice(fits=True, tier=tier.name, notes=notes, unconfirmed=hw.unconfirmed,
+                          recommendation=f"{tier.name} ({pb:.2f}B parameters ≤ "
+                          f"{tier.max_params_b:g}B)")
+
+
+def _facts(root: Path, rep: InspectReport, config: dict[str, Any] | None) -> Facts:
+    q = config.get("quantization_config") if config else None
+    qm = q.get("quant_method") if isinstance(q, dict) else None
+    bits = (q.get("bits") or q.get("w_bit")) if isinstance(q, dict) else None
+    params = rep.parameters
+    if qm and isinstance(bits, int) and bits in (2, 3, 4, 8):
+        params = 0  # count packed weights as what they unpack to, skip scales/zeros/g_idx
+        for w in rep.weight_files:
+            if w.format != "safetensors":
+                continue
+            try:
+                h = read_header(root / w.path)
+            except CheckpointError:
+                continue
+            for name, t in h.tensors.items():
+                leaf = name.rsplit(".", 1)[-1]
+                if leaf == "qweight":
+                    params += t.numel * (32 // bits)
+                elif leaf not in ("qzeros", "scales", "g_idx"):
+                    params += t.numel
+    mt = config.get("model_type") if config else None
+    return Facts(
+        model_type=mt if isinstance(mt, str) else None,
+        architectures=[a for a in (config or {}).get("architectures") or [] if isinstance(a, str)],
+        model_kind="timeseries" if mt in TIMESERIES_TYPES else "general",
+        quant_method=qm if isinstance(qm, str) else None,
+        quant_bits=bits if isinstance(bits, int) else None,
+        parameters=params, weight_bytes=rep.weight_bytes, dtypes=rep.dtypes,
+        weight_formats=sorted({w.format for w in rep.weight_files}),
+    )
+
+
+def _choose_spec(rules: TargetRules, facts: Facts, spec: str | None) -> str | None:
+    if spec is not None:
+        if spec not in rules.specs:
+            raise InputError(f"target {rules.target} has no specification {spec!r}",
+                             hint=f"specifications: {', '.join(rules.specs)}")
+        return spec
+    arch = rules.arch(facts.model_type)
+    if arch is None or not arch.specs:
+        return rules.specs[0] if len(rules.specs) == 1 else None
+    preferred = [s for s in ("caikit-1.1", "tsfm-runtime-1.0") if s in arch.specs]
+    return (preferred or arch.specs)[0]
+
+
+def _applies(c: Check, facts: Facts, spec: str | None) -> bool:
+    w = c.applies_when
+    if w.model_kind and w.model_kind != facts.model_kind:
+        return False
+    if w.quantized is not None and w.quantized != (facts.quant_method is not None):
+        return False
+    return not (w.spec and spec not in w.spec)
+
+
+def check(path: str | Path, targets: list[str] | tuple[str, ...] = ("watsonx-saas",), *,
+          spec: str | None = None) -> CheckReport:
+    """Evaluate a folder against each target's rules; reads headers and configs only.
+
+    Args:
+        path: the model folder.
+        targets: target names (see :func:`modelport.package.rules.target_names`).
+        spec: a software specification of the target (e.g. ``caikit-1.0``); chosen from the
+            architecture when omitted.
+
+    Returns:
+        A :class:`CheckReport`; ``ok`` is False when any target has an error. Never raises
+        for findings, only for bad input (:class:`InputError`).
+    """
+    t0 = time.perf_counter()
+    root = Path(path)
+    if not root.is_dir():
+        raise InputError("is not a folder", path=root, hint="check takes a model folder")
+    for t in targets:
+        if t not in target_names():
+            raise InputError(f"unknown target {t!r}", hint=f"targets: {', '.join(target_names())}")
+    rep = inspect(root)
+    config = rep.config and _read_config(root)
+    facts = _facts(root, rep, config)
+    reports = []
+    for name in targets:
+        rules = load_target(name)
+        chosen = _choose_spec(rules, facts, spec if len(targets) == 1 or spec in rules.specs
+                              else None)
+        ctx = _Ctx(root, rep, config, facts, rules, chosen)
+        findings = [Finding(rule_id=f"{rules.target}.inspect", severity="error", file=p.file,
+                            message=p.message, sources=["modelport inspect"])
+                    for p in rep.problems if p.severity == "error"]
+        for c in rules.checks:
+            if not _applies(c, facts, chosen):
+                continue
+            for file, detail in CHECKS[c.kind](c, ctx):
+                detail, _, sev = detail.partition("@")
+                findings.append(Finding(
+                    rule_id=c.id, severity=sev or c.severity, file=file,  # type: ignore[arg-type]
+                    message=c.message, detail=detail, fix=c.fix,
+                    command=c.autofix.format(dir=root) if c.autofix else None,
+                    unconfirmed=c.unconfirmed or any(
+                        rules.sources[s].unconfirmed for s in c.sources),
+                    sources=[rules.sources[s].url for s in c.sources]))
+        reports.append(TargetReport(
+            target=rules.target, title=rules.title, spec=chosen, findings=findings,
+            hardware=advise(rules, facts),
+            errors=sum(f.severity == "error" for f in findings),
+            warnings=sum(f.severity == "warning" for f in findings)))
+    return CheckReport(path=str(root), facts=facts, targets=reports,
+                       ok=all(r.ok for r in reports), seconds=round(time.perf_counter() - t0, 3))
+
+
+def _read_config(root: Path) -> dict[str, Any] | None:
+    try:
+        cfg = json.loads((root / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return cfg if isinstance(cfg, dict) else None

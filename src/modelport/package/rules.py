@@ -1,0 +1,201 @@
+"""Target rules as data: one TOML file per catalogue in ``targets/``, validated by these
+models. Adding a platform is adding a file; :mod:`modelport.package.check` is the one engine.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import date
+from functools import cache
+from importlib import resources
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from modelport.errors import InputError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+Severity = Literal["error", "warning", "info"]
+CheckKind = Literal[
+    "config_present", "config_keys", "file_present", "arch_supported", "quant_allowed",
+    "weights_safetensors", "st_metadata", "index_consistent", "chat_template", "remote_code",
+    "bf16_weights", "config_value", "family_in", "single_capability", "hardware_fit",
+]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Source(_Model):
+    """Where a rule comes from: a URL or a seed page, and when it was read."""
+
+    url: str
+    retrieved: date
+    quote: str = ""
+    unconfirmed: bool = False
+
+
+class Architecture(_Model):
+    """One certified architecture row (watsonx tables)."""
+
+    model_type: str
+    quantization: list[str] = Field(default_factory=list)
+    unconfirmed_quantization: list[str] = Field(default_factory=list)
+    tensor_parallel: bool = True
+    sizes: list[str] = Field(default_factory=list)
+    specs: list[str] = Field(default_factory=list)
+    examples: list[str] = Field(default_factory=list)
+
+
+class Family(_Model):
+    """A model family a platform lists (Databricks provisioned throughput, OCI imports)."""
+
+    name: str
+    architectures: list[str] = Field(default_factory=list)
+    model_types: list[str] = Field(default_factory=list)
+    capability: Literal["TEXT_TO_TEXT", "IMAGE_TEXT_TO_TEXT", "EMBEDDING", "RERANK"] = \
+        "TEXT_TO_TEXT"
+    shape: str | None = None
+    unconfirmed: bool = False
+
+
+class AppliesWhen(_Model):
+    model_kind: Literal["general", "timeseries"] | None = None
+    spec: list[str] | None = None
+    quantized: bool | None = None
+
+
+class Check(_Model):
+    """One rule. ``kind`` selects the engine function; the other fields are its parameters."""
+
+    id: str = Field(pattern=r"^[a-z0-9-]+(\.[a-z0-9_-]+)+$")
+    kind: CheckKind
+    severity: Severity
+    message: str
+    fix: str = ""
+    autofix: str | None = Field(None, description="modelport command template, {dir} = folder")
+    sources: list[str] = Field(min_length=1)
+    applies_when: AppliesWhen = AppliesWhen()
+    unconfirmed: bool = False
+    # kind parameters
+    file: str | None = None
+    files: list[str] = Field(default_factory=list)
+    keys: list[str] = Field(default_factory=list)
+    path: str | None = None
+    op: Literal["eq", "ne", "in", "not_in", "exists", "absent"] | None = None
+    value: Any = None
+    severity_uncertified: Severity | None = None
+    severity_missing: Severity | None = None
+
+
+class Tier(_Model):
+    name: str
+    max_params_b: float
+
+
+class Hardware(_Model):
+    """Sizing data for the recommendation."""
+
+    kind: Literal["watsonx", "oci", "databricks"]
+    bytes_per_param: float = 2.0
+    tiers: list[Tier] = Field(default_factory=list)
+    no_tensor_parallel_tier: str | None = None
+    gpu_gb: float = 80.0
+    overhead: float = 0.5
+    bit_factor: dict[str, float] = Field(default_factory=dict)
+    timeseries_sizes: list[str] = Field(default_factory=list)
+    timeseries_concurrency: list[dict[str, Any]] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list)
+    unconfirmed: bool = False
+
+
+class TargetRules(_Model):
+    """A whole rules file."""
+
+    schema_version: Literal[1]
+    target: str
+    title: str
+    specs: list[str] = Field(default_factory=list)
+    sources: dict[str, Source]
+    architectures: list[Architecture] = Field(default_factory=list)
+    families: list[Family] = Field(default_factory=list)
+    vllm_model_types: list[str] = Field(default_factory=list)
+    checks: list[Check]
+    hardware: Hardware
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TargetRules:
+        ids = [c.id for c in self.checks]
+        dup = {i for i in ids if ids.count(i) > 1}
+        if dup:
+            raise ValueError(f"duplicate check ids: {sorted(dup)}")
+        for c in self.checks:
+            missing = [s for s in c.sources if s not in self.sources]
+            if missing:
+                raise ValueError(f"check {c.id} cites unknown sources {missing}")
+            if c.applies_when.spec and not set(c.applies_when.spec) <= set(self.specs):
+                raise ValueError(f"check {c.id} names unknown specs {c.applies_when.spec}")
+        types = [a.model_type for a in self.architectures]
+        if len(types) != len(set(types)):
+            raise ValueError("an architecture is listed twice")
+        return self
+
+    def arch(self, model_type: str | None) -> Architecture | None:
+        return next((a for a in self.architectures if a.model_type == model_type), None)
+
+
+def target_names() -> list[str]:
+    """The targets shipped with modelport (one rules file each)."""
+    files = resources.files("modelport.package").joinpath("targets").iterdir()
+    return sorted(f.name[: -len(".toml")] for f in files if f.name.endswith(".toml"))
+
+
+@cache
+def load_target(name: str) -> TargetRules:
+    """Load and validate one rules file.
+
+    Raises:
+        InputError: no such target, or the file does not validate.
+    """
+    if name not in target_names():
+        raise InputError(f"unknown target {name!r}", hint=f"targets: {', '.join(target_names())}")
+    try:
+        return TargetRules.model_validate(_resolved(name, ()))
+    except (ValidationError, tomllib.TOMLDecodeError) as e:
+        raise InputError(f"rules file {name}.toml is invalid: {e}") from e
+
+
+def _resolved(name: str, seen: tuple[str, ...]) -> dict[str, Any]:
+    """The raw TOML of a target with its ``extends`` chain merged in.
+
+    A child replaces top-level keys it sets, adds ``sources``, replaces checks with the same
+    id, appends new ones and drops those named in ``remove_checks``.
+    """
+    if name in seen:
+        raise InputError(f"rules files extend each other in a loop: {' -> '.join(seen)}")
+    text = resources.files("modelport.package").joinpath("targets", f"{name}.toml").read_text(
+        encoding="utf-8")
+    raw = tomllib.loads(text)
+    base_name = raw.pop("extends", None)
+    if base_name is None:
+        raw.pop("remove_checks", None)
+        return raw
+    base = _resolved(base_name, (*seen, name))
+    remove = set(raw.pop("remove_checks", []))
+    merged = {**base, **{k: v for k, v in raw.items() if k not in ("sources", "checks")}}
+    merged["sources"] = {**base.get("sources", {}), **raw.get("sources", {})}
+    own = {c["id"]: c for c in raw.get("checks", [])}
+    checks = [own.pop(c["id"], c) for c in base.get("checks", []) if c["id"] not in remove]
+    merged["checks"] = checks + list(own.values())
+    return merged
+
+
+def json_schema() -> str:
+    """The JSON Schema of a rules file, generated from the models (targets.schema.json)."""
+    return json.dumps(TargetRules.model_json_schema(), indent=2, sort_keys=True) + "\n"

@@ -1,0 +1,218 @@
+"""Every check id: a folder where it passes and one where it fails; plus the engine's logic."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+import modelport
+from modelport.package.check import check
+from modelport.package.rules import Check, load_target, target_names
+from tests.conftest import save_bin
+from tests.rules.folders import make_folder, write_st
+
+
+def _cfg(d: Path, **changes: Any) -> None:
+    cfg = json.loads((d / "config.json").read_text())
+    for k, v in changes.items():
+        if v is None:
+            cfg.pop(k, None)
+        else:
+            cfg[k] = v
+    (d / "config.json").write_text(json.dumps(cfg))
+
+
+def _set_path(d: Path, path: str, value: Any) -> None:
+    cfg = json.loads((d / "config.json").read_text())
+    node = cfg
+    *parents, leaf = path.split(".")
+    for p in parents:
+        node = node.setdefault(p, {})
+    node[leaf] = value
+    (d / "config.json").write_text(json.dumps(cfg))
+
+
+def _failing_value(c: Check) -> Any:
+    return {"ne": c.value, "eq": "something-else", "not_in": (c.value or ["x"])[0],
+            "absent": "gptq", "in": "not-listed", "exists": None}[c.op or "eq"]
+
+
+# how to break a folder for each kind of check (the check's own parameters are used)
+BREAK: dict[str, Callable[[Path, Check], None]] = {
+    "config_present": lambda d, c: (d / "config.json").unlink(),
+    "config_keys": lambda d, c: _cfg(d, **dict.fromkeys(c.keys)),
+    "file_present": lambda d, c: (d / (c.file or c.files[0])).unlink(),
+    "arch_supported": lambda d, c: _cfg(d, model_type="bert", architectures=["BertModel"]),
+    "quant_allowed": lambda d, c: _set_path(d, "quantization_config.quant_method",
+                                            "bitsandbytes"),
+    "weights_safetensors": lambda d, c: ((d / "model.safetensors").unlink(),
+                                         save_bin({"w": torch.zeros(2)}, d)),
+    "st_metadata": lambda d, c: write_st(d / "model.safetensors", {"w": ("F16", (4,))},
+                                         {"format": "np"}),
+    "index_consistent": lambda d, c: (
+        (d / "model.safetensors").rename(d / "model-00001-of-00002.safetensors"),
+        write_st(d / "model-00002-of-00002.safetensors", {"x": ("F16", (4,))})),
+    "chat_template": lambda d, c: (d / "tokenizer_config.json").write_text("{}"),
+    "remote_code": lambda d, c: _cfg(d, auto_map={"AutoModel": "modeling_x.X"}),
+    "bf16_weights": lambda d, c: write_st(d / "model.safetensors", {"w": ("BF16", (4,))}),
+    "config_value": lambda d, c: _set_path(d, c.path or "", _failing_value(c)),
+    "family_in": lambda d, c: _cfg(d, model_type="starcoder2",
+                                   architectures=["Starcoder2ForCausalLM"]),
+    "single_capability": lambda d, c: _cfg(d, architectures=["LlamaForCausalLM",
+                                                             "LlamaForSequenceClassification"]),
+    "hardware_fit": lambda d, c: write_st(d / "model.safetensors",
+                                          {"w": ("F16", (1_000_000, 600_000))}),  # 600B, sparse
+}
+
+CASES = [(t, c.id) for t in target_names() for c in load_target(t).checks]
+
+
+def _base_for(c: Check, d: Path) -> tuple[Path, str | None]:
+    kind = "general"
+    if c.applies_when.model_kind == "timeseries":
+        kind = "timeseries"
+    elif c.applies_when.quantized or c.kind == "quant_allowed":
+        kind = "quantized"
+    spec = c.applies_when.spec[0] if c.applies_when.spec else None
+    return make_folder(d, kind), spec
+
+
+@pytest.mark.parametrize(("target", "rule_id"), CASES)
+def test_rule_passes_then_fails(tmp_path: Path, target: str, rule_id: str) -> None:
+    c = next(x for x in load_target(target).checks if x.id == rule_id)
+    d, spec = _base_for(c, tmp_path / "m")
+    ids = {f.rule_id for t in check(d, [target], spec=spec).targets for f in t.findings}
+    assert rule_id not in ids, f"{rule_id} fires on the passing folder"
+    BREAK[c.kind](d, c)
+    rep = check(d, [target], spec=spec)
+    fired = [f for f in rep.targets[0].findings if f.rule_id == rule_id]
+    assert fired, f"{rule_id} did not fire"
+    assert all(f.message and f.sources for f in fired)
+
+
+@pytest.mark.parametrize(("target", "model_type"), [
+    (t, a.model_type) for t in target_names() for a in load_target(t).architectures])
+def test_every_listed_architecture_is_accepted(tmp_path: Path, target: str,
+                                               model_type: str) -> None:
+    kind = "timeseries" if model_type == "tinytimemixer" else "general"
+    d = make_folder(tmp_path / "m", kind, model_type=model_type)
+    rep = check(d, [target])
+    assert not [f for f in rep.targets[0].findings if f.rule_id.endswith("arch.supported")]
+
+
+def test_uncertified_vllm_architecture_is_a_warning(tmp_path: Path) -> None:
+    d = make_folder(tmp_path / "m", model_type="starcoder2",
+                    architectures=["Starcoder2ForCausalLM"])
+    (f,) = [f for f in check(d).targets[0].findings if f.rule_id == "watsonx.arch.supported"]
+    assert f.severity == "warning" and "vLLM" in f.detail
+
+
+def test_spec_mismatch_is_an_error(tmp_path: Path) -> None:
+    d = make_folder(tmp_path / "m", model_type="codegen", architectures=["CodeGenForCausalLM"])
+    assert check(d).targets[0].spec == "caikit-1.0"
+    rep = check(d, spec="caikit-1.1")
+    (f,) = [f for f in rep.targets[0].findings if f.rule_id == "watsonx.arch.supported"]
+    assert f.severity == "error" and "caikit-1.1" in f.detail
+    with pytest.raises(modelport.errors.InputError, match="no specification"):
+        check(d, spec="caikit-9")
+
+
+@pytest.mark.parametrize(("model_type", "method", "severity"), [
+    ("llama", "gptq", None), ("mixtral", "gptq", None), ("gpt_bigcode", "gptq", None),
+    ("qwen2", "awq", None), ("qwen2", "gptq", "error"), ("llama", "awq", "warning"),
+    ("mistral", "gptq", "error"),
+])
+def test_quantization_per_architecture(tmp_path: Path, model_type: str, method: str,
+                                       severity: str | None) -> None:
+    d = make_folder(tmp_path / "m", "quantized", model_type=model_type)
+    _set_path(d, "quantization_config.quant_method", method)
+    got = [f.severity for f in check(d).targets[0].findings
+           if f.rule_id == "watsonx.quant.allowed"]
+    assert got == ([severity] if severity else [])
+
+
+@pytest.mark.parametrize(("params_b", "model_type", "tier", "fits"), [
+    (8, "llama", "WX-S", True), (40, "llama", "WX-M", True), (70, "llama", "WX-L", True),
+    (150, "llama", None, False), (13, "mistral", "WX-S", True), (30, "mistral", None, False),
+])
+def test_watsonx_hardware_tiers(tmp_path: Path, params_b: int, model_type: str,
+                                tier: str | None, fits: bool) -> None:
+    d = make_folder(tmp_path / "m", model_type=model_type, params=params_b * 10**9)
+    t = check(d).targets[0]
+    assert (t.hardware.tier, t.hardware.fits) == (tier, fits)
+    assert any(f.rule_id == "watsonx.hardware.fit" for f in t.findings) == (not fits)
+
+
+def test_quantized_custom_hardware_formula(tmp_path: Path) -> None:
+    d = make_folder(tmp_path / "m", "quantized", params=70 * 10**9)
+    hw = check(d).targets[0].hardware
+    # 70B params × 2 GB × 0.5 (4-bit) + 50% = 105 GB -> 2 × 80 GB GPUs
+    assert hw.gpu_memory_gb == pytest.approx(105.0, rel=0.01)
+    assert hw.gpus == 2 and hw.tier == "custom"
+
+
+@pytest.mark.parametrize(("params_b", "shape"), [(8, "A100_80G_X1"), (27, "A100_80G_X2"),
+                                                 (70, "A100_80G_X4"), (405, "H100_X8")])
+def test_oci_unit_shapes(tmp_path: Path, params_b: int, shape: str) -> None:
+    d = make_folder(tmp_path / "m", params=params_b * 10**9)
+    assert check(d, ["oci-genai"]).targets[0].hardware.tier == shape
+
+
+def test_timeseries_hardware_and_tsfm_rule(tmp_path: Path) -> None:
+    d = make_folder(tmp_path / "m", "timeseries")
+    t = check(d).targets[0]
+    assert t.spec == "tsfm-runtime-1.0" and t.ok
+    assert "concurrent users" in t.hardware.recommendation
+    (d / "tsfm_config.json").unlink()
+    (f,) = [f for f in check(d).targets[0].findings if f.rule_id == "watsonx.tsfm.config"]
+    assert f.command == f"modelport tsfm-config {d}"
+
+
+def test_huge_sparse_model_checks_fast_and_reads_no_data(tmp_path: Path) -> None:
+    d = make_folder(tmp_path / "m", params=70 * 10**9)  # a 140 GB file that is one hole
+    assert (d / "model.safetensors").stat().st_size > 10**11
+    t0 = time.perf_counter()
+    rep = check(d, target_names())
+    assert time.perf_counter() - t0 < 2.0
+    assert rep.facts.parameters == 70 * 10**9
+    assert (d / "model.safetensors").stat().st_blocks < 100  # still sparse: nothing written
+
+
+def test_broken_input_is_reported_and_never_modified(tmp_path: Path) -> None:
+    d = make_folder(tmp_path / "m")
+    (d / "model.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")
+    before = {p.name: p.read_bytes() for p in d.iterdir()}
+    rep = check(d)
+    assert not rep.ok
+    assert any(f.rule_id == "watsonx-saas.inspect" for f in rep.targets[0].findings)
+    assert {p.name: p.read_bytes() for p in d.iterdir()} == before
+
+
+def test_cli_exit_codes_and_json(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from modelport.cli.main import cli
+
+    d = make_folder(tmp_path / "m")
+    r = CliRunner().invoke(cli, ["check", str(d), "-t", "watsonx-saas", "-t", "oci-genai",
+                                 "--json"])
+    assert r.exit_code == 0, r.output
+    rep = json.loads(r.stdout)
+    assert rep["schema_version"] == 1 and [t["target"] for t in rep["targets"]] == [
+        "watsonx-saas", "oci-genai"]
+    write_st(d / "model.safetensors", {"w": ("F16", (4,))}, {"format": "np"})
+    r = CliRunner().invoke(cli, ["check", str(d)])
+    assert r.exit_code == 1
+    assert "fix: modelport normalize" in r.stdout
+    r = CliRunner().invoke(cli, ["check", str(d), "-t", "nowhere"])
+    assert r.exit_code == 2 and "unknown target" in r.stderr
+    r = CliRunner().invoke(cli, ["targets"])
+    assert r.exit_code == 0 and "watsonx-saas" in r.stdout
+    r = CliRunner().invoke(cli, ["targets", "show", "oci-genai"])
+    assert r.exit_code == 0 and "oci.capability.single" in r.stdout

@@ -15,6 +15,10 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(PIP) "torch==2.13.0"
 	$(PIP) -e ".[test]"
+	# granite-tsfm (IBM's TinyTimeMixer code, for the tsfm tests) pins torch<2.12 in its
+	# metadata but runs on 2.13: install it without letting it downgrade the stack
+	$(PIP) --no-deps "granite-tsfm==0.3.11"
+	$(PIP) einops "scikit-learn<1.8" "pandas>=2.3.3,<4" deprecated datasets
 	touch $(STAMP)
 
 demo: setup

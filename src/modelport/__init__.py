@@ -38,6 +38,7 @@ __all__ = [
     "normalize",
     "plan_convert",
     "targets",
+    "tsfm_config",
 ]
 
 
@@ -80,6 +81,16 @@ def check(path: Any, targets: Any = ("watsonx-saas",), *, spec: str | None = Non
     from modelport.package.check import check as _check
 
     return _check(path, list(targets) if not isinstance(targets, str) else [targets], spec=spec)
+
+
+def tsfm_config(folder: Any, options: Any = None, *, check_only: bool = False,
+                **kwargs: Any) -> Any:
+    """Write or check tsfm_config.json for a TinyTimeMixer folder. See
+    :func:`modelport.convert.tsfm.tsfm_config`."""
+    from modelport.convert.tsfm import TsfmOptions
+    from modelport.convert.tsfm import tsfm_config as _tsfm
+
+    return _tsfm(folder, options or TsfmOptions(**kwargs), check_only=check_only)
 
 
 def targets() -> list[str]:

@@ -279,6 +279,51 @@ def check(folder: Path, target_names: tuple[str, ...], spec: str | None, as_json
         raise SystemExit(EXIT_FINDINGS)
 
 
+@cli.command("tsfm-config")
+@click.argument("folder", type=click.Path(path_type=Path))
+@click.option("--check", "check_only", is_flag=True, help="validate the existing file only")
+@click.option("--min-context", type=int, default=None, help="minimum_context_length")
+@click.option("--max-context", type=int, default=None, help="maximum_context_length")
+@click.option("--max-prediction", type=int, default=None, help="maximum_prediction_length")
+@click.option("--batch-size", type=int, default=16, show_default=True,
+              help="inference_batch_size")
+@click.option("--multivariate/--no-multivariate", default=True, show_default=True)
+@click.option("--missing-values/--no-missing-values", default=False, show_default=True)
+@click.option("--exogenous/--no-exogenous", default=False, show_default=True)
+@click.option("--finetuned/--not-finetuned", default=None,
+              help="default: true only when preprocessor_config.json is present")
+@click.option("--overwrite", is_flag=True, help="replace an existing tsfm_config.json")
+@common
+@handle_errors
+def tsfm_config(folder: Path, check_only: bool, min_context: int | None,
+                max_context: int | None, max_prediction: int | None, batch_size: int,
+                multivariate: bool, missing_values: bool, exogenous: bool,
+                finetuned: bool | None, overwrite: bool, as_json: bool, quiet: bool,
+                debug: bool) -> None:
+    """Write (or --check) tsfm_config.json for a TinyTimeMixer model folder."""
+    from modelport.convert.tsfm import TsfmOptions
+    from modelport.convert.tsfm import tsfm_config as run
+
+    try:
+        opts = TsfmOptions(minimum_context_length=min_context,
+                           maximum_context_length=max_context,
+                           maximum_prediction_length=max_prediction,
+                           inference_batch_size=batch_size, multivariate_support=multivariate,
+                           missing_value_support=missing_values, exogenous_support=exogenous,
+                           is_finetuned=finetuned, overwrite=overwrite)
+    except ValidationError as e:
+        raise InputError("; ".join(x["msg"] for x in e.errors())) from e
+    rep = run(folder, opts, check_only=check_only)
+    head = f"wrote {rep.path}" if rep.written else f"checked {rep.path}"
+    lines = [head + (": OK" if rep.ok else f": {len(rep.findings)} finding(s)")]
+    if rep.written:
+        lines += [f"  {k}: {v}" for k, v in rep.config.items()]
+    lines += [f"  {f.severity}: {f.key}: {f.message}" for f in rep.findings]
+    Output(as_json, quiet).result(rep, "\n".join(lines))
+    if not rep.ok:
+        raise SystemExit(EXIT_FINDINGS)
+
+
 def main() -> None:
     cli(prog_name="modelport")
 

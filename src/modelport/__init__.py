@@ -38,6 +38,7 @@ __all__ = [
     "normalize",
     "plan_convert",
     "targets",
+    "tokenizer",
     "tsfm_config",
 ]
 
@@ -81,6 +82,14 @@ def check(path: Any, targets: Any = ("watsonx-saas",), *, spec: str | None = Non
     from modelport.package.check import check as _check
 
     return _check(path, list(targets) if not isinstance(targets, str) else [targets], spec=spec)
+
+
+def tokenizer(folder: Any, out: Any = None, options: Any = None, **kwargs: Any) -> Any:
+    """Synthesize tokenizer.json with a parity proof. See
+    :func:`modelport.convert.tokenizer.tokenizer`."""
+    from modelport.convert.tokenizer import tokenizer as _tokenizer
+
+    return _tokenizer(folder, out, options, **kwargs)
 
 
 def tsfm_config(folder: Any, options: Any = None, *, check_only: bool = False,

@@ -279,6 +279,47 @@ def check(folder: Path, target_names: tuple[str, ...], spec: str | None, as_json
         raise SystemExit(EXIT_FINDINGS)
 
 
+@cli.command("tokenizer")
+@click.argument("folder", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="write a copy of FOLDER with tokenizer.json there (default: into FOLDER)")
+@click.option("--family", default=None,
+              help="override the detected family: llama, t5, gpt2, roberta, qwen2, bert")
+@click.option("--corpus", type=click.Path(path_type=Path, exists=True), default=None,
+              help="extra parity corpus: text lines, or JSONL with a 'text' field")
+@click.option("--check", is_flag=True, help="only run the parity proof on the existing "
+              "tokenizer.json")
+@click.option("--accept-mismatch", is_flag=True, help="write even below 100% parity")
+@click.option("--overwrite", is_flag=True, help="replace an existing tokenizer.json / --out")
+@common
+@handle_errors
+def tokenizer_cmd(folder: Path, out: Path | None, family: str | None, corpus: Path | None,
+                  check: bool, accept_mismatch: bool, overwrite: bool, as_json: bool,
+                  quiet: bool, debug: bool) -> None:
+    """Synthesize tokenizer.json from slow tokenizer files, proven against a reference."""
+    from modelport.convert.tokenizer import TokenizerOptions, tokenizer
+
+    rep = tokenizer(folder, out, TokenizerOptions(family=family, corpus=corpus, check=check,
+                                                  accept_mismatch=accept_mismatch,
+                                                  overwrite=overwrite))
+    p = rep.parity
+    verb = "checked" if check else ("wrote" if rep.written else "did not write")
+    lines = [f"{verb} tokenizer.json for {rep.out or rep.folder}: {rep.reason}",
+             f"  parity vs {p.reference}: {p.matched}/{p.examples} ({p.rate:.1%}) ids identical"
+             + (f", decode {p.decode_matched}/{p.decode_checked}" if p.decode_checked else ""),
+             f"  vocabulary {rep.vocab_size}, post-processor {rep.post_processor}"
+             + (f"; transformers AutoTokenizer on the written files: "
+                f"{rep.transformers_matched}/{p.examples} identical"
+                if rep.transformers_matched is not None else ""),
+             f"  special tokens: {', '.join(f'{k}={v}' for k, v in rep.special_tokens.items())}"]
+    lines += [f"  note: {n}" for n in rep.notes]
+    lines += [f"  mismatch: {m.text[:60]!r}: expected {m.expected[:8]}, got {m.got[:8]}"
+              for m in p.first_mismatches]
+    Output(as_json, quiet).result(rep, "\n".join(lines))
+    if check and p.rate < 1.0:
+        raise SystemExit(EXIT_FINDINGS)
+
+
 @cli.command("tsfm-config")
 @click.argument("folder", type=click.Path(path_type=Path))
 @click.option("--check", "check_only", is_flag=True, help="validate the existing file only")

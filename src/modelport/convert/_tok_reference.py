@@ -1,0 +1,206 @@
+"""Reference tokenizers, independent of the Rust ``tokenizers`` library, for parity proofs.
+
+* SentencePiece: the ``sentencepiece`` library itself.
+* Byte-level BPE: the GPT-2 algorithm (regex pre-split, byte-to-unicode map, lowest-rank merge
+  first) written from the original description.
+* WordPiece: BERT's basic tokenizer (clean, CJK split, lower-case and accent strip, punctuation
+  split) and greedy longest-match-first word pieces.
+
+Each splits special/added tokens out of the text first (longest match, leftmost), as the
+slow transformers tokenizers did, and encodes the pieces between them.
+"""
+
+from __future__ import annotations
+
+import itertools
+import unicodedata
+from collections.abc import Callable
+from functools import cache
+
+GPT2_PATTERN = (r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+""")
+QWEN2_PATTERN = (r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}|"""
+                 r""" ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+""")
+
+
+def split_specials(text: str, specials: dict[str, int]) -> list[tuple[str, int | None]]:
+    """Split ``text`` into (segment, None) and (special, id) parts, longest special first."""
+    if not specials:
+        return [(text, None)]
+    ordered = sorted(specials, key=len, reverse=True)
+    out: list[tuple[str, int | None]] = []
+    i = start = 0
+    while i < len(text):
+        for s in ordered:
+            if s and text.startswith(s, i):
+                if start < i:
+                    out.append((text[start:i], None))
+                out.append((s, specials[s]))
+                i += len(s)
+                start = i
+                break
+        else:
+            i += 1
+    if start < len(text):
+        out.append((text[start:], None))
+    return out
+
+
+def with_specials(encode: Callable[[str], list[int]], specials: dict[str, int]
+                  ) -> Callable[[str], list[int]]:
+    def run(text: str) -> list[int]:
+        ids: list[int] = []
+        for seg, sid in split_specials(text, specials):
+            ids += [sid] if sid is not None else encode(seg)
+        return ids
+
+    return run
+
+
+@cache
+def bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's reversible map from bytes to printable unicode characters."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(
+        range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return dict(zip(bs, map(chr, cs), strict=True))
+
+
+class ByteLevelBPE:
+    """GPT-2 style byte-level BPE."""
+
+    def __init__(self, vocab: dict[str, int], merges: list[tuple[str, str]], pattern: str,
+                 add_prefix_space: bool = False, nfc: bool = False) -> None:
+        import regex
+
+        self.vocab = vocab
+        self.ranks = {m: i for i, m in enumerate(merges)}
+        self.pat = regex.compile(pattern)
+        self.add_prefix_space = add_prefix_space
+        self.nfc = nfc
+        self.byte_map = bytes_to_unicode()
+        self.inverse = {v: k for k, v in self.byte_map.items()}
+        self.id_to_token = {i: t for t, i in vocab.items()}
+        self._cache: dict[str, list[str]] = {}
+
+    def _bpe(self, word: str) -> list[str]:
+        if word in self._cache:
+            return self._cache[word]
+        parts = list(word)
+        while len(parts) > 1:
+            best = min(((self.ranks.get(p, 1 << 60), i) for i, p in
+                        enumerate(itertools.pairwise(parts))))
+            if best[0] == 1 << 60:
+                break
+            i = best[1]
+            pair = (parts[i], parts[i + 1])
+            merged: list[str] = []
+            j = 0
+            while j < len(parts):  # merge every occurrence of the pair, left to right
+                if j < len(parts) - 1 and (parts[j], parts[j + 1]) == pair:
+                    merged.append(parts[j] + parts[j + 1])
+                    j += 2
+                else:
+                    merged.append(parts[j])
+                    j += 1
+            parts = merged
+        self._cache[word] = parts
+        return parts
+
+    def encode(self, text: str) -> list[int]:
+        if self.nfc:
+            text = unicodedata.normalize("NFC", text)
+        if self.add_prefix_space and text and not text.startswith(" "):
+            text = " " + text
+        ids: list[int] = []
+        for piece in self.pat.findall(text):
+            mapped = "".join(self.byte_map[b] for b in piece.encode("utf-8"))
+            ids += [self.vocab[t] for t in self._bpe(mapped)]
+        return ids
+
+    def decode(self, ids: list[int]) -> str:
+        text = "".join(self.id_to_token[i] for i in ids)
+        return bytes(self.inverse[c] for c in text).decode("utf-8", errors="replace")
+
+
+def _is_punct(ch: str) -> bool:
+    cp = ord(ch)
+    if 33 <= cp <= 47 or 58 <= cp <= 64 or 91 <= cp <= 96 or 123 <= cp <= 126:
+        return True
+    return unicodedata.category(ch).startswith("P")
+
+
+def _is_cjk(cp: int) -> bool:
+    return any(a <= cp <= b for a, b in (
+        (0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 0x2B73F),
+        (0x2B740, 0x2B81F), (0x2B820, 0x2CEAF), (0xF900, 0xFAFF), (0x2F800, 0x2FA1F)))
+
+
+class WordPieceRef:
+    """BERT's original basic + WordPiece tokenization."""
+
+    def __init__(self, vocab: dict[str, int], unk: str, lowercase: bool,
+                 strip_accents: bool | None, chinese_chars: bool = True) -> None:
+        self.vocab, self.unk = vocab, unk
+        self.lowercase = lowercase
+        self.strip_accents = lowercase if strip_accents is None else strip_accents
+        self.chinese = chinese_chars
+
+    def _basic(self, text: str) -> list[str]:
+        cleaned = []
+        for ch in text:
+            cp = ord(ch)
+            if cp == 0 or cp == 0xFFFD or (unicodedata.category(ch).startswith("C")
+                                           and ch not in "\t\n\r"):
+                continue
+            if ch in " \t\n\r" or unicodedata.category(ch) == "Zs":
+                cleaned.append(" ")
+            elif self.chinese and _is_cjk(cp):
+                cleaned.append(f" {ch} ")
+            else:
+                cleaned.append(ch)
+        out: list[str] = []
+        for word in "".join(cleaned).split():
+            if self.lowercase:
+                word = word.lower()
+            if self.strip_accents:
+                word = "".join(c for c in unicodedata.normalize("NFD", word)
+                               if unicodedata.category(c) != "Mn")
+            cur = ""
+            for ch in word:
+                if _is_punct(ch):
+                    if cur:
+                        out.append(cur)
+                    out.append(ch)
+                    cur = ""
+                else:
+                    cur += ch
+            if cur:
+                out.append(cur)
+        return out
+
+    def _pieces(self, word: str) -> list[str]:
+        if len(word) > 100:
+            return [self.unk]
+        pieces, start = [], 0
+        while start < len(word):
+            end = len(word)
+            while end > start:
+                sub = word[start:end] if start == 0 else "##" + word[start:end]
+                if sub in self.vocab:
+                    pieces.append(sub)
+                    break
+                end -= 1
+            else:
+                return [self.unk]
+            start = end
+        return pieces
+
+    def encode(self, text: str) -> list[int]:
+        return [self.vocab[p] for w in self._basic(text) for p in self._pieces(w)]
+

@@ -1,0 +1,228 @@
+"""tokenizer: real tokenizers trained here and shipped by others, each proven at 100% parity."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sysconfig
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+import modelport
+from modelport.cli.main import cli
+from modelport.convert.tokenizer import TokenizerParityError
+from modelport.errors import InputError, UnsupportedError
+from tests.conftest import real_path
+from tests.integration.test_real_minilm import minilm_dir
+
+
+@pytest.fixture(scope="module")
+def training_text(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Public-domain text available offline: the docstrings and code of Python's stdlib."""
+    lib = Path(sysconfig.get_paths()["stdlib"])
+    text = "\n".join((lib / f).read_text(encoding="utf-8", errors="ignore")
+                     for f in ("textwrap.py", "argparse.py", "json/decoder.py", "difflib.py"))
+    p = tmp_path_factory.mktemp("corpus") / "train.txt"
+    p.write_text(text + "\nGrüße Straße ¿Dónde? Съешь 你好 😀 déjà vu\n")
+    return p
+
+
+def _spm(tmp: Path, text: Path, model_type: str, **kw: object) -> Path:
+    import sentencepiece as spm
+
+    tmp.mkdir()
+    spm.SentencePieceTrainer.train(
+        input=str(text), model_prefix=str(tmp / "tokenizer"), vocab_size=800,
+        model_type=model_type, character_coverage=1.0, minloglevel=2, num_threads=1,
+        user_defined_symbols=["<tool>"], control_symbols=["<|im_start|>", "<|im_end|>"], **kw)
+    (tmp / "tokenizer.vocab").unlink()
+    return tmp
+
+
+@pytest.mark.parametrize(("model_type", "extra"), [
+    ("unigram", {}), ("bpe", {"byte_fallback": True}),
+    ("unigram", {"normalization_rule_name": "nmt_nfkc_cf", "split_digits": True}),
+    ("bpe", {"remove_extra_whitespaces": False, "allow_whitespace_only_pieces": True,
+             "byte_fallback": True}),
+])
+def test_trained_sentencepiece(tmp_path: Path, training_text: Path, model_type: str,
+                               extra: dict) -> None:
+    from tokenizers import Tokenizer
+    from transformers import AutoTokenizer
+
+    d = _spm(tmp_path / "tok", training_text, model_type, **extra)
+    (d / "tokenizer_config.json").write_text(json.dumps({
+        "tokenizer_class": "LlamaTokenizer", "add_bos_token": True, "add_eos_token": False,
+        "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>",
+        "chat_template": "{% for m in messages %}<|im_start|>{{ m.content }}<|im_end|>"
+                         "{% endfor %}"}))
+    rep = modelport.tokenizer(d)
+    assert rep.written and rep.kind == "sentencepiece"
+    assert rep.parity.rate == 1.0 and rep.parity.examples >= 60
+    assert rep.parity.decode_matched == rep.parity.decode_checked > 30
+    tok = Tokenizer.from_file(str(d / "tokenizer.json"))
+    assert tok.encode("hi <|im_start|>x").ids[0] == 1  # BOS from the post-processor
+    assert "<|im_start|>" in tok.encode("hi <|im_start|>x").tokens
+    cfg = json.loads((d / "tokenizer_config.json").read_text())
+    assert cfg["chat_template"].startswith("{% for m")  # carried over, never dropped
+    hf = AutoTokenizer.from_pretrained(d)
+    assert hf("hello world")["input_ids"] == tok.encode("hello world").ids
+
+
+def test_trained_byte_level_bpe_with_added_tokens(tmp_path: Path, training_text: Path) -> None:
+    from tokenizers import ByteLevelBPETokenizer
+
+    d = tmp_path / "bpe"
+    d.mkdir()
+    t = ByteLevelBPETokenizer()
+    t.train([str(training_text)], vocab_size=1200, special_tokens=["<|endoftext|>"],
+            show_progress=False)
+    t.save_model(str(d))
+    n = t.get_vocab_size()
+    (d / "added_tokens.json").write_text(json.dumps({"<|tool|>": n}))
+    (d / "tokenizer_config.json").write_text(json.dumps({
+        "tokenizer_class": "GPT2Tokenizer", "bos_token": "<|endoftext|>",
+        "eos_token": "<|endoftext|>", "unk_token": "<|endoftext|>"}))
+    (d / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
+    rep = modelport.tokenizer(d, tmp_path / "out")
+    assert rep.kind == "bpe" and rep.family == "gpt2" and rep.parity.rate == 1.0
+    assert rep.parity.decode_matched == rep.parity.decode_checked  # byte-level: exact
+    assert not (d / "tokenizer.json").exists()  # --out leaves the input alone
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(tmp_path / "out" / "tokenizer.json"))
+    assert tok.token_to_id("<|tool|>") == n
+    text = "def f(x):\n\treturn x  # ünïcödé 😀"
+    assert tok.decode(tok.encode(text).ids) == text
+
+
+def test_trained_wordpiece(tmp_path: Path, training_text: Path) -> None:
+    from tokenizers import BertWordPieceTokenizer
+
+    d = tmp_path / "wp"
+    d.mkdir()
+    t = BertWordPieceTokenizer(lowercase=True)
+    t.train([str(training_text)], vocab_size=900, show_progress=False)
+    t.save_model(str(d))
+    (d / "tokenizer_config.json").write_text(json.dumps({"do_lower_case": True}))
+    rep = modelport.tokenizer(d)
+    assert rep.kind == "wordpiece" and rep.parity.rate == 1.0
+    assert "lowercase=True" in rep.notes[0]
+
+
+def test_real_minilm_vocab_matches_its_authors_tokenizer_json(tmp_path: Path) -> None:
+    from tokenizers import Tokenizer
+
+    from modelport.convert._tok_corpus import corpus
+
+    src = minilm_dir()
+    d = tmp_path / "m"
+    d.mkdir()
+    for f in ("vocab.txt", "tokenizer_config.json", "special_tokens_map.json", "config.json"):
+        shutil.copy(src / f, d / f)
+    rep = modelport.tokenizer(d)
+    assert rep.parity.rate == 1.0
+    ours = Tokenizer.from_file(str(d / "tokenizer.json"))
+    theirs = Tokenizer.from_file(str(src / "tokenizer.json"))
+    theirs.no_padding()  # the authors' file pads to 128; compare the encodings only
+    theirs.no_truncation()
+    texts = corpus(["[CLS]", "[SEP]", "[MASK]"])
+    assert [ours.encode(t).ids for t in texts] == [theirs.encode(t).ids for t in texts]
+    shutil.copy(src / "tokenizer.json", d / "tokenizer.json")
+    checked = modelport.tokenizer(d, check=True)  # the authors' own file, proven too
+    assert checked.parity.rate == 1.0 and not checked.written
+
+
+REAL = ["llama2c_llama2", "t5_base_torchtext", "spm_test_model_stub", "opt_erebus",
+        "armberta", "bert_base_cased_torchtext", "bertino_distilbert_it"]
+
+
+@pytest.mark.parametrize("case", REAL)
+def test_real_tokenizer_files(tmp_path: Path, case: str) -> None:
+    d = tmp_path / case
+    shutil.copytree(real_path("tok", case), d)
+    rep = modelport.tokenizer(d)
+    assert rep.parity.rate == 1.0, rep.parity.first_mismatches
+    assert rep.parity.decode_matched == rep.parity.decode_checked
+
+
+def test_cased_vocab_is_not_lowercased(tmp_path: Path) -> None:
+    d = tmp_path / "c"
+    shutil.copytree(real_path("tok", "bert_base_cased_torchtext"), d)
+    rep = modelport.tokenizer(d)
+    assert "lowercase=False" in rep.notes[0]
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(d / "tokenizer.json"))
+    assert "Paris" in tok.encode("Paris").tokens
+
+
+def test_marian_is_refused_clearly(tmp_path: Path) -> None:
+    d = tmp_path / "mt"
+    shutil.copytree(real_path("tok", "opus_mt_en_mg"), d)
+    with pytest.raises(UnsupportedError, match="two sentencepiece models"):
+        modelport.tokenizer(d)
+    assert not (d / "tokenizer.json").exists()
+
+
+def test_mismatch_is_an_error_and_writes_nothing(tmp_path: Path, training_text: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from tokenizers import ByteLevelBPETokenizer, Tokenizer
+
+    from modelport.convert import _tok_reference as ref
+
+    d = tmp_path / "bpe"
+    d.mkdir()
+    t = ByteLevelBPETokenizer()
+    t.train([str(training_text)], vocab_size=600, show_progress=False)
+    t.save_model(str(d))
+    assert modelport.tokenizer(d, tmp_path / "good").parity.rate == 1.0
+    # a reference that disagrees (the regex of another family): the gate must hold
+    monkeypatch.setattr(ref, "GPT2_PATTERN", ref.QWEN2_PATTERN)
+    with pytest.raises(TokenizerParityError, match="parity"):
+        modelport.tokenizer(d)
+    assert not (d / "tokenizer.json").exists()
+    rep = modelport.tokenizer(d, accept_mismatch=True)
+    assert rep.written and rep.parity.rate < 1.0 and rep.parity.first_mismatches
+    monkeypatch.undo()
+    # a tokenizer.json whose vocabulary was tampered with: --check shows where it differs
+    good = json.loads((tmp_path / "good" / "tokenizer.json").read_text())
+    v = good["model"]["vocab"]
+    a, b = v["Ġthe"], v["Ġa"]
+    v["Ġthe"], v["Ġa"] = b, a
+    (d / "tokenizer.json").write_text(json.dumps(good))
+    Tokenizer.from_file(str(d / "tokenizer.json"))
+    r = CliRunner().invoke(cli, ["tokenizer", str(d), "--check"])
+    assert r.exit_code == 1 and "mismatch:" in r.stdout
+
+
+def test_user_corpus_jsonl(tmp_path: Path, training_text: Path) -> None:
+    d = _spm(tmp_path / "tok", training_text, "unigram")
+    c = tmp_path / "c.jsonl"
+    c.write_text("\n".join(json.dumps({"text": f"user line {i} with ümlauts"})
+                           for i in range(7)))
+    rep = modelport.tokenizer(d, corpus=c)
+    assert rep.parity.examples >= 7 + 43 and rep.parity.rate == 1.0
+
+
+@pytest.mark.parametrize(("setup", "match"), [
+    (lambda d: None, "no tokenizer files"),
+    (lambda d: (d / "tokenizer.model").write_bytes(b"\x00garbage" * 10), "sentencepiece"),
+    (lambda d: (d / "vocab.json").write_text("{}"), "without merges"),
+    (lambda d: ((d / "vocab.txt").write_text("[UNK]\n[CLS]\n[SEP]\na\n"),
+                (d / "special_tokens_map.json").write_text(json.dumps({"unk_token": "[UNK]"})),
+                (d / "tokenizer_config.json").write_text(json.dumps({"unk_token": "<unk>"}))),
+     "conflicting unk_token"),
+])
+def test_bad_input_writes_nothing(tmp_path: Path, setup: object, match: str) -> None:
+    d = tmp_path / "bad"
+    d.mkdir()
+    setup(d)  # type: ignore[operator]
+    before = sorted(p.name for p in d.iterdir())
+    with pytest.raises(InputError, match=match):
+        modelport.tokenizer(d)
+    assert sorted(p.name for p in d.iterdir()) == before
+    r = CliRunner().invoke(cli, ["tokenizer", str(d)])
+    assert r.exit_code == 2 and "Traceback" not in r.stderr

@@ -31,6 +31,7 @@ test: setup
 bench: setup
 	$(BIN)/python bench/convert_bench.py
 	$(BIN)/python bench/normalize_bench.py
+	$(BIN)/python bench/tokenizer_parity.py
 
 lint: setup
 	$(BIN)/ruff check src tests bench scripts

@@ -13,7 +13,10 @@ PKG = Path(__file__).resolve().parents[1] / "src" / "modelport" / "package"
 
 def schemas() -> dict[str, str]:
     report = json.dumps(CheckReport.model_json_schema(), indent=2, sort_keys=True) + "\n"
-    return {"targets.schema.json": json_schema(), "check-report.schema.json": report}
+    from modelport.package.manifest import schema as manifest_schema
+
+    return {"targets.schema.json": json_schema(), "check-report.schema.json": report,
+            "manifest.schema.json": manifest_schema()}
 
 
 if __name__ == "__main__":

@@ -40,6 +40,8 @@ __all__ = [
     "targets",
     "tokenizer",
     "tsfm_config",
+    "upload",
+    "verify",
 ]
 
 
@@ -100,6 +102,38 @@ def tsfm_config(folder: Any, options: Any = None, *, check_only: bool = False,
     from modelport.convert.tsfm import tsfm_config as _tsfm
 
     return _tsfm(folder, options or TsfmOptions(**kwargs), check_only=check_only)
+
+
+def package(folder: Any, out: Any, targets: Any = ("watsonx-saas",), **kwargs: Any) -> Any:
+    """Check a folder and write a bundle with its manifest. See
+    :func:`modelport.package.bundle.package`."""
+    from modelport.package.bundle import package as _package
+
+    return _package(folder, out, targets, **kwargs)
+
+
+def upload(bundle: Any, url: str, options: Any = None, **kwargs: Any) -> Any:
+    """Upload a bundle to s3://bucket/prefix, resumable and verified. See
+    :func:`modelport.package.upload.upload`."""
+    from modelport.package.upload import upload as _upload
+
+    return _upload(bundle, url, options, **kwargs)
+
+
+def verify(target: Any, options: Any = None, **kwargs: Any) -> Any:
+    """Check a local or s3:// bundle against its manifest. See
+    :func:`modelport.package.upload.verify`."""
+    from modelport.package.upload import verify as _verify
+
+    return _verify(target, options, **kwargs)
+
+
+def prepare(src: Any, out: Any, targets: Any = ("watsonx-saas",), **kwargs: Any) -> Any:
+    """The whole pipeline, from a checkpoint to a verified bundle (and upload). See
+    :func:`modelport.package.prepare.prepare`."""
+    from modelport.package.prepare import prepare as _prepare
+
+    return _prepare(src, out, targets, **kwargs)
 
 
 def targets() -> list[str]:

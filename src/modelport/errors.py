@@ -117,3 +117,30 @@ class VerificationError(ModelportError):
 
 class OutputExistsError(InputError, FileExistsError):
     """Raised when the destination exists and overwriting was not asked for."""
+
+
+class StorageError(ModelportError):
+    """Raised when an object store refuses or fails an operation (``url``, ``op``)."""
+
+    exit_code = 6
+
+    def __init__(self, message: str, *, url: str, op: str, hint: str = "") -> None:
+        self.url = url
+        self.op = op
+        super().__init__(f"{op} {url}: {message}", hint=hint)
+
+
+class RemoteIntegrityError(StorageError):
+    """Raised when what arrived in the store differs from the bundle (size or sha256)."""
+
+
+class TargetCheckFailed(ModelportError):
+    """Raised by ``package`` when ``check`` finds errors (carries the report in ``report``)."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, report: object, *, path: str | None = None) -> None:
+        self.report = report
+        super().__init__(message, path=path,
+                         hint="fix the findings (modelport check shows the commands) or pass "
+                         "--force, which is recorded in the manifest")

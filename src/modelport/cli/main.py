@@ -365,6 +365,137 @@ def tsfm_config(folder: Path, check_only: bool, min_context: int | None,
         raise SystemExit(EXIT_FINDINGS)
 
 
+_store_options = [
+    click.option("--endpoint-url", default=None, help="S3 endpoint (IBM COS, OCI, MinIO, ...)"),
+    click.option("--region", default=None, help="S3 region"),
+    click.option("--profile", default=None, help="profile in ~/.aws/credentials"),
+    click.option("--concurrency", default=8, show_default=True, help="parts in flight"),
+]
+
+
+def store_options(fn):  # type: ignore[no-untyped-def]
+    for opt in reversed(_store_options):
+        fn = opt(fn)
+    return fn
+
+
+def _upload_options(endpoint_url: str | None, region: str | None, profile: str | None,
+                    concurrency: int) -> object:
+    from modelport.package.upload import UploadOptions
+
+    return UploadOptions(endpoint_url=endpoint_url, region=region, profile=profile,
+                         concurrency=concurrency)
+
+
+def _manifest_lines(m: object) -> list[str]:
+    lines = [f"  {f.path}  {human_bytes(f.size)}  {f.role}  sha256 {f.sha256[:16]}…"  # type: ignore[attr-defined]
+             for f in m.files]  # type: ignore[attr-defined]
+    for t in m.targets:  # type: ignore[attr-defined]
+        lines.append(f"  {t.target}: {'OK' if t.ok else 'FAIL'} ({t.errors} errors, "
+                     f"{t.warnings} warnings); hardware: {t.hardware['recommendation']}")
+    return lines
+
+
+@cli.command("package")
+@click.argument("folder", type=click.Path(path_type=Path))
+@click.option("--target", "-t", "target_names", multiple=True, default=("watsonx-saas",),
+              show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="bundle folder")
+@click.option("--force", is_flag=True, help="package despite check errors (recorded)")
+@click.option("--copy", is_flag=True, help="copy files instead of hard-linking them")
+@click.option("--overwrite", is_flag=True)
+@common
+@handle_errors
+def package_cmd(folder: Path, target_names: tuple[str, ...], out: Path, force: bool, copy: bool,
+                overwrite: bool, as_json: bool, quiet: bool, debug: bool) -> None:
+    """Check FOLDER for the targets and write a bundle with modelport.manifest.json."""
+    from modelport.package.bundle import package
+
+    m = package(folder, out, target_names, force=force, link=not copy, overwrite=overwrite)
+    head = f"bundle {out}: {len(m.files)} files, {m.model.parameters:,} parameters"
+    Output(as_json, quiet).result(m, "\n".join([head, *_manifest_lines(m)]))
+
+
+@cli.command("upload")
+@click.argument("bundle", type=click.Path(path_type=Path))
+@click.argument("url")
+@store_options
+@common
+@handle_errors
+def upload_cmd(bundle: Path, url: str, endpoint_url: str | None, region: str | None,
+               profile: str | None, concurrency: int, as_json: bool, quiet: bool,
+               debug: bool) -> None:
+    """Upload BUNDLE to s3://bucket/prefix: resumable, each object verified, manifest last."""
+    from modelport.package.upload import upload
+
+    rep = upload(bundle, url, _upload_options(endpoint_url, region, profile, concurrency),
+                 progress=Output(as_json, quiet).progress)
+    Output(as_json, quiet).result(rep, (
+        f"uploaded {len(rep.uploaded)} object(s), {human_bytes(rep.bytes_sent)} in "
+        f"{rep.seconds:.2f} s ({rep.mib_per_s} MiB/s); skipped {len(rep.skipped)} already "
+        f"there; aborted {rep.aborted_multipart} unfinished multipart upload(s)"))
+
+
+@cli.command("verify")
+@click.argument("target")
+@store_options
+@common
+@handle_errors
+def verify_cmd(target: str, endpoint_url: str | None, region: str | None, profile: str | None,
+               concurrency: int, as_json: bool, quiet: bool, debug: bool) -> None:
+    """Re-read a local bundle or s3:// bundle; every file against the manifest."""
+    from modelport.package.upload import verify
+
+    rep = verify(target, _upload_options(endpoint_url, region, profile, concurrency))
+    lines = [f"{rep.target}: {rep.checked} file(s) checked, "
+             + ("all match the manifest" if rep.ok else "MISMATCH")]
+    lines += [f"  missing: {x}" for x in rep.missing]
+    lines += [f"  changed: {x}" for x in rep.changed]
+    lines += [f"  extra: {x}" for x in rep.extra]
+    Output(as_json, quiet).result(rep, "\n".join(lines))
+    if not rep.ok:
+        raise SystemExit(EXIT_FINDINGS)
+
+
+@cli.command("prepare")
+@click.argument("src", type=click.Path(path_type=Path))
+@click.option("--target", "-t", "target_names", multiple=True, default=("watsonx-saas",),
+              show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="bundle folder")
+@click.option("--upload", "upload_url", default=None, help="s3://bucket/prefix to upload to")
+@click.option("--dtype", type=click.Choice(["fp16", "bf16", "fp32"]), default=None)
+@click.option("--force", is_flag=True)
+@click.option("--overwrite", is_flag=True)
+@store_options
+@common
+@handle_errors
+def prepare_cmd(src: Path, target_names: tuple[str, ...], out: Path, upload_url: str | None,
+                dtype: str | None, force: bool, overwrite: bool, endpoint_url: str | None,
+                region: str | None, profile: str | None, concurrency: int, as_json: bool,
+                quiet: bool, debug: bool) -> None:
+    """SRC to a verified bundle: convert, tokenizer, tsfm-config, normalize, check, package,
+    upload, verify; each step only when needed."""
+    from modelport.package.prepare import prepare
+
+    o = Output(as_json, quiet)
+    rep = prepare(src, out, target_names, upload_url=upload_url, dtype=dtype, force=force,
+                  overwrite=overwrite, progress=o.progress,
+                  upload_options=_upload_options(endpoint_url, region, profile,  # type: ignore[arg-type]
+                                                 concurrency))
+    lines = [f"prepared {rep.out} from {rep.src}"]
+    lines += [f"  {s.verb:12s} {s.status:7s} {s.detail}" for s in rep.steps]
+    lines += _manifest_lines(rep.manifest)
+    if rep.upload:
+        lines.append(f"  upload       {len(rep.upload.uploaded)} object(s), "
+                     f"{human_bytes(rep.upload.bytes_sent)}, {rep.upload.mib_per_s} MiB/s")
+    if rep.verify:
+        lines.append(f"  verify       {rep.verify.checked} file(s) re-read from "
+                     f"{rep.verify.target}: {'all match' if rep.verify.ok else 'MISMATCH'}")
+    o.result(rep, "\n".join(lines))
+    if rep.verify and not rep.verify.ok:
+        raise SystemExit(EXIT_FINDINGS)
+
+
 def main() -> None:
     cli(prog_name="modelport")
 

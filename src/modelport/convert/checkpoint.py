@@ -13,6 +13,7 @@ from pydantic import Field
 
 from modelport import __version__
 from modelport._io.atomic import atomic_dir
+from modelport._io.hashcache import record as record_hashes
 from modelport._io.hashing import HashingWriter, copy_hashed
 from modelport._io.st_header import TORCH_TO_ST, build_header, read_header
 from modelport._types import FileRecord, Record, SkippedItem, file_role
@@ -188,12 +189,14 @@ def execute(plan: ConvertPlan, *, progress: bool | None = None) -> ConvertReport
                     w.close()
                 outputs.append(FileRecord(path=INDEX_NAME, role="index", size=w.size,
                                           sha256=w.sha256))
+            record_hashes(tmp, {o.path: o.sha256 for o in outputs})
             if plan.options.copy_other_files and src.root is not None:
                 for rel in src.copy_files:
                     (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
                     size, sha = copy_hashed(src.root / rel, tmp / rel)
                     outputs.append(FileRecord(path=rel, role=file_role(rel), size=size,
                                               sha256=sha))
+                record_hashes(tmp, {o.path: o.sha256 for o in outputs})
     except OSError as e:
         if isinstance(e, ModelportError):
             raise

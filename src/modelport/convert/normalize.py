@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from modelport._io import hashcache
 from modelport._io.atomic import (
     TMP_MARK,
     atomic_dir,
@@ -460,6 +461,14 @@ def _apply_to_out(folder: Path, tmp: Path, headers: dict[str, SafetensorsHeader]
             inside(folder, rel, what="file", source=folder)
             (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
             _carry(folder / rel, tmp / rel, opts.link)
+    # pass known digests on: a hard link keeps size, mtime and inode, so the cached entry
+    # stays valid; a copy does not match and is recomputed when needed
+    cache = hashcache.load(folder)
+    known = {rel: sha for rel in cache if (tmp / rel).is_file()
+             and (sha := hashcache.cached(folder, rel, cache)) is not None}
+    known.update({r.path: r.sha256 for r in results if r.sha256})
+    if known:
+        hashcache.record(tmp, known)
 
 
 def _carry(src: Path, dst: Path, link: bool) -> None:

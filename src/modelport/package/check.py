@@ -75,6 +75,7 @@ class Facts(Record):
     quant_method: str | None
     quant_bits: int | None
     parameters: int = Field(description="parameters; for quantized weights, before packing")
+    tensors: int
     weight_bytes: int
     dtypes: dict[str, int]
     weight_formats: list[str]
@@ -354,7 +355,8 @@ def _facts(root: Path, rep: InspectReport, config: dict[str, Any] | None) -> Fac
         model_kind="timeseries" if mt in TIMESERIES_TYPES else "general",
         quant_method=qm if isinstance(qm, str) else None,
         quant_bits=bits if isinstance(bits, int) else None,
-        parameters=params, weight_bytes=rep.weight_bytes, dtypes=rep.dtypes,
+        parameters=params, tensors=rep.tensors, weight_bytes=rep.weight_bytes,
+        dtypes=rep.dtypes,
         weight_formats=sorted({w.format for w in rep.weight_files}),
     )
 

@@ -1,0 +1,120 @@
+"""``modelport.manifest.json``: what a bundle holds, where it came from, and the check results.
+
+The schema (``manifest.schema.json``, generated from these models) maps onto the CNCF
+ModelPack model spec: see the README.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from modelport.errors import InputError
+
+MANIFEST = "modelport.manifest.json"
+SCHEMA_VERSION = 1
+
+
+class _M(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ManifestFile(_M):
+    path: str = Field(description="relative POSIX path inside the bundle")
+    role: Literal["weights", "index", "config", "tokenizer", "tsfm", "other"]
+    size: int = Field(ge=0)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+    @field_validator("path")
+    @classmethod
+    def _inside(cls, v: str) -> str:
+        norm = posixpath.normpath(v)
+        if (not v or v.startswith("/") or "\\" in v or norm.startswith("..") or norm != v
+                or "\x00" in v):
+            raise ValueError(f"path {v!r} leaves the bundle or is not normalized")
+        return v
+
+
+class Quantization(_M):
+    method: str
+    bits: int | None = None
+
+
+class ModelInfo(_M):
+    model_type: str | None
+    architectures: list[str]
+    parameters: int
+    tensors: int
+    weight_bytes: int
+    dtypes: dict[str, int]
+    format: Literal["safetensors"] = "safetensors"
+    quantization: Quantization | None = None
+
+
+class Step(_M):
+    verb: str
+    status: Literal["done", "skipped"]
+    detail: str = ""
+
+
+class Provenance(_M):
+    source: str
+    inputs: list[ManifestFile] = Field(default_factory=list)
+    steps: list[Step] = Field(default_factory=list)
+    options: dict[str, Any] = Field(default_factory=dict)
+    forced: bool = Field(False, description="packaged despite check errors (--force)")
+    verify: bool = True
+
+
+class TargetSummary(_M):
+    target: str
+    spec: str | None
+    ok: bool
+    errors: int
+    warnings: int
+    findings: list[dict[str, Any]]
+    hardware: dict[str, Any]
+
+
+class Manifest(_M):
+    schema_version: Literal[1] = SCHEMA_VERSION
+    name: str
+    created: str = Field(description="ISO 8601 UTC")
+    modelport_version: str
+    model: ModelInfo
+    files: list[ManifestFile]
+    excluded: list[dict[str, str]] = Field(default_factory=list)
+    provenance: Provenance
+    targets: list[TargetSummary]
+
+    def file_map(self) -> dict[str, ManifestFile]:
+        return {f.path: f for f in self.files}
+
+
+def read_manifest(data: bytes, where: str) -> Manifest:
+    """Parse and validate manifest bytes (local file or object)."""
+    try:
+        m = Manifest.model_validate(json.loads(data.decode("utf-8")))
+    except (UnicodeDecodeError, ValueError, ValidationError) as e:
+        raise InputError(f"invalid manifest ({str(e).splitlines()[0][:200]})", path=where,
+                         hint="re-create the bundle with modelport package") from e
+    paths = [f.path for f in m.files]
+    if len(paths) != len(set(paths)) or MANIFEST in paths:
+        raise InputError("manifest lists a file twice or lists itself", path=where)
+    return m
+
+
+def load_manifest(bundle: Path) -> Manifest:
+    p = bundle / MANIFEST
+    if not p.is_file():
+        raise InputError(f"no {MANIFEST}", path=bundle,
+                         hint="create the bundle with modelport package")
+    return read_manifest(p.read_bytes(), str(p))
+
+
+def schema() -> str:
+    return json.dumps(Manifest.model_json_schema(), indent=2, sort_keys=True) + "\n"

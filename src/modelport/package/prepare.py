@@ -1,0 +1,97 @@
+"""``prepare``: the whole pipeline, from what a user has to a verified bundle in storage.
+
+inspect → convert → tokenizer → tsfm-config → normalize → check → package → upload → verify.
+Each step runs only when there is something to do and says so. SRC is never modified: work
+happens in a hidden folder beside OUT, removed at the end.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from modelport._types import Record
+from modelport.convert.checkpoint import convert
+from modelport.convert.inspect import inspect
+from modelport.convert.normalize import normalize
+from modelport.convert.tokenizer import SPM_FILES, tokenizer
+from modelport.convert.tsfm import TSFM_FILE, tsfm_config
+from modelport.errors import InputError
+from modelport.package.bundle import package
+from modelport.package.manifest import Manifest, Step
+from modelport.package.upload import UploadOptions, UploadReport, VerifyReport, upload, verify
+
+
+class PrepareReport(Record):
+    src: str
+    out: str
+    steps: list[Step]
+    manifest: Manifest
+    upload: UploadReport | None = None
+    verify: VerifyReport | None = None
+
+
+def prepare(src: str | Path, out: str | Path, targets: list[str] | tuple[str, ...] = (
+            "watsonx-saas",), *, upload_url: str | None = None,
+            upload_options: UploadOptions | None = None, dtype: str | None = None,
+            force: bool = False, overwrite: bool = False, progress: bool | None = None,
+            ) -> PrepareReport:
+    """Run every step a folder needs for the targets; optionally upload and verify remotely."""
+    src, out = Path(src), Path(out)
+    if not src.exists():
+        raise InputError("does not exist", path=src)
+    if out.exists() and not overwrite:
+        raise InputError("already exists", path=out, hint="pass --overwrite")
+    work = out.parent / f".{out.name}.modelport-work"
+    shutil.rmtree(work, ignore_errors=True)
+    steps: list[Step] = []
+
+    def step(verb: str, done: bool, detail: str) -> None:
+        steps.append(Step(verb=verb, status="done" if done else "skipped", detail=detail))
+
+    try:
+        info = inspect(src)
+        step("inspect", True, f"{info.tensors} tensors, {info.parameters:,} parameters, "
+             f"{', '.join(sorted({w.format for w in info.weight_files}))}")
+        pickled = info.weight_files and all("pickle" in w.format for w in info.weight_files)
+        stage = work / "converted"
+        if pickled:
+            rep = convert(src, stage, progress=progress)
+            step("convert", True, f"{rep.tensors_written} tensors into "
+                 f"{sum(o.role == 'weights' for o in rep.outputs)} safetensors file(s), verified")
+        else:
+            step("convert", False, "weights are safetensors already")
+        base = stage if pickled else src
+        norm = work / "normalized"
+        nrep = normalize(base, norm, link=True, dtype=dtype)  # type: ignore[arg-type]
+        fixed = [f"{f.path}: {f.action}" for f in nrep.files if f.action != "unchanged"]
+        step("normalize", nrep.changed, "; ".join(fixed) or "headers, dtypes and index right")
+        cfg_type = info.config.model_type if info.config else None
+        if cfg_type == "tinytimemixer":
+            if (norm / TSFM_FILE).is_file():
+                step("tsfm-config", False, f"{TSFM_FILE} present")
+            else:
+                tsfm_config(norm)
+                step("tsfm-config", True, f"wrote {TSFM_FILE}")
+        elif (norm / "tokenizer.json").is_file():
+            step("tokenizer", False, "tokenizer.json present")
+        elif any((norm / f).is_file() for f in (*SPM_FILES, "vocab.json", "vocab.txt")):
+            t = tokenizer(norm)
+            step("tokenizer", True, f"wrote tokenizer.json ({t.kind}, parity "
+                 f"{t.parity.matched}/{t.parity.examples})")
+        else:
+            step("tokenizer", False, "no tokenizer files")
+        manifest = package(norm, out, targets, force=force, overwrite=overwrite, steps=steps,
+                           source=str(src), options={"targets": list(targets), "dtype": dtype})
+        steps = manifest.provenance.steps
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    report = PrepareReport(src=str(src), out=str(out), steps=steps, manifest=manifest)
+    if upload_url:
+        o = upload_options or UploadOptions()
+        report.upload = upload(out, upload_url, o, progress=progress)
+        report.verify = verify(upload_url, o)
+    return report
+
+
+__all__ = ["PrepareReport", "prepare"]

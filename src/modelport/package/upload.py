@@ -1,0 +1,315 @@
+"""``upload`` and ``verify``: a bundle into S3-compatible storage, proven on arrival.
+
+Works with IBM COS, OCI Object Storage's S3 endpoint, AWS and any S3 server
+(``--endpoint-url``); credentials come the way boto3 users expect (environment, profile,
+HMAC keys in ``~/.aws/credentials``). Each file is read once, in order, by a hashing reader
+that feeds the multipart upload: the sha256 of exactly the bytes sent must equal the
+manifest's, and the object's size and ``sha256`` metadata are read back. The manifest goes
+last, so a consumer that sees it knows the bundle is complete. A rerun skips objects whose
+size and recorded sha256 already match, and aborts unfinished multipart uploads it left.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from modelport._io.hashing import CHUNK_BYTES, sha256_file
+from modelport._types import Record
+from modelport.convert.sources import _walk_files
+from modelport.errors import InputError, MissingDependencyError, RemoteIntegrityError, StorageError
+from modelport.package.manifest import MANIFEST, Manifest, load_manifest, read_manifest
+
+MIN_PART, MAX_PART, MAX_PARTS = 8 * 2**20, 5 * 2**30, 10_000
+
+
+class UploadOptions(BaseModel):
+    """Where and how to upload (mirrors boto3's TransferConfig)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    endpoint_url: str | None = Field(None, description="S3 endpoint (IBM COS, OCI, MinIO, ...)")
+    region: str | None = None
+    profile: str | None = Field(None, description="a profile of ~/.aws/credentials")
+    part_size_bytes: int | None = Field(None, ge=5 * 2**20, le=MAX_PART,
+                                        description="multipart part size (default: chosen per "
+                                        "file, >= 8 MiB, <= 10,000 parts)")
+    concurrency: int = Field(8, ge=1, le=64, description="parts in flight; memory bound: "
+                             "concurrency x part size")
+    retries: int = Field(5, ge=0)
+
+
+class ObjectResult(Record):
+    key: str
+    size: int
+    status: str  # uploaded, skipped (already there), manifest
+
+
+class UploadReport(Record):
+    url: str
+    uploaded: list[ObjectResult]
+    skipped: list[ObjectResult]
+    aborted_multipart: int
+    bytes_sent: int
+    seconds: float
+    mib_per_s: float
+
+
+class VerifyReport(Record):
+    target: str
+    checked: int
+    missing: list[str]
+    extra: list[str]
+    changed: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return not (self.missing or self.extra or self.changed)
+
+
+def parse_s3(url: str) -> tuple[str, str]:
+    if not url.startswith("s3://"):
+        raise InputError(f"not an s3:// URL: {url!r}", hint="e.g. s3://bucket/models/llama")
+    bucket, _, prefix = url[5:].partition("/")
+    if not bucket:
+        raise InputError(f"no bucket in {url!r}")
+    return bucket, prefix.strip("/")
+
+
+def part_size(size: int, wanted: int | None = None) -> int:
+    """Within S3's limits: at least 8 MiB (5 MiB minimum), at most 10,000 parts and 5 GiB."""
+    need = math.ceil(size / MAX_PARTS)
+    p = max(wanted or MIN_PART, need)
+    p = math.ceil(p / 2**20) * 2**20
+    if p > MAX_PART:
+        raise InputError(f"a {size}-byte file needs parts over 5 GiB", hint="S3 objects are "
+                         "limited to 10,000 parts of at most 5 GiB")
+    return p
+
+
+def _client(o: UploadOptions) -> Any:
+    try:
+        import boto3
+        from botocore.config import Config
+    except ImportError as e:
+        raise MissingDependencyError("boto3", "s3") from e
+    session = boto3.session.Session(profile_name=o.profile)
+    return session.client("s3", endpoint_url=o.endpoint_url, region_name=o.region,
+                          config=Config(retries={"max_attempts": o.retries + 1,
+                                                 "mode": "standard"},
+                                        max_pool_connections=max(10, o.concurrency * 2),
+                                        connect_timeout=10, read_timeout=120))
+
+
+def _storage_error(e: Exception, url: str, op: str) -> StorageError:
+    from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
+
+    if isinstance(e, ClientError):
+        code = str(e.response.get("Error", {}).get("Code", ""))
+        hints = {
+            "NoSuchBucket": "create the bucket first, or check its name",
+            "404": "create the bucket first, or check its name",
+            "InvalidAccessKeyId": "check AWS_ACCESS_KEY_ID / the profile's HMAC keys",
+            "SignatureDoesNotMatch": "check AWS_SECRET_ACCESS_KEY / the profile's HMAC keys",
+            "AccessDenied": "the credentials may not write to this bucket",
+            "403": "check the credentials and the bucket's permissions",
+        }
+        return StorageError(f"{code or 'error'}: {e.response.get('Error', {}).get('Message', e)}",
+                            url=url, op=op, hint=hints.get(code, "see the store's documentation"))
+    if isinstance(e, NoCredentialsError):
+        return StorageError("no credentials", url=url, op=op,
+                            hint="set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or --profile")
+    if isinstance(e, EndpointConnectionError):
+        return StorageError("endpoint unreachable", url=url, op=op,
+                            hint="check --endpoint-url and the network")
+    return StorageError(f"{type(e).__name__}: {e}", url=url, op=op)
+
+
+class _HashingReader:
+    """A non-seekable reader: boto3 then reads the file once, in order, and we hash it."""
+
+    def __init__(self, path: Path, progress: Any) -> None:
+        self._f = open(path, "rb")  # noqa: SIM115 - closed by close()
+        self.sha = hashlib.sha256()
+        self.n = 0
+        self._progress = progress
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._f.read(size)
+        self.sha.update(data)
+        self.n += len(data)
+        if self._progress is not None:
+            self._progress.update(len(data))
+        return data
+
+    def seekable(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        self._f.close()
+
+
+def _check_local(bundle: Path, m: Manifest) -> None:
+    for f in m.files:
+        p = bundle / f.path
+        if not p.is_file():
+            raise InputError(f"{f.path} is in the manifest but not in the bundle", path=bundle,
+                             hint="re-create the bundle with modelport package")
+        if p.stat().st_size != f.size:
+            raise InputError(f"{f.path} has {p.stat().st_size} bytes, the manifest says "
+                             f"{f.size}", path=bundle, hint="re-create the bundle")
+
+
+def upload(bundle: str | Path, url: str, options: UploadOptions | None = None, *,
+           progress: bool | None = None, **kwargs: Any) -> UploadReport:
+    """Upload a bundle to ``s3://bucket/prefix``; resumable and verified.
+
+    Raises:
+        InputError: bad URL, or the bundle does not match its manifest.
+        StorageError: credentials, bucket, endpoint or network; RemoteIntegrityError: what
+            arrived differs from the manifest (the object is deleted).
+    """
+    from boto3.s3.transfer import TransferConfig
+
+    o = options or UploadOptions(**kwargs)
+    bundle = Path(bundle)
+    t0 = time.perf_counter()
+    bucket, prefix = parse_s3(url)
+    m = load_manifest(bundle)
+    _check_local(bundle, m)
+    c = _client(o)
+    key = lambda rel: f"{prefix}/{rel}" if prefix else rel  # noqa: E731
+    try:
+        c.head_bucket(Bucket=bucket)
+        aborted = 0
+        pending = c.list_multipart_uploads(Bucket=bucket, Prefix=prefix).get("Uploads", [])
+        for u in pending:  # left by an interrupted run: start those objects afresh
+            c.abort_multipart_upload(Bucket=bucket, Key=u["Key"], UploadId=u["UploadId"])
+            aborted += 1
+    except Exception as e:
+        raise _storage_error(e, url, "open") from e
+    total = sum(f.size for f in m.files)
+    bar = None
+    if progress is not False:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc="upload",
+                   disable=None if progress is None else not progress, leave=False)
+    uploaded: list[ObjectResult] = []
+    skipped: list[ObjectResult] = []
+    sent = 0
+    try:
+        for f in sorted(m.files, key=lambda f: -f.size):
+            k = key(f.path)
+            try:
+                head = c.head_object(Bucket=bucket, Key=k)
+                if head["ContentLength"] == f.size and head.get("Metadata", {}).get(
+                        "sha256") == f.sha256:
+                    skipped.append(ObjectResult(key=k, size=f.size, status="skipped"))
+                    if bar is not None:
+                        bar.update(f.size)
+                    continue
+            except Exception as e:
+                if "404" not in str(e) and "Not Found" not in str(e):
+                    raise _storage_error(e, url, f"head {k}") from e
+            ps = part_size(f.size, o.part_size_bytes)
+            cfg = TransferConfig(multipart_threshold=ps, multipart_chunksize=ps,
+                                 max_concurrency=o.concurrency, use_threads=True)
+            reader = _HashingReader(bundle / f.path, bar)
+            try:
+                c.upload_fileobj(reader, bucket, k, Config=cfg,
+                                 ExtraArgs={"Metadata": {"sha256": f.sha256}})
+            except Exception as e:
+                raise _storage_error(e, url, f"put {k}") from e
+            finally:
+                reader.close()
+            head = c.head_object(Bucket=bucket, Key=k)
+            if (reader.sha.hexdigest() != f.sha256 or reader.n != f.size
+                    or head["ContentLength"] != f.size):
+                c.delete_object(Bucket=bucket, Key=k)
+                raise RemoteIntegrityError(
+                    f"{f.path}: sent {reader.n} bytes with sha256 {reader.sha.hexdigest()[:12]}…,"
+                    f" stored {head['ContentLength']}; the manifest says {f.size} / "
+                    f"{f.sha256[:12]}…", url=url, op="verify",
+                    hint="the local file changed after packaging: re-create the bundle")
+            sent += f.size
+            uploaded.append(ObjectResult(key=k, size=f.size, status="uploaded"))
+        data = (bundle / MANIFEST).read_bytes()
+        c.put_object(Bucket=bucket, Key=key(MANIFEST), Body=data,
+                     Metadata={"sha256": hashlib.sha256(data).hexdigest()})
+        uploaded.append(ObjectResult(key=key(MANIFEST), size=len(data), status="manifest"))
+    except (StorageError, InputError):
+        raise
+    except Exception as e:
+        raise _storage_error(e, url, "upload") from e
+    finally:
+        if bar is not None:
+            bar.close()
+    secs = time.perf_counter() - t0
+    return UploadReport(url=url, uploaded=uploaded, skipped=skipped, aborted_multipart=aborted,
+                        bytes_sent=sent, seconds=round(secs, 3),
+                        mib_per_s=round(sent / 2**20 / secs, 1) if secs else 0.0)
+
+
+def verify(target: str | Path, options: UploadOptions | None = None, **kwargs: Any
+           ) -> VerifyReport:
+    """Re-read a local bundle or an ``s3://`` one and check every file against the manifest
+    (streaming sha256, nothing downloaded to disk)."""
+    if str(target).startswith("s3://"):
+        return _verify_remote(str(target), options or UploadOptions(**kwargs))
+    bundle = Path(target)
+    m = load_manifest(bundle)
+    missing, changed = [], []
+    for f in m.files:
+        p = bundle / f.path
+        if not p.is_file():
+            missing.append(f.path)
+        elif p.stat().st_size != f.size or sha256_file(p) != f.sha256:
+            changed.append(f.path)
+    listed = {f.path for f in m.files} | {MANIFEST}
+    extra = [r for r in _walk_files(bundle) if r not in listed]
+    return VerifyReport(target=str(bundle), checked=len(m.files), missing=missing, extra=extra,
+                        changed=changed)
+
+
+def _verify_remote(url: str, o: UploadOptions) -> VerifyReport:
+    bucket, prefix = parse_s3(url)
+    c = _client(o)
+    key = lambda rel: f"{prefix}/{rel}" if prefix else rel  # noqa: E731
+    try:
+        data = c.get_object(Bucket=bucket, Key=key(MANIFEST))["Body"].read()
+        m = read_manifest(data, f"{url}/{MANIFEST}")
+        present: dict[str, int] = {}
+        for page in c.get_paginator("list_objects_v2").paginate(
+                Bucket=bucket, Prefix=f"{prefix}/" if prefix else ""):
+            for obj in page.get("Contents", []):
+                present[obj["Key"]] = obj["Size"]
+        missing, changed = [], []
+        for f in m.files:
+            k = key(f.path)
+            if k not in present:
+                missing.append(f.path)
+                continue
+            if present[k] != f.size:
+                changed.append(f.path)
+                continue
+            body = c.get_object(Bucket=bucket, Key=k)["Body"]
+            h = hashlib.sha256()
+            for chunk in iter(lambda b=body: b.read(CHUNK_BYTES), b""):
+                h.update(chunk)
+            if h.hexdigest() != f.sha256:
+                changed.append(f.path)
+    except (InputError, StorageError):
+        raise
+    except Exception as e:
+        raise _storage_error(e, url, "verify") from e
+    listed = {key(f.path) for f in m.files} | {key(MANIFEST)}
+    strip = len(prefix) + 1 if prefix else 0
+    extra = sorted(k[strip:] for k in present if k not in listed)
+    return VerifyReport(target=url, checked=len(m.files), missing=missing, extra=extra,
+                        changed=changed)

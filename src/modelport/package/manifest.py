@@ -99,8 +99,13 @@ def read_manifest(data: bytes, where: str) -> Manifest:
     """Parse and validate manifest bytes (local file or object)."""
     try:
         m = Manifest.model_validate(json.loads(data.decode("utf-8")))
-    except (UnicodeDecodeError, ValueError, ValidationError) as e:
-        raise InputError(f"invalid manifest ({str(e).splitlines()[0][:200]})", path=where,
+    except ValidationError as e:
+        first = e.errors()[0]
+        where_in = ".".join(map(str, first["loc"]))
+        raise InputError(f"invalid manifest: {where_in}: {first['msg']}", path=where,
+                         hint="re-create the bundle with modelport package") from e
+    except (UnicodeDecodeError, ValueError) as e:
+        raise InputError(f"invalid manifest ({str(e)[:200]})", path=where,
                          hint="re-create the bundle with modelport package") from e
     paths = [f.path for f in m.files]
     if len(paths) != len(set(paths)) or MANIFEST in paths:

@@ -32,6 +32,7 @@ bench: setup
 	$(BIN)/python bench/convert_bench.py
 	$(BIN)/python bench/normalize_bench.py
 	$(BIN)/python bench/tokenizer_parity.py
+	$(BIN)/python bench/upload_bench.py
 
 lint: setup
 	$(BIN)/ruff check src tests bench scripts

@@ -203,3 +203,16 @@ def test_package_refuses_on_check_errors(tmp_path: Path) -> None:
     assert not (tmp_path / "b").exists()
     m = modelport.package(d, tmp_path / "b", ["oci-genai"], force=True)
     assert m.provenance.forced
+
+
+def test_file_store_through_fsspec(bundle: Path, tmp_path: Path) -> None:
+    url = f"file://{tmp_path / 'store' / 'llama'}"
+    rep = modelport.upload(bundle, url, progress=False)
+    assert rep.uploaded[-1].status == "manifest" and rep.bytes_sent > 0
+    again = modelport.upload(bundle, url, progress=False)
+    assert again.bytes_sent == 0 and len(again.skipped) == len(rep.uploaded) - 1
+    assert modelport.verify(url).ok
+    (tmp_path / "store" / "llama" / "config.json").write_text("{}")
+    assert modelport.verify(url).changed == ["config.json"]
+    with pytest.raises(StorageError, match="unsupported store"):
+        modelport.upload(bundle, "ftp://host/x", progress=False)

@@ -179,9 +179,11 @@ def upload(bundle: str | Path, url: str, options: UploadOptions | None = None, *
     o = options or UploadOptions(**kwargs)
     bundle = Path(bundle)
     t0 = time.perf_counter()
-    bucket, prefix = parse_s3(url)
     m = load_manifest(bundle)
     _check_local(bundle, m)
+    if not url.startswith("s3://"):
+        return _upload_other(bundle, url, m, progress, t0)
+    bucket, prefix = parse_s3(url)
     c = _client(o)
     key = lambda rel: f"{prefix}/{rel}" if prefix else rel  # noqa: E731
     try:
@@ -256,12 +258,45 @@ def upload(bundle: str | Path, url: str, options: UploadOptions | None = None, *
                         mib_per_s=round(sent / 2**20 / secs, 1) if secs else 0.0)
 
 
+def _upload_other(bundle: Path, url: str, m: Manifest, progress: bool | None, t0: float
+                  ) -> UploadReport:
+    from modelport.package.stores import upload_fs
+
+    bar = None
+    if progress is not False:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=sum(f.size for f in m.files), unit="B", unit_scale=True,
+                   unit_divisor=1024, desc="upload", leave=False,
+                   disable=None if progress is None else not progress)
+    try:
+        up, skip, sent = upload_fs(bundle, url, m.files, bar)
+    finally:
+        if bar is not None:
+            bar.close()
+    sizes = m.file_map()
+    secs = time.perf_counter() - t0
+    return UploadReport(
+        url=url, uploaded=[ObjectResult(key=p, size=sizes[p].size, status="uploaded")
+                           for p in up] + [ObjectResult(key=MANIFEST, size=0, status="manifest")],
+        skipped=[ObjectResult(key=p, size=sizes[p].size, status="skipped") for p in skip],
+        aborted_multipart=0, bytes_sent=sent, seconds=round(secs, 3),
+        mib_per_s=round(sent / 2**20 / secs, 1) if secs else 0.0)
+
+
 def verify(target: str | Path, options: UploadOptions | None = None, **kwargs: Any
            ) -> VerifyReport:
-    """Re-read a local bundle or an ``s3://`` one and check every file against the manifest
-    (streaming sha256, nothing downloaded to disk)."""
+    """Re-read a local bundle, an ``s3://`` one or one in another store (``file://``,
+    ``gs://``, ...) and check every file against the manifest (streaming sha256, nothing
+    downloaded to disk)."""
     if str(target).startswith("s3://"):
         return _verify_remote(str(target), options or UploadOptions(**kwargs))
+    if "://" in str(target):
+        from modelport.package.stores import verify_fs
+
+        n, missing, extra, changed = verify_fs(str(target))
+        return VerifyReport(target=str(target), checked=n, missing=missing, extra=extra,
+                            changed=changed)
     bundle = Path(target)
     m = load_manifest(bundle)
     missing, changed = [], []

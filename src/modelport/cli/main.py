@@ -496,6 +496,27 @@ def prepare_cmd(src: Path, target_names: tuple[str, ...], out: Path, upload_url:
         raise SystemExit(EXIT_FINDINGS)
 
 
+@cli.command("mlflow-log")
+@click.argument("folder", type=click.Path(path_type=Path))
+@click.option("--task", type=click.Choice(["llm/v1/chat", "llm/v1/completions",
+                                           "llm/v1/embeddings"]),
+              default="llm/v1/completions", show_default=True)
+@click.option("--tracking-uri", default=None, help="MLflow tracking URI (e.g. databricks)")
+@click.option("--registered-model-name", default=None, help="catalog.schema.model")
+@common
+@handle_errors
+def mlflow_log_cmd(folder: Path, task: str, tracking_uri: str | None,
+                   registered_model_name: str | None, as_json: bool, quiet: bool,
+                   debug: bool) -> None:
+    """Databricks: log FOLDER as an MLflow transformers model with its weights and task."""
+    from modelport.package.mlflow_log import log_mlflow
+
+    rep = log_mlflow(folder, task, tracking_uri=tracking_uri,  # type: ignore[arg-type]
+                     registered_model_name=registered_model_name)
+    Output(as_json, quiet).result(rep, f"logged {folder} as {rep.model_uri} (run {rep.run_id},"
+                                       f" task {rep.task})")
+
+
 def main() -> None:
     cli(prog_name="modelport")
 

@@ -1,0 +1,64 @@
+"""Databricks: log a prepared folder as an MLflow transformers model with an LLM task.
+
+Databricks serves fine-tuned models that are logged with the transformers flavor and a
+``task`` (``llm/v1/chat``, ``llm/v1/completions``, ``llm/v1/embeddings``), with their weights
+(``save_pretrained=True``: a Hub reference alone would not deploy). Optional extra:
+``pip install 'modelport[mlflow]'``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from modelport._types import Record
+from modelport.errors import InputError, MissingDependencyError
+
+Task = Literal["llm/v1/chat", "llm/v1/completions", "llm/v1/embeddings"]
+
+
+class MlflowReport(Record):
+    run_id: str
+    model_uri: str
+    task: str
+    registered_model: str | None = None
+
+
+def log_mlflow(folder: str | Path, task: Task = "llm/v1/completions", *,
+               tracking_uri: str | None = None, registered_model_name: str | None = None,
+               metadata: dict[str, Any] | None = None) -> MlflowReport:
+    """Log ``folder`` (weights, tokenizer) as an MLflow transformers model with ``task``.
+
+    Raises:
+        MissingDependencyError: mlflow is not installed; InputError: the folder does not load.
+    """
+    try:
+        import mlflow
+    except ImportError as e:
+        raise MissingDependencyError("mlflow", "mlflow") from e
+    from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
+
+    folder = Path(folder)
+    if task not in ("llm/v1/chat", "llm/v1/completions", "llm/v1/embeddings"):
+        raise InputError(f"unknown task {task!r}", hint="llm/v1/chat, llm/v1/completions "
+                         "or llm/v1/embeddings")
+    cls = AutoModel if task == "llm/v1/embeddings" else AutoModelForCausalLM
+    try:
+        model = cls.from_pretrained(folder)
+        tok = AutoTokenizer.from_pretrained(folder)
+    except (OSError, ValueError) as e:
+        raise InputError(f"transformers cannot load the folder ({e})", path=folder) from e
+    if tracking_uri:
+        mlflow.set_tracking_uri(tracking_uri)
+    from importlib.metadata import version
+
+    # pinned explicitly: MLflow's own inference imports optional packages (torchvision)
+    reqs = [f"{p}=={version(p)}" for p in ("transformers", "tokenizers", "safetensors")]
+    reqs.append(f"torch=={version('torch').split('+')[0]}")
+    with mlflow.start_run() as run:
+        info = mlflow.transformers.log_model(
+            transformers_model={"model": model, "tokenizer": tok}, name="model", task=task,
+            save_pretrained=True, metadata=metadata, pip_requirements=reqs,
+            registered_model_name=registered_model_name)
+    return MlflowReport(run_id=run.info.run_id, model_uri=info.model_uri, task=task,
+                        registered_model=registered_model_name)

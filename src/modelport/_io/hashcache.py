@@ -24,7 +24,7 @@ def load(folder: Path) -> dict[str, dict[str, object]]:
     try:
         data = json.loads((folder / CACHE).read_text())
         return data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return {}
 
 

@@ -80,6 +80,19 @@ class SafetensorsHeader:
         return self.file_size - self.data_start
 
 
+class _Duplicate(Exception):
+    pass
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:
+            raise _Duplicate(k)
+        out[k] = v
+    return out
+
+
 def _bad(path: Path, msg: str, member: str | None = None) -> CheckpointError:
     return CheckpointError(
         msg, path=path, member=member,
@@ -116,9 +129,13 @@ def read_header(path: str | Path) -> SafetensorsHeader:
 def parse_header(path: Path, raw: bytes, file_size: int) -> SafetensorsHeader:
     """Validate header JSON bytes (without the length prefix)."""
     try:
-        obj = json.loads(raw.decode("utf-8"))
+        obj = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise _bad(path, f"header is not valid UTF-8 JSON ({e})") from e
+    except _Duplicate as e:
+        raise _bad(path, f"header names tensor {e.args[0]!r} twice") from e
+    except RecursionError as e:  # "[[[[...": a nesting bomb
+        raise _bad(path, "header JSON is nested too deeply") from e
     if not isinstance(obj, dict):
         raise _bad(path, "header JSON is not an object")
     data_len = file_size - 8 - len(raw)

@@ -117,7 +117,7 @@ def recover(folder: Path) -> list[str]:
             path = folder / j["file"]
             old = bytes.fromhex(j["old_header"])
             inserted, old_size = int(j["inserted"]), int(j["old_size"])
-        except (OSError, ValueError, KeyError, TypeError) as e:
+        except (OSError, ValueError, KeyError, TypeError, RecursionError) as e:
             raise CheckpointError(f"unreadable journal ({e})", path=journal,
                                   hint="remove it by hand after checking the file") from e
         if "/" in j["file"] or not path.is_file():

@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from modelport._io.paths import inside
 from modelport._io.st_header import ST_DTYPES, read_header
 from modelport._types import Record, file_role
 from modelport.convert.pickle_safe import load_pickle_checkpoint
@@ -22,7 +23,7 @@ from modelport.convert.sources import (
     select_state_dict,
     sniff_format,
 )
-from modelport.errors import InputError, ModelportError
+from modelport.errors import CheckpointError, InputError, ModelportError
 
 _FORMAT_NAMES = {"zip": "zip pickle", "legacy": "legacy pickle", "safetensors": "safetensors"}
 
@@ -147,7 +148,7 @@ def _inspect_index(root: Path, rel: str, names: dict[str, str], problems: list[P
         wm = obj["weight_map"]
         if not isinstance(wm, dict):
             raise TypeError("weight_map is not an object")
-    except (OSError, ValueError, KeyError, TypeError) as e:
+    except (OSError, ValueError, KeyError, TypeError, RecursionError) as e:
         problems.append(Problem(severity="error", file=rel, message=f"unreadable index: {e}"))
         return info
     meta = obj.get("metadata")
@@ -157,11 +158,13 @@ def _inspect_index(root: Path, rel: str, names: dict[str, str], problems: list[P
     info.files = sorted(set(map(str, wm.values())))
     ok = True
     for f in info.files:
-        if Path(f).is_absolute() or ".." in Path(f).parts:
-            problems.append(Problem(severity="error", file=rel, message=(
-                f"index names {f!r}, outside the folder")))
+        try:
+            inside(root, f, what="index entry", source=root / rel)
+        except CheckpointError as e:
+            problems.append(Problem(severity="error", file=rel, message=e.message))
             ok = False
-        elif not (root / f).is_file():
+            continue
+        if not (root / f).is_file():
             problems.append(Problem(severity="error", file=rel, message=f"shard {f!r} is missing"))
             ok = False
     missing = [n for n, f in wm.items() if names.get(n) != f and (root / str(f)).is_file()]
@@ -189,7 +192,7 @@ def _config(root: Path, problems: list[Problem]) -> ConfigInfo | None:
         cfg: Any = json.loads(p.read_text(encoding="utf-8"))
         if not isinstance(cfg, dict):
             raise ValueError("not a JSON object")
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, RecursionError) as e:
         problems.append(Problem(severity="error", file="config.json", message=f"unreadable: {e}"))
         return None
     q = cfg.get("quantization_config")
@@ -240,6 +243,11 @@ def inspect(path: str | Path, *, allow_globals: tuple[str, ...] = ()) -> Inspect
         for rel in rels:
             p = path / rel
             if rel in (ST_INDEX, PT_INDEX):
+                continue
+            try:
+                inside(path, rel, what="file", source=path)
+            except CheckpointError as e:
+                problems.append(Problem(severity="error", file=rel, message=e.message))
                 continue
             if p.suffix == ".safetensors" or (
                 "/" not in rel and p.suffix in PICKLE_SUFFIXES

@@ -93,7 +93,7 @@ def _weight_files(folder: Path) -> list[str]:
         try:
             wm = json.loads((folder / ST_INDEX).read_text(encoding="utf-8"))["weight_map"]
             listed = sorted(set(map(str, wm.values())))
-        except (OSError, ValueError, KeyError, TypeError) as e:
+        except (OSError, ValueError, KeyError, TypeError, RecursionError) as e:
             raise CheckpointError(f"index is not valid ({e})", path=folder / ST_INDEX,
                                   hint="delete it; normalize rebuilds it from the files") from e
         for f in listed:
@@ -274,7 +274,7 @@ def _config_changes(folder: Path, dtype: str | None) -> tuple[dict[str, Any] | N
         return None, {}
     try:
         cfg = json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, RecursionError) as e:
         raise CheckpointError(f"config.json is not valid JSON ({e})", path=p) from e
     if not isinstance(cfg, dict):
         raise CheckpointError("config.json is not a JSON object", path=p)

@@ -20,6 +20,7 @@ import math
 import pickle
 import struct
 import zipfile
+import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +43,10 @@ _ELEM_SIZE = {
     "complex64": 8, "complex128": 16,
 }
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+MAX_PICKLE_BYTES = 512 * 2**20  # the pickle of a state dict is ~100 bytes a tensor
+# what zipfile raises on damaged archives (it is not consistent about it)
+_ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError,
+               NotImplementedError, zlib.error, struct.error, KeyError, IndexError)
 _LEGACY_PROTOCOL = 1001
 _UNSUPPORTED_TORCH = {
     "torch._utils._rebuild_sparse_tensor", "torch._utils._rebuild_sparse_csr_tensor",
@@ -386,7 +391,12 @@ def _load_zip(path: Path, extra: frozenset[str]) -> PickleCheckpoint:
         members = {i.filename: i for i in infos}
         byteorder = "little"
         if prefix + "byteorder" in members:
-            byteorder = zf.read(prefix + "byteorder").decode("ascii", "replace").strip()
+            try:
+                byteorder = zf.read(prefix + "byteorder").decode("ascii", "replace").strip()
+            except _ZIP_ERRORS as e:
+                raise CheckpointError(f"corrupt zip member byteorder ({e})", path=path,
+                                      hint="the file is damaged; re-export or re-download it"
+                                      ) from e
         if byteorder != "little":
             raise UnsupportedError(f"big-endian checkpoint (byteorder {byteorder!r})", path=path)
         storages: dict[str, StorageRef] = {}
@@ -396,10 +406,15 @@ def _load_zip(path: Path, extra: frozenset[str]) -> PickleCheckpoint:
             storages.setdefault(ref.key, ref)
             return ref
 
+        if pkls[0].file_size > MAX_PICKLE_BYTES:
+            raise CheckpointError(
+                f"data.pkl declares {pkls[0].file_size} bytes (limit {MAX_PICKLE_BYTES}); a "
+                "state dict's pickle is a few MB", path=path,
+                hint="the file is damaged or hostile (zip bomb)")
         try:
             with zf.open(pkls[0]) as f:
-                data = f.read()
-        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
+                data = f.read(MAX_PICKLE_BYTES + 1)
+        except _ZIP_ERRORS as e:
             raise CheckpointError(f"cannot read data.pkl ({e})", path=path) from e
         obj = _unpickle(io.BytesIO(data), path, extra, persistent, member=pkls[0].filename)
         offsets: dict[str, tuple[int, int]] = {}
@@ -420,9 +435,13 @@ def _load_zip(path: Path, extra: frozenset[str]) -> PickleCheckpoint:
                         path=path, hint="the checkpoint is truncated; re-export it",
                     )
                 if info.compress_type != zipfile.ZIP_STORED:
+                    if info.file_size > 64 * max(info.compress_size, 2**20):
+                        raise CheckpointError(
+                            f"storage {key!r} would inflate {info.compress_size} bytes to "
+                            f"{info.file_size}", path=path, hint="the file looks like a zip bomb")
                     try:
                         inline[key] = zf.read(info)
-                    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
+                    except _ZIP_ERRORS as e:
                         raise CheckpointError(f"cannot read storage {key!r} ({e})",
                                               path=path) from e
                     continue

@@ -67,7 +67,7 @@ def _tied_embeddings_off(src: SourceSet) -> bool:
         return False
     try:
         cfg = json.loads((src.root / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return False
     return isinstance(cfg, dict) and cfg.get("tie_word_embeddings") is False
 

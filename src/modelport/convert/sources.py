@@ -116,7 +116,7 @@ def _read_index(root: Path, name: str) -> tuple[dict[str, str], list[str]]:
     path = root / name
     try:
         obj = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
         raise CheckpointError(f"index is not valid JSON ({e})", path=path,
                               hint="fix or delete the index file") from e
     wm = obj.get("weight_map") if isinstance(obj, dict) else None

@@ -101,7 +101,7 @@ def _json(path: Path) -> dict[str, Any]:
         return {}
     try:
         obj = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, RecursionError) as e:
         raise InputError(f"not valid JSON ({e})", path=path) from e
     return obj if isinstance(obj, dict) else {}
 

@@ -73,7 +73,7 @@ def _model_config(folder: Path) -> dict[str, Any]:
     except FileNotFoundError as e:
         raise InputError("no config.json", path=folder,
                          hint="tsfm-config derives its fields from the model's config.json") from e
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, RecursionError) as e:
         raise InputError(f"config.json is not valid JSON ({e})", path=p) from e
     if not isinstance(cfg, dict):
         raise InputError("config.json is not a JSON object", path=p)
@@ -175,7 +175,7 @@ def tsfm_config(folder: str | Path, options: TsfmOptions | None = None, *,
         except FileNotFoundError as e:
             raise InputError(f"no {TSFM_FILE} to check", path=folder,
                              hint=f"write one: modelport tsfm-config {folder}") from e
-        except (OSError, ValueError) as e:
+        except (OSError, ValueError, RecursionError) as e:
             raise InputError(f"{TSFM_FILE} is not valid JSON ({e})", path=target) from e
         if not isinstance(existing, dict):
             raise InputError(f"{TSFM_FILE} is not a JSON object", path=target)

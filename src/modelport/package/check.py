@@ -155,6 +155,8 @@ def _weights_safetensors(c: Check, x: _Ctx) -> Result:
     pk = [p for p, f in fmts.items() if "pickle" in f]
     if not fmts:
         return [(None, "no weight files@error")]
+    if not st and not pk:
+        return [(next(iter(fmts)), "no readable weight file@error")]
     if not st:
         return [(pk[0], f"{len(pk)} pickled weight file(s), no safetensors")]
     if pk:
@@ -191,7 +193,7 @@ def _chat_template(c: Check, x: _Ctx) -> Result:
     p = x.root / "tokenizer_config.json"
     try:
         tc = json.loads(p.read_text(encoding="utf-8")) if p.is_file() else {}
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         tc = {}
     return [] if isinstance(tc, dict) and tc.get("chat_template") else [
         ("tokenizer_config.json", "no chat_template")]
@@ -440,6 +442,6 @@ def check(path: str | Path, targets: list[str] | tuple[str, ...] = ("watsonx-saa
 def _read_config(root: Path) -> dict[str, Any] | None:
     try:
         cfg = json.loads((root / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None
     return cfg if isinstance(cfg, dict) else None

@@ -104,7 +104,7 @@ def read_manifest(data: bytes, where: str) -> Manifest:
         where_in = ".".join(map(str, first["loc"]))
         raise InputError(f"invalid manifest: {where_in}: {first['msg']}", path=where,
                          hint="re-create the bundle with modelport package") from e
-    except (UnicodeDecodeError, ValueError) as e:
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
         raise InputError(f"invalid manifest ({str(e)[:200]})", path=where,
                          hint="re-create the bundle with modelport package") from e
     paths = [f.path for f in m.files]

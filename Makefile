@@ -7,7 +7,7 @@ PYTEST  := $(BIN)/python -m pytest
 # torch first, pinned to the CPU build (a plain `torch` requirement pulls a multi-GB CUDA build)
 PIP     := $(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt
 
-.PHONY: setup demo test test-all bench lint clean
+.PHONY: setup demo test bench lint clean hostile-report
 
 setup: $(STAMP)
 
@@ -33,6 +33,11 @@ bench: setup
 	$(BIN)/python bench/normalize_bench.py
 	$(BIN)/python bench/tokenizer_parity.py
 	$(BIN)/python bench/upload_bench.py
+	MODELPORT_FUZZ_EXAMPLES=25000 $(PYTEST) -n 2 -q tests/hostile/test_fuzz.py
+
+# the hostile-input table of the README: counts come from this run
+hostile-report: setup
+	MODELPORT_HOSTILE_REPORT=docs/hostile-report.md $(PYTEST) -n 2 -q tests/hostile tests/functional/test_convert_atomic.py tests/functional/test_normalize.py
 
 lint: setup
 	$(BIN)/ruff check src tests bench scripts

@@ -144,3 +144,10 @@ class TargetCheckFailed(ModelportError):
         super().__init__(message, path=path,
                          hint="fix the findings (modelport check shows the commands) or pass "
                          "--force, which is recorded in the manifest")
+
+
+class OutputWriteError(ModelportError, OSError):
+    """Raised when an output cannot be written (disk full, file too large, permissions);
+    nothing partial is left behind."""
+
+    exit_code = 2

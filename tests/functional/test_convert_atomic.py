@@ -64,6 +64,7 @@ def test_destination_inside_or_equal_to_source(tmp_path: Path, dst: str) -> None
     assert tree_snapshot(src) == before
 
 
+@pytest.mark.hostile_class("kill -9 and full disk")
 def test_kill_9_mid_write_leaves_nothing_complete_and_rerun_succeeds(tmp_path: Path) -> None:
     # ~128 MiB in 32 shards: slow enough to be caught mid-write
     src, state = _src(tmp_path, n=32, size=1024)
@@ -93,6 +94,7 @@ def test_kill_9_mid_write_leaves_nothing_complete_and_rerun_succeeds(tmp_path: P
                 assert torch.equal(v, state[k])
 
 
+@pytest.mark.hostile_class("kill -9 and full disk")
 def test_full_disk_gives_a_clear_error_and_no_output(tmp_path: Path) -> None:
     src, _ = _src(tmp_path, n=4, size=256)  # 1 MiB of weights
     before = tree_snapshot(src)

@@ -210,6 +210,7 @@ def test_fp16_cast_counts_planted_overflow_exactly(tmp_path: Path, src_dtype: to
     assert not again.changed
 
 
+@pytest.mark.hostile_class("broken files x verbs")
 @pytest.mark.parametrize(("raw", "match"), [
     (b'{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}' + b"x" * 8, "JSON"),
     (b'{"a": {"dtype": "X9", "shape": [1], "data_offsets": [0, 1]}}', "unknown dtype"),
@@ -250,6 +251,7 @@ def test_real_safetensors_files(tmp_path: Path, case: str) -> None:
         assert len(list(fh.keys())) == len(read_header(f).tensors)
 
 
+@pytest.mark.hostile_class("kill -9 and full disk")
 def test_kill_9_in_place_leaves_old_or_new_and_rerun_completes(tmp_path: Path) -> None:
     g = torch.Generator().manual_seed(0)
     base = tmp_path / "base"

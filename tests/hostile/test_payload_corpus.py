@@ -87,3 +87,20 @@ def test_forged_allowed_globals_are_inert(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="storage"):
         modelport.convert(f, tmp_path / "out", progress=False)
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.hostile_class("hostile pickles")
+@pytest.mark.parametrize("body", [
+    b"\x80\x02N r\x00\x00\x00\x80.",  # LONG_BINPUT 2**31: the unpickler would allocate 16 GB
+    b"\x80\x02Nj\xff\xff\xff\x7f.",  # LONG_BINGET far past the memo
+    b"\x80\x02B\xff\xff\xff\x7fabc.",  # BINBYTES claiming 2 GB in a 12-byte file
+], ids=["memo-put-bomb", "memo-get-bomb", "length-bomb"])
+def test_memory_bombs_are_refused_fast(tmp_path: Path, body: bytes) -> None:
+    import time
+
+    f = tmp_path / "bomb.pt"
+    f.write_bytes(body)
+    t = time.perf_counter()
+    with pytest.raises(CheckpointError):
+        modelport.convert(f, tmp_path / "out", progress=False)
+    assert time.perf_counter() - t < 2.0

@@ -64,6 +64,7 @@ def _control_load_runs_payload(path: Path, marker: Path) -> None:
     marker.unlink()
 
 
+@pytest.mark.hostile_class("hostile pickles")
 @pytest.mark.parametrize("legacy", [False, True], ids=["zip", "legacy"])
 @pytest.mark.parametrize("kind", sorted(PAYLOADS))
 def test_payload_never_runs(tmp_path: Path, marker: Path, kind: str, legacy: bool) -> None:
@@ -108,14 +109,16 @@ def test_payload_in_lightning_extras_is_refused(tmp_path: Path, marker: Path) ->
 
 def test_allowed_global_is_rebuilt_as_inert_record(tmp_path: Path) -> None:
     import argparse
+    import collections
 
     src = tmp_path / "model.ckpt"
-    torch.save({"state_dict": {"w": torch.ones(2)},
-                "hparams": argparse.Namespace(lr=0.1)}, src)
-    with pytest.raises(UnsafeCheckpointError, match=r"argparse\.Namespace"):
+    torch.save({"state_dict": {"w": torch.ones(2)}, "hparams": argparse.Namespace(lr=0.1),
+                "extra": collections.Counter(a=1)}, src)
+    with pytest.raises(UnsafeCheckpointError, match=r"collections\.Counter") as ei:
         modelport.convert(src, tmp_path / "out", progress=False)
+    assert "argparse.Namespace" not in ei.value.globals  # inert by default: a plain record
     rep = modelport.convert(src, tmp_path / "out", progress=False,
-                            allow_globals=("argparse.Namespace",))
+                            allow_globals=("collections.Counter",))
     assert rep.tensors_written == 1
 
 

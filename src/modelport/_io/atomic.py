@@ -9,7 +9,7 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-from modelport.errors import OutputExistsError
+from modelport.errors import ModelportError, OutputExistsError, OutputWriteError
 
 TMP_MARK = ".modelport-tmp-"
 
@@ -82,6 +82,14 @@ def atomic_dir(dst: Path, *, overwrite: bool = False) -> Iterator[Path]:
         else:
             os.rename(tmp, dst)
         fsync_dir(parent)
+    except ModelportError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise OutputWriteError(f"cannot write output: {e.strerror or e}", path=dst,
+                               hint="check free space, quotas and permissions; nothing was "
+                               "left behind") from e
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -96,6 +104,11 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise OutputWriteError(f"cannot write: {e.strerror or e}", path=path,
+                               hint="check free space, quotas and permissions; the old file "
+                               "is unchanged") from e
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

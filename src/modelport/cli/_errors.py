@@ -34,6 +34,13 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             sys.exit(130)
         except click.exceptions.Exit:
             raise
+        except OSError as e:  # the file system said no: the user's to fix, not a bug
+            if debug:
+                traceback.print_exc()
+            where = f"{e.filename}: " if getattr(e, "filename", None) else ""
+            click.echo(f"modelport: error: {where}{e.strerror or e}\n"
+                       "  hint: check the path, free space and permissions", err=True)
+            sys.exit(EXIT_INPUT)
         except Exception as e:  # a bug: say so in one line, keep the traceback for --debug
             if debug:
                 traceback.print_exc()

@@ -272,6 +272,20 @@ for _dt in _ELEM_SIZE:
 _ALLOWED["torch.device"] = lambda *a: "device(" + ",".join(map(str, a)) + ")"
 
 
+# Data classes real training checkpoints carry beside the weights (hyper-parameters, numpy
+# scalars in metrics). They are accepted by default as inert Records: never imported, never
+# called, their arguments kept as plain data. Nothing else is, unless named with
+# --allow-global (which also only makes a Record).
+INERT_BY_DEFAULT = frozenset({
+    "argparse.Namespace",
+    "pytorch_lightning.utilities.parsing.AttributeDict",
+    "lightning.fabric.utilities.data.AttributeDict",
+    "lightning_fabric.utilities.data.AttributeDict",
+    "numpy.core.multiarray.scalar", "numpy._core.multiarray.scalar", "numpy.dtype",
+    "pathlib.PosixPath", "pathlib.WindowsPath",
+})
+
+
 def allowed_globals() -> list[str]:
     """The globals a checkpoint may name without any option (each replaced by a stand-in)."""
     return sorted(_ALLOWED)
@@ -298,7 +312,7 @@ class _SafeUnpickler(pickle.Unpickler):
         key = f"{module}.{name}"
         if key in _ALLOWED:
             return _ALLOWED[key]
-        if key in self.extra_allowed:
+        if key in self.extra_allowed or key in INERT_BY_DEFAULT:
             return type("Record", (Record,), {"global_name": key})
         if key in _UNSUPPORTED_TORCH:
             self.unsupported.append(key)
@@ -310,10 +324,63 @@ class _SafeUnpickler(pickle.Unpickler):
         return self._persistent(pid)
 
 
+class _Capped(io.RawIOBase):
+    """Reads that never ask for more than the file still holds (pickletools would allocate
+    the declared length of a BINBYTES/LONG4 before finding the file too short)."""
+
+    def __init__(self, f: Any) -> None:
+        self._f = f
+        pos = f.tell()
+        self._left = f.seek(0, 2) - pos
+        f.seek(pos)
+
+    def read(self, n: int = -1) -> bytes:
+        n = self._left if n is None or n < 0 else min(n, self._left)
+        data = self._f.read(n)
+        self._left -= len(data)
+        return data
+
+    def tell(self) -> int:
+        return int(self._f.tell())
+
+    def readline(self, size: int | None = -1) -> bytes:
+        line = self._f.readline(self._left)
+        self._left -= len(line)
+        return line
+
+
+MAX_MEMO_INDEX = 1 << 22  # a state dict pickle memoizes ~10 objects per tensor
+
+
+def _prescan(f: Any, path: Path, member: str | None) -> None:
+    """Walk the opcodes once before unpickling, to refuse what would exhaust memory or time:
+    memo indexes far beyond any real checkpoint (``LONG_BINPUT 2**31`` makes the unpickler
+    allocate a 16 GB memo) and lengths that run past the data."""
+    import pickletools
+
+    try:
+        for op, arg, _ in pickletools.genops(_Capped(f)):
+            if op.name in ("LONG_BINPUT", "LONG_BINGET", "PUT", "GET") and \
+                    isinstance(arg, int) and arg > MAX_MEMO_INDEX:
+                raise CheckpointError(f"pickle memo index {arg} (limit {MAX_MEMO_INDEX}): a "
+                                      "memory bomb", path=path, member=member,
+                                      hint="the file is damaged or hostile")
+    except CheckpointError:
+        raise
+    except Exception as e:  # pickletools raises ValueError and friends on malformed data
+        raise CheckpointError(f"not a readable pickle ({type(e).__name__}: {e})", path=path,
+                              member=member,
+                              hint="the file is corrupt or truncated; re-export or "
+                              "re-download it") from e
+
+
 def _unpickle(
     f: io.BufferedIOBase, path: Path, extra_allowed: frozenset[str],
     persistent: Callable[[Any], Any], member: str | None = None,
 ) -> Any:
+    start = f.tell()
+    _prescan(f, path, member)
+    f.seek(start)
     up = _SafeUnpickler(f, extra_allowed, persistent)
     try:
         obj = up.load()
@@ -376,7 +443,7 @@ def _load_zip(path: Path, extra: frozenset[str]) -> PickleCheckpoint:
     try:
         zf = zipfile.ZipFile(path)
         infos = zf.infolist()
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
+    except _ZIP_ERRORS as e:
         raise CheckpointError(
             f"corrupt zip checkpoint ({e})", path=path,
             hint="the file is truncated or damaged; re-export or re-download it",

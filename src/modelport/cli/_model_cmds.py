@@ -1,0 +1,269 @@
+"""Commands on model folders: inspect, convert, normalize, tokenizer, tsfm-config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from pydantic import ValidationError
+
+from modelport.cli._base import EXIT_FINDINGS, Output, cli, common, handle_errors, human_bytes
+from modelport.errors import InputError
+
+
+@cli.command()
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--allow-global", "allow_globals", multiple=True, metavar="MODULE.NAME",
+              help="accept this pickle global as an inert record (never imported)")
+@common
+@handle_errors
+def inspect(path: Path, allow_globals: tuple[str, ...], as_json: bool, quiet: bool,
+            debug: bool) -> None:
+    """Describe a model folder or weight file without loading tensor data."""
+    from modelport.convert.inspect import inspect as run
+
+    rep = run(path, allow_globals=allow_globals)
+    lines = [f"{rep.path} ({rep.kind})"]
+    if rep.config:
+        c = rep.config
+        lines.append(f"  model_type {c.model_type}  architectures {', '.join(c.architectures)}"
+                     + (f"  dtype {c.torch_dtype}" if c.torch_dtype else "")
+                     + (f"  quantization {c.quantization}" if c.quantization else ""))
+    for w in rep.weight_files:
+        meta = ""
+        if w.format == "safetensors":
+            meta = f"  metadata format={w.metadata_format}" if w.has_metadata else "  no metadata"
+        extra = f"  aliases {w.aliases}" if w.aliases else ""
+        key = f"  under {w.state_dict_key!r}" if w.state_dict_key else ""
+        lines.append(f"  {w.path}: {w.format}, {w.tensors} tensors, {w.parameters:,} params, "
+                     f"{human_bytes(w.size)}{meta}{extra}{key}")
+    for ix in rep.indexes:
+        lines.append(f"  {ix.path}: {ix.tensors} tensors in {len(ix.files)} file(s), "
+                     f"{'consistent' if ix.consistent else 'INCONSISTENT'}")
+    lines.append(f"  total: {rep.tensors} tensors, {rep.parameters:,} parameters, "
+                 f"{human_bytes(rep.weight_bytes)}, dtypes "
+                 + ", ".join(f"{d}×{n}" for d, n in sorted(rep.dtypes.items())))
+    if rep.tokenizer_files:
+        lines.append(f"  tokenizer files: {', '.join(rep.tokenizer_files)}")
+    for p in rep.problems:
+        lines.append(f"  {p.severity}: {p.file + ': ' if p.file else ''}{p.message}")
+    Output(as_json, quiet).result(rep, "\n".join(lines))
+    if not rep.ok:
+        raise SystemExit(EXIT_FINDINGS)
+
+
+@cli.command()
+@click.argument("src", type=click.Path(path_type=Path))
+@click.argument("dst", type=click.Path(path_type=Path))
+@click.option("--max-shard-size", default="5GB", show_default=True,
+              help="largest output shard (5GB, 512MiB, bytes)")
+@click.option("--state-dict-key", default=None, help="where the tensors are, e.g. state_dict")
+@click.option("--strip-prefix", default=None, help="remove this prefix from names, e.g. model.")
+@click.option("--aliases", type=click.Choice(["dedupe", "copy"]), default="dedupe",
+              show_default=True, help="tied weights: write once, or once per name")
+@click.option("--allow-global", "allow_globals", multiple=True, metavar="MODULE.NAME",
+              help="accept this pickle global as an inert record (never imported)")
+@click.option("--no-verify", is_flag=True, help="skip re-reading and comparing the output")
+@click.option("--overwrite", is_flag=True, help="replace DST if it exists")
+@click.option("--dry-run", is_flag=True, help="print the plan; write nothing")
+@common
+@handle_errors
+def convert(src: Path, dst: Path, max_shard_size: str, state_dict_key: str | None,
+            strip_prefix: str | None, aliases: str, allow_globals: tuple[str, ...],
+            no_verify: bool, overwrite: bool, dry_run: bool, as_json: bool, quiet: bool,
+            debug: bool) -> None:
+    """Convert pickled (or safetensors) weights in SRC into verified safetensors in DST."""
+    from modelport.convert.options import ConvertOptions
+
+    try:
+        opts = ConvertOptions(max_shard_bytes=max_shard_size, state_dict_key=state_dict_key,
+                              strip_prefix=strip_prefix, aliases=aliases,
+                              allow_globals=allow_globals, verify=not no_verify,
+                              overwrite=overwrite)
+    except ValidationError as e:
+        raise InputError("; ".join(x["msg"] for x in e.errors()),
+                         hint="see modelport convert --help") from e
+    out = Output(as_json, quiet)
+    if dry_run:
+        from modelport.convert.plan import plan_convert
+
+        plan = plan_convert(src, dst, opts)
+        data = {
+            "shards": [{"file": s.filename, "tensors": len(s.tensors), "bytes": s.nbytes}
+                       for s in plan.shards],
+            "aliases": plan.aliases, "overlapping_views": plan.overlapping,
+            "copy_files": plan.source.copy_files,
+            "skipped_entries": [vars(s) for s in plan.source.skipped_entries],
+            "skipped_files": [vars(s) for s in plan.source.skipped_files],
+            "warnings": plan.warnings,
+        }
+        human = "\n".join([f"plan: {len(plan.shards)} shard(s), {human_bytes(plan.total_bytes)}"]
+                          + [f"  {s.filename}: {len(s.tensors)} tensors, {human_bytes(s.nbytes)}"
+                             for s in plan.shards]
+                          + [f"  alias: {a} -> {b}" for a, b in plan.aliases.items()]
+                          + [f"  warning: {w}" for w in plan.warnings])
+        out.result(data, human)
+        return
+    from modelport.convert.checkpoint import convert as run
+
+    rep = run(src, dst, opts, progress=out.progress)
+    rate = rep.total_bytes / rep.seconds if rep.seconds else 0.0
+    lines = [
+        f"converted {rep.tensors_in} tensors ({rep.parameters:,} parameters, "
+        f"{human_bytes(rep.total_bytes)}) from {', '.join(sorted({i.format for i in rep.inputs}))}"
+        f" in {rep.seconds:.2f} s ({human_bytes(rate)}/s)"
+        + (f", verified in {rep.verify_seconds:.2f} s" if rep.verified else ", NOT verified"),
+    ]
+    lines += [f"  {o.path}  {human_bytes(o.size)}  sha256 {o.sha256[:16]}…" for o in rep.outputs]
+    lines += [f"  alias: {a} -> {b} (written once)" for a, b in rep.aliases.items()]
+    lines += [f"  overlapping views written as copies: {', '.join(g)}"
+              for g in rep.overlapping_views]
+    lines += [f"  skipped {s.name}: {s.reason}" for s in rep.skipped_entries[:20]]
+    if len(rep.skipped_entries) > 20:
+        lines.append(f"  ... {len(rep.skipped_entries) - 20} more skipped entries (--json)")
+    lines += [f"  not copied {s.name}: {s.reason}" for s in rep.skipped_files]
+    lines += [f"  warning: {w}" for w in rep.warnings]
+    out.result(rep, "\n".join(lines))
+
+
+@cli.command()
+@click.argument("folder", type=click.Path(path_type=Path))
+@click.option("--out", "out", type=click.Path(path_type=Path), default=None,
+              help="write the normalized folder here (default mode)")
+@click.option("--in-place", is_flag=True, help="change FOLDER itself, each file atomically")
+@click.option("--dtype", type=click.Choice(["fp16", "bf16", "fp32"]), default=None,
+              help="cast floating tensors (never integer, bool, fp8 or quantization tensors)")
+@click.option("--on-overflow", type=click.Choice(["error", "clamp"]), default="error",
+              show_default=True, help="values beyond the target range")
+@click.option("--link", is_flag=True, help="hard-link unchanged files into --out")
+@click.option("--no-insert-range", is_flag=True,
+              help="in place, never grow headers with fallocate INSERT_RANGE")
+@click.option("--no-verify", is_flag=True, help="skip data hashes and re-reads")
+@click.option("--overwrite", is_flag=True, help="replace --out if it exists")
+@click.option("--dry-run", is_flag=True, help="list what would change; write nothing")
+@common
+@handle_errors
+def normalize(folder: Path, out: Path | None, in_place: bool, dtype: str | None,
+              on_overflow: str, link: bool, no_insert_range: bool, no_verify: bool,
+              overwrite: bool, dry_run: bool, as_json: bool, quiet: bool, debug: bool) -> None:
+    """Give safetensors headers format=pt, cast dtypes, fix config.json and the index."""
+    from modelport.convert.normalize import normalize as run
+    from modelport.convert.options import NormalizeOptions
+
+    opts = NormalizeOptions(dtype=dtype, on_overflow=on_overflow, in_place=in_place,
+                            link=link, dry_run=dry_run, verify=not no_verify,
+                            insert_range=not no_insert_range, overwrite=overwrite)
+    rep = run(folder, out, opts)
+    verb = "would change" if rep.dry_run else "changed"
+    lines = [f"{rep.dir}: nothing to change" if not rep.changed else
+             f"{rep.dir}: {verb} (in {rep.seconds:.2f} s)"]
+    for r in rep.files:
+        line = f"  {r.path}: {r.action}"
+        if r.action != "unchanged" and r.metadata_before != r.metadata_after:
+            line += f", metadata {r.metadata_before} -> {r.metadata_after}"
+        if r.data_sha256_before:
+            same = "unchanged" if r.data_sha256_before == r.data_sha256_after else "changed"
+            line += f", data sha256 {r.data_sha256_before[:12]}… {same}"
+        lines.append(line)
+        for c in r.casts:
+            if c.overflow or c.to_zero:
+                lines.append(f"    {c.name}: {c.from_dtype}->{c.to_dtype} max|x| "
+                             f"{c.max_abs:.4g}, {c.overflow} overflow"
+                             f"{' (clamped)' if c.clamped and c.overflow else ''}, "
+                             f"{c.to_zero} became zero")
+        if r.casts:
+            lines.append(f"    cast {len(r.casts)} tensor(s) to {r.casts[0].to_dtype}")
+    lines += [f"  config.json {k}: {a!r} -> {b!r}" for k, (a, b) in rep.config_changes.items()]
+    if rep.index != "none":
+        lines.append(f"  index: {rep.index}")
+    lines += [f"  recovered: {x}" for x in rep.recovered]
+    Output(as_json, quiet).result(rep, "\n".join(lines))
+
+
+
+@cli.command("tokenizer")
+@click.argument("folder", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="write a copy of FOLDER with tokenizer.json there (default: into FOLDER)")
+@click.option("--family", default=None,
+              help="override the detected family: llama, t5, gpt2, roberta, qwen2, bert")
+@click.option("--corpus", type=click.Path(path_type=Path, exists=True), default=None,
+              help="extra parity corpus: text lines, or JSONL with a 'text' field")
+@click.option("--check", is_flag=True, help="only run the parity proof on the existing "
+              "tokenizer.json")
+@click.option("--accept-mismatch", is_flag=True, help="write even below 100% parity")
+@click.option("--overwrite", is_flag=True, help="replace an existing tokenizer.json / --out")
+@common
+@handle_errors
+def tokenizer_cmd(folder: Path, out: Path | None, family: str | None, corpus: Path | None,
+                  check: bool, accept_mismatch: bool, overwrite: bool, as_json: bool,
+                  quiet: bool, debug: bool) -> None:
+    """Synthesize tokenizer.json from slow tokenizer files, proven against a reference."""
+    from modelport.convert.tokenizer import TokenizerOptions, tokenizer
+
+    rep = tokenizer(folder, out, TokenizerOptions(family=family, corpus=corpus, check=check,
+                                                  accept_mismatch=accept_mismatch,
+                                                  overwrite=overwrite))
+    p = rep.parity
+    verb = "checked" if check else ("wrote" if rep.written else "did not write")
+    lines = [f"{verb} tokenizer.json for {rep.out or rep.folder}: {rep.reason}",
+             f"  parity vs {p.reference}: {p.matched}/{p.examples} ({p.rate:.1%}) ids identical"
+             + (f", decode {p.decode_matched}/{p.decode_checked}" if p.decode_checked else ""),
+             f"  vocabulary {rep.vocab_size}, post-processor {rep.post_processor}"
+             + (f"; transformers AutoTokenizer on the written files: "
+                f"{rep.transformers_matched}/{p.examples} identical"
+                if rep.transformers_matched is not None else ""),
+             f"  special tokens: {', '.join(f'{k}={v}' for k, v in rep.special_tokens.items())}"]
+    lines += [f"  note: {n}" for n in rep.notes]
+    lines += [f"  mismatch: {m.text[:60]!r}: expected {m.expected[:8]}, got {m.got[:8]}"
+              for m in p.first_mismatches]
+    Output(as_json, quiet).result(rep, "\n".join(lines))
+    if check and p.rate < 1.0:
+        raise SystemExit(EXIT_FINDINGS)
+
+
+@cli.command("tsfm-config")
+@click.argument("folder", type=click.Path(path_type=Path))
+@click.option("--check", "check_only", is_flag=True, help="validate the existing file only")
+@click.option("--min-context", type=int, default=None, help="minimum_context_length")
+@click.option("--max-context", type=int, default=None, help="maximum_context_length")
+@click.option("--max-prediction", type=int, default=None, help="maximum_prediction_length")
+@click.option("--batch-size", type=int, default=16, show_default=True,
+              help="inference_batch_size")
+@click.option("--multivariate/--no-multivariate", default=True, show_default=True)
+@click.option("--missing-values/--no-missing-values", default=False, show_default=True)
+@click.option("--exogenous/--no-exogenous", default=False, show_default=True)
+@click.option("--finetuned/--not-finetuned", default=None,
+              help="default: true only when preprocessor_config.json is present")
+@click.option("--overwrite", is_flag=True, help="replace an existing tsfm_config.json")
+@common
+@handle_errors
+def tsfm_config(folder: Path, check_only: bool, min_context: int | None,
+                max_context: int | None, max_prediction: int | None, batch_size: int,
+                multivariate: bool, missing_values: bool, exogenous: bool,
+                finetuned: bool | None, overwrite: bool, as_json: bool, quiet: bool,
+                debug: bool) -> None:
+    """Write (or --check) tsfm_config.json for a TinyTimeMixer model folder."""
+    from modelport.convert.tsfm import TsfmOptions
+    from modelport.convert.tsfm import tsfm_config as run
+
+    try:
+        opts = TsfmOptions(minimum_context_length=min_context,
+                           maximum_context_length=max_context,
+                           maximum_prediction_length=max_prediction,
+                           inference_batch_size=batch_size, multivariate_support=multivariate,
+                           missing_value_support=missing_values, exogenous_support=exogenous,
+                           is_finetuned=finetuned, overwrite=overwrite)
+    except ValidationError as e:
+        raise InputError("; ".join(x["msg"] for x in e.errors())) from e
+    rep = run(folder, opts, check_only=check_only)
+    head = f"wrote {rep.path}" if rep.written else f"checked {rep.path}"
+    lines = [head + (": OK" if rep.ok else f": {len(rep.findings)} finding(s)")]
+    if rep.written:
+        lines += [f"  {k}: {v}" for k, v in rep.config.items()]
+    lines += [f"  {f.severity}: {f.key}: {f.message}" for f in rep.findings]
+    Output(as_json, quiet).result(rep, "\n".join(lines))
+    if not rep.ok:
+        raise SystemExit(EXIT_FINDINGS)
+
+

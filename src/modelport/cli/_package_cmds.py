@@ -1,0 +1,244 @@
+"""Commands for targets and delivery: targets, check, package, upload, verify, prepare,
+mlflow-log."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from modelport.cli._base import EXIT_FINDINGS, Output, cli, common, handle_errors, human_bytes
+
+
+@cli.group(invoke_without_command=True)
+@click.option("--json", "as_json", is_flag=True, help="print as JSON")
+@click.pass_context
+def targets(ctx: click.Context, as_json: bool) -> None:
+    """List the import targets modelport knows (one rules file each)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from modelport.package.rules import load_target, target_names
+
+    rows = [load_target(t) for t in target_names()]
+    Output(as_json, False).result(
+        [{"target": r.target, "title": r.title, "specs": r.specs, "checks": len(r.checks)}
+         for r in rows],
+        "\n".join(f"{r.target:40s} {r.title} ({len(r.checks)} checks; specs: "
+                  f"{', '.join(r.specs)})" for r in rows))
+
+
+@targets.command("show")
+@click.argument("target")
+@click.option("--json", "as_json", is_flag=True, help="print the whole rules file as JSON")
+@handle_errors
+def targets_show(target: str, as_json: bool) -> None:
+    """Print a target's rules, architectures, families and hardware table."""
+    from modelport.package.rules import load_target
+
+    r = load_target(target)
+    lines = [f"{r.target}: {r.title}", f"specifications: {', '.join(r.specs)}", "checks:"]
+    lines += [f"  {c.id} [{c.severity}{', unconfirmed' if c.unconfirmed else ''}] {c.message}"
+              for c in r.checks]
+    if r.architectures:
+        lines.append("architectures:")
+        lines += [f"  {a.model_type:14s} quant {','.join(a.quantization) or '-':6s} "
+                  f"TP {'yes' if a.tensor_parallel else 'no ':3s} specs {', '.join(a.specs)}"
+                  for a in r.architectures]
+    if r.families:
+        lines.append("families:")
+        lines += [f"  {f.name}: {', '.join(f.architectures)} ({f.capability})"
+                  + (f" {f.shape}" if f.shape else "") for f in r.families]
+    lines.append("sources:")
+    lines += [f"  {k}: {v.url} (read {v.retrieved})" for k, v in r.sources.items()]
+    Output(as_json, False).result(r, "\n".join(lines))
+
+
+@cli.command()
+@click.argument("folder", type=click.Path(path_type=Path))
+@click.option("--target", "-t", "target_names", multiple=True, default=("watsonx-saas",),
+              show_default=True, help="import target (repeat for several; see `modelport targets`)")
+@click.option("--spec", default=None, help="software specification, e.g. caikit-1.0")
+@common
+@handle_errors
+def check(folder: Path, target_names: tuple[str, ...], spec: str | None, as_json: bool,
+          quiet: bool, debug: bool) -> None:
+    """Will FOLDER deploy on the target(s)? Exit 0: no errors, 1: errors, 2: bad input."""
+    from modelport.package.check import check as run
+
+    rep = run(folder, list(target_names), spec=spec)
+    f = rep.facts
+    lines = [f"{rep.path}: {f.model_type} {', '.join(f.architectures)}, "
+             f"{f.parameters / 1e9:.2f}B parameters"
+             + (f", {f.quant_method} {f.quant_bits}-bit" if f.quant_method else "")]
+    for t in rep.targets:
+        lines.append(f"\n{t.target}{' (' + t.spec + ')' if t.spec else ''}: "
+                     f"{'OK' if t.ok else 'FAIL'} — {t.errors} error(s), {t.warnings} warning(s)")
+        for x in sorted(t.findings, key=lambda x: ("error", "warning", "info").index(x.severity)):
+            where = f"{x.file}: " if x.file else ""
+            lines.append(f"  {x.severity:7s} {x.rule_id}: {where}{x.message}"
+                         + (f" ({x.detail})" if x.detail else "")
+                         + (" [unconfirmed]" if x.unconfirmed else ""))
+            if x.command:
+                lines.append(f"          fix: {x.command}")
+            elif x.fix:
+                lines.append(f"          fix: {x.fix}")
+        lines.append(f"  hardware: {t.hardware.recommendation}"
+                     + (" [unconfirmed]" if t.hardware.unconfirmed else ""))
+    Output(as_json, quiet).result(rep, "\n".join(lines))
+    if not rep.ok:
+        raise SystemExit(EXIT_FINDINGS)
+
+
+
+_store_options = [
+    click.option("--endpoint-url", default=None, help="S3 endpoint (IBM COS, OCI, MinIO, ...)"),
+    click.option("--region", default=None, help="S3 region"),
+    click.option("--profile", default=None, help="profile in ~/.aws/credentials"),
+    click.option("--concurrency", default=8, show_default=True, help="parts in flight"),
+]
+
+
+def store_options(fn):  # type: ignore[no-untyped-def]
+    for opt in reversed(_store_options):
+        fn = opt(fn)
+    return fn
+
+
+def _upload_options(endpoint_url: str | None, region: str | None, profile: str | None,
+                    concurrency: int) -> object:
+    from modelport.package.upload import UploadOptions
+
+    return UploadOptions(endpoint_url=endpoint_url, region=region, profile=profile,
+                         concurrency=concurrency)
+
+
+def _manifest_lines(m: object) -> list[str]:
+    lines = [f"  {f.path}  {human_bytes(f.size)}  {f.role}  sha256 {f.sha256[:16]}…"  # type: ignore[attr-defined]
+             for f in m.files]  # type: ignore[attr-defined]
+    for t in m.targets:  # type: ignore[attr-defined]
+        lines.append(f"  {t.target}: {'OK' if t.ok else 'FAIL'} ({t.errors} errors, "
+                     f"{t.warnings} warnings); hardware: {t.hardware['recommendation']}")
+    return lines
+
+
+@cli.command("package")
+@click.argument("folder", type=click.Path(path_type=Path))
+@click.option("--target", "-t", "target_names", multiple=True, default=("watsonx-saas",),
+              show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="bundle folder")
+@click.option("--force", is_flag=True, help="package despite check errors (recorded)")
+@click.option("--copy", is_flag=True, help="copy files instead of hard-linking them")
+@click.option("--overwrite", is_flag=True)
+@common
+@handle_errors
+def package_cmd(folder: Path, target_names: tuple[str, ...], out: Path, force: bool, copy: bool,
+                overwrite: bool, as_json: bool, quiet: bool, debug: bool) -> None:
+    """Check FOLDER for the targets and write a bundle with modelport.manifest.json."""
+    from modelport.package.bundle import package
+
+    m = package(folder, out, target_names, force=force, link=not copy, overwrite=overwrite)
+    head = f"bundle {out}: {len(m.files)} files, {m.model.parameters:,} parameters"
+    Output(as_json, quiet).result(m, "\n".join([head, *_manifest_lines(m)]))
+
+
+@cli.command("upload")
+@click.argument("bundle", type=click.Path(path_type=Path))
+@click.argument("url")
+@store_options
+@common
+@handle_errors
+def upload_cmd(bundle: Path, url: str, endpoint_url: str | None, region: str | None,
+               profile: str | None, concurrency: int, as_json: bool, quiet: bool,
+               debug: bool) -> None:
+    """Upload BUNDLE to s3://bucket/prefix: resumable, each object verified, manifest last."""
+    from modelport.package.upload import upload
+
+    rep = upload(bundle, url, _upload_options(endpoint_url, region, profile, concurrency),
+                 progress=Output(as_json, quiet).progress)
+    Output(as_json, quiet).result(rep, (
+        f"uploaded {len(rep.uploaded)} object(s), {human_bytes(rep.bytes_sent)} in "
+        f"{rep.seconds:.2f} s ({rep.mib_per_s} MiB/s); skipped {len(rep.skipped)} already "
+        f"there; aborted {rep.aborted_multipart} unfinished multipart upload(s)"))
+
+
+@cli.command("verify")
+@click.argument("target")
+@store_options
+@common
+@handle_errors
+def verify_cmd(target: str, endpoint_url: str | None, region: str | None, profile: str | None,
+               concurrency: int, as_json: bool, quiet: bool, debug: bool) -> None:
+    """Re-read a local bundle or s3:// bundle; every file against the manifest."""
+    from modelport.package.upload import verify
+
+    rep = verify(target, _upload_options(endpoint_url, region, profile, concurrency))
+    lines = [f"{rep.target}: {rep.checked} file(s) checked, "
+             + ("all match the manifest" if rep.ok else "MISMATCH")]
+    lines += [f"  missing: {x}" for x in rep.missing]
+    lines += [f"  changed: {x}" for x in rep.changed]
+    lines += [f"  extra: {x}" for x in rep.extra]
+    Output(as_json, quiet).result(rep, "\n".join(lines))
+    if not rep.ok:
+        raise SystemExit(EXIT_FINDINGS)
+
+
+@cli.command("prepare")
+@click.argument("src", type=click.Path(path_type=Path))
+@click.option("--target", "-t", "target_names", multiple=True, default=("watsonx-saas",),
+              show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="bundle folder")
+@click.option("--upload", "upload_url", default=None, help="s3://bucket/prefix to upload to")
+@click.option("--dtype", type=click.Choice(["fp16", "bf16", "fp32"]), default=None)
+@click.option("--force", is_flag=True)
+@click.option("--overwrite", is_flag=True)
+@store_options
+@common
+@handle_errors
+def prepare_cmd(src: Path, target_names: tuple[str, ...], out: Path, upload_url: str | None,
+                dtype: str | None, force: bool, overwrite: bool, endpoint_url: str | None,
+                region: str | None, profile: str | None, concurrency: int, as_json: bool,
+                quiet: bool, debug: bool) -> None:
+    """SRC to a verified bundle: convert, tokenizer, tsfm-config, normalize, check, package,
+    upload, verify; each step only when needed."""
+    from modelport.package.prepare import prepare
+
+    o = Output(as_json, quiet)
+    rep = prepare(src, out, target_names, upload_url=upload_url, dtype=dtype, force=force,
+                  overwrite=overwrite, progress=o.progress,
+                  upload_options=_upload_options(endpoint_url, region, profile,  # type: ignore[arg-type]
+                                                 concurrency))
+    lines = [f"prepared {rep.out} from {rep.src}"]
+    lines += [f"  {s.verb:12s} {s.status:7s} {s.detail}" for s in rep.steps]
+    lines += _manifest_lines(rep.manifest)
+    if rep.upload:
+        lines.append(f"  upload       {len(rep.upload.uploaded)} object(s), "
+                     f"{human_bytes(rep.upload.bytes_sent)}, {rep.upload.mib_per_s} MiB/s")
+    if rep.verify:
+        lines.append(f"  verify       {rep.verify.checked} file(s) re-read from "
+                     f"{rep.verify.target}: {'all match' if rep.verify.ok else 'MISMATCH'}")
+    o.result(rep, "\n".join(lines))
+    if rep.verify and not rep.verify.ok:
+        raise SystemExit(EXIT_FINDINGS)
+
+
+@cli.command("mlflow-log")
+@click.argument("folder", type=click.Path(path_type=Path))
+@click.option("--task", type=click.Choice(["llm/v1/chat", "llm/v1/completions",
+                                           "llm/v1/embeddings"]),
+              default="llm/v1/completions", show_default=True)
+@click.option("--tracking-uri", default=None, help="MLflow tracking URI (e.g. databricks)")
+@click.option("--registered-model-name", default=None, help="catalog.schema.model")
+@common
+@handle_errors
+def mlflow_log_cmd(folder: Path, task: str, tracking_uri: str | None,
+                   registered_model_name: str | None, as_json: bool, quiet: bool,
+                   debug: bool) -> None:
+    """Databricks: log FOLDER as an MLflow transformers model with its weights and task."""
+    from modelport.package.mlflow_log import log_mlflow
+
+    rep = log_mlflow(folder, task, tracking_uri=tracking_uri,  # type: ignore[arg-type]
+                     registered_model_name=registered_model_name)
+    Output(as_json, quiet).result(rep, f"logged {folder} as {rep.model_uri} (run {rep.run_id},"
+                                       f" task {rep.task})")
+
+

@@ -37,6 +37,16 @@ class ExecPayload:
         return (exec, (f"open({str(self.marker)!r}, 'w').close()",))
 
 
+class EvalPayload:
+    """__reduce__ -> builtins.eval(open(marker, 'w'))."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (eval, (f"open({str(self.marker)!r}, 'w').close()",))
+
+
 class PopenPayload:
     def __init__(self, marker: Path) -> None:
         self.marker = marker

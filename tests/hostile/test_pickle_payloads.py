@@ -7,7 +7,6 @@ modelport refused it, not that the payload was broken.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -19,35 +18,7 @@ import modelport
 from modelport.convert.pickle_safe import load_pickle_checkpoint
 from modelport.errors import UnsafeCheckpointError
 from tests.conftest import real_path
-
-
-class SystemPayload:
-    """``__reduce__`` -> os.system(touch marker)."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self):  # type: ignore[no-untyped-def]
-        return (os.system, (f"touch {self.marker}",))
-
-
-class EvalPayload:
-    """``__reduce__`` -> builtins.eval(open(marker, 'w'))."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self):  # type: ignore[no-untyped-def]
-        return (eval, (f"open({str(self.marker)!r}, 'w').close()",))
-
-
-class PopenPayload:
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self):  # type: ignore[no-untyped-def]
-        return (subprocess.Popen, (["touch", str(self.marker)],))
-
+from tests.hostile.payloads import EvalPayload, PopenPayload, SystemPayload
 
 PAYLOADS = {"os.system": SystemPayload, "eval": EvalPayload, "subprocess.Popen": PopenPayload}
 

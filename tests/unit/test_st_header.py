@@ -53,6 +53,7 @@ def test_build_header_is_aligned_and_parses(tmp_path: Path) -> None:
     ({"__metadata__": {"format": 1}}, b"", "__metadata__"),
     ([1, 2], b"", "not an object"),
     ({"a": 5}, b"", "not an object"),
+    ({"a": {"dtype": [], "shape": [], "data_offsets": [0, 0]}}, b"", "unknown dtype"),  # fuzz
 ])
 def test_bad_headers(tmp_path: Path, header: object, data: bytes, match: str) -> None:
     with pytest.raises(CheckpointError, match=match):

@@ -150,7 +150,7 @@ def parse_header(path: Path, raw: bytes, file_size: int) -> SafetensorsHeader:
         if not isinstance(info, dict):
             raise _bad(path, "tensor entry is not an object", name)
         dtype, shape, offs = info.get("dtype"), info.get("shape"), info.get("data_offsets")
-        if dtype not in ST_DTYPES:
+        if not isinstance(dtype, str) or dtype not in ST_DTYPES:
             raise _bad(path, f"unknown dtype {dtype!r}", name)
         if not isinstance(shape, list) or not all(
             isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from modelport._io.st_header import parse_header
-from modelport.convert.pickle_safe import load_pickle_checkpoint
+from modelport.convert.torch_files import load_pickle_checkpoint
 from modelport.errors import ModelportError
 from modelport.package.manifest import read_manifest
 

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import modelport
-from modelport.convert.pickle_safe import load_pickle_checkpoint
+from modelport.convert.torch_files import load_pickle_checkpoint
 from modelport.errors import UnsafeCheckpointError
 from tests.conftest import real_path
 from tests.hostile.payloads import EvalPayload, PopenPayload, SystemPayload

@@ -12,7 +12,6 @@ from pydantic import Field
 from modelport._io.paths import inside
 from modelport._io.st_header import ST_DTYPES, read_header
 from modelport._types import Record, file_role
-from modelport.convert.pickle_safe import load_pickle_checkpoint
 from modelport.convert.plan import find_aliases
 from modelport.convert.sources import (
     PICKLE_SUFFIXES,
@@ -23,6 +22,7 @@ from modelport.convert.sources import (
     select_state_dict,
     sniff_format,
 )
+from modelport.convert.torch_files import load_pickle_checkpoint
 from modelport.errors import CheckpointError, InputError, ModelportError
 
 _FORMAT_NAMES = {"zip": "zip pickle", "legacy": "legacy pickle", "safetensors": "safetensors"}

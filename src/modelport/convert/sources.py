@@ -15,13 +15,8 @@ from typing import Any
 
 from modelport._io.paths import inside
 from modelport._io.st_header import ST_DTYPES, SafetensorsHeader, read_header
-from modelport.convert.pickle_safe import (
-    PickleCheckpoint,
-    Record,
-    TensorRef,
-    element_size,
-    load_pickle_checkpoint,
-)
+from modelport.convert.pickle_safe import Record, TensorRef, element_size
+from modelport.convert.torch_files import PickleCheckpoint, load_pickle_checkpoint
 from modelport.errors import CheckpointError, InputError
 
 PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle"}

@@ -189,14 +189,13 @@ def execute(plan: ConvertPlan, *, progress: bool | None = None) -> ConvertReport
                     w.close()
                 outputs.append(FileRecord(path=INDEX_NAME, role="index", size=w.size,
                                           sha256=w.sha256))
-            record_hashes(tmp, {o.path: o.sha256 for o in outputs})
             if plan.options.copy_other_files and src.root is not None:
                 for rel in src.copy_files:
                     (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
                     size, sha = copy_hashed(src.root / rel, tmp / rel)
                     outputs.append(FileRecord(path=rel, role=file_role(rel), size=size,
                                               sha256=sha))
-                record_hashes(tmp, {o.path: o.sha256 for o in outputs})
+            record_hashes(tmp, {o.path: o.sha256 for o in outputs})
     except OSError as e:
         if isinstance(e, ModelportError):
             raise

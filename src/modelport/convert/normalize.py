@@ -4,7 +4,6 @@ where nothing had to change."""
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import mmap
 import os
@@ -23,7 +22,7 @@ from modelport._io.atomic import (
     fsync_dir,
     write_bytes_atomic,
 )
-from modelport._io.hashing import HashingWriter, copy_hashed
+from modelport._io.hashing import HashingWriter, copy_hashed, sha256_file
 from modelport._io.paths import inside
 from modelport._io.st_header import ST_DTYPES, SafetensorsHeader, build_header, read_header
 from modelport._io.st_inplace import new_header_len, recover, rewrite_header
@@ -104,22 +103,12 @@ def _weight_files(folder: Path) -> list[str]:
     return names
 
 
-def _sha_region(path: Path, start: int) -> str:
-    """sha256 of the file from ``start`` to its end (through a map: no copies, GIL released)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        if os.fstat(f.fileno()).st_size > start:
-            with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
-                h.update(memoryview(m)[start:])
-    return h.hexdigest()
-
-
 def _sha_regions(items: list[tuple[Path, int]]) -> list[str]:
     """Hash several data regions, one per core."""
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as ex:
-        return list(ex.map(lambda it: _sha_region(*it), items))
+        return list(ex.map(lambda it: sha256_file(*it), items))
 
 
 def _as_tensor(buf: memoryview, st_dtype: str) -> Any:

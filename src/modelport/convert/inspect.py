@@ -114,8 +114,7 @@ def _inspect_weight(path: Path, rel: str, names: dict[str, str], problems: list[
             ck = load_pickle_checkpoint(path, allow_globals)
             info.format = _FORMAT_NAMES[ck.kind]
             pairs, info.state_dict_key, _ = select_state_dict(ck.obj, path, None)
-            st = [SourceTensor(n, r.dtype, r.shape, 0, r.storage.key, r.offset, r.stride,
-                               r.nbytes) for n, r in pairs]
+            st = [SourceTensor.from_ref(n, r, 0) for n, r in pairs]
             aliases, _ = find_aliases(st)
             info.aliases = len(aliases)
             tlist = [(t.name, t.dtype, t.shape, t.nbytes) for t in st if t.name not in aliases]

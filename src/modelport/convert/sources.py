@@ -40,6 +40,13 @@ class SourceTensor:
     stride: tuple[int, ...] | None  # None: contiguous
     nbytes: int
 
+    @classmethod
+    def from_ref(cls, name: str, ref: TensorRef, file_index: int) -> SourceTensor:
+        """A pickled tensor: byte offset into its storage, stride kept only when needed."""
+        stride = None if ref.is_contiguous() else ref.stride
+        return cls(name, ref.dtype, ref.shape, file_index, ref.storage.key,
+                   ref.offset * element_size(ref.dtype), stride, ref.nbytes)
+
     @property
     def identity(self) -> tuple[Any, ...]:
         """Equal for exact aliases: same storage, offset, shape, stride and dtype."""
@@ -334,13 +341,8 @@ def open_source(
             files.append(SourceFile(p, ck.kind, pickle=ck))
             pairs, chosen_key, skip = select_state_dict(ck.obj, p, state_dict_key)
             entries += skip
-            for raw_name, ref in pairs:
-                esize = element_size(ref.dtype)
-                stride = None if ref.is_contiguous() else ref.stride
-                tensors.append(SourceTensor(
-                    _strip(raw_name, strip_prefix), ref.dtype, ref.shape, i,
-                    ref.storage.key, ref.offset * esize, stride, ref.nbytes,
-                ))
+            tensors += [SourceTensor.from_ref(_strip(raw_name, strip_prefix), ref, i)
+                        for raw_name, ref in pairs]
         for t in tensors[len(seen):]:
             if t.name in seen:
                 raise CheckpointError(

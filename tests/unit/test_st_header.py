@@ -84,3 +84,4 @@ def test_parse_size(text: str | int, n: int) -> None:
 def test_parse_size_rejects_garbage() -> None:
     with pytest.raises(ValueError, match="not a size"):
         parse_size("five gigs")
+

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from modelport.errors import CheckpointError
+from modelport.errors import CheckpointError, InputError, OutputExistsError
 
 
 def _hf_blobs_dir(root: Path) -> Path | None:
@@ -48,3 +48,29 @@ def inside(root: Path, rel: str, *, what: str, source: Path) -> Path:
             hint="copy the real file into the folder; modelport never follows links out of it",
         )
     return target
+
+
+def check_output(src: Path, dst: Path, *, overwrite: bool = False) -> None:
+    """Refuse an output folder that is, contains or lies inside the input, is a file, or
+    exists without ``overwrite``: decided before any work starts.
+
+    Raises:
+        InputError, OutputExistsError.
+    """
+    s = src.resolve()
+    d = dst.resolve() if dst.exists() else dst.absolute()
+    if d == s:
+        raise InputError("the output is the input", path=dst,
+                         hint="write the output to a new folder; the input is never changed")
+    if src.is_dir() and s in d.parents:
+        raise InputError("the output is inside the input folder", path=dst,
+                         hint="write the output outside the source folder")
+    if dst.exists() and d in s.parents:
+        raise InputError("the output folder contains the input", path=dst,
+                         hint="choose another destination")
+    if dst.exists() and not dst.is_dir():
+        raise InputError("the output exists and is not a folder", path=dst,
+                         hint="name a folder to create")
+    if dst.exists() and not overwrite:
+        raise OutputExistsError("already exists", path=dst,
+                                hint="choose another destination or pass --overwrite")

@@ -23,13 +23,13 @@ from modelport._io.atomic import (
     write_bytes_atomic,
 )
 from modelport._io.hashing import HashingWriter, copy_hashed, sha256_file
-from modelport._io.paths import inside
+from modelport._io.paths import check_output, inside
 from modelport._io.st_header import ST_DTYPES, SafetensorsHeader, build_header, read_header
 from modelport._io.st_inplace import new_header_len, recover, rewrite_header
 from modelport._types import Record
 from modelport.convert.options import NormalizeOptions
 from modelport.convert.sources import ST_INDEX, _walk_files
-from modelport.errors import CheckpointError, InputError, OutputExistsError, VerificationError
+from modelport.errors import CheckpointError, InputError, VerificationError
 
 FLOATS = {"F16", "BF16", "F32", "F64"}
 TARGETS = {"fp16": "F16", "bf16": "BF16", "fp32": "F32"}
@@ -321,11 +321,7 @@ def normalize(folder: str | Path, out: str | Path | None = None,
         raise InputError("--out and --in-place exclude each other", path=folder)
     dst = Path(out) if out is not None else None
     if dst is not None and not opts.dry_run:
-        if dst.exists() and not opts.overwrite:
-            raise OutputExistsError("already exists", path=dst,
-                                    hint="choose another destination or pass --overwrite")
-        if dst.resolve() == folder.resolve() or folder.resolve() in dst.resolve().parents:
-            raise InputError("--out is inside DIR", path=dst, hint="use --in-place for that")
+        check_output(folder, dst, overwrite=opts.overwrite)
     recovered: list[str] = []
     if opts.in_place and not opts.dry_run:
         recovered = recover(folder)

@@ -7,10 +7,11 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from modelport._io.paths import check_output
 from modelport._io.st_header import TORCH_TO_ST
 from modelport.convert.options import ConvertOptions
 from modelport.convert.sources import SourceSet, SourceTensor, open_source
-from modelport.errors import InputError, OutputExistsError, UnsupportedError
+from modelport.errors import InputError, UnsupportedError
 
 SINGLE_NAME = "model.safetensors"
 
@@ -40,26 +41,6 @@ class ConvertPlan:
     @property
     def total_bytes(self) -> int:
         return sum(s.nbytes for s in self.shards)
-
-
-def _check_paths(src: Path, dst: Path) -> None:
-    s, d = src.resolve(), dst.resolve() if dst.exists() else dst.absolute()
-    if d == s:
-        raise InputError("DST is SRC", path=dst, hint="write the output to a new folder")
-    if src.is_dir() and s in d.parents:
-        raise InputError("DST is inside SRC", path=dst,
-                         hint="write the output outside the source folder; SRC is never changed")
-    if dst.exists() and d in s.parents:
-        raise InputError("DST contains SRC", path=dst, hint="choose another destination")
-    if dst.exists() and not dst.is_dir():
-        raise InputError("DST exists and is not a folder", path=dst,
-                         hint="DST is the output folder")
-
-
-def _check_dst_free(dst: Path, overwrite: bool) -> None:
-    if dst.exists() and not overwrite:
-        raise OutputExistsError("already exists", path=dst,
-                                hint="choose another destination or pass --overwrite")
 
 
 def _tied_embeddings_off(src: SourceSet) -> bool:
@@ -134,8 +115,7 @@ def plan_convert(
     src, dst = Path(src), Path(dst)
     if not src.exists():
         raise InputError("does not exist", path=src, hint="check the path")
-    _check_paths(src, dst)
-    _check_dst_free(dst, options.overwrite)
+    check_output(src, dst, overwrite=options.overwrite)
     source = open_source(src, state_dict_key=options.state_dict_key,
                          strip_prefix=options.strip_prefix, allow_globals=options.allow_globals)
     bad = [f"{t.name} ({t.dtype})" for t in source.tensors if t.dtype not in TORCH_TO_ST]

@@ -26,6 +26,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from modelport._io.atomic import atomic_dir, write_bytes_atomic
+from modelport._io.paths import check_output
 from modelport._types import Record
 from modelport.convert import _tok_reference as ref
 from modelport.convert._tok_corpus import corpus as builtin_corpus
@@ -484,6 +485,8 @@ def tokenizer(folder: str | Path, out: str | Path | None = None,
                                 hint="run the parity proof on it with --check, or --overwrite")
     if o.check and not existing.is_file():
         raise InputError("no tokenizer.json to check", path=folder)
+    if out is not None:
+        check_output(folder, Path(out), overwrite=o.overwrite)
     src = _Source(folder, o.family)
     specials = src.specials()
     notes: list[str] = []

@@ -11,7 +11,7 @@ from typing import Any
 from modelport import __version__
 from modelport._io import hashcache
 from modelport._io.atomic import atomic_dir, write_bytes_atomic
-from modelport._io.paths import inside
+from modelport._io.paths import check_output, inside
 from modelport._types import file_role
 from modelport.convert.sources import PICKLE_SUFFIXES, _walk_files
 from modelport.errors import InputError, TargetCheckFailed
@@ -51,8 +51,7 @@ def package(folder: str | Path, out: str | Path, targets: list[str] | tuple[str,
     folder, out = Path(folder), Path(out)
     if not folder.is_dir():
         raise InputError("is not a folder", path=folder)
-    if out.resolve() == folder.resolve() or folder.resolve() in out.resolve().parents:
-        raise InputError("the bundle cannot be inside the model folder", path=out)
+    check_output(folder, out, overwrite=overwrite)
     rep = check(folder, list(targets), spec=spec)
     if not rep.ok and not force:
         bad = [f"{t.target}: {f.rule_id}" for t in rep.targets for f in t.findings

@@ -10,6 +10,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from modelport._io.paths import check_output
 from modelport._types import Record
 from modelport.convert.checkpoint import convert
 from modelport.convert.inspect import inspect
@@ -40,8 +41,7 @@ def prepare(src: str | Path, out: str | Path, targets: list[str] | tuple[str, ..
     src, out = Path(src), Path(out)
     if not src.exists():
         raise InputError("does not exist", path=src)
-    if out.exists() and not overwrite:
-        raise InputError("already exists", path=out, hint="pass --overwrite")
+    check_output(src, out, overwrite=overwrite)
     work = out.parent / f".{out.name}.modelport-work"
     shutil.rmtree(work, ignore_errors=True)
     steps: list[Step] = []

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from modelport._io import jsonio
 from modelport._io.atomic import write_bytes_atomic
 from modelport._io.hashing import sha256_file
 
@@ -22,9 +23,9 @@ def _key(path: Path) -> list[int]:
 
 def load(folder: Path) -> dict[str, dict[str, object]]:
     try:
-        data = json.loads((folder / CACHE).read_text())
+        data = jsonio.load(folder / CACHE)
         return data if isinstance(data, dict) else {}
-    except (OSError, ValueError, RecursionError):
+    except (OSError, ValueError):
         return {}
 
 

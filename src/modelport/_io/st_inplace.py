@@ -19,6 +19,7 @@ import os
 import struct
 from pathlib import Path
 
+from modelport._io import jsonio
 from modelport._io.atomic import fsync_dir, write_bytes_atomic
 from modelport._io.st_header import SafetensorsHeader, read_header
 from modelport.errors import CheckpointError
@@ -113,11 +114,11 @@ def recover(folder: Path) -> list[str]:
     done: list[str] = []
     for journal in sorted(folder.glob(f".*{JOURNAL_SUFFIX}")):
         try:
-            j = json.loads(journal.read_text())
+            j = jsonio.load(journal)
             path = folder / j["file"]
             old = bytes.fromhex(j["old_header"])
             inserted, old_size = int(j["inserted"]), int(j["old_size"])
-        except (OSError, ValueError, KeyError, TypeError, RecursionError) as e:
+        except (OSError, ValueError, KeyError, TypeError) as e:
             raise CheckpointError(f"unreadable journal ({e})", path=journal,
                                   hint="remove it by hand after checking the file") from e
         if "/" in j["file"] or not path.is_file():

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field
 
+from modelport._io import jsonio
 from modelport._io.paths import inside
 from modelport._io.st_header import ST_DTYPES, read_header
 from modelport._types import Record, file_role
@@ -143,11 +143,11 @@ def _inspect_index(root: Path, rel: str, names: dict[str, str], problems: list[P
                    ) -> IndexInfo:
     info = IndexInfo(path=rel, files=[], tensors=0, total_size=None, consistent=False)
     try:
-        obj = json.loads((root / rel).read_text(encoding="utf-8"))
+        obj = jsonio.load(root / rel)
         wm = obj["weight_map"]
         if not isinstance(wm, dict):
             raise TypeError("weight_map is not an object")
-    except (OSError, ValueError, KeyError, TypeError, RecursionError) as e:
+    except (OSError, ValueError, KeyError, TypeError) as e:
         problems.append(Problem(severity="error", file=rel, message=f"unreadable index: {e}"))
         return info
     meta = obj.get("metadata")
@@ -188,10 +188,10 @@ def _config(root: Path, problems: list[Problem]) -> ConfigInfo | None:
         problems.append(Problem(severity="warning", file=None, message="no config.json"))
         return None
     try:
-        cfg: Any = json.loads(p.read_text(encoding="utf-8"))
+        cfg: Any = jsonio.load(p)
         if not isinstance(cfg, dict):
             raise ValueError("not a JSON object")
-    except (OSError, ValueError, RecursionError) as e:
+    except (OSError, ValueError) as e:
         problems.append(Problem(severity="error", file="config.json", message=f"unreadable: {e}"))
         return None
     q = cfg.get("quantization_config")

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from modelport._io import hashcache
+from modelport._io import hashcache, jsonio
 from modelport._io.atomic import (
     TMP_MARK,
     atomic_dir,
@@ -90,9 +90,9 @@ def _weight_files(folder: Path) -> list[str]:
                    if p.suffix == ".safetensors" and p.is_file() and not p.name.startswith("."))
     if (folder / ST_INDEX).is_file():
         try:
-            wm = json.loads((folder / ST_INDEX).read_text(encoding="utf-8"))["weight_map"]
+            wm = jsonio.load(folder / ST_INDEX)["weight_map"]
             listed = sorted(set(map(str, wm.values())))
-        except (OSError, ValueError, KeyError, TypeError, RecursionError) as e:
+        except (OSError, ValueError, KeyError, TypeError) as e:
             raise CheckpointError(f"index is not valid ({e})", path=folder / ST_INDEX,
                                   hint="delete it; normalize rebuilds it from the files") from e
         for f in listed:
@@ -266,8 +266,8 @@ def _config_changes(folder: Path, dtype: str | None) -> tuple[dict[str, Any] | N
     if dtype is None or not p.is_file():
         return None, {}
     try:
-        cfg = json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError) as e:
+        cfg = jsonio.load(p)
+    except (OSError, ValueError) as e:
         raise CheckpointError(f"config.json is not valid JSON ({e})", path=p) from e
     if not isinstance(cfg, dict):
         raise CheckpointError("config.json is not a JSON object", path=p)
@@ -361,7 +361,7 @@ def normalize(folder: str | Path, out: str | Path | None = None,
     new_cfg, cfg_changes = _config_changes(folder, dtype_after if opts.dtype else None)
     index_files = [n for n in names if n == "model.safetensors" or n.startswith("model-")]
     if (folder / ST_INDEX).is_file():
-        old = json.loads((folder / ST_INDEX).read_text(encoding="utf-8"))
+        old = jsonio.load(folder / ST_INDEX)
         index_files = sorted(set(index_files) | set(old["weight_map"].values()))
     new_index = None
     index_state: Literal["unchanged", "rebuilt", "created", "none"] = "none"

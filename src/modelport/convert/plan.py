@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from modelport._io import jsonio
 from modelport._io.paths import check_output
 from modelport._io.st_header import TORCH_TO_ST
 from modelport.convert.options import ConvertOptions
@@ -47,8 +47,8 @@ def _tied_embeddings_off(src: SourceSet) -> bool:
     if src.root is None or not (src.root / "config.json").is_file():
         return False
     try:
-        cfg = json.loads((src.root / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError):
+        cfg = jsonio.load(src.root / "config.json")
+    except (OSError, ValueError):
         return False
     return isinstance(cfg, dict) and cfg.get("tie_word_embeddings") is False
 

@@ -5,7 +5,6 @@ Nothing here reads tensor data; :class:`Reader` maps it lazily (mmap) when asked
 
 from __future__ import annotations
 
-import json
 import mmap
 import os
 import re
@@ -13,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from modelport._io import jsonio
 from modelport._io.paths import inside
 from modelport._io.st_header import ST_DTYPES, SafetensorsHeader, read_header
 from modelport.convert.pickle_safe import Record, TensorRef, element_size
@@ -117,8 +117,8 @@ def sniff_format(path: Path) -> str:
 def _read_index(root: Path, name: str) -> tuple[dict[str, str], list[str]]:
     path = root / name
     try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        obj = jsonio.load(path)
+    except (OSError, ValueError) as e:
         raise CheckpointError(f"index is not valid JSON ({e})", path=path,
                               hint="fix or delete the index file") from e
     wm = obj.get("weight_map") if isinstance(obj, dict) else None

@@ -25,6 +25,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from modelport._io import jsonio
 from modelport._io.atomic import atomic_dir, write_bytes_atomic
 from modelport._io.paths import check_output
 from modelport._types import Record
@@ -101,8 +102,8 @@ def _json(path: Path) -> dict[str, Any]:
     if not path.is_file():
         return {}
     try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError) as e:
+        obj = jsonio.load(path)
+    except (OSError, ValueError) as e:
         raise InputError(f"not valid JSON ({e})", path=path) from e
     return obj if isinstance(obj, dict) else {}
 
@@ -417,7 +418,7 @@ def _read_corpus(path: Path) -> list[str]:
         for n, line in enumerate(text.splitlines(), 1):
             if line.strip():
                 try:
-                    out.append(str(json.loads(line)["text"]))
+                    out.append(str(jsonio.loads(line)["text"]))
                 except (ValueError, KeyError, TypeError) as e:
                     raise InputError(f"line {n} is not a JSON object with 'text'",
                                      path=path) from e

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from modelport._io import jsonio
 from modelport._io.atomic import write_bytes_atomic
 from modelport._types import Record
 from modelport.errors import InputError, OutputExistsError, UnsupportedError
@@ -69,11 +70,11 @@ class TsfmReport(Record):
 def _model_config(folder: Path) -> dict[str, Any]:
     p = folder / "config.json"
     try:
-        cfg = json.loads(p.read_text(encoding="utf-8"))
+        cfg = jsonio.load(p)
     except FileNotFoundError as e:
         raise InputError("no config.json", path=folder,
                          hint="tsfm-config derives its fields from the model's config.json") from e
-    except (OSError, ValueError, RecursionError) as e:
+    except (OSError, ValueError) as e:
         raise InputError(f"config.json is not valid JSON ({e})", path=p) from e
     if not isinstance(cfg, dict):
         raise InputError("config.json is not a JSON object", path=p)
@@ -171,11 +172,11 @@ def tsfm_config(folder: str | Path, options: TsfmOptions | None = None, *,
     target = folder / TSFM_FILE
     if check_only:
         try:
-            existing = json.loads(target.read_text(encoding="utf-8"))
+            existing = jsonio.load(target)
         except FileNotFoundError as e:
             raise InputError(f"no {TSFM_FILE} to check", path=folder,
                              hint=f"write one: modelport tsfm-config {folder}") from e
-        except (OSError, ValueError, RecursionError) as e:
+        except (OSError, ValueError) as e:
             raise InputError(f"{TSFM_FILE} is not valid JSON ({e})", path=target) from e
         if not isinstance(existing, dict):
             raise InputError(f"{TSFM_FILE} is not a JSON object", path=target)

@@ -6,7 +6,6 @@ is one function below.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Callable
@@ -15,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from modelport._io import jsonio
 from modelport._io.st_header import read_header
 from modelport._types import Record
 from modelport.convert.inspect import InspectReport, inspect
@@ -192,8 +192,8 @@ def _chat_template(c: Check, x: _Ctx) -> Result:
         return []
     p = x.root / "tokenizer_config.json"
     try:
-        tc = json.loads(p.read_text(encoding="utf-8")) if p.is_file() else {}
-    except (OSError, ValueError, RecursionError):
+        tc = jsonio.load(p) if p.is_file() else {}
+    except (OSError, ValueError):
         tc = {}
     return [] if isinstance(tc, dict) and tc.get("chat_template") else [
         ("tokenizer_config.json", "no chat_template")]
@@ -441,7 +441,7 @@ def check(path: str | Path, targets: list[str] | tuple[str, ...] = ("watsonx-saa
 
 def _read_config(root: Path) -> dict[str, Any] | None:
     try:
-        cfg = json.loads((root / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError):
+        cfg = jsonio.load(root / "config.json")
+    except (OSError, ValueError):
         return None
     return cfg if isinstance(cfg, dict) else None

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from modelport._io import jsonio
 from modelport.errors import InputError
 
 MANIFEST = "modelport.manifest.json"
@@ -98,13 +99,13 @@ class Manifest(_M):
 def read_manifest(data: bytes, where: str) -> Manifest:
     """Parse and validate manifest bytes (local file or object)."""
     try:
-        m = Manifest.model_validate(json.loads(data.decode("utf-8")))
+        m = Manifest.model_validate(jsonio.loads(data))
     except ValidationError as e:
         first = e.errors()[0]
         where_in = ".".join(map(str, first["loc"]))
         raise InputError(f"invalid manifest: {where_in}: {first['msg']}", path=where,
                          hint="re-create the bundle with modelport package") from e
-    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+    except ValueError as e:
         raise InputError(f"invalid manifest ({str(e)[:200]})", path=where,
                          hint="re-create the bundle with modelport package") from e
     paths = [f.path for f in m.files]

@@ -1,0 +1,23 @@
+"""JSON from files we did not write: every malformed input is a ValueError.
+
+json.loads raises RecursionError on a nesting bomb (``[[[[...``) and UnicodeDecodeError on
+bytes that are not UTF-8; callers catch ``(OSError, ValueError)`` and nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+
+def loads(data: str | bytes) -> Any:
+    try:
+        return json.loads(data)
+    except RecursionError as e:
+        raise ValueError("JSON nested too deeply") from e
+
+
+def load(path: Path) -> Any:
+    """Parse a JSON file (OSError when it cannot be read, ValueError when it is not JSON)."""
+    return loads(Path(path).read_bytes())

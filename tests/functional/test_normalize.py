@@ -152,6 +152,22 @@ def test_broken_index_is_rebuilt(tmp_path: Path) -> None:
     assert index["weight_map"]["l1.w"] == "model-00002-of-00002.safetensors"
 
 
+@pytest.mark.parametrize("index", [{"weight_map": []}, [1]])
+def test_malformed_index_is_a_clear_error(tmp_path: Path, index: object) -> None:
+    d = _folder(tmp_path, {"format": "pt"}, n=2)
+    (d / "model.safetensors.index.json").write_text(json.dumps(index))
+    with pytest.raises(CheckpointError, match="index is not valid"):
+        modelport.normalize(d, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_index_with_odd_metadata_is_rebuilt(tmp_path: Path) -> None:
+    d = _folder(tmp_path, {"format": "pt"}, n=2)
+    (d / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {},
+                                                                "metadata": []}))
+    assert modelport.normalize(d, tmp_path / "out").index == "rebuilt"
+
+
 def test_dry_run_writes_nothing(tmp_path: Path) -> None:
     d = _folder(tmp_path)
     before = tree_snapshot(d)

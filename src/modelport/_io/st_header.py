@@ -11,7 +11,7 @@ import json
 import math
 import os
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -69,15 +69,10 @@ class SafetensorsHeader:
     tensors: dict[str, TensorEntry]
     metadata: dict[str, str] | None
     file_size: int
-    raw_keys: list[str] = field(default_factory=list)
 
     @property
     def data_start(self) -> int:
         return 8 + self.header_len
-
-    @property
-    def data_bytes(self) -> int:
-        return self.file_size - self.data_start
 
 
 class _Duplicate(Exception):
@@ -172,7 +167,7 @@ def parse_header(path: Path, raw: bytes, file_size: int) -> SafetensorsHeader:
     for (_, e1, n1), (b2, _, n2) in itertools.pairwise(spans):
         if b2 < e1:
             raise _bad(path, f"tensors {n1!r} and {n2!r} overlap")
-    return SafetensorsHeader(path, len(raw), tensors, metadata, file_size, list(obj))
+    return SafetensorsHeader(path, len(raw), tensors, metadata, file_size)
 
 
 def build_header(

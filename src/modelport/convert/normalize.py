@@ -85,22 +85,26 @@ def _is_quant(name: str) -> bool:
     return name.rsplit(".", 1)[-1] in QUANT_SUFFIXES
 
 
-def _weight_files(folder: Path) -> list[str]:
+def _weight_files(folder: Path) -> tuple[list[str], dict[str, Any] | None]:
+    """The safetensors files of the folder, and its index (validated) if it has one."""
     names = sorted(p.name for p in folder.iterdir()
                    if p.suffix == ".safetensors" and p.is_file() and not p.name.startswith("."))
-    if (folder / ST_INDEX).is_file():
-        try:
-            wm = jsonio.load(folder / ST_INDEX)["weight_map"]
-            listed = sorted(set(map(str, wm.values())))
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            raise CheckpointError(f"index is not valid ({e})", path=folder / ST_INDEX,
-                                  hint="delete it; normalize rebuilds it from the files") from e
-        for f in listed:
-            inside(folder, f, what="index entry", source=folder / ST_INDEX)
-            if not (folder / f).is_file():
-                raise CheckpointError(f"shard {f!r} named in the index is missing",
-                                      path=folder / ST_INDEX, hint="restore the shard")
-    return names
+    if not (folder / ST_INDEX).is_file():
+        return names, None
+    try:
+        index = jsonio.load(folder / ST_INDEX)
+        wm = index["weight_map"]
+        if not isinstance(wm, dict):
+            raise TypeError("weight_map is not an object")
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise CheckpointError(f"index is not valid ({e})", path=folder / ST_INDEX,
+                              hint="delete it; normalize rebuilds it from the files") from e
+    for f in sorted(set(map(str, wm.values()))):
+        inside(folder, f, what="index entry", source=folder / ST_INDEX)
+        if not (folder / f).is_file():
+            raise CheckpointError(f"shard {f!r} named in the index is missing",
+                                  path=folder / ST_INDEX, hint="restore the shard")
+    return names, index
 
 
 def _sha_regions(items: list[tuple[Path, int]]) -> list[str]:
@@ -326,7 +330,7 @@ def normalize(folder: str | Path, out: str | Path | None = None,
     if opts.in_place and not opts.dry_run:
         recovered = recover(folder)
         clean_stale(folder, ".*")
-    names = _weight_files(folder)
+    names, old = _weight_files(folder)
     if not names:
         raise InputError("no safetensors weights in the folder", path=folder,
                          hint=f"run: modelport convert {folder} OUT")
@@ -360,22 +364,22 @@ def normalize(folder: str | Path, out: str | Path | None = None,
     dtype_after = _dominant_float(headers, casts)
     new_cfg, cfg_changes = _config_changes(folder, dtype_after if opts.dtype else None)
     index_files = [n for n in names if n == "model.safetensors" or n.startswith("model-")]
-    if (folder / ST_INDEX).is_file():
-        old = jsonio.load(folder / ST_INDEX)
-        index_files = sorted(set(index_files) | set(old["weight_map"].values()))
+    if old is not None:
+        index_files = sorted(set(index_files) | set(map(str, old["weight_map"].values())))
     new_index = None
     index_state: Literal["unchanged", "rebuilt", "created", "none"] = "none"
-    if len(index_files) > 1 or (folder / ST_INDEX).is_file():
+    if len(index_files) > 1 or old is not None:
         wm = {t: f for f in index_files for t in sorted(headers[f].tensors)}
         total = sum(headers[f].tensors[t].numel
                     * ST_DTYPES[casts[f].get(t, headers[f].tensors[t].dtype)][0]
                     for t, f in wm.items())
         new_index = {"metadata": {"total_size": total}, "weight_map": wm}
-        if not (folder / ST_INDEX).is_file():
+        if old is None:
             index_state = "created"
         else:
             old_wm = old.get("weight_map")
-            old_total = (old.get("metadata") or {}).get("total_size")
+            meta = old.get("metadata")
+            old_total = meta.get("total_size") if isinstance(meta, dict) else None
             index_state = "unchanged" if (old_wm == wm and old_total == total) else "rebuilt"
     changed = any(r.action != "unchanged" for r in results) or bool(cfg_changes) or \
         index_state in ("rebuilt", "created")

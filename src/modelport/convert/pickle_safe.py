@@ -278,11 +278,6 @@ INERT_BY_DEFAULT = frozenset({
 })
 
 
-def allowed_globals() -> list[str]:
-    """The globals a checkpoint may name without any option (each replaced by a stand-in)."""
-    return sorted(_ALLOWED)
-
-
 class _SafeUnpickler(pickle.Unpickler):
     def __init__(
         self, f: io.BufferedIOBase, extra_allowed: frozenset[str],

@@ -93,9 +93,6 @@ class SourceSet:
     warnings: list[str] = field(default_factory=list)
     state_dict_key: str | None = None
 
-    @property
-    def format(self) -> str:
-        return "safetensors" if self.files[0].format == "safetensors" else "pickle"
 
 
 def sniff_format(path: Path) -> str:

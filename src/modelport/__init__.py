@@ -13,6 +13,7 @@ __version__ = "0.1.0"
 # The subpackages share names with the verbs. Import them first (their __init__ is empty), so
 # the verb functions defined below are what ``modelport.convert`` etc. stay bound to.
 import modelport.convert as _convert_pkg  # noqa: F401
+import modelport.quantize as _quantize_pkg  # noqa: F401
 from modelport import errors
 
 if TYPE_CHECKING:
@@ -22,6 +23,8 @@ if TYPE_CHECKING:
     from modelport.convert.options import ConvertOptions, NormalizeOptions
     from modelport.convert.plan import ConvertPlan
     from modelport.package.check import CheckReport
+    from modelport.quantize.options import QuantizeOptions
+    from modelport.quantize.run import QuantizeReport
 
 __all__ = [
     "CheckReport",
@@ -30,6 +33,8 @@ __all__ = [
     "InspectReport",
     "NormalizeOptions",
     "NormalizeReport",
+    "QuantizeOptions",
+    "QuantizeReport",
     "__version__",
     "check",
     "convert",
@@ -37,6 +42,7 @@ __all__ = [
     "inspect",
     "normalize",
     "plan_convert",
+    "quantize",
     "targets",
     "tokenizer",
     "tsfm_config",
@@ -76,6 +82,15 @@ def normalize(folder: Any, out: Any = None, options: NormalizeOptions | None = N
     from modelport.convert.normalize import normalize as _normalize
 
     return _normalize(folder, out, options, **kwargs)
+
+
+def quantize(src: Any, dst: Any, options: QuantizeOptions | None = None, **kwargs: Any
+             ) -> QuantizeReport:
+    """Quantize a model folder to GPTQ v1 or AWQ GEMM, verified. See
+    :func:`modelport.quantize.run.quantize` (needs ``pip install modelport[quantize]``)."""
+    from modelport.quantize.run import quantize as _quantize
+
+    return _quantize(src, dst, options, **kwargs)
 
 
 def check(path: Any, targets: Any = ("watsonx-saas",), *, spec: str | None = None
@@ -150,6 +165,8 @@ _LAZY = {
     "ConvertReport": "modelport.convert.checkpoint",
     "ConvertOptions": "modelport.convert.options",
     "InspectReport": "modelport.convert.inspect",
+    "QuantizeOptions": "modelport.quantize.options",
+    "QuantizeReport": "modelport.quantize.run",
 }
 
 

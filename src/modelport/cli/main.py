@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from modelport.cli import _model_cmds, _package_cmds  # noqa: F401 - they register commands
+from modelport.cli import _model_cmds, _package_cmds, _quant_cmds  # noqa: F401 - they register
 from modelport.cli._base import cli
 
 

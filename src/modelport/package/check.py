@@ -149,6 +149,49 @@ def _quant_allowed(c: Check, x: _Ctx) -> Result:
     return [("config.json", f"{q} is not allowed for {arch.model_type} (allowed: {allowed})")]
 
 
+def quant_problems(rules: TargetRules, model_type: str | None, q: dict[str, Any], *,
+                   errors_only: bool = False) -> list[str]:
+    """Why ``rules`` would not load a ``quantization_config`` ``q`` for ``model_type``:
+    the certified methods of the architecture, then the bits, group size, symmetry and
+    checkpoint format its runtime reads. Absent keys take the runtimes' defaults."""
+    out: list[str] = []
+    method = q.get("quant_method")
+    arch = rules.arch(model_type)
+    if arch is not None and method not in arch.quantization and (
+            not errors_only or method not in arch.unconfirmed_quantization):
+        out.append(f"{method} is not certified for {model_type} "
+                   f"(certified: {', '.join(arch.quantization) or 'none'})")
+    fmt = rules.quant_format(method if isinstance(method, str) else None)
+    if fmt is None:
+        return out
+    bits, group = q.get("bits", q.get("w_bit")), q.get("group_size", q.get("q_group_size"))
+    if bits not in fmt.bits:
+        out.append(f"{method} bits {bits} (loads {fmt.bits})")
+    if group not in fmt.group_sizes:
+        out.append(f"{method} group_size {group} (loads {fmt.group_sizes})")
+    if fmt.sym is not None and q.get("sym", True) not in fmt.sym:
+        out.append(f"{method} sym={q.get('sym')} (loads sym={fmt.sym})")
+    if fmt.zero_point is not None and q.get("zero_point", True) not in fmt.zero_point:
+        out.append(f"{method} zero_point={q.get('zero_point')} (loads {fmt.zero_point})")
+    form = q.get("checkpoint_format", "gptq") if method == "gptq" else q.get("version", "gemm")
+    if isinstance(form, str):
+        form = form.lower()
+    if form not in fmt.formats:
+        out.append(f"{method} format {form!r} (loads {fmt.formats})")
+    return out
+
+
+def _quant_format(c: Check, x: _Ctx) -> Result:
+    q = (x.config or {}).get("quantization_config")
+    if not isinstance(q, dict):
+        return []
+    fmt = x.rules.quant_format(q.get("quant_method"))
+    if fmt is None:
+        return []
+    rules = x.rules.model_copy(update={"architectures": []})  # quant_allowed checks those
+    return [("config.json", p) for p in quant_problems(rules, None, q)]
+
+
 def _weights_safetensors(c: Check, x: _Ctx) -> Result:
     fmts = {w.path: w.format for w in x.rep.weight_files}
     st = [p for p, f in fmts.items() if f == "safetensors"]
@@ -283,6 +326,7 @@ CHECKS: dict[str, Callable[[Check, _Ctx], Result]] = {
     "chat_template": _chat_template, "remote_code": _remote_code,
     "bf16_weights": _bf16_weights, "config_value": _config_value, "family_in": _family_in,
     "single_capability": _single_capability, "hardware_fit": _hardware_fit,
+    "quant_format": _quant_format,
 }
 
 

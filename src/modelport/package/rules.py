@@ -25,6 +25,7 @@ CheckKind = Literal[
     "config_present", "config_keys", "file_present", "arch_supported", "quant_allowed",
     "weights_safetensors", "st_metadata", "index_consistent", "chat_template", "remote_code",
     "bf16_weights", "config_value", "family_in", "single_capability", "hardware_fit",
+    "quant_format",
 ]
 
 
@@ -62,6 +63,19 @@ class Family(_Model):
     capability: Literal["TEXT_TO_TEXT", "IMAGE_TEXT_TO_TEXT", "EMBEDDING", "RERANK"] = \
         "TEXT_TO_TEXT"
     shape: str | None = None
+    unconfirmed: bool = False
+
+
+class QuantFormat(_Model):
+    """What a target's runtime loads for one quantization method (``quantization_config``)."""
+
+    method: str
+    bits: list[int]
+    group_sizes: list[int]
+    sym: list[bool] | None = Field(None, description="allowed 'sym' (GPTQ); None: any")
+    zero_point: list[bool] | None = Field(None, description="allowed 'zero_point' (AWQ)")
+    formats: list[str] = Field(description="GPTQ checkpoint_format / AWQ version")
+    sources: list[str] = Field(min_length=1)
     unconfirmed: bool = False
 
 
@@ -126,6 +140,7 @@ class TargetRules(_Model):
     architectures: list[Architecture] = Field(default_factory=list)
     families: list[Family] = Field(default_factory=list)
     vllm_model_types: list[str] = Field(default_factory=list)
+    quant_formats: list[QuantFormat] = Field(default_factory=list)
     checks: list[Check]
     hardware: Hardware
 
@@ -141,10 +156,17 @@ class TargetRules(_Model):
                 raise ValueError(f"check {c.id} cites unknown sources {missing}")
             if c.applies_when.spec and not set(c.applies_when.spec) <= set(self.specs):
                 raise ValueError(f"check {c.id} names unknown specs {c.applies_when.spec}")
+        for q in self.quant_formats:
+            missing = [s for s in q.sources if s not in self.sources]
+            if missing:
+                raise ValueError(f"quant_formats {q.method} cites unknown sources {missing}")
         types = [a.model_type for a in self.architectures]
         if len(types) != len(set(types)):
             raise ValueError("an architecture is listed twice")
         return self
+
+    def quant_format(self, method: str | None) -> QuantFormat | None:
+        return next((q for q in self.quant_formats if q.method == method), None)
 
     def arch(self, model_type: str | None) -> Architecture | None:
         return next((a for a in self.architectures if a.model_type == model_type), None)

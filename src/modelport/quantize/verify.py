@@ -1,0 +1,176 @@
+"""Re-read a quantized folder and compare it with its source, tensor by tensor.
+
+- every safetensors file says ``format: pt``;
+- every quantized layer has exactly the tensors, dtypes and shapes of the format spec
+  (:mod:`modelport.quantize.formats`) for the source weight's shape;
+- every other source tensor is there, equal after the cast to the output dtype;
+- each layer's dequantized weight is compared with the source weight (relative Frobenius
+  error; for AWQ it includes the per-channel scales AWQ folds into the weights);
+- optionally the logits of the dequantized model against the source model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from modelport._io.st_header import read_header
+from modelport._types import Record
+from modelport.errors import VerificationError
+from modelport.quantize.formats import LEAVES, Layout, dequantize, layout_problems
+
+
+class LayerResult(Record):
+    """One quantized layer."""
+
+    name: str
+    shape: list[int]
+    weight_error: float
+    loss: float | None = None
+    seconds: float | None = None
+
+
+class Verification(Record):
+    quantized_layers: int
+    kept_tensors: int
+    layers: list[LayerResult]
+    logit_error: float | None = None
+
+
+def weight_files(folder: Path) -> list[Path]:
+    """The safetensors files of a folder, from its index when there is one."""
+    index = folder / "model.safetensors.index.json"
+    if index.exists():
+        names = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        return [folder / n for n in names]
+    return sorted(folder.glob("*.safetensors"))
+
+
+@contextlib.contextmanager
+def open_tensors(folder: Path) -> Iterator[dict[str, Any]]:
+    """``{name: handle}`` over every safetensors file of ``folder`` (lazy, mmap)."""
+    from safetensors import safe_open
+
+    with contextlib.ExitStack() as stack:
+        names: dict[str, Any] = {}
+        for f in weight_files(folder):
+            h = stack.enter_context(safe_open(str(f), framework="pt"))
+            names.update(dict.fromkeys(h.keys(), h))
+        yield names
+
+
+def verify(src: Path, out: Path, layout: Layout, *, logits_of: list[list[int]] | None = None
+           ) -> Verification:
+    """Check ``out`` against ``src``; raise :class:`VerificationError` on any mismatch."""
+    import torch
+
+    problems: list[str] = []
+    headers = {}
+    for f in weight_files(out):
+        h = read_header(f)
+        if (h.metadata or {}).get("format") != "pt":
+            problems.append(f"{f.name}: metadata format is {(h.metadata or {}).get('format')!r}")
+        headers.update({n: (t.dtype, t.shape) for n, t in h.tensors.items()})
+    groups: dict[str, dict[str, tuple[str, tuple[int, ...]]]] = {}
+    for name, spec in headers.items():
+        prefix, _, leaf = name.rpartition(".")
+        if leaf in LEAVES:
+            groups.setdefault(prefix, {})[leaf] = spec
+    layers: list[LayerResult] = []
+    kept = 0
+    with open_tensors(src) as s, open_tensors(out) as o:
+        for name, handle in s.items():
+            prefix = name.removesuffix(".weight")
+            if prefix in groups:
+                w = handle.get_tensor(name)
+                out_f, in_f = w.shape
+                found = groups[prefix]
+                bad = layout_problems(layout, prefix, out_f, in_f, found)
+                problems += bad
+                if bad:
+                    continue
+                t = {leaf: o[f"{prefix}.{leaf}"].get_tensor(f"{prefix}.{leaf}")
+                     for leaf in found}
+                deq = dequantize(layout, t)
+                ref = w.float()
+                err = float((deq - ref).norm() / ref.norm().clamp_min(1e-12))
+                layers.append(LayerResult(name=prefix, shape=[out_f, in_f],
+                                          weight_error=round(err, 6)))
+            elif name not in o:
+                if not _tied_head(name, src):
+                    problems.append(f"{name} is in the source and not in the output")
+            else:
+                got = o[name].get_tensor(name)
+                want = handle.get_tensor(name)
+                same = got.shape == want.shape and torch.equal(got, want.to(got.dtype))
+                if not same and not _awq_rescaled(name, layout):
+                    problems.append(f"{name} differs from the source")
+                kept += 1
+        missing_src = [p for p in groups if f"{p}.weight" not in s]
+        problems += [f"{p} is quantized but has no source weight" for p in missing_src]
+    if problems:
+        raise VerificationError(f"the quantized output does not match: {problems[0]}"
+                                + (f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""),
+                                path=out, hint="this is a bug; the output was not kept")
+    result = Verification(quantized_layers=len(layers), kept_tensors=kept, layers=layers)
+    if logits_of:
+        result.logit_error = logit_error(src, out, layout, logits_of)
+    return result
+
+
+def _tied_head(name: str, src: Path) -> bool:
+    cfg = json.loads((src / "config.json").read_text())
+    return name == "lm_head.weight" and bool(cfg.get("tie_word_embeddings", True))
+
+
+def _awq_rescaled(name: str, layout: Layout) -> bool:
+    """AWQ folds its activation scales into the norms ahead of the scaled layers."""
+    return layout.method == "awq" and name.endswith("norm.weight")
+
+
+def dequantized_state_dict(out: Path, layout: Layout) -> dict[str, Any]:
+    """Every tensor of a quantized folder, packed layers replaced by float32 weights."""
+    sd: dict[str, Any] = {}
+    with open_tensors(out) as o:
+        prefixes = {n.rpartition(".")[0] for n in o if n.endswith(".qweight")}
+        for name, h in o.items():
+            prefix, _, leaf = name.rpartition(".")
+            if prefix in prefixes and leaf in LEAVES:
+                continue
+            sd[name] = h.get_tensor(name).float()
+        for p in prefixes:
+            sd[f"{p}.weight"] = dequantize(layout, {
+                leaf: o[f"{p}.{leaf}"].get_tensor(f"{p}.{leaf}")
+                for leaf in LEAVES if f"{p}.{leaf}" in o})
+    return sd
+
+
+def logit_error(src: Path, out: Path, layout: Layout, windows: list[list[int]]) -> float:
+    """Relative error ``|L_q - L| / |L|`` of the dequantized output's logits, float32."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    ref = AutoModelForCausalLM.from_pretrained(str(src), dtype=torch.float32)
+    cfg = AutoConfig.from_pretrained(str(out))
+    with contextlib.suppress(AttributeError):
+        del cfg.quantization_config
+    q = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
+    missing, unexpected = q.load_state_dict(dequantized_state_dict(out, layout), strict=False)
+    if unexpected or [m for m in missing if not m.endswith("lm_head.weight")]:
+        raise VerificationError(f"the dequantized output does not load: missing {missing[:3]}, "
+                                f"unexpected {unexpected[:3]}", path=out)
+    if missing:
+        q.tie_weights()
+    num = den = 0.0
+    ref.eval()
+    q.eval()
+    with torch.no_grad():
+        for ids in windows:
+            x = torch.tensor([ids])
+            a, b = ref(x).logits, q(x).logits
+            num += float((b - a).pow(2).sum())
+            den += float(a.pow(2).sum())
+    return round((num / max(den, 1e-30)) ** 0.5, 6)

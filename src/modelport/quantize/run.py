@@ -312,8 +312,15 @@ def _merge_log(layers: list[LayerResult], log: list[dict[str, str]]) -> None:
         key = next((k for k in by_name if x.name.endswith(k)), None)
         if key is not None:
             r = by_name[key]
-            x.loss = float(r["loss"]) if r.get("loss") else None
-            x.seconds = float(r["time"]) if r.get("time") else None
+            x.loss, x.seconds = _number(r.get("loss")), _number(r.get("time"))
+
+
+def _number(text: str | None) -> float | None:
+    """A number of GPTQModel's log, which also holds words ('not applicable')."""
+    try:
+        return float(text) if text else None
+    except ValueError:
+        return None
 
 
 def _records(folder: Path) -> list[FileRecord]:

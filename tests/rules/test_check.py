@@ -68,6 +68,8 @@ BREAK: dict[str, Callable[[Path, Check], None]] = {
                                                              "LlamaForSequenceClassification"]),
     "hardware_fit": lambda d, c: write_st(d / "model.safetensors",
                                           {"w": ("F16", (1_000_000, 600_000))}),  # 600B, sparse
+    "quant_format": lambda d, c: _set_path(d, "quantization_config.checkpoint_format",
+                                           "gptq_v2"),
 }
 
 CASES = [(t, c.id) for t in target_names() for c in load_target(t).checks]

@@ -14,7 +14,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(PIP) "torch==2.13.0"
-	$(PIP) -e ".[test]"
+	$(PIP) -e ".[test,quantize]"
 	# granite-tsfm (IBM's TinyTimeMixer code, for the tsfm tests) pins torch<2.12 in its
 	# metadata but runs on 2.13: install it without letting it downgrade the stack
 	$(PIP) --no-deps "granite-tsfm==0.3.11"
@@ -33,6 +33,7 @@ bench: setup
 	$(BIN)/python bench/normalize_bench.py
 	$(BIN)/python bench/tokenizer_parity.py
 	$(BIN)/python bench/upload_bench.py
+	$(BIN)/python bench/quantize_bench.py
 	MODELPORT_FUZZ_EXAMPLES=25000 $(PYTEST) -n 2 -q tests/hostile/test_fuzz.py
 
 # the hostile-input table of the README: counts come from this run

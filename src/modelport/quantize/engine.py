@@ -30,7 +30,7 @@ class QuantizeFailed(ModelportError):
 def import_gptqmodel() -> Any:
     """Import GPTQModel or say how to install it."""
     os.environ.setdefault("GPTQMODEL_CPU_WORKERS", str(min(os.cpu_count() or 1, 8)))
-    if "gptqmodel" in sys.modules:
+    if sys.modules.get("gptqmodel") is not None:
         return sys.modules["gptqmodel"]
     try:
         with open(os.devnull, "wb") as null, _stdout_to(null.fileno()):  # its banner

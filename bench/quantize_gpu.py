@@ -79,14 +79,15 @@ def reference_check(src: Path, out: Path) -> dict:
 
 def kernel_logits(src: Path, out: Path, device: str) -> dict:
     """GPTQModel's own GPU kernel against modelport's dequantized float32 weights."""
-    from gptqmodel import GPTQModel
+    from gptqmodel import BACKEND, GPTQModel
 
     from modelport.quantize.formats import layout_from_config
     from modelport.quantize.verify import logit_error
 
     qcfg = json.loads((out / "config.json").read_text())["quantization_config"]
     ids = torch.randint(10, 7000, (1, 128), generator=torch.Generator().manual_seed(0))
-    m = GPTQModel.load(str(out), device=device)
+    backend = BACKEND.TORCH if qcfg["quant_method"] == "gptq" else BACKEND.AWQ_TORCH
+    m = GPTQModel.load(str(out), device=device, backend=backend)  # no kernel downloads
     with torch.no_grad():
         k = m.model(ids.to(device)).logits.float().cpu()
     backend = type(next(x for x in m.model.modules() if hasattr(x, "qweight"))).__name__

@@ -165,11 +165,15 @@ def test_pickled_source_and_8_bits(src: Path, tmp_path: Path) -> None:
     save_bin(load_file(src / "model.safetensors"), b)
     for name in ("config.json", "tokenizer.json", "tokenizer_config.json"):
         (b / name).write_bytes((src / name).read_bytes())
+    (b / "modelport.manifest.json").write_text("{}")  # a bundle's: it describes other files
+    (b / "LICENSE").write_text("license text")
     rep = modelport.quantize(b, tmp_path / "o", method="gptq", bits=8, group_size=64,
                              progress=False, target="watsonx-saas")
     assert rep.bits == 8 and rep.target_errors == 0
     assert rep.mean_weight_error < 0.02  # 8-bit: ten times closer than 4-bit
     assert not (b / "model.safetensors").exists()  # the input folder is untouched
+    assert not (tmp_path / "o" / "modelport.manifest.json").exists()
+    assert (tmp_path / "o" / "LICENSE").read_text() == "license text"
     t = numpy_tensors(tmp_path / "o")
     assert t["model.layers.0.mlp.down_proj.qweight"].shape == (512 // 4, 256)
 

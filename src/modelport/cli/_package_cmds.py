@@ -44,6 +44,12 @@ def targets_show(target: str, as_json: bool) -> None:
         lines += [f"  {a.model_type:14s} quant {','.join(a.quantization) or '-':6s} "
                   f"TP {'yes' if a.tensor_parallel else 'no ':3s} specs {', '.join(a.specs)}"
                   for a in r.architectures]
+    if r.quant_formats:
+        lines.append("quantization formats the runtime loads:")
+        lines += [f"  {q.method}: bits {q.bits}, group sizes {q.group_sizes}, formats "
+                  f"{q.formats}" + (f", sym {q.sym}" if q.sym is not None else "")
+                  + (f", zero_point {q.zero_point}" if q.zero_point is not None else "")
+                  for q in r.quant_formats]
     if r.families:
         lines.append("families:")
         lines += [f"  {f.name}: {', '.join(f.architectures)} ({f.capability})"

@@ -32,6 +32,7 @@ from modelport.quantize.options import QuantizeOptions
 from modelport.quantize.verify import LayerResult, verify
 
 REPORT = ".modelport/quantize.json"
+MANIFEST = "modelport.manifest.json"
 LOGIT_CHECK_MAX_PARAMS = 3_000_000_000
 # meta keys of GPTQModel that describe this machine or run, not the checkpoint
 _VOLATILE_META = ("offload_to_disk_path", "offload_to_disk", "telemetry", "gc_mode",
@@ -250,7 +251,7 @@ def _preflight(target: str, model_type: str, planned: dict[str, Any], src: Path)
     if errors:
         raise UnsupportedError(f"{target} does not load this: {'; '.join(errors)}", path=src,
                                hint="pick the method, bits and group size the target lists "
-                               "(modelport targets --json)")
+                               "(modelport targets show TARGET)")
 
 
 def _tokenizer(src: Path) -> Any:
@@ -275,10 +276,11 @@ def _safetensors_source(src: Path, rep: Any, work: Path) -> Path:
 
 def _restore_files(src: Path, out: Path, rep: Any) -> None:
     """Carry the source's tokenizer, generation and other files over byte for byte:
-    GPTQModel re-saves the tokenizer and 'fixes' generation_config.json."""
+    GPTQModel re-saves the tokenizer and 'fixes' generation_config.json. A bundle's manifest
+    is not carried: package the quantized folder to get one that matches."""
     for rel in [*rep.tokenizer_files, *rep.other_files]:
-        if rel == "config.json" or rel.startswith(".modelport/"):
-            continue
+        if rel in ("config.json", MANIFEST) or rel.startswith(".modelport/"):
+            continue  # a bundle's manifest describes the unquantized files
         (out / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(src / rel, out / rel)
     gen = out / "generation_config.json"

@@ -222,8 +222,9 @@ BUNDLE: dict[str, Maker] = {
     "bundle file missing": _bundle(lambda b: (b / "config.json").unlink()),
 }
 
-CASES = ([(k, v, ("convert", "inspect", "check")) for k, v in CHECKPOINT.items()]
-         + [(k, v, ("convert", "inspect", "check", "normalize")) for k, v in SAFETENSORS.items()]
+CASES = ([(k, v, ("convert", "inspect", "check", "quantize")) for k, v in CHECKPOINT.items()]
+         + [(k, v, ("convert", "inspect", "check", "normalize", "quantize"))
+            for k, v in SAFETENSORS.items()]
          + [(k, v, ("tokenizer",)) for k, v in TOKENIZER.items()]
          + [(k, v, ("verify", "upload")) for k, v in BUNDLE.items()])
 PARAMS = [pytest.param(maker, verb, id=f"{name} -> {verb}") for name, maker, verbs in CASES
@@ -235,6 +236,7 @@ def _cli(verb: str, d: Path, tmp: Path) -> list[str]:
     return {"convert": ["convert", str(d), out], "inspect": ["inspect", str(d)],
             "check": ["check", str(d)], "normalize": ["normalize", str(d), "--out", out],
             "tokenizer": ["tokenizer", str(d), "--out", out], "verify": ["verify", str(d)],
+            "quantize": ["quantize", str(d), "--out", out],
             "upload": ["upload", str(d), f"file://{tmp / 'store'}"]}[verb]
 
 
@@ -254,6 +256,7 @@ def _library(verb: str, d: Path, tmp: Path) -> None:
             {"convert": lambda: modelport.convert(d, out, progress=False),
              "normalize": lambda: modelport.normalize(d, out),
              "tokenizer": lambda: modelport.tokenizer(d, out),
+             "quantize": lambda: modelport.quantize(d, out, progress=False),
              "upload": lambda: modelport.upload(d, f"file://{tmp / 'store'}", progress=False),
              }[verb]()
 

@@ -25,7 +25,7 @@ from modelport._io.atomic import atomic_dir
 from modelport._io.hashing import sha256_file
 from modelport._io.paths import check_output
 from modelport._types import FileRecord, Record, file_role
-from modelport.errors import InputError, ModelportError, UnsupportedError
+from modelport.errors import CheckpointError, InputError, ModelportError, UnsupportedError
 from modelport.quantize import calibration, engine
 from modelport.quantize.formats import Layout
 from modelport.quantize.options import QuantizeOptions
@@ -182,6 +182,13 @@ def quantize(src: str | Path, dst: str | Path, options: QuantizeOptions | None =
     from modelport.convert.inspect import inspect
 
     rep = inspect(src)
+    broken = [p for p in rep.problems if p.severity == "error"]
+    if broken or not rep.weight_files:
+        first = broken[0] if broken else None
+        raise CheckpointError(first.message if first else "no weight files",
+                              path=src / first.file if first and first.file else src,
+                              hint="modelport inspect shows every problem; quantize takes a "
+                              "model folder that loads")
     device = engine._device(opt)
     need = estimate_memory(rep.parameters, cfg, opt, device)
     if opt.memory_check and need > _available_memory():

@@ -234,8 +234,14 @@ def test_cli_json_is_clean_and_errors_are_one_line(src: Path, quantized: dict[st
 
 
 def test_same_input_gives_the_same_bytes(src: Path, quantized: dict[str, Path],
-                                         tmp_path: Path) -> None:
-    """GPTQ on CPU is deterministic: a rerun writes identical weights."""
-    modelport.quantize(src, tmp_path / "again", method="gptq", progress=False)
+                                         tmp_path: Path, capfd: pytest.CaptureFixture[str]
+                                         ) -> None:
+    """GPTQ on CPU is deterministic: a rerun writes identical weights. Its progress is one
+    bar step per decoder layer; GPTQModel's own output stays in its log."""
+    capfd.readouterr()
+    modelport.quantize(src, tmp_path / "again", method="gptq", progress=True)
     assert _sha(tmp_path / "again" / "model.safetensors") == \
         _sha(quantized["gptq"] / "model.safetensors")
+    err = capfd.readouterr().err
+    assert "quantize gptq" in err and "2/2" in err
+    assert "GPT-QModel" not in err and "Tokenicer" not in err

@@ -1,21 +1,24 @@
 """The one place that drives GPTQModel (the optional extra ``modelport[quantize]``).
 
-GPTQModel prints banners, tables and per-layer progress bars on stdout and writes ``logs/``
-in the working directory: here its stdout goes to stderr (so ``--json`` stays clean) or to a
-log file, and its log folder and disk offload go into our temp folder.
+GPTQModel prints banners, tables and progress bars on stdout and writes ``logs/`` in the
+working directory: here its output goes to a log file in our temp folder (its last lines are
+quoted when it fails), its log folder and disk offload go there too, and progress is our own
+bar (``tqdm.auto``: terminal or notebook), one step per decoder layer, fed by GPTQModel's
+layer-complete callback.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import json
 import os
 import resource
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from modelport.errors import MissingDependencyError, ModelportError
 from modelport.quantize.options import QuantizeOptions
@@ -33,7 +36,7 @@ def import_gptqmodel() -> Any:
     if sys.modules.get("gptqmodel") is not None:
         return sys.modules["gptqmodel"]
     try:
-        with open(os.devnull, "wb") as null, _stdout_to(null.fileno()):  # its banner
+        with quiet():  # its banner, torch's warnings about its enums
             import gptqmodel
     except ImportError as e:
         raise MissingDependencyError("gptqmodel", "quantize") from e
@@ -49,18 +52,32 @@ def supported_model_types() -> set[str]:
 
 
 @contextlib.contextmanager
-def _stdout_to(target: int) -> Iterator[None]:
-    """Point file descriptor 1 (and sys.stdout) at ``target`` for the duration."""
+def quiet(target: int | None = None) -> Iterator[TextIO]:
+    """Send file descriptors 1 and 2 (C++ warnings, GPTQModel's prints, third-party bars) to
+    ``target`` (default: /dev/null); yields a stream on the original stderr for our bar."""
     sys.stdout.flush()
-    saved = os.dup(1)
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    null = open(os.devnull, "wb") if target is None else None  # noqa: SIM115
+    fd = null.fileno() if null is not None else target
+    err = open(saved[1], "w", closefd=False)  # noqa: SIM115
+    sink = open(fd, "w", closefd=False)  # type: ignore[arg-type]  # noqa: SIM115
     try:
-        os.dup2(target, 1)
-        with contextlib.redirect_stdout(sys.stderr if target == 2 else sys.stdout):
-            yield
+        os.dup2(fd, 1)  # type: ignore[arg-type]
+        os.dup2(fd, 2)  # type: ignore[arg-type]
+        with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+            yield err
     finally:
         sys.stdout.flush()
-        os.dup2(saved, 1)
-        os.close(saved)
+        sys.stderr.flush()
+        err.flush()
+        sink.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for f in saved:
+            os.close(f)
+        if null is not None:
+            null.close()
 
 
 def _device(opt: QuantizeOptions) -> str:
@@ -71,8 +88,27 @@ def _device(opt: QuantizeOptions) -> str:
     return opt.device
 
 
+class _LayerBar:
+    """GPTQModel's layer callback (``layer_complete``) driving a progress bar."""
+
+    def __init__(self, layers: int, enabled: bool | None, method: str, file: TextIO) -> None:
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=layers, unit="layer", desc=f"quantize {method}", file=file,
+                        disable=None if enabled is None else not enabled, leave=False)
+        self.done: set[int] = set()
+
+    def layer_complete(self, *, layer_idx: int, submodule_finalized: bool) -> None:
+        if layer_idx not in self.done:
+            self.done.add(layer_idx)
+            self.bar.update(1)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
 def run(src: Path, out: Path, work: Path, calib: list[dict[str, list[int]]],
-        opt: QuantizeOptions, *, verbose: bool) -> dict[str, Any]:
+        opt: QuantizeOptions, *, progress: bool | None) -> dict[str, Any]:
     """Quantize the safetensors folder ``src`` into ``out`` with GPTQModel.
 
     Returns timings, peak memory and the per-layer log GPTQModel wrote (quant_log.csv).
@@ -99,10 +135,13 @@ def run(src: Path, out: Path, work: Path, calib: list[dict[str, list[int]]],
     t0 = time.perf_counter()
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats(device)
-    with open(log_path, "wb") as log, _stdout_to(2 if verbose else log.fileno()):
+    layers = int(json.loads((src / "config.json").read_text()).get("num_hidden_layers") or 0)
+    with open(log_path, "wb") as log, quiet(log.fileno()) as err:
+        bar = _LayerBar(layers, progress, opt.method, err)
         try:
             model = GPTQModel.load(str(src), qc, dtype=torch.float16, device=device)
             t_load = time.perf_counter() - t0
+            model.layer_callback = bar
             model.quantize(calib, batch_size=1, **kw)
             t_quant = time.perf_counter() - t0 - t_load
             model.save(str(out))
@@ -112,13 +151,14 @@ def run(src: Path, out: Path, work: Path, calib: list[dict[str, list[int]]],
             raise QuantizeFailed(f"GPTQModel failed: {type(e).__name__}: {e}",
                                  path=src, hint=" | ".join(tail)[:300]) from e
         finally:
+            bar.close()
             with contextlib.suppress(NameError):
                 del model
-    layers = []
+    rows: list[dict[str, str]] = []
     log_csv = out / "quant_log.csv"
     if log_csv.exists():
         with log_csv.open(newline="") as f:
-            layers = list(csv.DictReader(f))
+            rows = list(csv.DictReader(f))
         log_csv.unlink()  # its content goes into our report
     return {
         "device": device,
@@ -127,7 +167,7 @@ def run(src: Path, out: Path, work: Path, calib: list[dict[str, list[int]]],
         "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
         "peak_gpu_bytes": torch.cuda.max_memory_allocated(device)
         if device.startswith("cuda") else None,
-        "layers": layers,
+        "layers": rows,
         "gptqmodel": _version(),
     }
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -140,8 +139,8 @@ def quantize(src: str | Path, dst: str | Path, options: QuantizeOptions | None =
         src: a Hugging Face model folder (safetensors or pickled weights, a tokenizer).
         dst: the output folder (created; must not exist unless ``overwrite``).
         options: a :class:`QuantizeOptions`; keyword arguments build one when omitted.
-        progress: show GPTQModel's per-layer progress on stderr (None: when stderr is a
-            terminal).
+        progress: a progress bar, one step per decoder layer (None: on a terminal or in a
+            notebook).
 
     Returns:
         A :class:`QuantizeReport` with per-layer errors, time and peak memory.
@@ -196,20 +195,20 @@ def quantize(src: str | Path, dst: str | Path, options: QuantizeOptions | None =
     tok = _tokenizer(src)
     calib, calib_rec = calibration.samples(tok, opt.calibration, n=opt.samples,
                                            seqlen=opt.seqlen)
-    verbose = sys.stderr.isatty() if progress is None else progress
     with tempfile.TemporaryDirectory(prefix=f".{dst.name}.modelport-work-",
                                      dir=dst.absolute().parent) as work_s:
         work = Path(work_s)
         source = _safetensors_source(src, rep, work)
         with atomic_dir(dst, overwrite=opt.overwrite) as tmp:
-            run = engine.run(source, tmp, work, calib, opt, verbose=verbose)
+            run = engine.run(source, tmp, work, calib, opt, progress=progress)
             _restore_files(src, tmp, rep)
             qcfg = _tidy_config(tmp, run["gptqmodel"])
             v0 = time.perf_counter()
             check_logits = opt.verify_logits if opt.verify_logits is not None else (
                 rep.parameters <= LOGIT_CHECK_MAX_PARAMS)
             held_out = _held_out(tok) if check_logits else None
-            ver = verify(source, tmp, layout, logits_of=held_out)
+            with engine.quiet():  # transformers' loading bars and warnings
+                ver = verify(source, tmp, layout, logits_of=held_out)
             verify_s = time.perf_counter() - v0
             _merge_log(ver.layers, run["layers"])
             outputs = _records(tmp)

@@ -46,13 +46,18 @@ def write_tokenizer(folder: Path, vocab: int = 512) -> None:
 
 def llama_config(model_type: str = "llama", vocab: int = 512, hidden: int = 256,
                  inter: int = 512, layers: int = 2):  # type: ignore[no-untyped-def]
+    """A small config of a llama-like type (also qwen2, mistral, mixtral, gpt_bigcode...)."""
     from transformers import AutoConfig
 
+    if model_type == "gpt_bigcode":
+        return AutoConfig.for_model(model_type, vocab_size=vocab, n_embd=hidden, n_inner=inter,
+                                    n_layer=layers, n_head=4, bos_token_id=0, eos_token_id=1)
+    extra = {"num_local_experts": 2, "num_experts_per_tok": 2} if model_type == "mixtral" else {}
     return AutoConfig.for_model(model_type, vocab_size=vocab, hidden_size=hidden,
                                 intermediate_size=inter, num_hidden_layers=layers,
                                 num_attention_heads=4, num_key_value_heads=4,
                                 max_position_embeddings=512, tie_word_embeddings=False,
-                                bos_token_id=0, eos_token_id=1)
+                                bos_token_id=0, eos_token_id=1, pad_token_id=1, **extra)
 
 
 def random_model(folder: Path, seed: int = 0, model_type: str = "llama", **kw: int) -> Path:

@@ -245,3 +245,30 @@ def test_same_input_gives_the_same_bytes(src: Path, quantized: dict[str, Path],
     err = capfd.readouterr().err
     assert "quantize gptq" in err and "2/2" in err
     assert "GPT-QModel" not in err and "Tokenicer" not in err
+
+
+@pytest.mark.parametrize(("model_type", "method", "layers"), [
+    ("qwen2", "awq", 14), ("gpt_bigcode", "gptq", 8), ("mixtral", "gptq", 20)])
+def test_certified_architectures(model_type: str, method: str, layers: int,
+                                 tmp_path: Path) -> None:
+    """watsonx certifies GPTQ for gpt_bigcode and mixtral and AWQ for qwen2: each comes out
+    under the names the runtimes read and passes the target's check."""
+    src = random_model(tmp_path / model_type, model_type=model_type)
+    rep = modelport.quantize(src, tmp_path / "q", method=method, target="watsonx-saas",
+                             progress=False)
+    assert len(rep.layers) == layers and rep.target_errors == 0
+    assert rep.logit_error is not None and rep.logit_error < 0.5
+    names = set(numpy_tensors(tmp_path / "q"))
+    source = set(numpy_tensors(src))
+    quantized = {n.rsplit(".", 1)[0] + ".weight" for n in names if n.endswith(".qweight")}
+    assert quantized <= source  # every packed layer under its checkpoint name
+    if model_type == "mixtral":  # GPTQModel saves experts as mlp.experts.N.gate_proj
+        assert "model.layers.0.block_sparse_moe.experts.1.w3.qweight" in names
+        assert "model.layers.0.block_sparse_moe.gate.weight" in names
+        assert not any(".mlp." in n for n in names)
+
+
+def test_split_fused_projection_is_refused(tmp_path: Path) -> None:
+    src = random_model(tmp_path / "phi3", model_type="phi3")
+    with pytest.raises(UnsupportedError, match="splits the fused gate_up_proj"):
+        modelport.quantize(src, tmp_path / "q")

@@ -25,7 +25,7 @@ from modelport._io.hashing import sha256_file
 from modelport._io.paths import check_output
 from modelport._types import FileRecord, Record, file_role
 from modelport.errors import CheckpointError, InputError, ModelportError, UnsupportedError
-from modelport.quantize import calibration, engine
+from modelport.quantize import calibration, engine, names
 from modelport.quantize.formats import Layout
 from modelport.quantize.options import QuantizeOptions
 from modelport.quantize.verify import LayerResult, verify
@@ -173,6 +173,11 @@ def quantize(src: str | Path, dst: str | Path, options: QuantizeOptions | None =
     planned = _planned_config(opt)
     if opt.target:
         _preflight(opt.target, model_type, planned, src)
+    if model_type in names.SPLIT_BY_GPTQMODEL:
+        raise UnsupportedError(
+            f"GPTQModel splits the fused {names.SPLIT_BY_GPTQMODEL[model_type]} projection; "
+            "the runtimes expect the fused tensor", path=src / "config.json",
+            hint="no quantized format of this architecture can be produced here")
     if model_type not in engine.supported_model_types():
         raise UnsupportedError(f"GPTQModel cannot quantize model_type {model_type!r}",
                                path=src / "config.json",
@@ -201,6 +206,7 @@ def quantize(src: str | Path, dst: str | Path, options: QuantizeOptions | None =
         source = _safetensors_source(src, rep, work)
         with atomic_dir(dst, overwrite=opt.overwrite) as tmp:
             run = engine.run(source, tmp, work, calib, opt, progress=progress)
+            names.restore(tmp, model_type)
             _restore_files(src, tmp, rep)
             qcfg = _tidy_config(tmp, run["gptqmodel"])
             v0 = time.perf_counter()

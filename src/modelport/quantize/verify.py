@@ -149,21 +149,32 @@ def dequantized_state_dict(out: Path, layout: Layout) -> dict[str, Any]:
 
 
 def logit_error(src: Path, out: Path, layout: Layout, windows: list[list[int]]) -> float:
-    """Relative error ``|L_q - L| / |L|`` of the dequantized output's logits, float32."""
+    """Relative error ``|L_q - L| / |L|`` of the dequantized output's logits, float32.
+
+    The dequantized tensors are saved under the output's own names and loaded with
+    ``from_pretrained``, so they go through the same name conversions as a real load.
+    """
+    import tempfile
+
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from safetensors.torch import save_file
+    from transformers import AutoModelForCausalLM
 
     ref = AutoModelForCausalLM.from_pretrained(str(src), dtype=torch.float32)
-    cfg = AutoConfig.from_pretrained(str(out))
-    with contextlib.suppress(AttributeError):
-        del cfg.quantization_config
-    q = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
-    missing, unexpected = q.load_state_dict(dequantized_state_dict(out, layout), strict=False)
-    if unexpected or [m for m in missing if not m.endswith("lm_head.weight")]:
-        raise VerificationError(f"the dequantized output does not load: missing {missing[:3]}, "
-                                f"unexpected {unexpected[:3]}", path=out)
-    if missing:
-        q.tie_weights()
+    with tempfile.TemporaryDirectory(prefix=".dequantized-", dir=out.parent) as d:
+        cfg = json.loads((out / "config.json").read_text())
+        cfg.pop("quantization_config", None)
+        (Path(d) / "config.json").write_text(json.dumps(cfg))
+        sd = {k: v.contiguous() for k, v in dequantized_state_dict(out, layout).items()}
+        save_file(sd, str(Path(d) / "model.safetensors"), metadata={"format": "pt"})
+        del sd
+        q, info = AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32,
+                                                       output_loading_info=True)
+    bad = [k for k in ("missing_keys", "unexpected_keys", "mismatched_keys") if info.get(k)]
+    if bad:
+        raise VerificationError("the dequantized output does not load: "
+                                + "; ".join(f"{k} {list(info[k])[:3]}" for k in bad), path=out,
+                                hint="the quantizer wrote tensor names the runtimes do not read")
     num = den = 0.0
     ref.eval()
     q.eval()

@@ -272,3 +272,25 @@ def test_split_fused_projection_is_refused(tmp_path: Path) -> None:
     src = random_model(tmp_path / "phi3", model_type="phi3")
     with pytest.raises(UnsupportedError, match="splits the fused gate_up_proj"):
         modelport.quantize(src, tmp_path / "q")
+
+
+def test_prepare_with_quantize(src: Path, tmp_path: Path) -> None:
+    """The pipeline from pickled shards to a checked GPTQ bundle with its manifest."""
+    from safetensors.torch import load_file
+
+    b = tmp_path / "bin"
+    save_bin(load_file(src / "model.safetensors"), b, shards=2)
+    for name in ("config.json", "tokenizer.json", "tokenizer_config.json"):
+        (b / name).write_bytes((src / name).read_bytes())
+    rep = modelport.prepare(b, tmp_path / "bundle", ["watsonx-saas"], quantize="gptq")
+    verbs = {s.verb: s.status for s in rep.steps}
+    assert verbs["convert"] == "done" and verbs["quantize"] == "done"
+    m = rep.manifest
+    assert m.model.quantization is not None and m.model.quantization.method == "gptq"
+    assert m.model.parameters == sum(v.size for v in numpy_tensors(src).values())
+    assert m.targets[0].ok and m.provenance.options["quantize"] == "gptq"
+    assert not any(f.path.startswith(".modelport") for f in m.files)
+    assert modelport.verify(tmp_path / "bundle").ok
+    ref = _logits(source_model(src))
+    assert _rel(_logits(reference_model(tmp_path / "bundle")), ref) < 0.5
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]

@@ -195,22 +195,25 @@ def verify_cmd(target: str, endpoint_url: str | None, region: str | None, profil
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="bundle folder")
 @click.option("--upload", "upload_url", default=None, help="s3://bucket/prefix to upload to")
 @click.option("--dtype", type=click.Choice(["fp16", "bf16", "fp32"]), default=None)
+@click.option("--quantize", type=click.Choice(["gptq", "awq"]), default=None,
+              help="add a verified 4-bit quantization (needs modelport[quantize])")
 @click.option("--force", is_flag=True)
 @click.option("--overwrite", is_flag=True)
 @store_options
 @common
 @handle_errors
 def prepare_cmd(src: Path, target_names: tuple[str, ...], out: Path, upload_url: str | None,
-                dtype: str | None, force: bool, overwrite: bool, endpoint_url: str | None,
+                dtype: str | None, quantize: str | None, force: bool, overwrite: bool,
+                endpoint_url: str | None,
                 region: str | None, profile: str | None, concurrency: int, as_json: bool,
                 quiet: bool, debug: bool) -> None:
-    """SRC to a verified bundle: convert, tokenizer, tsfm-config, normalize, check, package,
-    upload, verify; each step only when needed."""
+    """SRC to a verified bundle: convert, normalize, tokenizer, tsfm-config, quantize (when
+    asked), check, package, upload, verify; each step only when needed."""
     from modelport.package.prepare import prepare
 
     o = Output(as_json, quiet)
     rep = prepare(src, out, target_names, upload_url=upload_url, dtype=dtype, force=force,
-                  overwrite=overwrite, progress=o.progress,
+                  overwrite=overwrite, progress=o.progress, quantize=quantize,
                   upload_options=_upload_options(endpoint_url, region, profile,  # type: ignore[arg-type]
                                                  concurrency))
     lines = [f"prepared {rep.out} from {rep.src}"]

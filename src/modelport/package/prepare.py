@@ -1,6 +1,7 @@
 """``prepare``: the whole pipeline, from what a user has to a verified bundle in storage.
 
-inspect → convert → tokenizer → tsfm-config → normalize → check → package → upload → verify.
+inspect → convert → normalize → tokenizer / tsfm-config → quantize (when asked) → check →
+package → upload → verify.
 Each step runs only when there is something to do and says so. SRC is never modified: work
 happens in a hidden folder beside OUT, removed at the end.
 """
@@ -36,8 +37,13 @@ def prepare(src: str | Path, out: str | Path, targets: list[str] | tuple[str, ..
             "watsonx-saas",), *, upload_url: str | None = None,
             upload_options: UploadOptions | None = None, dtype: str | None = None,
             force: bool = False, overwrite: bool = False, progress: bool | None = None,
-            ) -> PrepareReport:
-    """Run every step a folder needs for the targets; optionally upload and verify remotely."""
+            quantize: str | None = None) -> PrepareReport:
+    """Run every step a folder needs for the targets; optionally upload and verify remotely.
+
+    ``quantize`` ("gptq" or "awq") adds a verified 4-bit quantization with the defaults of
+    :func:`modelport.quantize.run.quantize`, refused up front when the first target does not
+    load that method for the architecture.
+    """
     src, out = Path(src), Path(out)
     if not src.exists():
         raise InputError("does not exist", path=src)
@@ -81,8 +87,19 @@ def prepare(src: str | Path, out: str | Path, targets: list[str] | tuple[str, ..
                  f"{t.parity.matched}/{t.parity.examples})")
         else:
             step("tokenizer", False, "no tokenizer files")
+        if quantize:
+            from modelport.quantize.run import quantize as run_quantize
+
+            q = run_quantize(norm, work / "quantized", method=quantize, target=targets[0],
+                             progress=progress)
+            step("quantize", True, f"{q.method} {q.bits}-bit g{q.group_size} "
+                 f"({q.checkpoint_format}): {len(q.layers)} layers, weight error "
+                 f"{q.mean_weight_error:.3f}, logit error {q.logit_error}, "
+                 f"{q.quantize_seconds:.1f} s")
+            norm = work / "quantized"
         manifest = package(norm, out, targets, force=force, overwrite=overwrite, steps=steps,
-                           source=str(src), options={"targets": list(targets), "dtype": dtype})
+                           source=str(src), options={"targets": list(targets), "dtype": dtype,
+                                    "quantize": quantize})
         steps = manifest.provenance.steps
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -77,6 +77,11 @@ def test_config_and_schema_follow_the_spec(method: str, src: Path,
     assert "offload_to_disk_path" not in json.dumps(q) and "/tmp" not in json.dumps(q)
     assert q["meta"]["quantizer"][1].startswith("modelport:")
     assert json.loads((out / "quantize_config.json").read_text()) == q
+    source = json.loads((src / "config.json").read_text())
+    assert {k: v for k, v in cfg.items() if k not in ("quantization_config", "dtype",
+                                                      "torch_dtype")} == \
+        {k: v for k, v in source.items() if k not in ("dtype", "torch_dtype")}
+    assert cfg["dtype"] == "float16"
     from safetensors import safe_open
 
     with safe_open(str(out / "model.safetensors"), "np") as f:
@@ -166,6 +171,11 @@ def test_pickled_source_and_8_bits(src: Path, tmp_path: Path) -> None:
     for name in ("config.json", "tokenizer.json", "tokenizer_config.json"):
         (b / name).write_bytes((src / name).read_bytes())
     (b / "modelport.manifest.json").write_text("{}")  # a bundle's: it describes other files
+    cfg = json.loads((b / "config.json").read_text())  # transformers 4's dialect, as on the Hub
+    cfg.pop("rope_parameters", None)
+    cfg.pop("dtype", None)
+    cfg.update(rope_theta=500000.0, torch_dtype="float32", transformers_version="4.44.0")
+    (b / "config.json").write_text(json.dumps(cfg))
     (b / "LICENSE").write_text("license text")
     rep = modelport.quantize(b, tmp_path / "o", method="gptq", bits=8, group_size=64,
                              progress=False, target="watsonx-saas")
@@ -173,6 +183,10 @@ def test_pickled_source_and_8_bits(src: Path, tmp_path: Path) -> None:
     assert rep.mean_weight_error < 0.02  # 8-bit: ten times closer than 4-bit
     assert not (b / "model.safetensors").exists()  # the input folder is untouched
     assert not (tmp_path / "o" / "modelport.manifest.json").exists()
+    out_cfg = json.loads((tmp_path / "o" / "config.json").read_text())
+    assert out_cfg["rope_theta"] == 500000.0 and "rope_parameters" not in out_cfg
+    assert out_cfg["torch_dtype"] == "float16" and "dtype" not in out_cfg
+    assert out_cfg["transformers_version"] == "4.44.0"
     assert (tmp_path / "o" / "LICENSE").read_text() == "license text"
     t = numpy_tensors(tmp_path / "o")
     assert t["model.layers.0.mlp.down_proj.qweight"].shape == (512 // 4, 256)

@@ -208,7 +208,7 @@ def quantize(src: str | Path, dst: str | Path, options: QuantizeOptions | None =
             run = engine.run(source, tmp, work, calib, opt, progress=progress)
             names.restore(tmp, model_type)
             _restore_files(src, tmp, rep)
-            qcfg = _tidy_config(tmp, run["gptqmodel"])
+            qcfg = _tidy_config(source, tmp, run["gptqmodel"])
             v0 = time.perf_counter()
             check_logits = opt.verify_logits if opt.verify_logits is not None else (
                 rep.parameters <= LOGIT_CHECK_MAX_PARAMS)
@@ -300,17 +300,28 @@ def _restore_files(src: Path, out: Path, rep: Any) -> None:
         gen.unlink()
 
 
-def _tidy_config(out: Path, gptqmodel_version: str) -> dict[str, Any]:
-    """Drop what describes this machine from ``quantization_config`` and stamp the tools."""
-    cfg = json.loads((out / "config.json").read_text())
-    q = cfg["quantization_config"]
+def _tidy_config(src: Path, out: Path, gptqmodel_version: str) -> dict[str, Any]:
+    """config.json = the source's own config + ``quantization_config`` + float16.
+
+    GPTQModel re-saves the config through transformers 5, which rewrites it in its own
+    dialect (``rope_parameters`` for ``rope_theta``/``rope_scaling``, ``dtype`` for
+    ``torch_dtype``) and adds keys such as a guessed ``pad_token_id``; runtimes on
+    transformers 4 read the original keys, so only the quantization is taken from its file,
+    without the keys that describe this machine or run.
+    """
+    q = json.loads((out / "config.json").read_text())["quantization_config"]
     meta = q.get("meta") or {}
     for k in _VOLATILE_META:
         meta.pop(k, None)
     meta["quantizer"] = [f"gptqmodel:{gptqmodel_version}", f"modelport:{__version__}"]
     q["meta"] = meta
+    cfg = dict(_config(src))
+    if "dtype" in cfg:
+        cfg["dtype"] = "float16"
+    if "torch_dtype" in cfg or "dtype" not in cfg:
+        cfg["torch_dtype"] = "float16"
     cfg["quantization_config"] = q
-    (out / "config.json").write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+    (out / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
     legacy = out / "quantize_config.json"  # AutoGPTQ's file, TGI's fallback: keep it equal
     if legacy.exists():
         legacy.write_text(json.dumps(q, indent=2, sort_keys=True) + "\n")

@@ -308,3 +308,23 @@ def test_prepare_with_quantize(src: Path, tmp_path: Path) -> None:
     ref = _logits(source_model(src))
     assert _rel(_logits(reference_model(tmp_path / "bundle")), ref) < 0.5
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_check_rejects_an_uncertified_architecture(tmp_path: Path) -> None:
+    """Without --target quantize runs; check then says what watsonx will refuse."""
+    src = random_model(tmp_path / "mistral", model_type="mistral")
+    modelport.quantize(src, tmp_path / "q", method="gptq", progress=False)
+    t = modelport.check(tmp_path / "q", ["watsonx-saas"]).targets[0]
+    assert "watsonx.quant.allowed" in {f.rule_id for f in t.findings if f.severity == "error"}
+
+
+def test_memory_estimate() -> None:
+    from modelport.quantize.options import QuantizeOptions
+
+    cfg = {"hidden_size": 8192, "intermediate_size": 28672}
+    gptq, awq = QuantizeOptions(method="gptq"), QuantizeOptions(method="awq")
+    seventy = qrun.estimate_memory(70 * 10**9, cfg, gptq, "cuda:0")
+    assert 140e9 < seventy < 150e9  # the fp16 model in host memory, plus activations
+    assert qrun.estimate_memory(70 * 10**9, cfg, awq, "cuda:0") > seventy + 1e12
+    assert qrun.estimate_memory(10**9, cfg, gptq, "cpu") > qrun.estimate_memory(
+        10**9, cfg, gptq, "cuda:0")  # the CPU path also holds the Hessian

@@ -208,6 +208,11 @@ def test_refusals_before_any_work(src: Path, quantized: dict[str, Path], tmp_pat
     (odd / "config.json").write_text(json.dumps({"model_type": "t5"}))
     with pytest.raises(UnsupportedError, match="cannot quantize model_type 't5'"):
         modelport.quantize(odd, tmp_path / "d")
+    ragged = random_model(tmp_path / "ragged", hidden=192, inter=320)
+    with pytest.raises(UnsupportedError,
+                       match=r"(192|320) inputs, not a multiple of group size 128") as e:
+        modelport.quantize(ragged, tmp_path / "g")
+    assert e.value.hint == "use --group-size 64"
     monkeypatch.setattr(qrun, "_available_memory", lambda: 10**6)
     with pytest.raises(qrun.InsufficientMemoryError, match="needs about"):
         modelport.quantize(src, tmp_path / "e")
@@ -218,7 +223,7 @@ def test_refusals_before_any_work(src: Path, quantized: dict[str, Path], tmp_pat
         (notok / name).write_bytes((src / name).read_bytes())
     with pytest.raises(InputError, match="tokenizer"):
         modelport.quantize(notok, tmp_path / "f")
-    assert not any((tmp_path / x).exists() for x in "abcdef")
+    assert not any((tmp_path / x).exists() for x in "abcdefg")
 
 
 def test_missing_extra_says_how_to_install(src: Path, tmp_path: Path,

@@ -59,17 +59,6 @@ class Layout:
                 "qzeros": ("I32", (g, out_features // pf)),
                 "scales": ("F16", (g, out_features))}
 
-    def packable(self, out_features: int, in_features: int) -> str | None:
-        """Why a ``[out, in]`` weight cannot be stored in this layout, or None."""
-        pf = self.pack
-        if self.group_size != -1 and in_features % self.group_size:
-            return f"in_features {in_features} is not a multiple of group size {self.group_size}"
-        if self.method == "gptq" and in_features % pf:
-            return f"in_features {in_features} is not a multiple of {pf}"
-        if out_features % pf:
-            return f"out_features {out_features} is not a multiple of {pf}"
-        return None
-
 
 def layout_problems(layout: Layout, prefix: str, out_features: int, in_features: int,
                     found: Mapping[str, tuple[str, tuple[int, ...]]]) -> list[str]:

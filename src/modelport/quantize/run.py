@@ -20,7 +20,7 @@ from pydantic import Field
 
 from modelport import __version__
 from modelport._io import hashcache, jsonio
-from modelport._io.atomic import atomic_dir
+from modelport._io.atomic import atomic_dir, write_bytes_atomic
 from modelport._io.hashing import sha256_file
 from modelport._io.paths import check_output
 from modelport._types import FileRecord, Record, file_role
@@ -204,6 +204,7 @@ def quantize(src: str | Path, dst: str | Path, options: QuantizeOptions | None =
                                      dir=dst.absolute().parent) as work_s:
         work = Path(work_s)
         source = _safetensors_source(src, rep, work)
+        _check_groups(source, opt)
         with atomic_dir(dst, overwrite=opt.overwrite) as tmp:
             run = engine.run(source, tmp, work, calib, opt, progress=progress)
             names.restore(tmp, model_type)
@@ -242,8 +243,31 @@ def quantize(src: str | Path, dst: str | Path, options: QuantizeOptions | None =
             opt.target, res.errors, res.warnings)
     report.seconds = round(time.perf_counter() - t0, 3)
     (dst / REPORT).parent.mkdir(exist_ok=True)
-    (dst / REPORT).write_text(report.model_dump_json(indent=2) + "\n")
+    write_bytes_atomic(dst / REPORT, (report.model_dump_json(indent=2) + "\n").encode())
     return report
+
+
+def _check_groups(source: Path, opt: QuantizeOptions) -> None:
+    """Every quantized layer's input must split into whole groups: GPTQModel accepts a ragged
+    last group for GPTQ, but vLLM and TGI refuse such checkpoints."""
+    if opt.group_size == -1:
+        return
+    from modelport._io.st_header import read_header
+    from modelport.quantize.verify import weight_files
+
+    ins: dict[int, str] = {}
+    for f in weight_files(source):
+        for name, t in read_header(f).tensors.items():
+            if (len(t.shape) == 2 and name.endswith(".weight") and ".layers." in f".{name}"
+                    and "norm" not in name and "embed" not in name):
+                ins.setdefault(t.shape[1], name)
+    bad = {n: name for n, name in ins.items() if n % opt.group_size}
+    if bad:
+        n, name = next(iter(bad.items()))
+        fits = next((g for g in (128, 64, 32) if all(i % g == 0 for i in ins)), -1)
+        raise UnsupportedError(
+            f"{name} has {n} inputs, not a multiple of group size {opt.group_size}; vLLM and "
+            "TGI refuse ragged groups", path=source, hint=f"use --group-size {fits}")
 
 
 def _planned_config(opt: QuantizeOptions) -> dict[str, Any]:

@@ -333,3 +333,13 @@ def test_memory_estimate() -> None:
     assert qrun.estimate_memory(70 * 10**9, cfg, awq, "cuda:0") > seventy + 1e12
     assert qrun.estimate_memory(10**9, cfg, gptq, "cpu") > qrun.estimate_memory(
         10**9, cfg, gptq, "cuda:0")  # the CPU path also holds the Hessian
+
+
+def test_desc_act_permutes_g_idx_and_still_decodes(src: Path, tmp_path: Path) -> None:
+    rep = modelport.quantize(src, tmp_path / "da", method="gptq", desc_act=True,
+                             progress=False)
+    g = numpy_tensors(tmp_path / "da")["model.layers.0.mlp.down_proj.g_idx"]
+    assert not (np.diff(g) >= 0).all()  # act-order: groups follow activation size
+    assert rep.desc_act and rep.quantization_config["desc_act"] is True
+    ref = _logits(source_model(src))
+    assert _rel(_logits(reference_model(tmp_path / "da")), ref) < 0.5

@@ -85,3 +85,21 @@ def test_expected_architectures_are_families(target: str, section: str) -> None:
     assert names
     covered = {a for f in load_target(target).families for a in f.architectures}
     assert names <= covered, f"{target}: no family for {sorted(names - covered)}"
+
+
+def test_quantization_formats_are_data_and_shown() -> None:
+    """What each runtime loads: TGI (watsonx) GPTQ v1 4/8-bit and AWQ GEMM 4-bit; vLLM (OCI)
+    symmetric GPTQ v1 and AWQ GEMM 4-bit; the watsonx catalogues inherit the SaaS table."""
+    from click.testing import CliRunner
+
+    from modelport.cli.main import cli
+
+    for t in ("watsonx-saas", "watsonx-cpd-4.8", "watsonx-software-hub-5.4-lightweight"):
+        gptq = load_target(t).quant_format("gptq")
+        assert gptq is not None and gptq.formats == ["gptq"] and 4 in gptq.bits
+    oci = load_target("oci-genai")
+    assert oci.quant_format("gptq").sym == [True]  # type: ignore[union-attr]
+    assert oci.quant_format("awq").bits == [4]  # type: ignore[union-attr]
+    assert load_target("databricks").quant_formats == []
+    r = CliRunner().invoke(cli, ["targets", "show", "oci-genai"])
+    assert r.exit_code == 0 and "awq: bits [4]" in r.output

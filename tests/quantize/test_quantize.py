@@ -238,12 +238,16 @@ def test_cli_json_is_clean_and_errors_are_one_line(src: Path, quantized: dict[st
                                                    tmp_path: Path) -> None:
     exe = [sys.executable, "-m", "modelport.cli.main", "quantize"]
     env = {**os.environ, "GPTQMODEL_CPU_WORKERS": "2"}
+    cal = tmp_path / "cal.jsonl"
+    text = Path(modelport.__file__).parent.joinpath("errors.py").read_text()
+    cal.write_text("".join(json.dumps({"text": t}) + "\n" for t in text.split("\n\n\n")))
     p = subprocess.run([*exe, str(src), "--out", str(tmp_path / "o"), "--method", "awq",
-                        "--samples", "8", "--seqlen", "64", "--json"],
-                       capture_output=True, text=True, env=env, cwd=tmp_path)
+                        "--calibration", str(cal), "--samples", "8", "--seqlen", "64",
+                        "--json"], capture_output=True, text=True, env=env, cwd=tmp_path)
     assert p.returncode == 0, p.stderr[-2000:]
     rep = json.loads(p.stdout)
     assert rep["calibration"]["samples"] == 8 and rep["checkpoint_format"] == "gemm"
+    assert rep["calibration"]["source"] == str(cal) and rep["calibration"]["documents"] > 8
     assert not (tmp_path / "logs").exists()
     p = subprocess.run([*exe, str(quantized["gptq"]), "--out", str(tmp_path / "z")],
                        capture_output=True, text=True, env=env)

@@ -135,7 +135,8 @@ def run(src: Path, out: Path, work: Path, calib: list[dict[str, list[int]]],
     t0 = time.perf_counter()
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats(device)
-    layers = int(json.loads((src / "config.json").read_text()).get("num_hidden_layers") or 0)
+    cfg = json.loads((src / "config.json").read_text())
+    layers = int(cfg.get("num_hidden_layers") or cfg.get("n_layer") or cfg.get("num_layers") or 0)
     with open(log_path, "wb") as log, quiet(log.fileno()) as err:
         bar = _LayerBar(layers, progress, opt.method, err)
         try:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -106,7 +107,7 @@ def verify(src: Path, out: Path, layout: Layout, *, logits_of: list[list[int]] |
                 got = o[name].get_tensor(name)
                 want = handle.get_tensor(name)
                 same = got.shape == want.shape and torch.equal(got, want.to(got.dtype))
-                if not same and not _awq_rescaled(name, layout):
+                if not same and not _awq_rescaled(name, layout, groups):
                     problems.append(f"{name} differs from the source")
                 kept += 1
         missing_src = [p for p in groups if f"{p}.weight" not in s]
@@ -126,9 +127,17 @@ def _tied_head(name: str, src: Path) -> bool:
     return name == "lm_head.weight" and bool(cfg.get("tie_word_embeddings", True))
 
 
-def _awq_rescaled(name: str, layout: Layout) -> bool:
-    """AWQ folds its activation scales into the norms ahead of the scaled layers."""
-    return layout.method == "awq" and name.endswith("norm.weight")
+_NORM = re.compile(r"(norm|ln_\d+|ln_f|layernorm)[^.]*\.(weight|bias)$", re.IGNORECASE)
+
+
+def _awq_rescaled(name: str, layout: Layout, groups: dict[str, Any]) -> bool:
+    """AWQ folds its activation scales into what precedes the scaled layers: the norms
+    (weight and bias) and the bias of a preceding linear layer. The logit check proves the
+    result; these tensors are allowed to differ."""
+    if layout.method != "awq":
+        return False
+    prefix, _, leaf = name.rpartition(".")
+    return (leaf == "bias" and prefix in groups) or bool(_NORM.search(name))
 
 
 def dequantized_state_dict(out: Path, layout: Layout) -> dict[str, Any]:

@@ -151,3 +151,23 @@ class OutputWriteError(ModelportError, OSError):
     nothing partial is left behind."""
 
     exit_code = 2
+
+
+class InsufficientMemoryError(ModelportError):
+    """Raised before quantizing when the estimated memory (``needed`` bytes) is not
+    ``available``."""
+
+    exit_code = 2
+
+    def __init__(self, needed: int, available: int, *, path: str | Path | None = None) -> None:
+        self.needed, self.available = needed, available
+        super().__init__(f"needs about {needed / 2**30:.1f} GiB of memory, "
+                         f"{available / 2**30:.1f} GiB is available", path=path,
+                         hint="use a machine with more memory or a GPU, lower --samples/"
+                         "--seqlen, or pass --no-memory-check to try anyway")
+
+
+class QuantizeFailed(ModelportError):
+    """Raised when the quantizer (GPTQModel) fails; the hint quotes its last log lines."""
+
+    exit_code = 2

@@ -17,6 +17,7 @@ import torch
 import modelport
 from modelport.errors import (
     InputError,
+    InsufficientMemoryError,
     MissingDependencyError,
     OutputExistsError,
     UnsupportedError,
@@ -214,7 +215,7 @@ def test_refusals_before_any_work(src: Path, quantized: dict[str, Path], tmp_pat
         modelport.quantize(ragged, tmp_path / "g")
     assert e.value.hint == "use --group-size 64"
     monkeypatch.setattr(qrun, "_available_memory", lambda: 10**6)
-    with pytest.raises(qrun.InsufficientMemoryError, match="needs about"):
+    with pytest.raises(InsufficientMemoryError, match="needs about"):
         modelport.quantize(src, tmp_path / "e")
     monkeypatch.undo()
     notok = tmp_path / "notok"

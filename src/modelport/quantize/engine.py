@@ -20,14 +20,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
-from modelport.errors import MissingDependencyError, ModelportError
+from modelport.errors import MissingDependencyError, QuantizeFailed
 from modelport.quantize.options import QuantizeOptions
-
-
-class QuantizeFailed(ModelportError):
-    """GPTQModel raised; the message carries its last words."""
-
-    exit_code = 2
 
 
 def import_gptqmodel() -> Any:
@@ -80,7 +74,8 @@ def quiet(target: int | None = None) -> Iterator[TextIO]:
             null.close()
 
 
-def _device(opt: QuantizeOptions) -> str:
+def device_for(opt: QuantizeOptions) -> str:
+    """The torch device a run uses: ``auto`` is the first GPU when there is one."""
     import torch
 
     if opt.device == "auto":
@@ -130,7 +125,7 @@ def run(src: Path, out: Path, work: Path, calib: list[dict[str, list[int]]],
     else:
         qc = QuantizeConfig(**common, method=METHOD.AWQ, format=FORMAT.GEMM)
         kw["backend"] = BACKEND.AWQ_TORCH  # the packer that needs no CUDA kernel
-    device = _device(opt)
+    device = device_for(opt)
     log_path = work / "gptqmodel.log"
     t0 = time.perf_counter()
     if device.startswith("cuda"):

@@ -24,32 +24,24 @@ from modelport._io.atomic import atomic_dir, write_bytes_atomic
 from modelport._io.hashing import sha256_file
 from modelport._io.paths import check_output
 from modelport._types import FileRecord, Record, file_role
-from modelport.errors import CheckpointError, InputError, ModelportError, UnsupportedError
+from modelport.errors import (
+    CheckpointError,
+    InputError,
+    InsufficientMemoryError,
+    UnsupportedError,
+)
+from modelport.package.manifest import MANIFEST
 from modelport.quantize import calibration, engine, names
 from modelport.quantize.formats import Layout
 from modelport.quantize.options import QuantizeOptions
 from modelport.quantize.verify import LayerResult, verify
 
 REPORT = ".modelport/quantize.json"
-MANIFEST = "modelport.manifest.json"
 LOGIT_CHECK_MAX_PARAMS = 3_000_000_000
 # meta keys of GPTQModel that describe this machine or run, not the checkpoint
 _VOLATILE_META = ("offload_to_disk_path", "offload_to_disk", "telemetry", "gc_mode",
                   "dense_vram_strategy_devices", "moe_vram_strategy_devices", "pack_impl",
                   "auto_forward_data_parallel", "wait_for_submodule_finalizers")
-
-
-class InsufficientMemoryError(ModelportError):
-    """Raised before quantizing when the estimated memory is not available."""
-
-    exit_code = 2
-
-    def __init__(self, needed: int, available: int, *, path: Path) -> None:
-        self.needed, self.available = needed, available
-        super().__init__(f"needs about {needed / 2**30:.1f} GiB of memory, "
-                         f"{available / 2**30:.1f} GiB is available", path=path,
-                         hint="use a machine with more memory or a GPU, lower --samples/"
-                         "--seqlen, or pass --no-memory-check to try anyway")
 
 
 class QuantizeReport(Record):
@@ -193,10 +185,11 @@ def quantize(src: str | Path, dst: str | Path, options: QuantizeOptions | None =
                               path=src / first.file if first and first.file else src,
                               hint="modelport inspect shows every problem; quantize takes a "
                               "model folder that loads")
-    device = engine._device(opt)
+    device = engine.device_for(opt)
     need = estimate_memory(rep.parameters, cfg, opt, device)
-    if opt.memory_check and need > _available_memory():
-        raise InsufficientMemoryError(need, _available_memory(), path=src)
+    available = _available_memory()
+    if opt.memory_check and need > available:
+        raise InsufficientMemoryError(need, available, path=src)
     tok = _tokenizer(src)
     calib, calib_rec = calibration.samples(tok, opt.calibration, n=opt.samples,
                                            seqlen=opt.seqlen)

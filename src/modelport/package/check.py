@@ -151,9 +151,9 @@ def _quant_allowed(c: Check, x: _Ctx) -> Result:
 
 def quant_problems(rules: TargetRules, model_type: str | None, q: dict[str, Any], *,
                    errors_only: bool = False) -> list[str]:
-    """Why ``rules`` would not load a ``quantization_config`` ``q`` for ``model_type``:
-    the certified methods of the architecture, then the bits, group size, symmetry and
-    checkpoint format its runtime reads. Absent keys take the runtimes' defaults."""
+    """Why ``rules`` would not load a ``quantization_config`` ``q`` for ``model_type``: the
+    certified methods of the architecture (``quant_allowed``), then the format
+    (:func:`quant_format_problems`). ``errors_only`` lets unconfirmed methods pass."""
     out: list[str] = []
     method = q.get("quant_method")
     arch = rules.arch(model_type)
@@ -161,9 +161,18 @@ def quant_problems(rules: TargetRules, model_type: str | None, q: dict[str, Any]
             not errors_only or method not in arch.unconfirmed_quantization):
         out.append(f"{method} is not certified for {model_type} "
                    f"(certified: {', '.join(arch.quantization) or 'none'})")
+    return out + quant_format_problems(rules, q)
+
+
+def quant_format_problems(rules: TargetRules, q: dict[str, Any]) -> list[str]:
+    """The bits, group size, symmetry and checkpoint format of ``q`` against what the
+    target's runtime loads (its ``[[quant_formats]]``); absent keys take the runtimes'
+    defaults."""
+    method = q.get("quant_method")
     fmt = rules.quant_format(method if isinstance(method, str) else None)
     if fmt is None:
-        return out
+        return []
+    out = []
     bits, group = q.get("bits", q.get("w_bit")), q.get("group_size", q.get("q_group_size"))
     if bits not in fmt.bits:
         out.append(f"{method} bits {bits} (loads {fmt.bits})")
@@ -185,11 +194,7 @@ def _quant_format(c: Check, x: _Ctx) -> Result:
     q = (x.config or {}).get("quantization_config")
     if not isinstance(q, dict):
         return []
-    fmt = x.rules.quant_format(q.get("quant_method"))
-    if fmt is None:
-        return []
-    rules = x.rules.model_copy(update={"architectures": []})  # quant_allowed checks those
-    return [("config.json", p) for p in quant_problems(rules, None, q)]
+    return [("config.json", p) for p in quant_format_problems(x.rules, q)]
 
 
 def _weights_safetensors(c: Check, x: _Ctx) -> Result:

@@ -63,6 +63,7 @@ def test_user_files_jsonl_and_text(tmp_path: Path) -> None:
     ('{"text": "a"}\nnot json\n', "line 2 is not JSON"),
     ("\n\n", "holds no text"),
     (b"\xff\xfe\x00bad", "cannot read"),
+    ('{"text": ' + "[" * 100_000 + "\n", "line 1 is not JSON"),  # a nesting bomb
 ])
 def test_bad_calibration_files(tmp_path: Path, content: str | bytes, match: str) -> None:
     p = tmp_path / ("c.jsonl" if isinstance(content, str) and "{" in content else "c.txt")

@@ -21,3 +21,12 @@ def loads(data: str | bytes) -> Any:
 def load(path: Path) -> Any:
     """Parse a JSON file (OSError when it cannot be read, ValueError when it is not JSON)."""
     return loads(Path(path).read_bytes())
+
+
+def load_index(path: Path) -> dict[str, Any]:
+    """A ``*.index.json`` whose ``weight_map`` is an object (ValueError otherwise)."""
+    obj = load(path)
+    wm = obj.get("weight_map") if isinstance(obj, dict) else None
+    if not isinstance(wm, dict):
+        raise ValueError("weight_map is missing or not an object")
+    return obj

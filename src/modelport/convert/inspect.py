@@ -143,11 +143,9 @@ def _inspect_index(root: Path, rel: str, names: dict[str, str], problems: list[P
                    ) -> IndexInfo:
     info = IndexInfo(path=rel, files=[], tensors=0, total_size=None, consistent=False)
     try:
-        obj = jsonio.load(root / rel)
+        obj = jsonio.load_index(root / rel)
         wm = obj["weight_map"]
-        if not isinstance(wm, dict):
-            raise TypeError("weight_map is not an object")
-    except (OSError, ValueError, KeyError, TypeError) as e:
+    except (OSError, ValueError) as e:
         problems.append(Problem(severity="error", file=rel, message=f"unreadable index: {e}"))
         return info
     meta = obj.get("metadata")

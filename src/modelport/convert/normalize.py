@@ -92,11 +92,9 @@ def _weight_files(folder: Path) -> tuple[list[str], dict[str, Any] | None]:
     if not (folder / ST_INDEX).is_file():
         return names, None
     try:
-        index = jsonio.load(folder / ST_INDEX)
+        index = jsonio.load_index(folder / ST_INDEX)
         wm = index["weight_map"]
-        if not isinstance(wm, dict):
-            raise TypeError("weight_map is not an object")
-    except (OSError, ValueError, KeyError, TypeError) as e:
+    except (OSError, ValueError) as e:
         raise CheckpointError(f"index is not valid ({e})", path=folder / ST_INDEX,
                               hint="delete it; normalize rebuilds it from the files") from e
     for f in sorted(set(map(str, wm.values()))):

@@ -14,6 +14,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from modelport._io import jsonio
 from modelport._types import Record
 from modelport.errors import InputError
 
@@ -54,7 +55,7 @@ def read_texts(path: str | Path) -> list[str]:
             if not line.strip():
                 continue
             try:
-                rec = json.loads(line)
+                rec = jsonio.loads(line)
             except ValueError as e:
                 raise InputError(f"line {n} is not JSON: {e}", path=p,
                                  hint="one JSON object with a 'text' field per line") from e

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import json
 import os
 import resource
 import sys
@@ -103,8 +102,9 @@ class _LayerBar:
 
 
 def run(src: Path, out: Path, work: Path, calib: list[dict[str, list[int]]],
-        opt: QuantizeOptions, *, progress: bool | None) -> dict[str, Any]:
-    """Quantize the safetensors folder ``src`` into ``out`` with GPTQModel.
+        opt: QuantizeOptions, *, layers: int, progress: bool | None) -> dict[str, Any]:
+    """Quantize the safetensors folder ``src`` into ``out`` with GPTQModel; ``layers`` (the
+    decoder layer count) sizes the progress bar.
 
     Returns timings, peak memory and the per-layer log GPTQModel wrote (quant_log.csv).
     """
@@ -130,8 +130,6 @@ def run(src: Path, out: Path, work: Path, calib: list[dict[str, list[int]]],
     t0 = time.perf_counter()
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats(device)
-    cfg = json.loads((src / "config.json").read_text())
-    layers = int(cfg.get("num_hidden_layers") or cfg.get("n_layer") or cfg.get("num_layers") or 0)
     with open(log_path, "wb") as log, quiet(log.fileno()) as err:
         bar = _LayerBar(layers, progress, opt.method, err)
         try:

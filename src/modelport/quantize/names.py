@@ -14,6 +14,9 @@ import json
 import re
 from pathlib import Path
 
+from modelport._io import jsonio
+from modelport.convert.sources import ST_INDEX
+
 RENAMES: dict[str, list[tuple[str, str]]] = {
     "mixtral": [
         (r"\.mlp\.experts\.(\d+)\.gate_proj\.", r".block_sparse_moe.experts.\1.w1."),
@@ -39,7 +42,7 @@ def restore(folder: Path, model_type: str) -> int:
     from safetensors.torch import load_file, save_file
 
     changed = 0
-    index = folder / "model.safetensors.index.json"
+    index = folder / ST_INDEX
     for f in sorted(folder.glob("*.safetensors")):
         tensors = load_file(f)
         renamed = {rename(k, model_type): v for k, v in tensors.items()}
@@ -50,7 +53,7 @@ def restore(folder: Path, model_type: str) -> int:
             tmp.replace(f)
             changed += moved
     if changed and index.exists():
-        idx = json.loads(index.read_text())
+        idx = jsonio.load_index(index)
         idx["weight_map"] = {rename(k, model_type): v for k, v in idx["weight_map"].items()}
         index.write_text(json.dumps(idx, indent=2, sort_keys=True) + "\n")
     return changed

@@ -199,16 +199,19 @@ def quantize(src: str | Path, dst: str | Path, options: QuantizeOptions | None =
         source = _safetensors_source(src, rep, work)
         _check_groups(source, opt)
         with atomic_dir(dst, overwrite=opt.overwrite) as tmp:
-            run = engine.run(source, tmp, work, calib, opt, progress=progress)
+            layers = int(cfg.get("num_hidden_layers") or cfg.get("n_layer")
+                         or cfg.get("num_layers") or 0)
+            run = engine.run(source, tmp, work, calib, opt, layers=layers, progress=progress)
             names.restore(tmp, model_type)
             _restore_files(src, tmp, rep)
-            qcfg = _tidy_config(source, tmp, run["gptqmodel"])
+            qcfg = _tidy_config(cfg, tmp, run["gptqmodel"])
             v0 = time.perf_counter()
             check_logits = opt.verify_logits if opt.verify_logits is not None else (
                 rep.parameters <= LOGIT_CHECK_MAX_PARAMS)
             held_out = _held_out(tok) if check_logits else None
             with engine.quiet():  # transformers' loading bars and warnings
-                ver = verify(source, tmp, layout, logits_of=held_out)
+                ver = verify(source, tmp, layout, logits_of=held_out,
+                             tied_head=bool(cfg.get("tie_word_embeddings", True)))
             verify_s = time.perf_counter() - v0
             _merge_log(ver.layers, run["layers"])
             outputs = _records(tmp)
@@ -317,7 +320,8 @@ def _restore_files(src: Path, out: Path, rep: Any) -> None:
         gen.unlink()
 
 
-def _tidy_config(src: Path, out: Path, gptqmodel_version: str) -> dict[str, Any]:
+def _tidy_config(source_config: dict[str, Any], out: Path, gptqmodel_version: str
+                 ) -> dict[str, Any]:
     """config.json = the source's own config + ``quantization_config`` + float16.
 
     GPTQModel re-saves the config through transformers 5, which rewrites it in its own
@@ -332,7 +336,7 @@ def _tidy_config(src: Path, out: Path, gptqmodel_version: str) -> dict[str, Any]
         meta.pop(k, None)
     meta["quantizer"] = [f"gptqmodel:{gptqmodel_version}", f"modelport:{__version__}"]
     q["meta"] = meta
-    cfg = dict(_config(src))
+    cfg = dict(source_config)
     if "dtype" in cfg:
         cfg["dtype"] = "float16"
     if "torch_dtype" in cfg or "dtype" not in cfg:

@@ -18,8 +18,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from modelport._io import jsonio
 from modelport._io.st_header import read_header
 from modelport._types import Record
+from modelport.convert.sources import ST_INDEX
 from modelport.errors import VerificationError
 from modelport.quantize.formats import LEAVES, Layout, dequantize, layout_problems
 
@@ -43,10 +45,9 @@ class Verification(Record):
 
 def weight_files(folder: Path) -> list[Path]:
     """The safetensors files of a folder, from its index when there is one."""
-    index = folder / "model.safetensors.index.json"
+    index = folder / ST_INDEX
     if index.exists():
-        names = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-        return [folder / n for n in names]
+        return [folder / n for n in sorted(set(jsonio.load_index(index)["weight_map"].values()))]
     return sorted(folder.glob("*.safetensors"))
 
 
@@ -63,8 +64,8 @@ def open_tensors(folder: Path) -> Iterator[dict[str, Any]]:
         yield names
 
 
-def verify(src: Path, out: Path, layout: Layout, *, logits_of: list[list[int]] | None = None
-           ) -> Verification:
+def verify(src: Path, out: Path, layout: Layout, *, tied_head: bool = False,
+           logits_of: list[list[int]] | None = None) -> Verification:
     """Check ``out`` against ``src``; raise :class:`VerificationError` on any mismatch."""
     import torch
 
@@ -101,7 +102,7 @@ def verify(src: Path, out: Path, layout: Layout, *, logits_of: list[list[int]] |
                 layers.append(LayerResult(name=prefix, shape=[out_f, in_f],
                                           weight_error=round(err, 6)))
             elif name not in o:
-                if not _tied_head(name, src):
+                if not (tied_head and name == "lm_head.weight"):
                     problems.append(f"{name} is in the source and not in the output")
             else:
                 got = o[name].get_tensor(name)
@@ -120,11 +121,6 @@ def verify(src: Path, out: Path, layout: Layout, *, logits_of: list[list[int]] |
     if logits_of:
         result.logit_error = logit_error(src, out, layout, logits_of)
     return result
-
-
-def _tied_head(name: str, src: Path) -> bool:
-    cfg = json.loads((src / "config.json").read_text())
-    return name == "lm_head.weight" and bool(cfg.get("tie_word_embeddings", True))
 
 
 _NORM = re.compile(r"(norm|ln_\d+|ln_f|layernorm)[^.]*\.(weight|bias)$", re.IGNORECASE)

@@ -1,73 +1,51 @@
-"""Parity of modelport's tokenizer.json vs transformers' own conversion, on real files.
+"""Real tokenizer files against the oracle: the table in the README.
 
-For each real tokenizer in ../shared/real/tok: ids identical to the reference (sentencepiece
-itself, or the independent BPE/WordPiece encoders) on the built-in corpus, for modelport and
-for what transformers 5 builds from the same slow files (its family class, from_pretrained).
+For each case in ../shared/real/tok*: the class modelport used and where it came from, lines
+whose ids equal the truth (the authors' tokenizer.json where shipped, else transformers
+4.57.6's slow class, or tiktoken), what the report said (identical / known differences /
+mismatches), decode parity (both skip_special_tokens settings), and the same for transformers
+4.57.6's own fast converter and transformers 5's own conversion of the same slow files.
+Needs .venv-tokref (`make setup`).
 """
 
 from __future__ import annotations
 
-import shutil
 import sys
 import tempfile
-import warnings
 from pathlib import Path
 
-import modelport
-from modelport.convert import tokenizer as T
-from modelport.convert._tok_corpus import corpus
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-REAL = Path(__file__).resolve().parents[2] / "shared" / "real" / "tok"
-CLASSES = {"sentencepiece": {"llama": "LlamaTokenizer", "t5": "T5Tokenizer"},
-           "bpe": {"gpt2": "GPT2Tokenizer", "roberta": "RobertaTokenizer"},
-           "wordpiece": {"bert": "BertTokenizer"}}
-
-
-def transformers_rate(folder: Path, kind: str, family: str, encode: object,
-                      specials: dict[str, int]) -> str:
-    import transformers
-
-    cls = getattr(transformers, CLASSES[kind][family])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            tok = cls.from_pretrained(folder)
-        except Exception as e:  # transformers' own failure is a result here
-            return f"fails ({type(e).__name__})"
-    texts = corpus(sorted(specials))
-    run = T.ref.with_specials(encode, specials)
-    ok = sum(tok(t, add_special_tokens=False)["input_ids"] == run(t) for t in texts)
-    return f"{ok}/{len(texts)}"
+from tests.conftest import REAL  # noqa: E402
+from tests.convert_tok.cases import REFUSED, real_cases  # noqa: E402
+from tests.convert_tok.compare import run_case  # noqa: E402
 
 
 def main() -> None:
     if not REAL.exists():
         sys.exit(f"{REAL} not found")
-    rows = ["| tokenizer | kind | modelport parity | transformers 5 conversion |",
-            "|---|---|---|---|"]
-    for case in sorted(p.name for p in REAL.iterdir()):
+    rows = ["| case | class (source) | ids = truth | report: identical + known / mismatched"
+            " | decode = slow class | decode = converter / authors' file"
+            " | transformers 4 converter | transformers 5 | truth |",
+            "|---|---|---|---|---|---|---|---|---|"]
+    total = same = false_cert = 0
+    for case in real_cases():
         with tempfile.TemporaryDirectory() as tmp:
-            d = Path(tmp) / case
-            shutil.copytree(REAL / case, d)
-            try:
-                rep = modelport.tokenizer(d)
-            except modelport.errors.ModelportError as e:
-                rows.append(f"| {case} | - | refused: {e.message[:70]} | - |")
-                continue
-            src = T._Source(REAL / case, None)
-            sp = src.specials()
-            _, enc, _ = {"sentencepiece": T._build_spm, "bpe": T._build_bpe,
-                         "wordpiece": T._build_wordpiece}[src.kind](src, sp, [])
-            from tokenizers import Tokenizer
-
-            ids = {at.content: i for i, at in
-                   Tokenizer.from_file(str(d / "tokenizer.json"))
-                   .get_added_tokens_decoder().items()
-                   if at.special or src.kind != "sentencepiece"}
-            theirs = transformers_rate(REAL / case, src.kind, src.family, enc, ids)
-            p = rep.parity
-            rows.append(f"| {case} | {rep.kind} ({rep.family}) | {p.matched}/{p.examples} | "
-                        f"{theirs} |")
+            r = run_case(case, Path(tmp) / "out", with_transformers5=True)
+        total += r.lines
+        same += r.identical
+        false_cert += len(r.false_certificates)
+        src = r.class_source.replace("tokenizer_config tokenizer_class", "tokenizer_config")
+        rows.append(f"| {r.case.split('/')[1]} | {r.tokenizer_class} ({src}) | "
+                    f"{r.identical}/{r.lines} | {r.reported_match} + {r.reported_known} / "
+                    f"{r.reported_mismatch} | {r.decode[0]}/{r.decode[1]} | "
+                    f"{r.decode_fast[0]}/{r.decode_fast[1]} | {r.converter} | "
+                    f"{r.transformers5} | {r.truth} |")
+    for name, why in REFUSED.items():
+        rows.append(f"| {name.split('/')[1]} | refused ({why}) | - | - | - | - | - | - | - |")
+    rows.append(f"\nall lines: {same}/{total} ids identical to the truth "
+                f"({same / total:.2%}); lines reported identical where the truth differs: "
+                f"{false_cert}")
     print("\n".join(rows))
 
 

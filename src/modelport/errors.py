@@ -171,3 +171,15 @@ class QuantizeFailed(ModelportError):
     """Raised when the quantizer (GPTQModel) fails; the hint quotes its last log lines."""
 
     exit_code = 2
+
+
+class TokenizerParityError(ModelportError):
+    """Raised when the written tokenizer.json would disagree with the tokenizer class."""
+
+    exit_code = 4
+
+
+class AmbiguousTokenizerError(InputError):
+    """Raised when the files do not state the tokenizer class; names the candidates."""
+
+    exit_code = 1

@@ -91,7 +91,7 @@ class ByteLevelBPE:
     def _bpe(self, word: str) -> list[str]:
         if word in self._cache:
             return self._cache[word]
-        parts = list(word)
+        parts = list(word)  # the cache key is the word: dropped characters change it
         while len(parts) > 1:
             best = min(((self.ranks.get(p, 1 << 60), i) for i, p in
                         enumerate(itertools.pairwise(parts))))
@@ -111,6 +111,21 @@ class ByteLevelBPE:
             parts = merged
         self._cache[word] = parts
         return parts
+
+    def tokens(self, text: str, drop_unknown: bool = False) -> list[str]:
+        """Byte-level BPE tokens; ``drop_unknown`` leaves out byte characters missing from
+        the vocabulary before merging, as the tokenizers library does without an unk token."""
+        if self.nfc:
+            text = unicodedata.normalize("NFC", text)
+        out: list[str] = []
+        for piece in self.pat.findall(text):
+            chars = "".join(self.byte_map[b] for b in piece.encode("utf-8"))
+            if drop_unknown:
+                chars = "".join(c for c in chars if c in self.vocab)
+                if not chars:
+                    continue
+            out += self._bpe(chars)
+        return out
 
     def encode(self, text: str) -> list[int]:
         if self.nfc:
@@ -151,7 +166,11 @@ class WordPieceRef:
         self.strip_accents = lowercase if strip_accents is None else strip_accents
         self.chinese = chinese_chars
 
-    def _basic(self, text: str) -> list[str]:
+    def basic_tokens(self, text: str) -> list[str]:
+        """transformers 4's BasicTokenizer (it NFC-normalizes before splitting)."""
+        return self._basic(text, nfc=True)
+
+    def _basic(self, text: str, nfc: bool = False) -> list[str]:
         cleaned = []
         for ch in text:
             cp = ord(ch)
@@ -165,7 +184,10 @@ class WordPieceRef:
             else:
                 cleaned.append(ch)
         out: list[str] = []
-        for word in "".join(cleaned).split():
+        joined = "".join(cleaned)
+        if nfc:
+            joined = unicodedata.normalize("NFC", joined)
+        for word in joined.split():
             if self.lowercase:
                 word = word.lower()
             if self.strip_accents:
@@ -203,4 +225,40 @@ class WordPieceRef:
 
     def encode(self, text: str) -> list[int]:
         return [self.vocab[p] for w in self._basic(text) for p in self._pieces(w)]
+
+    def tokens(self, text: str) -> list[str]:
+        """transformers 4's BertTokenizer._tokenize (NFC first, as the slow class does)."""
+        return [p for w in self._basic(text, nfc=True) for p in self._pieces(w)]
+
+
+class SuffixBPE:
+    """OpenAI GPT's BPE: words end in ``</w>``, lowest-rank merge first."""
+
+    def __init__(self, merges: list[tuple[str, str]]) -> None:
+        self.ranks = {m: i for i, m in enumerate(merges)}
+        self._cache: dict[str, list[str]] = {}
+
+    def pieces(self, token: str) -> list[str]:
+        if token in self._cache:
+            return self._cache[token]
+        word = [*token[:-1], token[-1] + "</w>"]
+        while len(word) > 1:
+            pairs = list(itertools.pairwise(word))
+            best = min(pairs, key=lambda p: self.ranks.get(p, 1 << 60))
+            if best not in self.ranks:
+                break
+            merged: list[str] = []
+            j = 0
+            while j < len(word):
+                if j < len(word) - 1 and (word[j], word[j + 1]) == best:
+                    merged.append(word[j] + word[j + 1])
+                    j += 2
+                else:
+                    merged.append(word[j])
+                    j += 1
+            word = merged
+        if word == ["\n  </w>"]:
+            word = ["\n</w>"]
+        self._cache[token] = word
+        return word
 

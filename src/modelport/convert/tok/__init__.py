@@ -1,0 +1,1 @@
+"""tokenizer.json from slow tokenizer files, proven against the tokenizer class's semantics."""

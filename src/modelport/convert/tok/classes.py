@@ -1,0 +1,189 @@
+"""Which tokenizer class a folder's model was built with, and how we know.
+
+The class decides the ids (special-token layout, fairseq offsets, language codes), the
+template and the flags; the file library alone decides none of them. The class comes from,
+in this order: ``--family``, tokenizer_config ``tokenizer_class``, config ``model_type`` (when
+it maps to exactly one class), or evidence in the vocabulary. Evidence alone is a guess: it is
+used only with ``accept_guess``; otherwise the folder is refused, naming the candidates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from modelport.convert.tok.source import Source
+from modelport.errors import AmbiguousTokenizerError, InputError, UnsupportedError
+
+Kind = Literal["sentencepiece", "bpe", "wordpiece", "tiktoken"]
+
+# slow class name -> (family, kind)
+CLASSES: dict[str, tuple[str, Kind]] = {
+    "LlamaTokenizer": ("llama", "sentencepiece"),
+    "CodeLlamaTokenizer": ("llama", "sentencepiece"),
+    "GemmaTokenizer": ("gemma", "sentencepiece"),
+    "T5Tokenizer": ("t5", "sentencepiece"),
+    "MT5Tokenizer": ("t5", "sentencepiece"),
+    "AlbertTokenizer": ("albert", "sentencepiece"),
+    "XLNetTokenizer": ("xlnet", "sentencepiece"),
+    "DebertaV2Tokenizer": ("deberta-v2", "sentencepiece"),
+    "XLMRobertaTokenizer": ("xlm-roberta", "sentencepiece"),
+    "CamembertTokenizer": ("camembert", "sentencepiece"),
+    "MBartTokenizer": ("mbart", "sentencepiece"),
+    "MBart50Tokenizer": ("mbart50", "sentencepiece"),
+    "NllbTokenizer": ("nllb", "sentencepiece"),
+    "RobertaTokenizer": ("roberta", "bpe"),
+    "BartTokenizer": ("roberta", "bpe"),
+    "LongformerTokenizer": ("roberta", "bpe"),
+    "GPT2Tokenizer": ("gpt2", "bpe"),
+    "CodeGenTokenizer": ("gpt2", "bpe"),
+    "GPTNeoXTokenizer": ("gpt2", "bpe"),
+    "Qwen2Tokenizer": ("qwen2", "bpe"),
+    "WhisperTokenizer": ("whisper", "bpe"),
+    "OpenAIGPTTokenizer": ("openai-gpt", "bpe"),
+    "BertTokenizer": ("bert", "wordpiece"),
+    "DistilBertTokenizer": ("bert", "wordpiece"),
+    "ElectraTokenizer": ("bert", "wordpiece"),
+    "Llama3Tokenizer": ("llama3", "tiktoken"),
+    "Llama31Tokenizer": ("llama3.1", "tiktoken"),
+    "TekkenTokenizer": ("tekken", "tiktoken"),
+}
+# the class each family name stands for, for --family
+FAMILY_CLASS = {
+    "llama": "LlamaTokenizer", "mistral": "LlamaTokenizer", "gemma": "GemmaTokenizer",
+    "t5": "T5Tokenizer", "mt5": "MT5Tokenizer", "albert": "AlbertTokenizer",
+    "xlnet": "XLNetTokenizer", "deberta-v2": "DebertaV2Tokenizer",
+    "xlm-roberta": "XLMRobertaTokenizer", "camembert": "CamembertTokenizer",
+    "mbart": "MBartTokenizer", "mbart50": "MBart50Tokenizer", "nllb": "NllbTokenizer",
+    "roberta": "RobertaTokenizer", "bart": "BartTokenizer", "longformer": "LongformerTokenizer",
+    "gpt2": "GPT2Tokenizer", "codegen": "CodeGenTokenizer", "gpt-neox": "GPTNeoXTokenizer",
+    "qwen2": "Qwen2Tokenizer", "whisper": "WhisperTokenizer", "openai-gpt": "OpenAIGPTTokenizer",
+    "bert": "BertTokenizer", "distilbert": "DistilBertTokenizer", "llama3": "Llama3Tokenizer",
+    "llama3.1": "Llama31Tokenizer", "llama3.2": "Llama31Tokenizer", "llama3.3": "Llama31Tokenizer",
+    "tekken": "TekkenTokenizer",
+}
+# config model_type -> the classes its models ship with (more than one: ambiguous)
+MODEL_TYPES: dict[str, tuple[str, ...]] = {
+    "llama": ("LlamaTokenizer",), "mistral": ("LlamaTokenizer",),
+    "mixtral": ("LlamaTokenizer",), "gemma": ("GemmaTokenizer",),
+    "gemma2": ("GemmaTokenizer",), "t5": ("T5Tokenizer",), "mt5": ("MT5Tokenizer",),
+    "umt5": ("T5Tokenizer",), "albert": ("AlbertTokenizer",), "xlnet": ("XLNetTokenizer",),
+    "deberta-v2": ("DebertaV2Tokenizer",), "xlm-roberta": ("XLMRobertaTokenizer",),
+    "camembert": ("CamembertTokenizer",), "mbart": ("MBartTokenizer", "MBart50Tokenizer"),
+    "m2m_100": ("NllbTokenizer", "M2M100Tokenizer"), "roberta": ("RobertaTokenizer",),
+    "bart": ("BartTokenizer",), "longformer": ("LongformerTokenizer",),
+    "gpt2": ("GPT2Tokenizer",), "opt": ("GPT2Tokenizer",), "codegen": ("CodeGenTokenizer",),
+    "gpt_neox": ("GPTNeoXTokenizer",), "qwen2": ("Qwen2Tokenizer",),
+    "qwen2_moe": ("Qwen2Tokenizer",), "whisper": ("WhisperTokenizer",),
+    "openai-gpt": ("OpenAIGPTTokenizer",), "bert": ("BertTokenizer",),
+    "distilbert": ("DistilBertTokenizer",), "electra": ("ElectraTokenizer",),
+}
+REFUSED = {
+    "MarianTokenizer": ("Marian models use two sentencepiece models (source.spm, target.spm) "
+                        "and a shared vocab.json; no single tokenizer.json can represent them "
+                        "and transformers has no fast Marian tokenizer",
+                        "deploy with the slow MarianTokenizer, or pick another model"),
+    "BertJapaneseTokenizer": ("BertJapaneseTokenizer splits words with MeCab (a dictionary "
+                              "outside the tokenizer files) before WordPiece; tokenizer.json "
+                              "cannot run MeCab",
+                              "serve the model with its slow tokenizer and fugashi/unidic"),
+    "M2M100Tokenizer": ("M2M100Tokenizer maps a sentencepiece model through a separate "
+                        "vocab.json", "serve the model with its slow tokenizer"),
+}
+
+
+@dataclass
+class Resolved:
+    """The class, its family and kind, where it came from, and the other candidates."""
+
+    name: str
+    family: str
+    kind: Kind
+    source: str
+    guess: bool = False
+    candidates: list[str] = field(default_factory=list)
+
+
+def _refuse(name: str, src: Source) -> None:
+    if name in REFUSED:
+        why, hint = REFUSED[name]
+        raise UnsupportedError(why, path=src.folder, hint=hint)
+
+
+def _evidence(src: Source) -> tuple[list[str], str]:
+    """Candidate classes from the files alone, best first, and the evidence."""
+    if src.tiktoken is not None:
+        n = sum(1 for _ in src.tiktoken.open("rb"))
+        return (["Llama31Tokenizer", "Llama3Tokenizer"],
+                f"{src.tiktoken.name}: tiktoken ranks, {n} entries (Llama 3 and 3.1+ share "
+                "the ranks but name special tokens 128002-128010 differently)")
+    if src.spm is not None:
+        name = src.spm.name
+        if name == "sentencepiece.bpe.model":
+            return (["XLMRobertaTokenizer", "MBartTokenizer", "MBart50Tokenizer",
+                     "CamembertTokenizer", "NllbTokenizer"],
+                    f"{name}: the fairseq family's file name")
+        if name == "spiece.model":
+            return (["T5Tokenizer", "AlbertTokenizer", "XLNetTokenizer"],
+                    f"{name}: the file name of T5, ALBERT and XLNet")
+        return (["LlamaTokenizer", "GemmaTokenizer"], f"{name}: a sentencepiece model")
+    if src.has("vocab.json", "merges.txt"):
+        from modelport.convert.tok.source import read_json
+
+        vocab = read_json(src.folder / "vocab.json")
+        head = [t for t, _ in sorted(vocab.items(), key=lambda x: x[1]
+                                     if isinstance(x[1], int) else 0)[:8]]
+        if sum(str(t).endswith("</w>") for t in list(vocab)[:2000]) > 100:
+            return ["OpenAIGPTTokenizer"], "vocab.json entries end in </w>"
+        if {"<s>", "</s>", "<pad>", "<unk>"} <= set(head[:5]):
+            return (["RobertaTokenizer", "BartTokenizer"],
+                    f"vocab.json starts with {' '.join(head[:5])} (the RoBERTa layout)")
+        return (["GPT2Tokenizer", "CodeGenTokenizer", "GPTNeoXTokenizer"],
+                "vocab.json + merges.txt with no special layout")
+    if "vocab.txt" in src.files:
+        return ["BertTokenizer", "DistilBertTokenizer"], "vocab.txt (WordPiece)"
+    raise InputError("no tokenizer files (tokenizer.model, spiece.model, "
+                     "sentencepiece.bpe.model, a tiktoken file, tekken.json, "
+                     "vocab.json + merges.txt, or vocab.txt)", path=src.folder)
+
+
+def resolve(src: Source, family: str | None, accept_guess: bool) -> Resolved:
+    """The class of the folder's tokenizer; refuses a guess unless ``accept_guess``."""
+    if "source.spm" in src.files or src.model_type == "marian":
+        _refuse("MarianTokenizer", src)
+    if family:
+        name = FAMILY_CLASS.get(family.lower(), family.replace("Fast", ""))
+        if name not in CLASSES:
+            _refuse(name, src)
+            raise InputError(f"unknown family {family!r}", path=src.folder,
+                             hint=f"one of: {', '.join(sorted(FAMILY_CLASS))}")
+        return Resolved(name, *CLASSES[name], source=f"--family {family}")
+    tc_cls = str(src.tc.get("tokenizer_class") or "").replace("Fast", "")
+    if tc_cls and tc_cls != "PreTrainedTokenizer":
+        _refuse(tc_cls, src)
+        if tc_cls in CLASSES:
+            return Resolved(tc_cls, *CLASSES[tc_cls], source="tokenizer_config tokenizer_class")
+        raise UnsupportedError(f"tokenizer_class {tc_cls} is not a class modelport can "
+                               "express", path=src.folder / "tokenizer_config.json",
+                               supported=sorted(CLASSES),
+                               hint="if its files follow one of these classes, pass --family")
+    if "tekken.json" in src.files:  # self-describing: its pattern and special tokens inside
+        return Resolved("TekkenTokenizer", "tekken", "tiktoken",
+                        source="tekken.json (states its pattern and special tokens)")
+    cands, why = _evidence(src)
+    mt = MODEL_TYPES.get(src.model_type)
+    if mt and len(mt) == 1:
+        _refuse(mt[0], src)
+        return Resolved(mt[0], *CLASSES[mt[0]], source=f"config model_type {src.model_type}")
+    if mt:
+        cands, why = list(mt), f"config model_type {src.model_type} (shipped with several)"
+    if accept_guess:
+        return Resolved(cands[0], *CLASSES[cands[0]], source=f"guess from {why} (--accept-guess)",
+                        guess=True, candidates=cands)
+    fams = [f for c in cands for f, n in FAMILY_CLASS.items() if n == c][:len(cands)]
+    raise AmbiguousTokenizerError(
+        f"the tokenizer class is not stated (no tokenizer_class in tokenizer_config.json, "
+        f"{'model_type ' + src.model_type if src.model_type else 'no config model_type'}); "
+        f"evidence: {why}; candidates: {', '.join(cands)}", path=src.folder,
+        hint=f"pass --family ({' or '.join(fams) or 'see --help'}) for the class the model "
+             "was trained with, or --accept-guess to take the first")

@@ -1,0 +1,61 @@
+"""Every real tokenizer case against the oracle (transformers 4.57.6's slow classes, the
+authors' tokenizer.json where shipped, tiktoken): no line reported identical that the oracle
+disagrees with, no difference the report does not list, and a clean refusal where the class
+cannot be expressed or is not stated."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from modelport.convert.tokenizer import tokenizer
+from modelport.errors import AmbiguousTokenizerError, UnsupportedError
+from tests.conftest import real_path
+from tests.convert_tok.cases import BARE, REFUSED, TIKTOKEN, real_cases
+from tests.convert_tok.compare import Case, Row, run_case
+
+pytestmark = pytest.mark.real
+ROWS: list[Row] = []
+
+
+@pytest.mark.parametrize("case", real_cases(), ids=lambda c: c.name.split("/")[1])
+def test_real_case_matches_the_oracle(tmp_path: Path, case: Case) -> None:
+    real_path(case.name)
+    row = run_case(case, tmp_path / "out")
+    ROWS.append(row)
+    print(f"\n{row}")
+    assert row.false_certificates == [], "the report counts lines identical that are not"
+    assert row.unexplained == [], "lines differ from the truth without being listed"
+    assert row.reported_mismatch == 0
+    assert row.identical + row.reported_known >= row.lines
+    # transformers 4 loads the written files and gives the same ids
+    assert row.transformers4_load == row.identical
+
+
+@pytest.mark.parametrize("name", sorted(BARE) + sorted(TIKTOKEN))
+def test_bare_files_are_refused_without_a_family(tmp_path: Path, name: str) -> None:
+    folder = real_path(name)
+    with pytest.raises(AmbiguousTokenizerError, match="candidates: ") as e:
+        tokenizer(folder, tmp_path / "out")
+    assert e.value.exit_code == 1
+    assert "--family" in e.value.hint
+    assert not (tmp_path / "out").exists()
+
+
+def test_accept_guess_is_recorded_and_never_certified(tmp_path: Path) -> None:
+    d = tmp_path / "in"
+    shutil.copytree(real_path("tok/llama2c_llama2"), d)
+    rep = tokenizer(d, tmp_path / "out", accept_guess=True)
+    assert rep.guessed and rep.tokenizer_class == "LlamaTokenizer"
+    assert rep.candidates == ["LlamaTokenizer", "GemmaTokenizer"]
+    assert "guess" in rep.class_source
+    assert not rep.certified
+
+
+@pytest.mark.parametrize("name", sorted(REFUSED))
+def test_inexpressible_classes_are_refused(tmp_path: Path, name: str) -> None:
+    with pytest.raises(UnsupportedError, match=REFUSED[name]):
+        tokenizer(real_path(name), tmp_path / "out")
+    assert not (tmp_path / "out").exists()

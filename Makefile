@@ -3,6 +3,9 @@ PY      ?= python3
 VENV    ?= .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.modelport-installed
+# the tests' tokenizer oracle: transformers 4.57.6 (slow tokenizers) in a venv of its own
+TOKREF  ?= .venv-tokref
+ORACLE  := tests/convert_tok/oracle-requirements.txt
 PYTEST  := $(BIN)/python -m pytest
 # torch first, pinned to the CPU build (a plain `torch` requirement pulls a multi-GB CUDA build)
 PIP     := $(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt
@@ -11,7 +14,7 @@ PIP     := $(BIN)/python -m pip install --quiet --disable-pip-version-check -c c
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml constraints.txt $(ORACLE)
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(PIP) "torch==2.13.0"
 	$(PIP) -e ".[test,quantize]"
@@ -19,6 +22,8 @@ $(STAMP): pyproject.toml constraints.txt
 	# metadata but runs on 2.13: install it without letting it downgrade the stack
 	$(PIP) --no-deps "granite-tsfm==0.3.11"
 	$(PIP) einops "scikit-learn<1.8" "pandas>=2.3.3,<4" deprecated datasets
+	test -x $(TOKREF)/bin/python || $(PY) -m venv $(TOKREF)
+	$(TOKREF)/bin/python -m pip install --quiet --disable-pip-version-check -r $(ORACLE)
 	touch $(STAMP)
 
 demo: setup
@@ -44,4 +49,4 @@ lint: setup
 	$(BIN)/ruff check src tests bench scripts
 
 clean:
-	rm -rf $(VENV) build .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(TOKREF) build .pytest_cache .ruff_cache

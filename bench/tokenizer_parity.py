@@ -16,9 +16,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.conftest import REAL  # noqa: E402
-from tests.convert_tok.cases import REFUSED, real_cases  # noqa: E402
-from tests.convert_tok.compare import run_case  # noqa: E402
+from tests.conftest import REAL
+from tests.convert_tok.cases import REFUSED, real_cases
+from tests.convert_tok.compare import run_case
 
 
 def main() -> None:

@@ -186,39 +186,61 @@ def normalize(folder: Path, out: Path | None, in_place: bool, dtype: str | None,
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="write a copy of FOLDER with tokenizer.json there (default: into FOLDER)")
 @click.option("--family", default=None,
-              help="override the detected family: llama, t5, gpt2, roberta, qwen2, bert")
+              help="the tokenizer class the model was trained with, when the files do not "
+              "say it: llama, mistral, gemma, t5, albert, xlnet, deberta-v2, xlm-roberta, "
+              "camembert, mbart, mbart50, nllb, roberta, bart, gpt2, codegen, qwen2, whisper, "
+              "openai-gpt, bert, llama3, llama3.1, tekken (or a class name)")
+@click.option("--accept-guess", is_flag=True, help="when the files do not state the class, "
+              "take the first candidate (recorded in the report; never certified)")
 @click.option("--corpus", type=click.Path(path_type=Path, exists=True), default=None,
               help="extra parity corpus: text lines, or JSONL with a 'text' field")
 @click.option("--check", is_flag=True, help="only run the parity proof on the existing "
               "tokenizer.json")
-@click.option("--accept-mismatch", is_flag=True, help="write even below 100% parity")
+@click.option("--accept-mismatch", is_flag=True, help="write even when lines differ from the "
+              "class's reference")
 @click.option("--overwrite", is_flag=True, help="replace an existing tokenizer.json / --out")
 @common
 @handle_errors
-def tokenizer_cmd(folder: Path, out: Path | None, family: str | None, corpus: Path | None,
-                  check: bool, accept_mismatch: bool, overwrite: bool, as_json: bool,
-                  quiet: bool, debug: bool) -> None:
-    """Synthesize tokenizer.json from slow tokenizer files, proven against a reference."""
+def tokenizer_cmd(folder: Path, out: Path | None, family: str | None, accept_guess: bool,
+                  corpus: Path | None, check: bool, accept_mismatch: bool, overwrite: bool,
+                  as_json: bool, quiet: bool, debug: bool) -> None:
+    """Write tokenizer.json from slow tokenizer files, proven against the tokenizer class."""
     from modelport.convert.tokenizer import TokenizerOptions, tokenizer
 
-    rep = tokenizer(folder, out, TokenizerOptions(family=family, corpus=corpus, check=check,
-                                                  accept_mismatch=accept_mismatch,
-                                                  overwrite=overwrite))
+    rep = tokenizer(folder, out, TokenizerOptions(
+        family=family, accept_guess=accept_guess, corpus=corpus, check=check,
+        accept_mismatch=accept_mismatch, overwrite=overwrite))
     p = rep.parity
     verb = "checked" if check else ("wrote" if rep.written else "did not write")
-    lines = [f"{verb} tokenizer.json for {rep.out or rep.folder}: {rep.reason}",
-             f"  parity vs {p.reference}: {p.matched}/{p.examples} ({p.rate:.1%}) ids identical"
-             + (f", decode {p.decode_matched}/{p.decode_checked}" if p.decode_checked else ""),
-             f"  vocabulary {rep.vocab_size}, post-processor {rep.post_processor}"
+    if p.matched == p.examples and rep.certified:
+        verdict = f"{p.matched}/{p.examples} lines identical (100%)"
+    else:
+        verdict = (f"{p.matched}/{p.examples} lines identical, {p.known_differences} known "
+                   f"difference(s), {p.mismatched} mismatch(es)")
+    if rep.guessed:
+        verdict += f" - against a GUESSED class (candidates {', '.join(rep.candidates)})"
+    lines = [f"{verb} tokenizer.json for {rep.out or rep.folder}",
+             f"  class {rep.tokenizer_class} ({rep.kind}), from {rep.class_source}",
+             f"  parity vs {p.reference}: {verdict}"
+             + (f"; decode {p.decode_matched}/{p.decode_checked}" if p.decode_checked else ""),
+             f"  template {rep.post_processor}; vocabulary {rep.vocab_size}"
              + (f"; transformers AutoTokenizer on the written files: "
                 f"{rep.transformers_matched}/{p.examples} identical"
                 if rep.transformers_matched is not None else ""),
              f"  special tokens: {', '.join(f'{k}={v}' for k, v in rep.special_tokens.items())}"]
+    if rep.flags_applied:
+        lines.append("  flags applied: " + ", ".join(f"{k}={v}" for k, v in
+                                                      rep.flags_applied.items()))
+    if rep.flags_ignored:
+        lines.append("  flags present, not used by this class: " + ", ".join(
+            f"{k}={v}" for k, v in rep.flags_ignored.items()))
     lines += [f"  note: {n}" for n in rep.notes]
+    lines += [f"  known difference: {m.text[:60]!r}: class {m.expected[:8]}, tokenizer.json "
+              f"{m.got[:8]}" for m in p.first_known]
     lines += [f"  mismatch: {m.text[:60]!r}: expected {m.expected[:8]}, got {m.got[:8]}"
               for m in p.first_mismatches]
     Output(as_json, quiet).result(rep, "\n".join(lines))
-    if check and p.rate < 1.0:
+    if check and p.mismatched:
         raise SystemExit(EXIT_FINDINGS)
 
 

@@ -127,6 +127,9 @@ def _evidence(src: Source) -> tuple[list[str], str]:
             return (["T5Tokenizer", "AlbertTokenizer", "XLNetTokenizer"],
                     f"{name}: the file name of T5, ALBERT and XLNet")
         return (["LlamaTokenizer", "GemmaTokenizer"], f"{name}: a sentencepiece model")
+    if "vocab.json" in src.files and "merges.txt" not in src.files:
+        raise InputError("vocab.json without merges.txt", path=src.folder,
+                         hint="BPE needs both files")
     if src.has("vocab.json", "merges.txt"):
         from modelport.convert.tok.source import read_json
 

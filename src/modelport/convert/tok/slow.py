@@ -79,10 +79,13 @@ class SlowRef:
         self.prefix_space = prefix_space  # Llama/T5 non-legacy: "▁" before the whole text
         self.quirks = quirks or {}
         self.corpus_tokens: list[str] = []  # pieces the file itself treats specially
-        self.decode: Callable[[list[str]], str | None] | None = None  # tokens -> text, by the library
-        self._lower_re = re.compile("(" + "|".join(
-            re.escape(a.content) for a in added if a.special or a.normalized) + r")|(.+?)",
-            re.S) if added else re.compile(r"()|(.+?)", re.S)
+        # tokens -> text, by the file's library (None: the reference cannot say)
+        self.decode: Callable[[list[str]], str | None] | None = None
+        # the slow base class lower-cases all but the special tokens and the normalized,
+        # non-special added tokens
+        keep = [a.content for a in added if a.all_special or (not a.special and a.normalized)]
+        self._lower_re = re.compile("(" + "|".join(map(re.escape, keep)) + r")|(.+?)", re.S) \
+            if keep else re.compile(r"()|(.+?)", re.S)
 
     def tokens(self, text: str, quirks: bool = True) -> list[str]:
         if self.prepare and (quirks or "prepare" not in self.quirks):

@@ -42,14 +42,15 @@ def llama3_specials(variant: str) -> list[str]:
 
 def read_ranks(path: Path) -> dict[bytes, int]:
     ranks: dict[bytes, int] = {}
-    try:
-        for n, line in enumerate(path.read_bytes().splitlines(), 1):
-            if not line:
-                continue
+    lines = path.read_bytes().splitlines()
+    for n, line in enumerate(lines, 1):
+        if not line:
+            continue
+        try:
             tok, rank = line.split()
             ranks[base64.b64decode(tok, validate=True)] = int(rank)
-    except (ValueError, binascii.Error) as e:
-        raise InputError(f"line {n} is not 'base64-token rank'", path=path) from e
+        except (ValueError, binascii.Error) as e:
+            raise InputError(f"line {n} is not 'base64-token rank'", path=path) from e
     if sorted(ranks.values()) != list(range(len(ranks))):
         raise InputError("the ranks are not 0..N-1 without gaps", path=path)
     return ranks

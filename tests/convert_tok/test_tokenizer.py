@@ -1,4 +1,5 @@
-"""tokenizer: real tokenizers trained here and shipped by others, each proven at 100% parity."""
+"""tokenizer: the verb end to end (trained tokenizers, the real MiniLM, refusals, the parity
+gate, the CLI). Class-by-class parity against the oracle is in test_classes / test_real."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from click.testing import CliRunner
 import modelport
 from modelport.cli.main import cli
 from modelport.convert.tokenizer import TokenizerParityError
-from modelport.errors import InputError, UnsupportedError
+from modelport.errors import AmbiguousTokenizerError, InputError
 from tests.conftest import real_path
 from tests.integration.test_real_minilm import minilm_dir
 
@@ -59,12 +60,17 @@ def test_trained_sentencepiece(tmp_path: Path, training_text: Path, model_type: 
         "chat_template": "{% for m in messages %}<|im_start|>{{ m.content }}<|im_end|>"
                          "{% endfor %}"}))
     rep = modelport.tokenizer(d)
-    assert rep.written and rep.kind == "sentencepiece"
+    assert rep.written and rep.kind == "sentencepiece" and rep.certified
+    assert rep.tokenizer_class == "LlamaTokenizer"
+    assert rep.class_source == "tokenizer_config tokenizer_class"
+    assert rep.flags_applied["add_bos_token"] is True and rep.flags_applied["legacy"] is True
     assert rep.parity.rate == 1.0 and rep.parity.examples >= 60
     assert rep.parity.decode_matched == rep.parity.decode_checked > 30
     tok = Tokenizer.from_file(str(d / "tokenizer.json"))
-    assert tok.encode("hi <|im_start|>x").ids[0] == 1  # BOS from the post-processor
-    assert "<|im_start|>" in tok.encode("hi <|im_start|>x").tokens
+    assert tok.encode("hi <tool>x").ids[0] == 1  # BOS from the post-processor
+    assert "<tool>" in tok.encode("hi <tool>x").tokens  # a user-defined piece, whole
+    # a control piece the config does not declare is plain text to LlamaTokenizer
+    assert "<|im_start|>" not in tok.encode("hi <|im_start|>x").tokens
     cfg = json.loads((d / "tokenizer_config.json").read_text())
     assert cfg["chat_template"].startswith("{% for m")  # carried over, never dropped
     hf = AutoTokenizer.from_pretrained(d)
@@ -107,9 +113,14 @@ def test_trained_wordpiece(tmp_path: Path, training_text: Path) -> None:
     t.train([str(training_text)], vocab_size=900, show_progress=False)
     t.save_model(str(d))
     (d / "tokenizer_config.json").write_text(json.dumps({"do_lower_case": True}))
-    rep = modelport.tokenizer(d)
+    with pytest.raises(AmbiguousTokenizerError, match="BertTokenizer, DistilBertTokenizer"):
+        modelport.tokenizer(d)  # vocab.txt alone does not say which class
+    assert not (d / "tokenizer.json").exists()
+    rep = modelport.tokenizer(d, family="bert")
     assert rep.kind == "wordpiece" and rep.parity.rate == 1.0
-    assert "lowercase=True" in rep.notes[0]
+    assert "lowercase=True (tokenizer_config do_lower_case)" in rep.notes[0]
+    cfg = json.loads((d / "tokenizer_config.json").read_text())
+    assert cfg["clean_up_tokenization_spaces"] is True  # BertTokenizer's own default
 
 
 def test_real_minilm_vocab_matches_its_authors_tokenizer_json(tmp_path: Path) -> None:
@@ -135,36 +146,15 @@ def test_real_minilm_vocab_matches_its_authors_tokenizer_json(tmp_path: Path) ->
     assert checked.parity.rate == 1.0 and not checked.written
 
 
-REAL = ["llama2c_llama2", "t5_base_torchtext", "spm_test_model_stub", "opt_erebus",
-        "armberta", "bert_base_cased_torchtext", "bertino_distilbert_it"]
-
-
-@pytest.mark.parametrize("case", REAL)
-def test_real_tokenizer_files(tmp_path: Path, case: str) -> None:
-    d = tmp_path / case
-    shutil.copytree(real_path("tok", case), d)
-    rep = modelport.tokenizer(d)
-    assert rep.parity.rate == 1.0, rep.parity.first_mismatches
-    assert rep.parity.decode_matched == rep.parity.decode_checked
-
-
 def test_cased_vocab_is_not_lowercased(tmp_path: Path) -> None:
     d = tmp_path / "c"
     shutil.copytree(real_path("tok", "bert_base_cased_torchtext"), d)
-    rep = modelport.tokenizer(d)
-    assert "lowercase=False" in rep.notes[0]
+    rep = modelport.tokenizer(d, family="bert")
+    assert "lowercase=False" in rep.notes[0] and "capitalised entries" in rep.notes[0]
     from tokenizers import Tokenizer
 
     tok = Tokenizer.from_file(str(d / "tokenizer.json"))
     assert "Paris" in tok.encode("Paris").tokens
-
-
-def test_marian_is_refused_clearly(tmp_path: Path) -> None:
-    d = tmp_path / "mt"
-    shutil.copytree(real_path("tok", "opus_mt_en_mg"), d)
-    with pytest.raises(UnsupportedError, match="two sentencepiece models"):
-        modelport.tokenizer(d)
-    assert not (d / "tokenizer.json").exists()
 
 
 def test_mismatch_is_an_error_and_writes_nothing(tmp_path: Path, training_text: Path,
@@ -172,20 +162,22 @@ def test_mismatch_is_an_error_and_writes_nothing(tmp_path: Path, training_text: 
     from tokenizers import ByteLevelBPETokenizer, Tokenizer
 
     from modelport.convert import _tok_reference as ref
+    from modelport.convert.tok import bpe
 
     d = tmp_path / "bpe"
     d.mkdir()
     t = ByteLevelBPETokenizer()
     t.train([str(training_text)], vocab_size=600, show_progress=False)
     t.save_model(str(d))
-    assert modelport.tokenizer(d, tmp_path / "good").parity.rate == 1.0
+    assert modelport.tokenizer(d, tmp_path / "good", family="gpt2").parity.rate == 1.0
     # a reference that disagrees (the regex of another family): the gate must hold
-    monkeypatch.setattr(ref, "GPT2_PATTERN", ref.QWEN2_PATTERN)
-    with pytest.raises(TokenizerParityError, match="parity"):
-        modelport.tokenizer(d)
+    monkeypatch.setattr(bpe, "GPT2_PATTERN", ref.QWEN2_PATTERN)
+    with pytest.raises(TokenizerParityError, match="lines differ from GPT2Tokenizer"):
+        modelport.tokenizer(d, family="gpt2")
     assert not (d / "tokenizer.json").exists()
-    rep = modelport.tokenizer(d, accept_mismatch=True)
+    rep = modelport.tokenizer(d, family="gpt2", accept_mismatch=True)
     assert rep.written and rep.parity.rate < 1.0 and rep.parity.first_mismatches
+    assert not rep.certified
     monkeypatch.undo()
     # a tokenizer.json whose vocabulary was tampered with: --check shows where it differs
     good = json.loads((tmp_path / "good" / "tokenizer.json").read_text())
@@ -194,7 +186,7 @@ def test_mismatch_is_an_error_and_writes_nothing(tmp_path: Path, training_text: 
     v["Ġthe"], v["Ġa"] = b, a
     (d / "tokenizer.json").write_text(json.dumps(good))
     Tokenizer.from_file(str(d / "tokenizer.json"))
-    r = CliRunner().invoke(cli, ["tokenizer", str(d), "--check"])
+    r = CliRunner().invoke(cli, ["tokenizer", str(d), "--check", "--family", "gpt2"])
     assert r.exit_code == 1 and "mismatch:" in r.stdout
 
 
@@ -203,17 +195,20 @@ def test_user_corpus_jsonl(tmp_path: Path, training_text: Path) -> None:
     c = tmp_path / "c.jsonl"
     c.write_text("\n".join(json.dumps({"text": f"user line {i} with ümlauts"})
                            for i in range(7)))
-    rep = modelport.tokenizer(d, corpus=c)
+    rep = modelport.tokenizer(d, corpus=c, family="llama")
     assert rep.parity.examples >= 7 + 43 and rep.parity.rate == 1.0
 
 
 @pytest.mark.parametrize(("setup", "match"), [
     (lambda d: None, "no tokenizer files"),
-    (lambda d: (d / "tokenizer.model").write_bytes(b"\x00garbage" * 10), "sentencepiece"),
+    (lambda d: ((d / "tokenizer.model").write_bytes(b"\x00garbage" * 10),
+                (d / "config.json").write_text(json.dumps({"model_type": "llama"}))),
+     "not a readable sentencepiece model"),
     (lambda d: (d / "vocab.json").write_text("{}"), "without merges"),
     (lambda d: ((d / "vocab.txt").write_text("[UNK]\n[CLS]\n[SEP]\na\n"),
                 (d / "special_tokens_map.json").write_text(json.dumps({"unk_token": "[UNK]"})),
-                (d / "tokenizer_config.json").write_text(json.dumps({"unk_token": "<unk>"}))),
+                (d / "tokenizer_config.json").write_text(json.dumps({
+                    "unk_token": "<unk>", "tokenizer_class": "BertTokenizer"}))),
      "conflicting unk_token"),
 ])
 def test_bad_input_writes_nothing(tmp_path: Path, setup: object, match: str) -> None:
@@ -226,3 +221,59 @@ def test_bad_input_writes_nothing(tmp_path: Path, setup: object, match: str) -> 
     assert sorted(p.name for p in d.iterdir()) == before
     r = CliRunner().invoke(cli, ["tokenizer", str(d)])
     assert r.exit_code == 2 and "Traceback" not in r.stderr
+
+
+def test_mbart_model_type_alone_names_both_classes(tmp_path: Path, training_text: Path) -> None:
+    import sentencepiece as spm
+
+    d = tmp_path / "mbart"
+    d.mkdir()
+    spm.SentencePieceTrainer.train(input=str(training_text), model_prefix=str(d / "s"),
+                                   vocab_size=500, model_type="bpe", minloglevel=2)
+    (d / "s.model").rename(d / "sentencepiece.bpe.model")
+    (d / "config.json").write_text(json.dumps({"model_type": "mbart"}))
+    r = CliRunner().invoke(cli, ["tokenizer", str(d)])
+    assert r.exit_code == 1 and "Traceback" not in r.stderr
+    assert "MBartTokenizer, MBart50Tokenizer" in r.stderr and "--family" in r.stderr
+    assert not (d / "tokenizer.json").exists()
+    rep = modelport.tokenizer(d, family="mbart")
+    assert rep.tokenizer_class == "MBartTokenizer" and rep.class_source == "--family mbart"
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(d / "tokenizer.json"))
+    ids = tok.encode("hello").ids
+    # fairseq layout: <s>=0 <pad>=1 </s>=2 <unk>=3, pieces one up, "</s> en_XX" after
+    assert [tok.id_to_token(i) for i in (0, 1, 2, 3)] == ["<s>", "<pad>", "</s>", "<unk>"]
+    assert tok.token_to_id("ar_AR") == 501  # the first language code follows the pieces
+    assert ids[-2:] == [2, tok.token_to_id("en_XX")] and tok.token_to_id("en_XX") == 504
+    assert tok.token_to_id("<mask>") == 501 + 25
+
+
+def test_bare_roberta_layout_is_refused_then_gets_its_template(tmp_path: Path,
+                                                                training_text: Path) -> None:
+    from tokenizers import ByteLevelBPETokenizer, Tokenizer
+
+    d = tmp_path / "rb"
+    d.mkdir()
+    t = ByteLevelBPETokenizer()
+    t.train([str(training_text)], vocab_size=600, show_progress=False,
+            special_tokens=["<pad>", "<s>", "</s>", "<unk>", "<mask>"])
+    t.save_model(str(d))
+    with pytest.raises(AmbiguousTokenizerError, match="RoBERTa layout"):
+        modelport.tokenizer(d)
+    rep = modelport.tokenizer(d, family="roberta")
+    tok = Tokenizer.from_file(str(d / "tokenizer.json"))
+    ids = tok.encode("hello").ids
+    assert ids[0] == 1 and ids[-1] == 2 and rep.post_processor == "<s> $A </s>"
+    assert tok.encode("a <mask> b").tokens[2] == " <mask>"  # the mask takes the space before
+
+
+def test_guess_is_a_flag_and_recorded(tmp_path: Path, training_text: Path) -> None:
+    d = _spm(tmp_path / "tok", training_text, "unigram")
+    r = CliRunner().invoke(cli, ["tokenizer", str(d), "--accept-guess"])
+    assert r.exit_code == 0, r.stderr
+    assert "GUESSED class" in r.stdout and "100%" not in r.stdout
+    r = CliRunner().invoke(cli, ["tokenizer", str(d), "--check", "--accept-guess", "--json"])
+    rep = json.loads(r.stdout)
+    assert rep["guessed"] is True and rep["certified"] is False
+    assert rep["candidates"] == ["LlamaTokenizer", "GemmaTokenizer"]

@@ -115,7 +115,8 @@ def test_full_disk(tmp_path: Path, verb: str) -> None:
     args = {"normalize": ["normalize", str(src), "--out", str(tmp_path / "out")],
             "package": ["package", str(src), "--out", str(tmp_path / "out"), "--copy",
                         "--force"],
-            "tokenizer": ["tokenizer", str(src), "--out", str(tmp_path / "out")]}[verb]
+            "tokenizer": ["tokenizer", str(src), "--out", str(tmp_path / "out"),
+                          "--family", "bert"]}[verb]
     code = ("import resource, signal, sys\n"
             "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
             "resource.setrlimit(resource.RLIMIT_FSIZE, (60_000, 60_000))\n"

@@ -150,8 +150,31 @@ def _evidence(src: Source) -> tuple[list[str], str]:
                      "vocab.json + merges.txt, or vocab.txt)", path=src.folder)
 
 
+def _fits(kind: Kind, src: Source) -> bool:
+    """Whether the folder has the file the class reads."""
+    return {"sentencepiece": src.spm is not None,
+            "bpe": src.has("vocab.json", "merges.txt"),
+            "wordpiece": "vocab.txt" in src.files,
+            "tiktoken": src.tiktoken is not None or "tekken.json" in src.files}[kind]
+
+
+def _need(r: Resolved, src: Source) -> Resolved:
+    if not _fits(r.kind, src):
+        what = {"sentencepiece": "a sentencepiece model (tokenizer.model, spiece.model, "
+                "sentencepiece.bpe.model)", "bpe": "vocab.json + merges.txt",
+                "wordpiece": "vocab.txt", "tiktoken": "a tiktoken rank file or tekken.json"}
+        raise InputError(f"{r.name} (from {r.source}) reads {what[r.kind]}, which the folder "
+                         "does not have", path=src.folder,
+                         hint="add the tokenizer file, or pass --family for the files present")
+    return r
+
+
 def resolve(src: Source, family: str | None, accept_guess: bool) -> Resolved:
     """The class of the folder's tokenizer; refuses a guess unless ``accept_guess``."""
+    return _need(_resolve(src, family, accept_guess), src)
+
+
+def _resolve(src: Source, family: str | None, accept_guess: bool) -> Resolved:
     if "source.spm" in src.files or src.model_type == "marian":
         _refuse("MarianTokenizer", src)
     if family:
@@ -174,7 +197,8 @@ def resolve(src: Source, family: str | None, accept_guess: bool) -> Resolved:
         return Resolved("TekkenTokenizer", "tekken", "tiktoken",
                         source="tekken.json (states its pattern and special tokens)")
     cands, why = _evidence(src)
-    mt = MODEL_TYPES.get(src.model_type)
+    mt = tuple(c for c in MODEL_TYPES.get(src.model_type, ())
+               if c not in CLASSES or _fits(CLASSES[c][1], src))  # a class for these files
     if mt and len(mt) == 1:
         _refuse(mt[0], src)
         return Resolved(mt[0], *CLASSES[mt[0]], source=f"config model_type {src.model_type}")

@@ -33,9 +33,10 @@ def build(src: Source, res: Resolved, notes: list[str]) -> tuple[Any, SlowRef, d
         raise InputError("vocab.txt is not UTF-8", path=path) from e
     if tokens and tokens[-1] == "":
         tokens.pop()
-    vocab: dict[str, int] = {}
-    for i, t in enumerate(tokens):
-        vocab.setdefault(t.rstrip("\r"), i)  # the slow class keeps the first of a repeat
+    vocab = {t.rstrip("\r"): i for i, t in enumerate(tokens)}
+    if len(vocab) != len(tokens):  # the slow class would map both lines to one id
+        raise InputError("vocab.txt lists a token twice", path=path,
+                         hint="re-download vocab.txt; a repeated line shifts every id after it")
     lower, why = _lowercase(src, tokens, res)
     strip = src.tc.get("strip_accents")
     chinese = bool(src.tc.get("tokenize_chinese_chars", True))

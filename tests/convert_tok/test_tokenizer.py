@@ -277,3 +277,25 @@ def test_guess_is_a_flag_and_recorded(tmp_path: Path, training_text: Path) -> No
     rep = json.loads(r.stdout)
     assert rep["guessed"] is True and rep["certified"] is False
     assert rep["candidates"] == ["LlamaTokenizer", "GemmaTokenizer"]
+
+
+def test_mecab_japanese_bert_is_refused_with_what_to_do(tmp_path: Path) -> None:
+    d = tmp_path / "ja"
+    d.mkdir()
+    (d / "vocab.txt").write_text("[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\n日本\n")
+    (d / "tokenizer_config.json").write_text(json.dumps({
+        "tokenizer_class": "BertJapaneseTokenizer", "word_tokenizer_type": "mecab"}))
+    r = CliRunner().invoke(cli, ["tokenizer", str(d)])
+    assert r.exit_code == 2 and "MeCab" in r.stderr and "hint:" in r.stderr
+    assert not (d / "tokenizer.json").exists()
+
+
+def test_report_lists_flags_applied_and_carried(tmp_path: Path) -> None:
+    d = tmp_path / "w"
+    shutil.copytree(real_path("tok2", "whisper_base_theonlyengine"), d,
+                    ignore=shutil.ignore_patterns("ref"))
+    rep = modelport.tokenizer(d, tmp_path / "out")
+    assert rep.tokenizer_class == "WhisperTokenizer" and rep.certified
+    assert rep.flags_applied == {"add_prefix_space": False, "predict_timestamps": False}
+    assert rep.flags_carried["clean_up_tokenization_spaces"] is True
+    assert rep.post_processor == "<|startoftranscript|> <|notimestamps|> $A <|endoftext|>"

@@ -231,6 +231,9 @@ def tokenizer_cmd(folder: Path, out: Path | None, family: str | None, accept_gue
     if rep.flags_applied:
         lines.append("  flags applied: " + ", ".join(f"{k}={v}" for k, v in
                                                       rep.flags_applied.items()))
+    if rep.flags_carried:
+        lines.append("  decode flags kept in tokenizer_config.json: " + ", ".join(
+            f"{k}={v}" for k, v in rep.flags_carried.items()))
     if rep.flags_ignored:
         lines.append("  flags present, not used by this class: " + ", ".join(
             f"{k}={v}" for k, v in rep.flags_ignored.items()))

@@ -25,7 +25,7 @@ from modelport.convert._tok_corpus import corpus as builtin_corpus
 from modelport.convert.tok import bpe, spm, tiktoken_, wordpiece
 from modelport.convert.tok.classes import resolve
 from modelport.convert.tok.slow import SlowRef
-from modelport.convert.tok.source import Source
+from modelport.convert.tok.source import DECODE_FLAGS, Source
 from modelport.errors import InputError, OutputExistsError, TokenizerParityError
 
 
@@ -82,6 +82,9 @@ class TokenizerReport(Record):
     special_tokens: dict[str, str]
     post_processor: str
     flags_applied: dict[str, Any] = Field(default_factory=dict)
+    flags_carried: dict[str, Any] = Field(default_factory=dict, description="decode-time "
+                                          "flags kept in tokenizer_config.json for "
+                                          "transformers")
     flags_ignored: dict[str, Any] = Field(default_factory=dict)
     parity: ParityResult
     transformers_matched: int | None = Field(
@@ -231,13 +234,16 @@ def tokenizer(folder: str | Path, out: str | Path | None = None,
     name = f"{res.name} semantics over the {res.kind} file's own library"
     result = parity(tok, ref, texts, name)
     applied = {k: v for k, v in info["applied"].items() if v is not None}
-    ignored = {k: v for k, v in src.flags().items() if k not in applied}
+    carried = {k: v for k, v in src.flags().items() if k in DECODE_FLAGS}
+    carried.update({k: v for k, v in info.get("tc_defaults", {}).items() if k not in carried})
+    ignored = {k: v for k, v in src.flags().items() if k not in applied and k not in carried}
     report = TokenizerReport(
         folder=str(folder), out=str(out) if out else None, kind=res.kind,
         tokenizer_class=res.name, class_source=res.source, guessed=res.guess,
         candidates=res.candidates, family=res.family, reason=reason, written=False,
         vocab_size=tok.get_vocab_size(with_added_tokens=True), special_tokens=info["roles"],
-        post_processor=info["post"], flags_applied=applied, flags_ignored=ignored,
+        post_processor=info["post"], flags_applied=applied, flags_carried=carried,
+        flags_ignored=ignored,
         parity=result, notes=notes)
     report.certified = result.mismatched == 0 and not res.guess
     if result.known_differences:

@@ -21,6 +21,10 @@ FLAGS = ("legacy", "add_prefix_space", "add_bos_token", "add_eos_token", "do_low
          "trim_offsets", "do_basic_tokenize", "errors")
 
 
+# flags transformers applies when decoding, not in tokenizer.json: carried in tokenizer_config
+DECODE_FLAGS = ("clean_up_tokenization_spaces", "spaces_between_special_tokens", "errors")
+
+
 def read_json(path: Path) -> dict[str, Any]:
     """A JSON object from ``path``; {} when the file is absent."""
     if not path.is_file():

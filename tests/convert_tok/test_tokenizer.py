@@ -299,3 +299,26 @@ def test_report_lists_flags_applied_and_carried(tmp_path: Path) -> None:
     assert rep.flags_applied == {"add_prefix_space": False, "predict_timestamps": False}
     assert rep.flags_carried["clean_up_tokenization_spaces"] is True
     assert rep.post_processor == "<|startoftranscript|> <|notimestamps|> $A <|endoftext|>"
+
+
+def test_prepare_records_the_tokenizer_class_and_a_guess(tmp_path: Path,
+                                                         training_text: Path) -> None:
+    from tokenizers import ByteLevelBPETokenizer
+
+    from tests.conftest import tiny_model
+
+    src = tmp_path / "src"
+    tiny_model("llama").save_pretrained(src)
+    t = ByteLevelBPETokenizer()
+    t.train([str(training_text)], vocab_size=600, show_progress=False)
+    t.save_model(str(src))  # llama weights, GPT-2 style files: no class fits model_type
+    with pytest.raises(AmbiguousTokenizerError, match="GPT2Tokenizer"):
+        modelport.prepare(src, tmp_path / "b0", ["watsonx-saas"])
+    assert not (tmp_path / "b0").exists()
+    rep = modelport.prepare(src, tmp_path / "b1", ["watsonx-saas"],
+                            accept_tokenizer_guess=True)
+    detail = next(s.detail for s in rep.manifest.provenance.steps if s.verb == "tokenizer")
+    assert "GPT2Tokenizer" in detail and "GUESSED" in detail
+    rep = modelport.prepare(src, tmp_path / "b2", ["watsonx-saas"], tokenizer_family="gpt2")
+    detail = next(s.detail for s in rep.manifest.provenance.steps if s.verb == "tokenizer")
+    assert "GPT2Tokenizer from --family gpt2" in detail and "GUESSED" not in detail

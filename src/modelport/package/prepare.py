@@ -37,12 +37,14 @@ def prepare(src: str | Path, out: str | Path, targets: list[str] | tuple[str, ..
             "watsonx-saas",), *, upload_url: str | None = None,
             upload_options: UploadOptions | None = None, dtype: str | None = None,
             force: bool = False, overwrite: bool = False, progress: bool | None = None,
-            quantize: str | None = None) -> PrepareReport:
+            quantize: str | None = None, tokenizer_family: str | None = None,
+            accept_tokenizer_guess: bool = False) -> PrepareReport:
     """Run every step a folder needs for the targets; optionally upload and verify remotely.
 
     ``quantize`` ("gptq" or "awq") adds a verified 4-bit quantization with the defaults of
     :func:`modelport.quantize.run.quantize`, refused up front when the first target does not
-    load that method for the architecture.
+    load that method for the architecture. ``tokenizer_family`` / ``accept_tokenizer_guess``
+    are the tokenizer step's ``family`` / ``accept_guess`` (the manifest records the class).
     """
     src, out = Path(src), Path(out)
     if not src.exists():
@@ -82,9 +84,12 @@ def prepare(src: str | Path, out: str | Path, targets: list[str] | tuple[str, ..
         elif (norm / "tokenizer.json").is_file():
             step("tokenizer", False, "tokenizer.json present")
         elif any((norm / f).is_file() for f in (*SPM_FILES, "vocab.json", "vocab.txt")):
-            t = tokenizer(norm)
-            step("tokenizer", True, f"wrote tokenizer.json ({t.kind}, parity "
-                 f"{t.parity.matched}/{t.parity.examples})")
+            t = tokenizer(norm, family=tokenizer_family, accept_guess=accept_tokenizer_guess)
+            p = t.parity
+            step("tokenizer", True, f"wrote tokenizer.json: {t.tokenizer_class} from "
+                 f"{t.class_source}{' (GUESSED, not certified)' if t.guessed else ''}; "
+                 f"{p.matched}/{p.examples} lines identical, {p.known_differences} known "
+                 "difference(s)")
         else:
             step("tokenizer", False, "no tokenizer files")
         if quantize:

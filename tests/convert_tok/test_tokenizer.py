@@ -14,7 +14,7 @@ from click.testing import CliRunner
 import modelport
 from modelport.cli.main import cli
 from modelport.convert.tokenizer import TokenizerParityError
-from modelport.errors import AmbiguousTokenizerError, InputError
+from modelport.errors import AmbiguousTokenizerError, InputError, UnsupportedError
 from tests.conftest import real_path
 from tests.integration.test_real_minilm import minilm_dir
 
@@ -322,3 +322,15 @@ def test_prepare_records_the_tokenizer_class_and_a_guess(tmp_path: Path,
     rep = modelport.prepare(src, tmp_path / "b2", ["watsonx-saas"], tokenizer_family="gpt2")
     detail = next(s.detail for s in rep.manifest.provenance.steps if s.verb == "tokenizer")
     assert "GPT2Tokenizer from --family gpt2" in detail and "GUESSED" not in detail
+
+
+def test_fairseq_class_refuses_a_model_in_another_order(tmp_path: Path,
+                                                       training_text: Path) -> None:
+    from tests.convert_tok import trained
+
+    d = trained.spm(tmp_path / "x", training_text, "sentencepiece.bpe.model",
+                    {"tokenizer_class": "XLMRobertaTokenizer"}, pad_id=0, bos_id=1, eos_id=2,
+                    unk_id=3)
+    with pytest.raises(UnsupportedError, match="start with <unk> <s> </s>"):
+        modelport.tokenizer(d)
+    assert not (d / "tokenizer.json").exists()

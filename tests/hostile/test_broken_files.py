@@ -187,6 +187,15 @@ TOKENIZER: dict[str, Maker] = {
     "tokenizer_config.json is not JSON": _tok({"vocab.txt": "[UNK]\n[CLS]\n[SEP]\na\n",
                                                "tokenizer_config.json": "{"}),
     "no tokenizer files": _tok({}),
+    "tekken.json is not a tekken file": _tok({"tekken.json": '{"config": {}, "vocab": []}'}),
+    "tiktoken ranks with a gap": _tok({"tokenizer.model": "QQ== 0\nQg== 5\n",
+                                       "tokenizer_config.json": '{"tokenizer_class": '
+                                       '"Llama31Tokenizer"}'}),
+    "tokenizer_class no class can express": _tok({"vocab.txt": "[UNK]\n[CLS]\n[SEP]\na\n",
+                                                 "tokenizer_config.json": '{"tokenizer_class":'
+                                                 ' "FancyTokenizer"}'}),
+    "a class whose file is missing": _tok({
+        "tokenizer_config.json": '{"tokenizer_class": "XLMRobertaTokenizer"}'}),
 }
 
 

@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 
 import modelport
+from modelport._quiet import quiet_third_party
 from modelport.package.localstore import LocalS3
 from modelport.package.upload import UploadOptions
 
@@ -81,6 +82,9 @@ def build_example(folder: Path) -> tuple[torch.nn.Module, torch.Tensor]:
           f"{sum(p.numel() for p in model.parameters()):,} parameters trained 60 steps "
           f"(loss {loss.item():.2f}), 2 pickled shards, tokenizer.model, no tokenizer.json")
     return model, probe
+
+
+quiet_third_party()  # the demo's output is modelport's own lines
 
 
 def main() -> int:

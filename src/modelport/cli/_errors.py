@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from modelport._quiet import quiet_third_party
 from modelport.errors import ModelportError
 
 EXIT_OK, EXIT_FINDINGS, EXIT_INPUT, EXIT_UNSAFE, EXIT_VERIFY, EXIT_INTERNAL = 0, 1, 2, 3, 4, 70
@@ -22,6 +23,8 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         debug = bool(kwargs.get("debug")) or bool(os.environ.get("MODELPORT_DEBUG"))
+        if not debug:
+            quiet_third_party()
         try:
             return fn(*args, **kwargs)
         except ModelportError as e:

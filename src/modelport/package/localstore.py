@@ -73,9 +73,9 @@ class LocalS3:
                 "-ip.bind=127.0.0.1", f"-bucket={self.bucket}"]
         args += [f"-{flag}={port}" for flag, port in self.ports.items()]
         env = {**os.environ, **self.env()}
-        log = open(self.data_dir / "weed.log", "ab")  # noqa: SIM115 - lives with the process
-        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                     start_new_session=True)
+        with open(self.data_dir / "weed.log", "ab") as log:  # the child keeps its own copy
+            self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                         start_new_session=True)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

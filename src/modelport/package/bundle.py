@@ -54,10 +54,12 @@ def package(folder: str | Path, out: str | Path, targets: list[str] | tuple[str,
     check_output(folder, out, overwrite=overwrite)
     rep = check(folder, list(targets), spec=spec)
     if not rep.ok and not force:
-        bad = [f"{t.target}: {f.rule_id}" for t in rep.targets for f in t.findings
-               if f.severity == "error"]
-        raise TargetCheckFailed(f"check found {len(bad)} error(s): {', '.join(bad[:5])}", rep,
-                                path=str(folder))
+        bad = [f"{t.target}: {f.file or 'folder'}: {f.message}" + (f" (fix: {f.fix})"
+                                                                    if f.fix else "")
+               for t in rep.targets for f in t.findings if f.severity == "error"]
+        more = f"; and {len(bad) - 3} more (modelport check lists them)" if len(bad) > 3 else ""
+        raise TargetCheckFailed(f"check found {len(bad)} error(s): {'; '.join(bad[:3])}{more}",
+                                rep, path=str(folder))
     rels = _walk_files(folder)
     has_st = any(r.endswith(".safetensors") for r in rels)
     cache = hashcache.load(folder)

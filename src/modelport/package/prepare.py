@@ -8,17 +8,21 @@ happens in a hidden folder beside OUT, removed at the end.
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
+from modelport._io import jsonio
+from modelport._io.atomic import write_bytes_atomic
 from modelport._io.paths import check_output
 from modelport._types import Record
+from modelport.convert.architectures import infer_architecture
 from modelport.convert.checkpoint import convert
 from modelport.convert.inspect import inspect
 from modelport.convert.normalize import normalize
 from modelport.convert.tokenizer import SPM_FILES, tokenizer
 from modelport.convert.tsfm import TSFM_FILE, tsfm_config
-from modelport.errors import InputError
+from modelport.errors import InputError, TargetCheckFailed
 from modelport.package.bundle import package
 from modelport.package.manifest import Manifest, Step
 from modelport.package.upload import UploadOptions, UploadReport, VerifyReport, upload, verify
@@ -74,6 +78,9 @@ def prepare(src: str | Path, out: str | Path, targets: list[str] | tuple[str, ..
         nrep = normalize(base, norm, link=True, dtype=dtype)  # type: ignore[arg-type]
         fixed = [f"{f.path}: {f.action}" for f in nrep.files if f.action != "unchanged"]
         step("normalize", nrep.changed, "; ".join(fixed) or "headers, dtypes and index right")
+        repaired = _repair_architectures(src, norm)
+        if repaired:
+            step("config", True, repaired)
         cfg_type = info.config.model_type if info.config else None
         if cfg_type == "tinytimemixer":
             if (norm / TSFM_FILE).is_file():
@@ -102,9 +109,16 @@ def prepare(src: str | Path, out: str | Path, targets: list[str] | tuple[str, ..
                  f"{q.mean_weight_error:.3f}, logit error {q.logit_error}, "
                  f"{q.quantize_seconds:.1f} s")
             norm = work / "quantized"
-        manifest = package(norm, out, targets, force=force, overwrite=overwrite, steps=steps,
-                           source=str(src), options={"targets": list(targets), "dtype": dtype,
-                                    "quantize": quantize})
+        try:
+            manifest = package(norm, out, targets, force=force, overwrite=overwrite,
+                               steps=steps, source=str(src),
+                               options={"targets": list(targets), "dtype": dtype,
+                                        "quantize": quantize,
+                                        "tokenizer_family": tokenizer_family,
+                                        "accept_tokenizer_guess": accept_tokenizer_guess})
+        except TargetCheckFailed as e:  # say it of the user's folder, not the work copy
+            e.path = str(src)
+            raise
         steps = manifest.provenance.steps
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -114,6 +128,33 @@ def prepare(src: str | Path, out: str | Path, targets: list[str] | tuple[str, ..
         report.upload = upload(out, upload_url, o, progress=progress)
         report.verify = verify(upload_url, o)
     return report
+
+
+def _repair_architectures(src: Path, folder: Path) -> str | None:
+    """Write ``architectures`` into the work copy's config.json when the weights determine
+    the class; refuse, naming the candidates, when they do not. None: nothing to repair."""
+    path = folder / "config.json"
+    if not path.is_file():
+        return None
+    cfg = jsonio.load(path)
+    if not isinstance(cfg, dict) or cfg.get("architectures") or not cfg.get("model_type") \
+            or cfg.get("model_type") == "tinytimemixer":
+        return None
+    inf = infer_architecture(folder)
+    if inf.certain is None:
+        which = (f"fit {len(inf.fits)} classes: {', '.join(inf.fits)}" if inf.fits else
+                 f"fit none of the classes of model_type {inf.model_type}: "
+                 f"{', '.join(inf.candidates) or 'none known'}")
+        raise InputError(f"config.json has no architectures and the weights {which}",
+                         path=src / "config.json",
+                         hint="add \"architectures\": [\"<the class the model was trained as>\"]"
+                              " to config.json")
+    cfg["architectures"] = [inf.certain]
+    # a new file: the work copy's config.json may be a hard link to the user's
+    write_bytes_atomic(path, (json.dumps(cfg, indent=2) + "\n").encode())
+    return (f"config.json architectures = [{inf.certain}]: the only class of model_type "
+            f"{inf.model_type} whose tensors are these weights ({inf.evidence}); the source "
+            "had none")
 
 
 __all__ = ["PrepareReport", "prepare"]

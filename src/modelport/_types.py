@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict
 
 
@@ -43,3 +45,12 @@ def file_role(rel: str) -> str:
     if name.endswith(".json"):
         return "config"
     return "other"
+
+
+# what a model is served as, for the rules' ``applies_when.model_kind``: check and inspect
+# both gate their tokenizer and tsfm findings on it
+TIMESERIES_TYPES = frozenset({"tinytimemixer"})
+
+
+def model_kind(model_type: str | None) -> Literal["general", "timeseries"]:
+    return "timeseries" if model_type in TIMESERIES_TYPES else "general"

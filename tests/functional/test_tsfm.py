@@ -104,3 +104,14 @@ def test_other_model_types_are_refused(tmp_path: Path) -> None:
     r = CliRunner().invoke(cli, ["tsfm-config", str(tmp_path)])
     assert r.exit_code == 2 and "Traceback" not in r.stderr
     assert not (tmp_path / "tsfm_config.json").exists()
+
+
+def test_inspect_and_check_agree_on_a_ttm_folder(tmp_path: Path) -> None:
+    d, _ = _ttm(tmp_path)
+    (d / "tsfm_config.json").unlink(missing_ok=True)
+    msgs = [p.message for p in modelport.inspect(d).problems]
+    assert not [m for m in msgs if "tokenizer.json" in m]  # a TTM needs no tokenizer
+    assert [m for m in msgs if "tsfm_config.json" in m]
+    rep = modelport.check(d, ["watsonx-saas"])
+    ids = {f.rule_id for t in rep.targets for f in t.findings}
+    assert "watsonx.tokenizer.json" not in ids and "watsonx.tsfm.config" in ids

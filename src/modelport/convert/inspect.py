@@ -11,7 +11,7 @@ from pydantic import Field
 from modelport._io import jsonio
 from modelport._io.paths import inside
 from modelport._io.st_header import ST_DTYPES, read_header
-from modelport._types import Record, file_role
+from modelport._types import Record, file_role, model_kind
 from modelport.convert.plan import find_aliases
 from modelport.convert.sources import (
     PICKLE_SUFFIXES,
@@ -267,9 +267,14 @@ def inspect(path: str | Path, *, allow_globals: tuple[str, ...] = ()) -> Inspect
         if "safetensors" in fmts and fmts & {"zip pickle", "legacy pickle"}:
             problems.append(Problem(severity="warning", file=None, message=(
                 "both safetensors and pickled weights: platforms read the safetensors")))
-        if config is not None and "tokenizer.json" not in tok:
+        kind_of_model = model_kind(config.model_type if config is not None else None)
+        if config is not None and kind_of_model == "general" and "tokenizer.json" not in tok:
             problems.append(Problem(severity="warning", file=None, message=(
                 "no tokenizer.json (fast tokenizer)")))
+        if kind_of_model == "timeseries" and "tsfm_config.json" not in rels:
+            problems.append(Problem(severity="warning", file=None, message=(
+                "no tsfm_config.json (the TinyTimeMixer serving config; "
+                "modelport tsfm-config writes it)")))
     merged: dict[tuple[str, str], Problem] = {}
     for p in problems:  # the same finding on every shard is one finding
         key = (p.severity, p.message)

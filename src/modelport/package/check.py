@@ -16,14 +16,13 @@ from pydantic import Field
 
 from modelport._io import jsonio
 from modelport._io.st_header import read_header
-from modelport._types import Record
+from modelport._types import Record, model_kind
 from modelport.convert.inspect import InspectReport, inspect
 from modelport.convert.sources import ST_INDEX
 from modelport.errors import CheckpointError, InputError
 from modelport.package.rules import Check, TargetRules, load_target, target_names
 
 SCHEMA_VERSION = 1
-TIMESERIES_TYPES = {"tinytimemixer"}
 VISION_TYPES = {"mllama", "llama4", "gemma3", "llava", "qwen2_vl", "qwen2_5_vl", "idefics3",
                 "paligemma", "pixtral", "mistral3"}
 
@@ -403,7 +402,7 @@ def _facts(root: Path, rep: InspectReport, config: dict[str, Any] | None) -> Fac
     return Facts(
         model_type=mt if isinstance(mt, str) else None,
         architectures=[a for a in (config or {}).get("architectures") or [] if isinstance(a, str)],
-        model_kind="timeseries" if mt in TIMESERIES_TYPES else "general",
+        model_kind=model_kind(mt),
         quant_method=qm if isinstance(qm, str) else None,
         quant_bits=bits if isinstance(bits, int) else None,
         parameters=params, tensors=rep.tensors, weight_bytes=rep.weight_bytes,

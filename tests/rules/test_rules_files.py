@@ -6,14 +6,16 @@ import re
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from modelport.cli.main import cli
 from modelport.package.rules import load_target, target_names
 from tests.conftest import REAL
 
 ROOT = Path(__file__).resolve().parents[2]
 TARGETS_MD = REAL.parent / "TARGETS.md"
-CATALOGUES = ["databricks", "oci-genai", "watsonx-cpd-4.8", "watsonx-saas",
-              "watsonx-software-hub-5.4-lightweight"]
+CATALOGUES = ["databricks-custom-gpu", "databricks-provisioned-throughput", "oci-genai",
+              "watsonx-cpd-4.8", "watsonx-saas", "watsonx-software-hub-5.4-lightweight"]
 
 
 def test_every_catalogue_has_a_valid_rules_file() -> None:
@@ -76,7 +78,8 @@ def test_other_watsonx_catalogues_cover_their_lists(target: str, marker: str) ->
 
 
 @pytest.mark.parametrize(("target", "section"), [
-    ("databricks", "## Databricks"), ("oci-genai", "## OCI Generative AI")])
+    ("databricks", "## Databricks"), ("databricks-custom-gpu", "## Databricks"),
+    ("oci-genai", "## OCI Generative AI")])
 def test_expected_architectures_are_families(target: str, section: str) -> None:
     text = _targets_md().split(section)[1].split("\n## ")[0]
     block = text.split("Expected `architectures`")[1].split("\n- ")[0]
@@ -103,3 +106,21 @@ def test_quantization_formats_are_data_and_shown() -> None:
     assert load_target("databricks").quant_formats == []
     r = CliRunner().invoke(cli, ["targets", "show", "oci-genai"])
     assert r.exit_code == 0 and "awq: bits [4]" in r.output
+
+
+def test_databricks_has_one_verdict_per_serving_path(tmp_path: Path) -> None:
+    from modelport.package.check import check
+    from tests.rules.folders import make_folder
+
+    d = make_folder(tmp_path / "m", model_type="starcoder2",
+                    architectures=["Starcoder2ForCausalLM"])
+    pt = check(d, ["databricks"]).targets[0]  # the short name selects provisioned throughput
+    assert pt.target == "databricks-provisioned-throughput"
+    (f,) = [f for f in pt.findings if f.rule_id == "databricks.family.provisioned_throughput"]
+    assert f.severity == "error" and "not eligible for provisioned throughput" in f.message
+    gpu = check(d, ["databricks-custom-gpu"]).targets[0]
+    assert not [f for f in gpu.findings if f.rule_id.endswith("provisioned_throughput")]
+    (g,) = [f for f in gpu.findings if f.rule_id == "databricks.family.custom_gpu"]
+    assert g.severity == "warning"
+    r = CliRunner().invoke(cli, ["check", str(d), "--target", "databricks"])
+    assert r.exit_code == 1 and "databricks-provisioned-throughput" in r.stdout

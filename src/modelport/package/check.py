@@ -20,7 +20,13 @@ from modelport._types import Record, model_kind
 from modelport.convert.inspect import InspectReport, inspect
 from modelport.convert.sources import ST_INDEX
 from modelport.errors import CheckpointError, InputError
-from modelport.package.rules import Check, TargetRules, load_target, target_names
+from modelport.package.rules import (
+    Check,
+    TargetRules,
+    load_target,
+    resolve_target,
+    target_names,
+)
 
 SCHEMA_VERSION = 1
 VISION_TYPES = {"mllama", "llama4", "gemma3", "llava", "qwen2_vl", "qwen2_5_vl", "idefics3",
@@ -451,6 +457,7 @@ def check(path: str | Path, targets: list[str] | tuple[str, ...] = ("watsonx-saa
     root = Path(path)
     if not root.is_dir():
         raise InputError("is not a folder", path=root, hint="check takes a model folder")
+    targets = [resolve_target(t) for t in targets]
     for t in targets:
         if t not in target_names():
             raise InputError(f"unknown target {t!r}", hint=f"targets: {', '.join(target_names())}")

@@ -172,6 +172,15 @@ class TargetRules(_Model):
         return next((a for a in self.architectures if a.model_type == model_type), None)
 
 
+# short names kept for the targets that were split: "databricks" is provisioned throughput
+ALIASES = {"databricks": "databricks-provisioned-throughput"}
+
+
+def resolve_target(name: str) -> str:
+    """A target name with its alias resolved (what ran is said under the real name)."""
+    return ALIASES.get(name, name)
+
+
 def target_names() -> list[str]:
     """The targets shipped with modelport (one rules file each)."""
     files = resources.files("modelport.package").joinpath("targets").iterdir()
@@ -185,6 +194,7 @@ def load_target(name: str) -> TargetRules:
     Raises:
         InputError: no such target, or the file does not validate.
     """
+    name = resolve_target(name)
     if name not in target_names():
         raise InputError(f"unknown target {name!r}", hint=f"targets: {', '.join(target_names())}")
     try:

@@ -37,6 +37,7 @@ __all__ = [
     "QuantizeReport",
     "__version__",
     "check",
+    "check_data",
     "convert",
     "errors",
     "inspect",
@@ -99,6 +100,14 @@ def check(path: Any, targets: Any = ("watsonx-saas",), *, spec: str | None = Non
     from modelport.package.check import check as _check
 
     return _check(path, list(targets) if not isinstance(targets, str) else [targets], spec=spec)
+
+
+def check_data(src: Any, target: str = "databricks", **kwargs: Any) -> Any:
+    """Check fine-tuning JSONL for the target's rules. See
+    :func:`modelport.package.data_check.check_data`."""
+    from modelport.package.data_check import check_data as _check_data
+
+    return _check_data(src, target, **kwargs)
 
 
 def tokenizer(folder: Any, out: Any = None, options: Any = None, **kwargs: Any) -> Any:

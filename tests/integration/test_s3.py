@@ -216,3 +216,20 @@ def test_file_store_through_fsspec(bundle: Path, tmp_path: Path) -> None:
     assert modelport.verify(url).changed == ["config.json"]
     with pytest.raises(StorageError, match="unsupported store"):
         modelport.upload(bundle, "ftp://host/x", progress=False)
+
+
+def test_check_data_reads_a_bucket_prefix(s3: LocalS3, creds: UploadOptions) -> None:
+    import json
+
+    good = {"messages": [{"role": "user", "content": "hi"},
+                         {"role": "assistant", "content": "hello"}]}
+    c = _client(s3)
+    c.put_object(Bucket="models", Key="ft/train-0.jsonl",
+                 Body=(json.dumps(good) + "\n").encode() * 3)
+    c.put_object(Bucket="models", Key="ft/train-1.jsonl",
+                 Body=(json.dumps(good) + "\n{broken\n").encode())
+    rep = modelport.check_data("s3://models/ft", endpoint_url=s3.endpoint, context_length=1)
+    assert rep.sources == ["s3://models/ft/train-0.jsonl", "s3://models/ft/train-1.jsonl"]
+    assert rep.examples == 4 and not rep.ok
+    (f,) = [f for f in rep.findings if f.kind == "json.invalid"]
+    assert f.lines == ["s3://models/ft/train-1.jsonl:2"]

@@ -237,6 +237,37 @@ def prepare_cmd(src: Path, target_names: tuple[str, ...], out: Path, upload_url:
         raise SystemExit(EXIT_FINDINGS)
 
 
+@cli.command("check-data")
+@click.argument("src")
+@click.option("--target", "-t", default="databricks", show_default=True,
+              help="whose fine-tuning rules (Databricks foundation model fine-tuning)")
+@click.option("--model", "model", type=click.Path(path_type=Path), default=None,
+              help="model folder with tokenizer.json (exact token counts) and config.json")
+@click.option("--context-length", type=int, default=None,
+              help="tokens in one context (default: the model's, else 131072)")
+@click.option("--endpoint-url", default=None, help="S3-compatible endpoint for s3:// sources")
+@common
+@handle_errors
+def check_data_cmd(src: str, target: str, model: Path | None, context_length: int | None,
+                   endpoint_url: str | None, as_json: bool, quiet: bool, debug: bool) -> None:
+    """Check fine-tuning JSONL (FILE, a folder of .jsonl, or s3://bucket/prefix)."""
+    from modelport.package.data_check import check_data
+
+    rep = check_data(src, target, model=model, endpoint_url=endpoint_url,
+                     context_length=context_length)
+    tokens = (f"{rep.tokens:,} tokens" if rep.tokens is not None
+              else f"~{rep.tokens_estimated:,} tokens (estimated; --model counts them)")
+    lines = [f"{'OK' if rep.ok else 'FAIL'}: {rep.format} data, {rep.examples:,} valid of "
+             f"{rep.lines:,} lines, {human_bytes(rep.bytes)}, {tokens}, context "
+             f"{rep.context_length:,} ({rep.seconds:.1f} s)"]
+    for f in rep.findings:
+        lines.append(f"  {f.severity:7s} {f.kind}: {f.message} ({f.count}x; "
+                     f"{', '.join(f.lines)}{', ...' if f.count > len(f.lines) else ''})")
+    Output(as_json, quiet).result(rep, "\n".join(lines))
+    if not rep.ok:
+        raise SystemExit(EXIT_FINDINGS)
+
+
 @cli.command("mlflow-log")
 @click.argument("folder", type=click.Path(path_type=Path))
 @click.option("--task", type=click.Choice(["llm/v1/chat", "llm/v1/completions",

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
-
 # The subpackages share names with the verbs. Import them first (their __init__ is empty), so
 # the verb functions defined below are what ``modelport.convert`` etc. stay bound to.
 import modelport.convert as _convert_pkg  # noqa: F401
 import modelport.quantize as _quantize_pkg  # noqa: F401
 from modelport import errors
+from modelport._version import __version__
 
 if TYPE_CHECKING:
     from modelport.convert.checkpoint import ConvertReport
@@ -89,7 +88,7 @@ def quantize(src: Any, dst: Any, options: QuantizeOptions | None = None, **kwarg
              ) -> QuantizeReport:
     """Quantize a model folder to GPTQ v1 or AWQ GEMM, verified. See
     :func:`modelport.quantize.run.quantize` (needs ``pip install modelport[quantize]``)."""
-    from modelport.quantize.run import quantize as _quantize
+    from modelport.pipeline.quantize import quantize as _quantize
 
     return _quantize(src, dst, options, **kwargs)
 
@@ -154,8 +153,8 @@ def verify(target: Any, options: Any = None, **kwargs: Any) -> Any:
 
 def prepare(src: Any, out: Any, targets: Any = ("watsonx-saas",), **kwargs: Any) -> Any:
     """The whole pipeline, from a checkpoint to a verified bundle (and upload). See
-    :func:`modelport.package.prepare.prepare`."""
-    from modelport.package.prepare import prepare as _prepare
+    :func:`modelport.pipeline.prepare.prepare`."""
+    from modelport.pipeline.prepare import prepare as _prepare
 
     return _prepare(src, out, targets, **kwargs)
 

@@ -47,6 +47,9 @@ def file_role(rel: str) -> str:
     return "other"
 
 
+# the bundle's manifest file name (package writes it; quantize never carries one over)
+MANIFEST = "modelport.manifest.json"
+
 # what a model is served as, for the rules' ``applies_when.model_kind``: check and inspect
 # both gate their tokenizer and tsfm findings on it
 TIMESERIES_TYPES = frozenset({"tinytimemixer"})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from modelport import __version__
+from modelport._version import __version__
 from modelport.cli._errors import EXIT_FINDINGS, handle_errors
 from modelport.cli._output import Output, human_bytes
 

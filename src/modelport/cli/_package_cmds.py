@@ -214,7 +214,7 @@ def prepare_cmd(src: Path, target_names: tuple[str, ...], out: Path, upload_url:
                 quiet: bool, debug: bool) -> None:
     """SRC to a verified bundle: convert, normalize, tokenizer, tsfm-config, quantize (when
     asked), check, package, upload, verify; each step only when needed."""
-    from modelport.package.prepare import prepare
+    from modelport.pipeline.prepare import prepare
 
     o = Output(as_json, quiet)
     rep = prepare(src, out, target_names, upload_url=upload_url, dtype=dtype, force=force,

@@ -55,7 +55,7 @@ def quantize(src: Path, dst: Path, method: str, bits: int, group_size: int, desc
         raise InputError("; ".join(x["msg"] for x in e.errors()),
                          hint="see modelport quantize --help") from e
     out = Output(as_json, quiet)
-    from modelport.quantize.run import quantize as run
+    from modelport.pipeline.quantize import quantize as run
 
     rep = run(src, dst, opts, progress=out.progress)
     c = rep.calibration

@@ -11,12 +11,12 @@ from pathlib import Path
 
 from pydantic import Field
 
-from modelport import __version__
 from modelport._io.atomic import atomic_dir
 from modelport._io.hashcache import record as record_hashes
 from modelport._io.hashing import HashingWriter, copy_hashed
 from modelport._io.st_header import TORCH_TO_ST, build_header, read_header
 from modelport._types import FileRecord, Record, SkippedItem, file_role
+from modelport._version import __version__
 from modelport.convert.options import ConvertOptions
 from modelport.convert.plan import ConvertPlan, ShardPlan, plan_convert
 from modelport.convert.sources import Reader, SourceTensor

@@ -1,4 +1,4 @@
-"""Target rules, check, manifest, bundle, upload and prepare.
+"""Target rules, check, data check, manifest, bundle and upload.
 
 ``modelport.package`` is both this package and the ``package`` verb (see ``modelport._verb``):
 calling it forwards to :func:`modelport.package.bundle.package`.

@@ -8,11 +8,11 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from modelport import __version__
 from modelport._io import hashcache
 from modelport._io.atomic import atomic_dir, write_bytes_atomic
 from modelport._io.paths import check_output, inside
 from modelport._types import file_role
+from modelport._version import __version__
 from modelport.convert.sources import PICKLE_SUFFIXES, _walk_files
 from modelport.errors import InputError, TargetCheckFailed
 from modelport.package.check import CheckReport, check

@@ -14,9 +14,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from modelport._io import jsonio
+from modelport._types import MANIFEST
 from modelport.errors import InputError
 
-MANIFEST = "modelport.manifest.json"
 SCHEMA_VERSION = 1
 
 

@@ -18,22 +18,22 @@ from typing import Any
 
 from pydantic import Field
 
-from modelport import __version__
 from modelport._io import hashcache, jsonio
 from modelport._io.atomic import atomic_dir, write_bytes_atomic
 from modelport._io.hashing import sha256_file
 from modelport._io.paths import check_output
-from modelport._types import FileRecord, Record, file_role
+from modelport._types import MANIFEST, FileRecord, Record, file_role
+from modelport._version import __version__
 from modelport.errors import (
     CheckpointError,
     InputError,
     InsufficientMemoryError,
     UnsupportedError,
 )
-from modelport.package.manifest import MANIFEST
 from modelport.quantize import calibration, engine, names
 from modelport.quantize.formats import Layout
 from modelport.quantize.options import QuantizeOptions
+from modelport.quantize.target import TargetCheck
 from modelport.quantize.verify import LayerResult, verify
 
 REPORT = ".modelport/quantize.json"
@@ -124,7 +124,8 @@ def estimate_memory(parameters: int, cfg: dict[str, Any], opt: QuantizeOptions,
 
 
 def quantize(src: str | Path, dst: str | Path, options: QuantizeOptions | None = None, *,
-             progress: bool | None = None, **kwargs: Any) -> QuantizeReport:
+             progress: bool | None = None, target_check: TargetCheck | None = None,
+             **kwargs: Any) -> QuantizeReport:
     """Quantize a model folder to GPTQ v1 or AWQ GEMM and verify the result.
 
     Args:
@@ -164,7 +165,10 @@ def quantize(src: str | Path, dst: str | Path, options: QuantizeOptions | None =
     layout = Layout(opt.method, opt.bits, opt.group_size)
     planned = _planned_config(opt)
     if opt.target:
-        _preflight(opt.target, model_type, planned, src)
+        if target_check is None:
+            raise InputError(f"target {opt.target!r} needs its rules passed as target_check",
+                             hint="call modelport.quantize, which attaches them")
+        _preflight(target_check, model_type, planned, src)
     if model_type in names.SPLIT_BY_GPTQMODEL:
         raise UnsupportedError(
             f"GPTQModel splits the fused {names.SPLIT_BY_GPTQMODEL[model_type]} projection; "
@@ -231,12 +235,10 @@ def quantize(src: str | Path, dst: str | Path, options: QuantizeOptions | None =
                 logit_error=ver.logit_error, kept_tensors=ver.kept_tensors,
                 quantization_config=qcfg, outputs=outputs, gptqmodel=run["gptqmodel"])
             hashcache.record(tmp, {o.path: o.sha256 for o in outputs})
-    if opt.target:
-        from modelport.package.check import check
-
-        res = check(dst, [opt.target]).targets[0]
+    if target_check is not None:
+        errors, warnings = target_check.check(dst)
         report.target, report.target_errors, report.target_warnings = (
-            opt.target, res.errors, res.warnings)
+            target_check.name, errors, warnings)
     report.seconds = round(time.perf_counter() - t0, 3)
     (dst / REPORT).parent.mkdir(exist_ok=True)
     write_bytes_atomic(dst / REPORT, (report.model_dump_json(indent=2) + "\n").encode())
@@ -274,14 +276,13 @@ def _planned_config(opt: QuantizeOptions) -> dict[str, Any]:
             "zero_point": not opt.symmetric, "version": "gemm"}
 
 
-def _preflight(target: str, model_type: str, planned: dict[str, Any], src: Path) -> None:
+def _preflight(target: TargetCheck, model_type: str, planned: dict[str, Any], src: Path
+               ) -> None:
     """Refuse before any work what ``target`` would reject for this method/architecture."""
-    from modelport.package.check import quant_problems
-    from modelport.package.rules import load_target
-
-    errors = quant_problems(load_target(target), model_type, planned, errors_only=True)
+    errors = target.preflight(model_type, planned)
     if errors:
-        raise UnsupportedError(f"{target} does not load this: {'; '.join(errors)}", path=src,
+        raise UnsupportedError(f"{target.name} does not load this: {'; '.join(errors)}",
+                               path=src,
                                hint="pick the method, bits and group size the target lists "
                                "(modelport targets show TARGET)")
 

@@ -100,7 +100,7 @@ def prepare(src: str | Path, out: str | Path, targets: list[str] | tuple[str, ..
         else:
             step("tokenizer", False, "no tokenizer files")
         if quantize:
-            from modelport.quantize.run import quantize as run_quantize
+            from modelport.pipeline.quantize import quantize as run_quantize
 
             q = run_quantize(norm, work / "quantized", method=quantize, target=targets[0],
                              progress=progress)

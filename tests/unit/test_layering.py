@@ -1,0 +1,53 @@
+"""One direction between rooms: a room imports only the rooms below it, never the package
+root's API. (``convert`` < ``quantize``, ``package`` < ``pipeline`` < ``cli``; ``quantize`` and
+``package`` are side by side and do not import each other: the pipeline passes quantize the
+target's rules.)"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+SRC = Path(__file__).resolve().parents[2] / "src" / "modelport"
+BASE = {"_io", "_types", "errors", "_version", "_quiet", "_verb"}
+RANK = {"convert": 1, "quantize": 2, "package": 2, "pipeline": 3, "cli": 4}
+
+
+def _room(module: str) -> str | None:
+    parts = module.split(".")
+    if parts[0] != "modelport":
+        return None
+    if len(parts) == 1:
+        return "API"
+    return parts[1]
+
+
+def _imports(path: Path) -> list[tuple[int, str]]:
+    out = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            out += [(node.lineno, a.name) for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            if node.module == "modelport":
+                out += [(node.lineno, f"modelport.{a.name}") for a in node.names]
+            else:
+                out.append((node.lineno, node.module))
+    return out
+
+
+def test_rooms_import_only_downwards() -> None:
+    bad = []
+    for path in sorted(SRC.rglob("*.py")):
+        rel = path.relative_to(SRC)
+        if rel.parts == ("__init__.py",):
+            continue  # the API itself
+        here = rel.parts[0].removesuffix(".py")
+        for line, mod in _imports(path):
+            there = _room(mod)
+            if there is None or there == here or there in BASE:
+                continue
+            if there not in RANK:  # the root API (modelport.__version__, a verb)
+                bad.append(f"{rel}:{line} imports the package root ({mod})")
+            elif here in BASE or RANK[there] >= RANK.get(here, 0):
+                bad.append(f"{rel}:{line}: {here} imports {mod}")
+    assert bad == []

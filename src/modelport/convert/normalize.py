@@ -8,7 +8,6 @@ import json
 import mmap
 import os
 import time
-import warnings
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,6 +26,7 @@ from modelport._io.paths import check_output, inside
 from modelport._io.st_header import ST_DTYPES, SafetensorsHeader, build_header, read_header
 from modelport._io.st_inplace import new_header_len, recover, rewrite_header
 from modelport._types import Record
+from modelport.convert.cast import CastStat, verify_cast_file, write_cast_file
 from modelport.convert.options import NormalizeOptions
 from modelport.convert.sources import ST_INDEX, _walk_files
 from modelport.errors import CheckpointError, InputError, VerificationError
@@ -38,19 +38,8 @@ CONFIG_DTYPE = {"F16": "float16", "BF16": "bfloat16", "F32": "float32", "F64": "
 QUANT_SUFFIXES = ("qweight", "qzeros", "scales", "g_idx", "weight_scale", "weight_scale_inv",
                   "input_scale", "weight_zero_point", "zeros", "absmax", "quant_map",
                   "quant_state", "nested_absmax", "nested_quant_map")
-ELEMENTS_PER_CHUNK = 8 * 2**20
 
 Action = Literal["unchanged", "header-in-padding", "header-insert-range", "rewrite"]
-
-
-class CastStat(Record):
-    name: str
-    from_dtype: str
-    to_dtype: str
-    max_abs: float
-    overflow: int = Field(description="finite values beyond the target's range")
-    to_zero: int = Field(description="non-zero values that became zero")
-    clamped: bool
 
 
 class FileResult(Record):
@@ -113,76 +102,11 @@ def _sha_regions(items: list[tuple[Path, int]]) -> list[str]:
         return list(ex.map(lambda it: sha256_file(*it), items))
 
 
-def _as_tensor(buf: memoryview, st_dtype: str) -> Any:
-    import torch
-
-    dtype = getattr(torch, ST_DTYPES[st_dtype][1])
-    if not len(buf):
-        return torch.empty(0, dtype=dtype)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # read-only map: we never write to it
-        return torch.frombuffer(buf, dtype=torch.uint8).view(dtype)
-
-
-def cast_chunk(x: Any, st_to: str, clamp: bool, stat: CastStat | None = None) -> Any:
-    """Cast one chunk; count overflow (finite |x| beyond the target's max) and values that
-    become zero into ``stat``. With ``clamp``, finite values saturate; inf and nan stay."""
-    import torch
-
-    t_to = getattr(torch, ST_DTYPES[st_to][1])
-    if stat is None and not clamp:
-        return x.to(t_to)
-    top = torch.finfo(t_to).max
-    lo, hi = (float(v) for v in torch.aminmax(x)) if x.numel() else (0.0, 0.0)
-    risky = not (-top <= lo and hi <= top)  # also true when x holds inf or nan
-    if risky:
-        wide = x.to(torch.float64 if x.dtype == torch.float64 else torch.float32)
-        finite = torch.isfinite(wide)
-        ax = torch.where(finite, wide.abs(), 0)
-        over = int((ax > top).sum())
-        if stat is not None:
-            stat.max_abs = max(stat.max_abs, float(ax.max()) if ax.numel() else 0.0)
-            stat.overflow += over
-        if clamp and over:
-            x = torch.where(finite, wide.clamp(-top, top), wide)
-    elif stat is not None:
-        stat.max_abs = max(stat.max_abs, abs(lo), abs(hi))
-    y = x.to(t_to)
-    if stat is not None:  # a non-zero x gives a zero y only by underflow
-        stat.to_zero += _nonzero(x) - _nonzero(y)
-    return y
-
-
-def _nonzero(x: Any) -> int:
-    """Count values that are not ±0, on the bits (about twice as fast as on floats)."""
-    import torch
-
-    ints = {1: torch.int8, 2: torch.int16, 4: torch.int32, 8: torch.int64}[x.element_size()]
-    mask = {1: 0x7F, 2: 0x7FFF, 4: 0x7FFFFFFF, 8: 0x7FFFFFFFFFFFFFFF}[x.element_size()]
-    return int(torch.count_nonzero(x.view(ints) & mask))
-
-
-def _cast_chunks(src: memoryview, st_from: str, st_to: str, clamp: bool,
-                 stat: CastStat) -> Any:
-    """Yield the cast bytes of one tensor, chunk by chunk (bounded memory), filling ``stat``."""
-    import torch
-
-    flat = _as_tensor(src, st_from)
-    for i in range(0, flat.numel(), ELEMENTS_PER_CHUNK):
-        y = cast_chunk(flat[i: i + ELEMENTS_PER_CHUNK], st_to, clamp, stat)
-        yield y.view(torch.uint8).numpy()
-
-
-def _write_file(src: Path, h: SafetensorsHeader, dst: Path, metadata: dict[str, str],
-                casts: dict[str, str], clamp: bool) -> tuple[HashingWriter, list[CastStat]]:
-    """Stream ``src`` into ``dst`` with a new header, casting the named tensors."""
+def _write_file(src: Path, h: SafetensorsHeader, dst: Path, metadata: dict[str, str]
+                ) -> HashingWriter:
+    """Stream ``src`` into ``dst`` with a new header; the data is copied by the kernel."""
     order = sorted(h.tensors.values(), key=lambda t: t.begin)
-    entries = []
-    for t in order:
-        to = casts.get(t.name, t.dtype)
-        entries.append((t.name, to, t.shape, t.numel * ST_DTYPES[to][0]))
-    header, _ = build_header(entries, metadata)
-    stats: list[CastStat] = []
+    header, _ = build_header([(t.name, t.dtype, t.shape, t.nbytes) for t in order], metadata)
     fd = os.open(src, os.O_RDONLY)
     m = mmap.mmap(fd, 0, access=mmap.ACCESS_READ) if h.file_size else None
     mv = memoryview(m) if m is not None else memoryview(b"")
@@ -191,13 +115,7 @@ def _write_file(src: Path, h: SafetensorsHeader, dst: Path, metadata: dict[str, 
         w.write(header)
         for t in order:
             region = mv[h.data_start + t.begin: h.data_start + t.end]
-            if t.name in casts:
-                stat = CastStat(name=t.name, from_dtype=t.dtype, to_dtype=casts[t.name],
-                                max_abs=0.0, overflow=0, to_zero=0, clamped=clamp)
-                for chunk in _cast_chunks(region, t.dtype, casts[t.name], clamp, stat):
-                    w.write(chunk)
-                stats.append(stat)
-            elif len(region):
+            if len(region):
                 w.copy_from(fd, h.data_start + t.begin, region)
         w.start_sync()
         w.close()
@@ -208,58 +126,24 @@ def _write_file(src: Path, h: SafetensorsHeader, dst: Path, metadata: dict[str, 
     finally:
         del mv
         os.close(fd)
-    return w, stats
+    return w
 
 
-def _verify_rewrite(src: Path, h: SafetensorsHeader, dst: Path, casts: dict[str, str],
-                    clamp: bool) -> None:
-    """Re-read ``dst`` chunk by chunk: uncast tensors byte-equal to ``src``, cast ones equal
-    to the cast of the source. Memory stays bounded by one chunk.
-
-    Without casts only the header is checked here: the caller proves the data unchanged by
-    hashing both data regions, which would make a byte comparison a second full pass."""
-    import torch
+def _verify_header_rewrite(h: SafetensorsHeader, dst: Path) -> None:
+    """The rewritten file parses with safetensors' own reader and names the same tensors with
+    the same dtypes and shapes; the caller proves the data unchanged by hashing both data
+    regions."""
     from safetensors import safe_open
-
-    from modelport.convert.checkpoint import _equal
 
     with safe_open(str(dst), "np") as f:  # the library's own parser accepts the file
         if set(f.keys()) != set(h.tensors) or (f.metadata() or {}).get("format") != "pt":
             raise VerificationError("tensor names or metadata changed", path=dst)
     out = read_header(dst)
-    with open(src, "rb") as fa, open(dst, "rb") as fb:
-        ma = mmap.mmap(fa.fileno(), 0, access=mmap.ACCESS_READ)
-        mb = mmap.mmap(fb.fileno(), 0, access=mmap.ACCESS_READ)
-    a, b = memoryview(ma), memoryview(mb)
-    try:
-        for name, t in h.tensors.items():
-            o = out.tensors[name]
-            x = a[h.data_start + t.begin: h.data_start + t.end]
-            y = b[out.data_start + o.begin: out.data_start + o.end]
-            ok = o.shape == t.shape and o.dtype == casts.get(name, t.dtype)
-            ok = ok and o.nbytes == (t.numel * ST_DTYPES[o.dtype][0])
-            if ok and name not in casts and casts:
-                ok = _equal(x, y)
-            elif ok:
-                xs, ys = _as_tensor(x, t.dtype), _as_tensor(y, o.dtype)
-                for i in range(0, xs.numel(), ELEMENTS_PER_CHUNK):
-                    want = cast_chunk(xs[i: i + ELEMENTS_PER_CHUNK], o.dtype, clamp)
-                    if not torch.equal(want.view(torch.uint8),
-                                       ys[i: i + ELEMENTS_PER_CHUNK].view(torch.uint8)):
-                        ok = False
-                        break
-            if not ok:
-                raise VerificationError(f"tensor {name!r} differs after rewrite", path=dst,
-                                        hint="this is a modelport bug; please report it")
-    finally:
-        x = y = xs = ys = None  # release views before unmapping
-        a.release()
-        b.release()
-        for m in (ma, mb):
-            try:
-                m.close()
-            except BufferError:
-                pass
+    for name, t in h.tensors.items():
+        o = out.tensors[name]
+        if (o.shape, o.dtype, o.nbytes) != (t.shape, t.dtype, t.nbytes):
+            raise VerificationError(f"tensor {name!r} differs after rewrite", path=dst,
+                                    hint="this is a modelport bug; please report it")
 
 
 def _config_changes(folder: Path, dtype: str | None) -> tuple[dict[str, Any] | None,
@@ -411,13 +295,19 @@ def _check_overflow(stats: list[CastStat], path: Path, opts: NormalizeOptions) -
 
 def _rewrite(folder: Path, n: str, h: SafetensorsHeader, target: Path, r: FileResult,
              casts: dict[str, str], opts: NormalizeOptions) -> None:
-    w, stats = _write_file(folder / n, h, target, r.metadata_after or {"format": "pt"}, casts,
-                           opts.on_overflow == "clamp")
+    metadata = r.metadata_after or {"format": "pt"}
+    clamp = opts.on_overflow == "clamp"
     try:
-        _check_overflow(stats, folder / n, opts)
-        if opts.verify:
-            _verify_rewrite(folder / n, h, target, casts, opts.on_overflow == "clamp")
-            if not casts:  # the data must be untouched: prove it (cast files are checked above)
+        if casts:
+            size, sha, stats = write_cast_file(folder / n, h, target, metadata, casts, clamp)
+            _check_overflow(stats, folder / n, opts)
+            if opts.verify:
+                verify_cast_file(target, h, casts, sha)
+        else:
+            w = _write_file(folder / n, h, target, metadata)
+            size, sha, stats = w.size, w.sha256, []
+            if opts.verify:  # the data must be untouched: prove it
+                _verify_header_rewrite(h, target)
                 r.data_sha256_before, r.data_sha256_after = _sha_regions(
                     [(folder / n, h.data_start), (target, read_header(target).data_start)])
                 if r.data_sha256_before != r.data_sha256_after:
@@ -425,7 +315,7 @@ def _rewrite(folder: Path, n: str, h: SafetensorsHeader, target: Path, r: FileRe
     except BaseException:
         target.unlink(missing_ok=True)
         raise
-    r.casts, r.size, r.sha256 = stats, w.size, w.sha256
+    r.casts, r.size, r.sha256 = stats, size, sha
 
 
 def _apply_to_out(folder: Path, tmp: Path, headers: dict[str, SafetensorsHeader],

@@ -1,25 +1,28 @@
 """``check``: will this folder deploy on a target? Headers and configs only; never modifies.
 
 One engine evaluates every rules file (:mod:`modelport.package.rules`); each ``kind`` of check
-is one function below.
+is one function of :mod:`modelport.package.check_kinds`; the records are in ``check_records``.
 """
 
 from __future__ import annotations
 
-import math
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
-
-from pydantic import Field
+from typing import Any
 
 from modelport._io import jsonio
 from modelport._io.st_header import read_header
-from modelport._types import Record, model_kind
+from modelport._types import model_kind
 from modelport.convert.inspect import InspectReport, inspect
-from modelport.convert.sources import ST_INDEX
 from modelport.errors import CheckpointError, InputError
+from modelport.package.check_kinds import CHECKS, _Ctx, advise, quant_problems
+from modelport.package.check_records import (
+    CheckReport,
+    Facts,
+    Finding,
+    HardwareAdvice,
+    TargetReport,
+)
 from modelport.package.rules import (
     Check,
     TargetRules,
@@ -27,361 +30,6 @@ from modelport.package.rules import (
     resolve_target,
     target_names,
 )
-
-SCHEMA_VERSION = 1
-VISION_TYPES = {"mllama", "llama4", "gemma3", "llava", "qwen2_vl", "qwen2_5_vl", "idefics3",
-                "paligemma", "pixtral", "mistral3"}
-
-
-class Finding(Record):
-    """One rule that did not pass."""
-
-    rule_id: str
-    severity: Literal["error", "warning", "info"]
-    file: str | None = None
-    message: str
-    detail: str = ""
-    fix: str = ""
-    command: str | None = Field(None, description="the modelport command that fixes it")
-    unconfirmed: bool = False
-    sources: list[str] = Field(default_factory=list)
-
-
-class HardwareAdvice(Record):
-    fits: bool
-    recommendation: str
-    tier: str | None = None
-    gpus: int | None = None
-    gpu_memory_gb: float | None = None
-    notes: list[str] = Field(default_factory=list)
-    unconfirmed: bool = False
-
-
-class TargetReport(Record):
-    target: str
-    title: str
-    spec: str | None
-    findings: list[Finding]
-    hardware: HardwareAdvice
-    errors: int
-    warnings: int
-
-    @property
-    def ok(self) -> bool:
-        return self.errors == 0
-
-
-class Facts(Record):
-    """What the rules look at, read from headers and configs."""
-
-    model_type: str | None
-    architectures: list[str]
-    model_kind: Literal["general", "timeseries"]
-    quant_method: str | None
-    quant_bits: int | None
-    parameters: int = Field(description="parameters; for quantized weights, before packing")
-    tensors: int
-    weight_bytes: int
-    dtypes: dict[str, int]
-    weight_formats: list[str]
-
-
-class CheckReport(Record):
-    """The ``--json`` schema of ``modelport check`` (schema_version 1)."""
-
-    schema_version: int = SCHEMA_VERSION
-    path: str
-    facts: Facts
-    targets: list[TargetReport]
-    ok: bool
-    seconds: float
-
-
-class _Ctx:
-    """Everything a check function may read."""
-
-    def __init__(self, root: Path, rep: InspectReport, config: dict[str, Any] | None,
-                 facts: Facts, rules: TargetRules, spec: str | None) -> None:
-        self.root, self.rep, self.config, self.facts = root, rep, config, facts
-        self.rules, self.spec = rules, spec
-        self.files = set(rep.tokenizer_files) | set(rep.other_files) | {
-            w.path for w in rep.weight_files} | {i.path for i in rep.indexes}
-
-
-Result = list[tuple[str | None, str]]  # (file, detail) per failure; empty: the check passed
-
-
-def _config_present(c: Check, x: _Ctx) -> Result:
-    return [] if x.config is not None else [("config.json", "missing or not a JSON object")]
-
-
-def _config_keys(c: Check, x: _Ctx) -> Result:
-    if x.config is None:
-        return []
-    missing = [k for k in c.keys if not x.config.get(k)]
-    return [("config.json", f"missing: {', '.join(missing)}")] if missing else []
-
-
-def _file_present(c: Check, x: _Ctx) -> Result:
-    wanted = [c.file] if c.file else c.files
-    return [] if any(f in x.files for f in wanted) else [(wanted[0], "not in the folder")]
-
-
-def _arch_supported(c: Check, x: _Ctx) -> Result:
-    mt = x.facts.model_type
-    if mt is None:
-        return []
-    arch = x.rules.arch(mt)
-    if arch is None:
-        if mt in x.rules.vllm_model_types or not x.rules.vllm_model_types:
-            return [("config.json", f"model_type {mt!r} is not certified; vLLM supports it, so "
-                                    f"it may deploy@{c.severity_uncertified or c.severity}")]
-        return [("config.json", f"model_type {mt!r} is not supported")]
-    if x.spec and arch.specs and x.spec not in arch.specs:
-        return [("config.json", f"model_type {mt!r} is not available on {x.spec} "
-                                f"(available: {', '.join(arch.specs)})")]
-    return []
-
-
-def _quant_allowed(c: Check, x: _Ctx) -> Result:
-    arch, q = x.rules.arch(x.facts.model_type), x.facts.quant_method
-    if arch is None or q is None or q in arch.quantization:
-        return []
-    if q in arch.unconfirmed_quantization:
-        return [("config.json", f"{q} for {arch.model_type} is listed only by example "
-                                "(unconfirmed)@warning")]
-    allowed = ", ".join(arch.quantization) or "none"
-    return [("config.json", f"{q} is not allowed for {arch.model_type} (allowed: {allowed})")]
-
-
-def quant_problems(rules: TargetRules, model_type: str | None, q: dict[str, Any], *,
-                   errors_only: bool = False) -> list[str]:
-    """Why ``rules`` would not load a ``quantization_config`` ``q`` for ``model_type``: the
-    certified methods of the architecture (``quant_allowed``), then the format
-    (:func:`quant_format_problems`). ``errors_only`` lets unconfirmed methods pass."""
-    out: list[str] = []
-    method = q.get("quant_method")
-    arch = rules.arch(model_type)
-    if arch is not None and method not in arch.quantization and (
-            not errors_only or method not in arch.unconfirmed_quantization):
-        out.append(f"{method} is not certified for {model_type} "
-                   f"(certified: {', '.join(arch.quantization) or 'none'})")
-    return out + quant_format_problems(rules, q)
-
-
-def quant_format_problems(rules: TargetRules, q: dict[str, Any]) -> list[str]:
-    """The bits, group size, symmetry and checkpoint format of ``q`` against what the
-    target's runtime loads (its ``[[quant_formats]]``); absent keys take the runtimes'
-    defaults."""
-    method = q.get("quant_method")
-    fmt = rules.quant_format(method if isinstance(method, str) else None)
-    if fmt is None:
-        return []
-    out = []
-    bits, group = q.get("bits", q.get("w_bit")), q.get("group_size", q.get("q_group_size"))
-    if bits not in fmt.bits:
-        out.append(f"{method} bits {bits} (loads {fmt.bits})")
-    if group not in fmt.group_sizes:
-        out.append(f"{method} group_size {group} (loads {fmt.group_sizes})")
-    if fmt.sym is not None and q.get("sym", True) not in fmt.sym:
-        out.append(f"{method} sym={q.get('sym')} (loads sym={fmt.sym})")
-    if fmt.zero_point is not None and q.get("zero_point", True) not in fmt.zero_point:
-        out.append(f"{method} zero_point={q.get('zero_point')} (loads {fmt.zero_point})")
-    form = q.get("checkpoint_format", "gptq") if method == "gptq" else q.get("version", "gemm")
-    if isinstance(form, str):
-        form = form.lower()
-    if form not in fmt.formats:
-        out.append(f"{method} format {form!r} (loads {fmt.formats})")
-    return out
-
-
-def _quant_format(c: Check, x: _Ctx) -> Result:
-    q = (x.config or {}).get("quantization_config")
-    if not isinstance(q, dict):
-        return []
-    return [("config.json", p) for p in quant_format_problems(x.rules, q)]
-
-
-def _weights_safetensors(c: Check, x: _Ctx) -> Result:
-    fmts = {w.path: w.format for w in x.rep.weight_files}
-    st = [p for p, f in fmts.items() if f == "safetensors"]
-    pk = [p for p, f in fmts.items() if "pickle" in f]
-    if not fmts:
-        return [(None, "no weight files@error")]
-    if not st and not pk:
-        return [(next(iter(fmts)), "no readable weight file@error")]
-    if not st:
-        return [(pk[0], f"{len(pk)} pickled weight file(s), no safetensors")]
-    if pk:
-        return [(pk[0], f"{len(pk)} pickle(s) beside the safetensors: leave them out of the "
-                        "upload@info")]
-    return []
-
-
-def _st_metadata(c: Check, x: _Ctx) -> Result:
-    out: Result = []
-    for w in x.rep.weight_files:
-        if w.format != "safetensors":
-            continue
-        if w.has_metadata is False:
-            out.append((w.path, f"no metadata@{c.severity_missing or c.severity}"))
-        elif w.has_metadata and w.metadata_format != "pt":
-            out.append((w.path, f"metadata format {w.metadata_format!r}"))
-    return out
-
-
-def _index_consistent(c: Check, x: _Ctx) -> Result:
-    out: Result = [(i.path, "inconsistent") for i in x.rep.indexes
-                   if i.path == ST_INDEX and not i.consistent]
-    shards = [w for w in x.rep.weight_files
-              if w.format == "safetensors" and w.path.startswith("model-")]
-    if len(shards) > 1 and not any(i.path == ST_INDEX for i in x.rep.indexes):
-        out.append((ST_INDEX, f"missing for {len(shards)} shards"))
-    return out
-
-
-def _chat_template(c: Check, x: _Ctx) -> Result:
-    if {"chat_template.jinja", "chat_template.json"} & x.files:
-        return []
-    p = x.root / "tokenizer_config.json"
-    try:
-        tc = jsonio.load(p) if p.is_file() else {}
-    except (OSError, ValueError):
-        tc = {}
-    return [] if isinstance(tc, dict) and tc.get("chat_template") else [
-        ("tokenizer_config.json", "no chat_template")]
-
-
-def _remote_code(c: Check, x: _Ctx) -> Result:
-    if x.config is not None and "auto_map" in x.config:
-        return [("config.json", f"auto_map: {', '.join(map(str, x.config['auto_map']))}")]
-    return []
-
-
-def _bf16_weights(c: Check, x: _Ctx) -> Result:
-    n = x.facts.dtypes.get("bfloat16", 0)
-    return [(None, f"{n} bf16 tensor(s)")] if n else []
-
-
-def _lookup(cfg: dict[str, Any] | None, path: str) -> tuple[bool, Any]:
-    node: Any = cfg
-    for part in path.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return False, None
-        node = node[part]
-    return True, node
-
-
-def _config_value(c: Check, x: _Ctx) -> Result:
-    assert c.path is not None and c.op is not None
-    found, v = _lookup(x.config, c.path)
-    ok = {
-        "eq": found and v == c.value, "ne": not found or v != c.value,
-        "in": found and v in (c.value or []), "not_in": not found or v not in (c.value or []),
-        "exists": found, "absent": not found,
-    }[c.op]
-    return [] if ok else [("config.json", f"{c.path} = {v!r}")]
-
-
-def _families(x: _Ctx) -> list[Any]:
-    arch0 = x.facts.architectures[0] if x.facts.architectures else None
-    return [f for f in x.rules.families if arch0 in f.architectures] or [
-        f for f in x.rules.families if x.facts.model_type in f.model_types]
-
-
-def _family_in(c: Check, x: _Ctx) -> Result:
-    if x.facts.model_type is None:
-        return []
-    fams = _families(x)
-    if fams:
-        return []
-    arch = ", ".join(x.facts.architectures) or x.facts.model_type
-    return [("config.json", f"{arch} is not a listed family")]
-
-
-def capability(architecture: str, model_type: str | None) -> str | None:
-    """The OCI capability an architecture class serves, from its name."""
-    if architecture.endswith(("ForSequenceClassification", "ForTokenClassification")):
-        return "RERANK"
-    if architecture.endswith("ForConditionalGeneration") and model_type in VISION_TYPES:
-        return "IMAGE_TEXT_TO_TEXT"
-    if architecture.endswith(("ForCausalLM", "LMHeadModel", "ForConditionalGeneration")):
-        return "TEXT_TO_TEXT"
-    if architecture.endswith(("Model", "ForMaskedLM")):
-        return "EMBEDDING"
-    return None
-
-
-def _single_capability(c: Check, x: _Ctx) -> Result:
-    if not x.facts.architectures:
-        return []
-    listed = {a: f.capability for f in x.rules.families for a in f.architectures}
-    caps = {listed.get(a) or capability(a, x.facts.model_type) for a in x.facts.architectures}
-    if len(caps) == 1 and None not in caps:
-        return []
-    return [("config.json", f"capabilities {sorted(map(str, caps))} from "
-                            f"{', '.join(x.facts.architectures)}")]
-
-
-def _hardware_fit(c: Check, x: _Ctx) -> Result:
-    hw = advise(x.rules, x.facts)
-    return [] if hw.fits else [(None, hw.recommendation)]
-
-
-CHECKS: dict[str, Callable[[Check, _Ctx], Result]] = {
-    "config_present": _config_present, "config_keys": _config_keys,
-    "file_present": _file_present, "arch_supported": _arch_supported,
-    "quant_allowed": _quant_allowed, "weights_safetensors": _weights_safetensors,
-    "st_metadata": _st_metadata, "index_consistent": _index_consistent,
-    "chat_template": _chat_template, "remote_code": _remote_code,
-    "bf16_weights": _bf16_weights, "config_value": _config_value, "family_in": _family_in,
-    "single_capability": _single_capability, "hardware_fit": _hardware_fit,
-    "quant_format": _quant_format,
-}
-
-
-def advise(rules: TargetRules, facts: Facts) -> HardwareAdvice:
-    """Recommended hardware for ``facts`` on a target (see the [hardware] table of its file)."""
-    hw = rules.hardware
-    pb = facts.parameters / 1e9
-    notes = list(hw.notes)
-    if hw.kind == "databricks":
-        return HardwareAdvice(fits=True, recommendation="provisioned throughput sizes itself "
-                              "from the model family", notes=notes, unconfirmed=hw.unconfirmed)
-    if facts.model_kind == "timeseries":
-        table = "; ".join(f"{r['univariate']}/{r['multivariate']}: " + ", ".join(
-            f"{s} {r[s]}" for s in hw.timeseries_sizes) for r in hw.timeseries_concurrency)
-        return HardwareAdvice(fits=True, recommendation="time series: pick S, M, L or XL by "
-                              "concurrent users (payload: users per size)",
-                              notes=[*notes, table] if table else notes,
-                              unconfirmed=hw.unconfirmed)
-    bits = facts.quant_bits if facts.quant_method else None
-    if hw.kind == "watsonx" and bits is not None:
-        factor = hw.bit_factor.get(str(bits), 1.0)
-        mem = pb * hw.bytes_per_param * factor * (1 + hw.overhead)
-        gpus = max(1, math.ceil(mem / hw.gpu_gb))
-        return HardwareAdvice(
-            fits=True, gpus=gpus, gpu_memory_gb=round(mem, 1), tier="custom",
-            recommendation=f"custom hardware specification: {gpus}× {hw.gpu_gb:.0f} GB GPU "
-            f"({pb:.2f}B params × {hw.bytes_per_param:g} GB × {factor:g} for {bits}-bit "
-            f"+ {hw.overhead:.0%} = {mem:.1f} GB)", notes=notes, unconfirmed=hw.unconfirmed)
-    size_b = pb * (hw.bit_factor.get(str(bits), 1.0) if bits else 1.0)
-    tiers = hw.tiers
-    arch = rules.arch(facts.model_type)
-    if arch is not None and not arch.tensor_parallel and hw.no_tensor_parallel_tier:
-        tiers = [t for t in tiers if t.name == hw.no_tensor_parallel_tier]
-        notes.append(f"{arch.model_type} has no tensor parallelism: only "
-                     f"{hw.no_tensor_parallel_tier}")
-    tier = next((t for t in tiers if size_b <= t.max_params_b), None)
-    if tier is None:
-        top = tiers[-1] if tiers else None
-        return HardwareAdvice(fits=False, notes=notes, unconfirmed=hw.unconfirmed,
-                              recommendation=f"{pb:.2f}B parameters exceed the largest usable "
-                              f"size ({top.name if top else '-'}, "
-                              f"{top.max_params_b if top else 0:g}B)")
-    return HardwareAdvice(fits=True, tier=tier.name, notes=notes, unconfirmed=hw.unconfirmed,
-                          recommendation=f"{tier.name} ({pb:.2f}B parameters ≤ "
-                          f"{tier.max_params_b:g}B)")
 
 
 def _facts(root: Path, rep: InspectReport, config: dict[str, Any] | None) -> Facts:
@@ -500,3 +148,7 @@ def _read_config(root: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return cfg if isinstance(cfg, dict) else None
+
+
+__all__ = ["CheckReport", "Facts", "Finding", "HardwareAdvice", "TargetReport", "check",
+           "quant_problems"]

@@ -247,6 +247,34 @@ def tokenizer_cmd(folder: Path, out: Path | None, family: str | None, accept_gue
         raise SystemExit(EXIT_FINDINGS)
 
 
+@cli.command("merge")
+@click.argument("base", type=click.Path(path_type=Path))
+@click.argument("adapter", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), required=True,
+              help="folder for the merged full weights")
+@click.option("--max-shard-size", default="5GB", show_default=True)
+@click.option("--no-verify", is_flag=True, help="skip re-reading the written tensors")
+@click.option("--overwrite", is_flag=True)
+@common
+@handle_errors
+def merge_cmd(base: Path, adapter: Path, out: Path, max_shard_size: str, no_verify: bool,
+              overwrite: bool, as_json: bool, quiet: bool, debug: bool) -> None:
+    """Merge a PEFT LoRA ADAPTER into BASE: full safetensors weights, tensor by tensor."""
+    from modelport.convert.lora import merge
+    from modelport.convert.options import parse_size
+
+    rep = merge(base, adapter, out, overwrite=overwrite, verify=not no_verify,
+                max_shard_size=parse_size(max_shard_size))
+    lines = [f"merged {rep.adapter} into {rep.base} -> {rep.out} ({rep.seconds:.1f} s)",
+             f"  LoRA r={rep.r} alpha={rep.lora_alpha:g} scaling={rep.scaling:g}"
+             + (" rsLoRA" if rep.use_rslora else "")
+             + (" fan_in_fan_out" if rep.fan_in_fan_out else ""),
+             f"  {len(rep.merged)} tensor(s) merged, {len(rep.replaced)} replaced by the "
+             f"adapter's copy ({', '.join(rep.replaced) or 'none'}), {rep.tensors} in all"
+             + (", every one re-read and compared" if rep.verified else "")]
+    Output(as_json, quiet).result(rep, "\n".join(lines))
+
+
 @cli.command("tsfm-config")
 @click.argument("folder", type=click.Path(path_type=Path))
 @click.option("--check", "check_only", is_flag=True, help="validate the existing file only")

@@ -1,0 +1,289 @@
+"""``merge``: a base model plus a PEFT LoRA adapter into full weights, tensor by tensor.
+
+For each base tensor a LoRA targets: ``W + scaling · B·A`` computed in fp32 and cast back once
+(``fan_in_fan_out`` layers — GPT-2's Conv1D — take the transpose, embeddings take
+``(B·A)ᵀ``), with ``scaling = alpha / r`` (rsLoRA: ``alpha / √r``) and per-module ``r`` /
+``alpha`` from ``rank_pattern`` / ``alpha_pattern``. Modules the adapter saves whole
+(``modules_to_save``, a sequence-classification head) replace the base's. Everything else is
+the base's bytes, copied by the kernel. Only one output tensor and the adapter are in memory;
+every written tensor is re-read and compared with the base bytes or the merge recomputed.
+Anchor: PEFT's ``merge_and_unload`` (the whole model in memory).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+
+from modelport._io import jsonio
+from modelport._io.atomic import atomic_dir
+from modelport._io.hashing import HashingWriter
+from modelport._io.paths import check_output
+from modelport._io.st_header import TORCH_TO_ST, build_header
+from modelport._types import FileRecord, Record, file_role
+from modelport.convert.plan import shard
+from modelport.convert.sources import Reader, SourceSet, SourceTensor, open_source
+from modelport.errors import InputError, UnsupportedError, VerificationError
+
+ADAPTER_FILES = ("adapter_model.safetensors", "adapter_model.bin")
+PREFIX = "base_model.model."
+
+
+class MergeReport(Record):
+    base: str
+    adapter: str
+    out: str
+    r: int
+    lora_alpha: float
+    scaling: float = Field(description="alpha / r, or alpha / sqrt(r) with rsLoRA")
+    use_rslora: bool
+    fan_in_fan_out: bool
+    merged: list[str] = Field(description="base tensors that received W + scaling * B A")
+    replaced: list[str] = Field(description="base tensors replaced by the adapter's copy")
+    tensors: int
+    outputs: list[FileRecord]
+    verified: bool
+    seconds: float
+
+
+def _adapter_config(adapter: Path) -> dict[str, Any]:
+    path = adapter / "adapter_config.json"
+    if not path.is_file():
+        raise InputError("no adapter_config.json: not a PEFT adapter folder", path=adapter)
+    cfg = jsonio.load(path)
+    if not isinstance(cfg, dict):
+        raise InputError("adapter_config.json is not an object", path=path)
+    kind = str(cfg.get("peft_type", "LORA")).upper()
+    if kind != "LORA":
+        raise UnsupportedError(f"a {kind} adapter; only LoRA merges into plain weights",
+                               path=path, supported=["LORA"])
+    if cfg.get("use_dora"):
+        raise UnsupportedError("DoRA adapters (use_dora): the merged weight depends on a "
+                               "per-column norm this merge does not compute", path=path,
+                               hint="merge with PEFT's merge_and_unload")
+    for key in ("layers_to_transform", "layer_replication"):
+        if cfg.get(key):
+            raise UnsupportedError(f"adapters with {key}", path=path)
+    if not isinstance(cfg.get("r"), int) or cfg["r"] <= 0:
+        raise InputError("adapter_config.json has no positive integer r", path=path)
+    return cfg
+
+
+def _pattern_value(patterns: dict[str, Any], module: str, default: Any) -> Any:
+    """PEFT's rank_pattern / alpha_pattern: the first key that matches the module's end."""
+    for key, value in (patterns or {}).items():
+        if re.match(rf"(.*\.)?{key}$", module):
+            return value
+    return default
+
+
+def _load(reader: Reader, t: SourceTensor) -> Any:
+    import torch
+
+    raw = bytes(reader.tensor_bytes(t))
+    return torch.frombuffer(bytearray(raw), dtype=getattr(torch, t.dtype)).reshape(t.shape) \
+        if raw else torch.empty(t.shape, dtype=getattr(torch, t.dtype))
+
+
+class _Lora:
+    """The adapter's tensors, keyed by the base tensor they change."""
+
+    def __init__(self, adapter: Path, cfg: dict[str, Any]) -> None:
+        files = [adapter / f for f in ADAPTER_FILES if (adapter / f).is_file()]
+        if not files:
+            raise InputError("no adapter_model.safetensors or adapter_model.bin", path=adapter)
+        src = open_source(files[0])
+        reader = Reader(src.files)
+        try:
+            tensors = {t.name: _load(reader, t) for t in src.tensors}
+        finally:
+            reader.close()
+        self.cfg = cfg
+        self.delta: dict[str, tuple[Any, Any, str, float]] = {}  # weight -> (A, B, kind, scale)
+        self.whole: dict[str, Any] = {}
+        self.base_copy: dict[str, Any] = {}  # a layer's base weight saved with the adapter
+        pairs: dict[str, dict[str, Any]] = {}
+        for name, value in tensors.items():
+            key = name[len(PREFIX):] if name.startswith(PREFIX) else name
+            key = key.replace(".modules_to_save.default", "").replace(".default", "")
+            m = re.match(r"(.+)\.(lora_A|lora_B)\.weight$", key) or \
+                re.match(r"(.+)\.(lora_embedding_A|lora_embedding_B)$", key)
+            if m:
+                pairs.setdefault(m.group(1), {})[m.group(2)] = value
+            elif ".base_layer." in key:
+                # PEFT saves an embedding's base weight beside its LoRA (save_embedding_layers)
+                # and loads it over the base's: the merge starts from it
+                self.base_copy[key.replace(".base_layer.", ".")] = value
+            elif ".lora_" in key or key.endswith(".lora_magnitude_vector"):
+                raise UnsupportedError(f"adapter tensor {name!r} is not a LoRA A/B pair",
+                                       path=files[0])
+            else:
+                self.whole[key] = value
+        r0, alpha0 = int(cfg["r"]), float(cfg.get("lora_alpha", cfg["r"]))
+        for module, p in pairs.items():
+            a = p.get("lora_A", p.get("lora_embedding_A"))
+            b = p.get("lora_B", p.get("lora_embedding_B"))
+            if a is None or b is None:
+                raise InputError(f"{module}: lora_A without lora_B (or the reverse)",
+                                 path=files[0])
+            r = int(_pattern_value(cfg.get("rank_pattern", {}), module, r0))
+            alpha = float(_pattern_value(cfg.get("alpha_pattern", {}), module, alpha0))
+            scale = alpha / math.sqrt(r) if cfg.get("use_rslora") else alpha / r
+            kind = "embedding" if "lora_embedding_A" in p else (
+                "fan_in_fan_out" if cfg.get("fan_in_fan_out") else "linear")
+            self.delta[f"{module}.weight"] = (a, b, kind, scale)
+        self.file = files[0]
+
+    def merged(self, name: str, w: Any) -> Any:
+        """``W + scaling · B·A`` in fp32, cast back to W's dtype once."""
+        a, b, kind, scale = self.delta[name]
+        d = b.float() @ a.float()
+        if kind in ("embedding", "fan_in_fan_out"):
+            d = d.T
+        if tuple(d.shape) != tuple(w.shape):
+            raise InputError(f"the adapter's update for {name} is {tuple(d.shape)}, the base "
+                             f"tensor is {tuple(w.shape)}", path=self.file,
+                             hint="this adapter was trained on another base model")
+        return (w.float() + d * scale).to(w.dtype)
+
+
+def merge(base: str | Path, adapter: str | Path, out: str | Path, *, overwrite: bool = False,
+          max_shard_size: int = 5 * 10**9, verify: bool = True) -> MergeReport:
+    """Merge a LoRA ``adapter`` into ``base`` and write full safetensors weights to ``out``.
+
+    Raises:
+        UnsupportedError: DoRA, other PEFT types, layer replication.
+        InputError: names or shapes that do not fit the base, an adapter's whole module the
+            base lacks (nothing is written).
+    """
+    t0 = time.perf_counter()
+    base, adapter, out = Path(base), Path(adapter), Path(out)
+    if not base.is_dir():
+        raise InputError("is not a model folder", path=base)
+    check_output(base, out, overwrite=overwrite)
+    cfg = _adapter_config(adapter)
+    lora = _Lora(adapter, cfg)
+    src: SourceSet = open_source(base)
+    names = {t.name for t in src.tensors}
+    missing = sorted(set(lora.delta) - names)
+    if missing:
+        raise InputError(f"{len(missing)} LoRA target(s) are not tensors of the base: "
+                         f"{', '.join(missing[:3])}", path=adapter,
+                         hint=f"the adapter was trained on {cfg.get('base_model_name_or_path')}"
+                              "; merge it into that model")
+    lacking = sorted((set(lora.whole) | set(lora.base_copy)) - names)
+    if lacking:
+        raise InputError(f"the adapter saves whole module(s) the base lacks: "
+                         f"{', '.join(lacking[:3])}", path=adapter,
+                         hint="load the base with the head the adapter was trained with "
+                              "(e.g. AutoModelForSequenceClassification, num_labels)")
+    for name, value in (lora.whole | lora.base_copy).items():
+        t = next(x for x in src.tensors if x.name == name)
+        if tuple(value.shape) != tuple(t.shape):
+            raise InputError(f"{name}: the adapter's copy is {tuple(value.shape)}, the base's "
+                             f"{tuple(t.shape)}", path=adapter,
+                             hint="build the base with the same number of labels")
+    reader = Reader(src.files)
+    outputs: list[FileRecord] = []
+    try:
+        with atomic_dir(out, overwrite=overwrite) as tmp:
+            shards = shard(src.tensors, max_shard_size)
+            weight_map: dict[str, str] = {}
+            for sh in shards:
+                _write(tmp / sh.filename, sh.tensors, reader, lora)
+                if verify:
+                    _verify(tmp / sh.filename, sh.tensors, reader, lora)
+                weight_map.update({t.name: sh.filename for t in sh.tensors})
+            if len(shards) > 1:
+                total = sum(t.nbytes for t in src.tensors)
+                (tmp / "model.safetensors.index.json").write_text(json.dumps(
+                    {"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2))
+            for rel in src.copy_files:
+                if rel in ("adapter_config.json", *ADAPTER_FILES):
+                    continue
+                (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(base / rel, tmp / rel)
+            from modelport._io.hashing import sha256_file
+
+            for p in sorted(tmp.rglob("*")):
+                if p.is_file():
+                    rel = p.relative_to(tmp).as_posix()
+                    outputs.append(FileRecord(path=rel, size=p.stat().st_size,
+                                              sha256=sha256_file(p), role=file_role(rel)))
+    finally:
+        reader.close()
+    return MergeReport(
+        base=str(base), adapter=str(adapter), out=str(out), r=int(cfg["r"]),
+        lora_alpha=float(cfg.get("lora_alpha", cfg["r"])),
+        scaling=float(next(iter(lora.delta.values()))[3]) if lora.delta else 0.0,
+        use_rslora=bool(cfg.get("use_rslora")), fan_in_fan_out=bool(cfg.get("fan_in_fan_out")),
+        merged=sorted(lora.delta), replaced=sorted(lora.whole), tensors=len(src.tensors),
+        outputs=outputs, verified=verify, seconds=round(time.perf_counter() - t0, 3))
+
+
+def _value(t: SourceTensor, reader: Reader, lora: _Lora) -> Any | None:
+    """The merged or replaced value of ``t``; None when it is the base's bytes."""
+    if t.name in lora.whole:
+        return lora.whole[t.name].to(_load(reader, t).dtype).contiguous()
+    if t.name in lora.delta:
+        w = _load(reader, t)
+        if t.name in lora.base_copy:
+            w = lora.base_copy[t.name].to(w.dtype)
+        return lora.merged(t.name, w).contiguous()
+    if t.name in lora.base_copy:
+        return lora.base_copy[t.name].to(_load(reader, t).dtype).contiguous()
+    return None
+
+
+def _write(path: Path, tensors: list[SourceTensor], reader: Reader, lora: _Lora) -> None:
+    import torch
+
+    entries = [(t.name, TORCH_TO_ST[t.dtype], t.shape, t.nbytes) for t in tensors]
+    header, _ = build_header(entries, {"format": "pt"})
+    w = HashingWriter(path)
+    try:
+        w.write(header)
+        for t in tensors:
+            v = _value(t, reader, lora)
+            if v is not None:
+                w.write(v.reshape(-1).view(torch.uint8).numpy())
+                continue
+            region = reader.file_region(t)
+            if region is not None:
+                w.copy_from(region[0], region[1], reader.tensor_bytes(t))
+            else:
+                w.write(reader.tensor_bytes(t))
+        w.close()
+    except BaseException:
+        w.abort()
+        path.unlink(missing_ok=True)
+        raise
+
+
+def _verify(path: Path, tensors: list[SourceTensor], reader: Reader, lora: _Lora) -> None:
+    """Re-read every tensor: the base's bytes, or the merge recomputed."""
+    import torch
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        if set(f.keys()) != {t.name for t in tensors}:
+            raise VerificationError("tensor names differ after the merge", path=path)
+        for t in tensors:
+            got = f.get_tensor(t.name)
+            want = _value(t, reader, lora)
+            if want is None:
+                want = _load(reader, t)
+            if got.dtype != want.dtype or not torch.equal(got.view(-1).view(torch.uint8),
+                                                          want.reshape(-1).view(torch.uint8)):
+                raise VerificationError(f"tensor {t.name!r} differs after writing", path=path,
+                                        hint="this is a modelport bug; please report it")
+
+
+__all__ = ["MergeReport", "merge"]

@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from convert_bench import run_measured  # noqa: E402
+from convert_bench import run_measured
 
 BUILD = r"""
 import sys, torch

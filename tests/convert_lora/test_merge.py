@@ -150,3 +150,16 @@ def test_real_distilbert_adapter_pickled_on_cuda(tmp_path: Path) -> None:
     theirs = anchor.state_dict()
     for name, t in ours.items():
         assert torch.equal(t, theirs[name]), name
+
+
+def test_prepare_with_adapter(base: Path, tmp_path: Path) -> None:
+    anchor = _train_lora(base, tmp_path / "adapter")
+    r = CliRunner().invoke(cli, ["prepare", str(base), "--out", str(tmp_path / "bundle"),
+                                 "--adapter", str(tmp_path / "adapter"), "--target",
+                                 "watsonx-saas", "--json"])
+    assert r.exit_code == 0, r.stderr
+    steps = {s["verb"]: s for s in json.loads(r.stdout)["steps"]}
+    assert steps["merge"]["status"] == "done" and "tensor(s) merged" in steps["merge"]["detail"]
+    raw = json.loads((tmp_path / "bundle" / "modelport.manifest.json").read_text())
+    assert raw["provenance"]["options"]["adapter"] == str(tmp_path / "adapter")
+    _same_as_peft(tmp_path / "bundle", anchor)

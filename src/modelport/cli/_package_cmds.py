@@ -197,6 +197,8 @@ def verify_cmd(target: str, endpoint_url: str | None, region: str | None, profil
 @click.option("--dtype", type=click.Choice(["fp16", "bf16", "fp32"]), default=None)
 @click.option("--quantize", type=click.Choice(["gptq", "awq"]), default=None,
               help="add a verified 4-bit quantization (needs modelport[quantize])")
+@click.option("--adapter", type=click.Path(path_type=Path), default=None,
+              help="a PEFT LoRA adapter folder to merge into SRC first")
 @click.option("--tokenizer-family", default=None, help="the tokenizer class, when the slow "
               "tokenizer files do not state it (see `modelport tokenizer --help`)")
 @click.option("--accept-tokenizer-guess", is_flag=True, help="take the first candidate class "
@@ -207,7 +209,8 @@ def verify_cmd(target: str, endpoint_url: str | None, region: str | None, profil
 @common
 @handle_errors
 def prepare_cmd(src: Path, target_names: tuple[str, ...], out: Path, upload_url: str | None,
-                dtype: str | None, quantize: str | None, tokenizer_family: str | None,
+                dtype: str | None, quantize: str | None, adapter: Path | None,
+                tokenizer_family: str | None,
                 accept_tokenizer_guess: bool, force: bool, overwrite: bool,
                 endpoint_url: str | None,
                 region: str | None, profile: str | None, concurrency: int, as_json: bool,
@@ -220,7 +223,7 @@ def prepare_cmd(src: Path, target_names: tuple[str, ...], out: Path, upload_url:
     rep = prepare(src, out, target_names, upload_url=upload_url, dtype=dtype, force=force,
                   overwrite=overwrite, progress=o.progress, quantize=quantize,
                   tokenizer_family=tokenizer_family,
-                  accept_tokenizer_guess=accept_tokenizer_guess,
+                  accept_tokenizer_guess=accept_tokenizer_guess, adapter=adapter,
                   upload_options=_upload_options(endpoint_url, region, profile,  # type: ignore[arg-type]
                                                  concurrency))
     lines = [f"prepared {rep.out} from {rep.src}"]

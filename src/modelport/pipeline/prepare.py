@@ -19,6 +19,7 @@ from modelport._types import Record
 from modelport.convert.architectures import infer_architecture
 from modelport.convert.checkpoint import convert
 from modelport.convert.inspect import inspect
+from modelport.convert.lora import merge
 from modelport.convert.normalize import normalize
 from modelport.convert.tokenizer import SPM_FILES, tokenizer
 from modelport.convert.tsfm import TSFM_FILE, tsfm_config
@@ -42,13 +43,15 @@ def prepare(src: str | Path, out: str | Path, targets: list[str] | tuple[str, ..
             upload_options: UploadOptions | None = None, dtype: str | None = None,
             force: bool = False, overwrite: bool = False, progress: bool | None = None,
             quantize: str | None = None, tokenizer_family: str | None = None,
-            accept_tokenizer_guess: bool = False) -> PrepareReport:
+            accept_tokenizer_guess: bool = False, adapter: str | Path | None = None
+            ) -> PrepareReport:
     """Run every step a folder needs for the targets; optionally upload and verify remotely.
 
     ``quantize`` ("gptq" or "awq") adds a verified 4-bit quantization with the defaults of
     :func:`modelport.quantize.run.quantize`, refused up front when the first target does not
     load that method for the architecture. ``tokenizer_family`` / ``accept_tokenizer_guess``
     are the tokenizer step's ``family`` / ``accept_guess`` (the manifest records the class).
+    ``adapter`` (a PEFT LoRA folder) is merged into SRC's weights first (``modelport merge``).
     """
     src, out = Path(src), Path(out)
     if not src.exists():
@@ -74,6 +77,12 @@ def prepare(src: str | Path, out: str | Path, targets: list[str] | tuple[str, ..
         else:
             step("convert", False, "weights are safetensors already")
         base = stage if pickled else src
+        if adapter is not None:
+            merged = work / "merged"
+            m = merge(base, adapter, merged)
+            step("merge", True, f"LoRA r={m.r} alpha={m.lora_alpha:g} from {adapter}: "
+                 f"{len(m.merged)} tensor(s) merged, {len(m.replaced)} replaced, verified")
+            base = merged
         norm = work / "normalized"
         nrep = normalize(base, norm, link=True, dtype=dtype)  # type: ignore[arg-type]
         fixed = [f"{f.path}: {f.action}" for f in nrep.files if f.action != "unchanged"]
@@ -115,6 +124,7 @@ def prepare(src: str | Path, out: str | Path, targets: list[str] | tuple[str, ..
                                options={"targets": list(targets), "dtype": dtype,
                                         "quantize": quantize,
                                         "tokenizer_family": tokenizer_family,
+                                        "adapter": str(adapter) if adapter else None,
                                         "accept_tokenizer_guess": accept_tokenizer_guess})
         except TargetCheckFailed as e:  # say it of the user's folder, not the work copy
             e.path = str(src)

@@ -47,6 +47,8 @@ class ConvertReport(Record):
     aliases: dict[str, str] = Field(description="name not written -> name it aliases")
     overlapping_views: list[list[str]]
     tensor_map: dict[str, str] = Field(description="input name -> output file, or 'alias of X'")
+    renamed: dict[str, str] = Field(default_factory=dict, description="a training framework's "
+                                    "name -> the model's (prefixes removed to fit config.json)")
     skipped_entries: list[SkippedItem]
     skipped_files: list[SkippedItem]
     warnings: list[str]
@@ -221,6 +223,7 @@ def execute(plan: ConvertPlan, *, progress: bool | None = None) -> ConvertReport
         parameters=sum(math.prod(t.shape) for t in written),
         total_bytes=plan.total_bytes, dtypes=dtypes, outputs=outputs,
         aliases=plan.aliases, overlapping_views=plan.overlapping, tensor_map=tensor_map,
+        renamed=plan.renamed,
         skipped_entries=[SkippedItem(name=s.name, reason=s.reason) for s in src.skipped_entries],
         skipped_files=[SkippedItem(name=s.name, reason=s.reason) for s in src.skipped_files],
         warnings=plan.warnings, verified=plan.options.verify,

@@ -36,6 +36,11 @@ class ConvertOptions(BaseModel):
     strip_prefix: str | None = Field(
         None, description="remove this prefix from tensor names, e.g. 'model.'"
     )
+    fit_names: bool = Field(
+        True, description="remove training frameworks' prefixes (model., module., _orig_mod., "
+        "_fsdp_wrapped_module., ...) when the result is exactly the names of the model "
+        "config.json describes",
+    )
     aliases: Literal["dedupe", "copy"] = Field(
         "dedupe", description="exact aliases (tied weights): write once ('dedupe', what "
         "transformers expects) or once per name ('copy')",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,7 @@ class ConvertPlan:
     aliases: dict[str, str]  # name not written -> name written with the same bytes
     overlapping: list[list[str]]  # share storage bytes without being aliases: written apart
     warnings: list[str] = field(default_factory=list)
+    renamed: dict[str, str] = field(default_factory=dict)  # framework name -> model name
 
     @property
     def total_bytes(self) -> int:
@@ -118,6 +120,21 @@ def plan_convert(
     check_output(src, dst, overwrite=options.overwrite)
     source = open_source(src, state_dict_key=options.state_dict_key,
                          strip_prefix=options.strip_prefix, allow_globals=options.allow_globals)
+    renamed: dict[str, str] = {}
+    from modelport.convert.framework_names import describe_mismatch, fit_names, looks_wrapped
+
+    if options.strip_prefix is None and options.fit_names and looks_wrapped(
+            [t.name for t in source.tensors]):
+        folder = src if src.is_dir() else src.parent
+        fit = fit_names([t.name for t in source.tensors], folder)
+        if fit is not None:
+            mapping, note = fit
+            renamed = {k: v for k, v in mapping.items() if k != v}
+            source.tensors = [dataclasses.replace(t, name=mapping[t.name])
+                              for t in source.tensors]
+            source.warnings.append(f"tensor names: {note}")
+        elif (d := describe_mismatch([t.name for t in source.tensors], folder)) is not None:
+            source.warnings.append(d)
     bad = [f"{t.name} ({t.dtype})" for t in source.tensors if t.dtype not in TORCH_TO_ST]
     if bad:
         raise UnsupportedError(
@@ -133,4 +150,4 @@ def plan_convert(
         aliases = {}
     written = [t for t in source.tensors if t.name not in aliases]
     return ConvertPlan(source, dst, options, shard(written, options.max_shard_bytes), aliases,
-                       overlapping, warnings)
+                       overlapping, warnings, renamed)

@@ -1,0 +1,130 @@
+"""Tensor names as training frameworks leave them, fitted to the model config.json describes.
+
+Lightning keeps the model under an attribute (``model.``), DDP and DeepSpeed under
+``module.``, ``torch.compile`` under ``_orig_mod.``, FSDP and activation checkpointing insert
+``_fsdp_wrapped_module.`` / ``_checkpoint_wrapped_module.`` inside names. A prefix is removed
+only when the result is exactly the model's own names — those of the class config.json names,
+built on the meta device (counting tied weights a checkpoint omits) — so ``model.`` is kept
+where the model itself starts with it (``LlamaForCausalLM``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import warnings
+from pathlib import Path
+
+from modelport._io import jsonio
+from modelport.convert.architectures import MAPPINGS, _expected
+
+INFIXES = ("_fsdp_wrapped_module.", "_checkpoint_wrapped_module.")
+LEADING = ("_orig_mod.", "module.", "model.", "_forward_module.", "state_dict.")
+
+
+# top-level modules of transformers' models: "model.<one of these>" is Lightning's attribute
+_HF_TOP = {"model", "transformer", "lm_head", "bert", "gpt_neox", "embed_out", "encoder",
+           "decoder", "shared", "roberta", "distilbert", "score", "classifier", "backbone",
+           "language_model", "embeddings", "layers", "h", "wte"}
+
+
+def looks_wrapped(names: list[str]) -> bool:
+    """Cheap: do the names carry a framework's marks? (Only then is the model built.)"""
+    for n in names:
+        if any(s in n for s in INFIXES) or n.startswith(
+                ("_orig_mod.", "module.", "_forward_module.", "state_dict.")):
+            return True
+        parts = n.split(".", 2)
+        if len(parts) > 2 and parts[0] == "model" and parts[1] in _HF_TOP:
+            return True
+    return False
+
+
+def _model_names(folder: Path) -> list[tuple[str, set[str], set[str]]]:
+    """(class, expected names, tied names) for the classes config.json may mean."""
+    import transformers
+    from transformers.models.auto import modeling_auto
+
+    cfg_path = folder / "config.json"
+    try:
+        raw = jsonio.load(cfg_path)
+    except (OSError, ValueError):
+        return []
+    if not isinstance(raw, dict) or not raw.get("model_type"):
+        return []
+    archs = [a for a in raw.get("architectures") or [] if isinstance(a, str)]
+    if not archs:
+        for name in MAPPINGS:
+            c = getattr(modeling_auto, name, {}).get(raw["model_type"])
+            if isinstance(c, str) and c not in archs:
+                archs.append(c)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            config = transformers.AutoConfig.from_pretrained(folder)
+        except (OSError, ValueError, KeyError):
+            return []
+    out = []
+    for a in archs:
+        cls = getattr(transformers, a, None)
+        if cls is None:
+            continue
+        try:
+            expected, tied = _expected(cls, config)
+        except Exception:  # a class this config cannot build does not fit  # noqa: S112
+            continue
+        out.append((a, expected, tied))
+    return out
+
+
+def _strip(name: str, leading: tuple[str, ...], infixes: bool) -> str:
+    if infixes:
+        for s in INFIXES:
+            name = name.replace(s, "")
+    for p in leading:
+        if name.startswith(p):
+            name = name[len(p):]
+    return name
+
+
+def fit_names(names: list[str], folder: Path) -> tuple[dict[str, str], str] | None:
+    """A renaming that makes ``names`` the model's own, and what it removed; None when the
+    names already fit, config.json is absent, or no removal of framework prefixes fits."""
+    models = _model_names(folder)
+    if not models:
+        return None
+    have = set(names)
+    for _, expected, tied in models:
+        if have <= expected and expected - have <= tied:
+            return None
+    combos: list[tuple[tuple[str, ...], bool]] = [((), True)]
+    for k in (1, 2, 3):
+        for leading in itertools.permutations(LEADING, k):
+            combos += [(leading, False), (leading, True)]
+    for leading, infixes in combos:
+        mapped = {n: _strip(n, leading, infixes) for n in names}
+        new = set(mapped.values())
+        if len(new) != len(names):
+            continue
+        for cls, expected, tied in models:
+            if new <= expected and expected - new <= tied:
+                what = [f"leading {p!r}" for p in leading] + (
+                    [f"{', '.join(repr(s) for s in INFIXES)} inside names"] if infixes and any(
+                        s in n for n in names for s in INFIXES) else [])
+                return mapped, f"removed {' and '.join(what)}: the names are then {cls}'s"
+    return None
+
+
+def describe_mismatch(names: list[str], folder: Path) -> str | None:
+    """When the names fit none of the config's classes, a short note of the difference."""
+    models = _model_names(folder)
+    if not models:
+        return None
+    cls, expected, _ = models[0]
+    extra = sorted(set(names) - expected)[:2]
+    return (f"tensor names do not match {cls} built from config.json (e.g. "
+            f"{', '.join(extra) or 'missing tensors'}); pass --strip-prefix if a framework "
+            "added one") if extra else None
+
+
+__all__ = ["describe_mismatch", "fit_names", "looks_wrapped"]
+

@@ -109,9 +109,19 @@ def test_refusals_write_nothing(base: Path, tmp_path: Path) -> None:
     assert json.loads(r.stdout)["merged"]
 
 
+def _same_tensors_as_peft(tmp: Path, cls: type, adapter: Path) -> None:
+    from peft import PeftModel
+    from safetensors.torch import load_file
+
+    anchor = PeftModel.from_pretrained(cls.from_pretrained(tmp / "base"),  # type: ignore[attr-defined]
+                                       adapter).merge_and_unload()
+    theirs = anchor.state_dict()
+    for name, t in load_file(tmp / "out" / "model.safetensors").items():
+        assert torch.equal(t, theirs[name]), name
+
+
 @pytest.mark.real
 def test_real_gpt2_adapter_fan_in_fan_out_and_classifier(tmp_path: Path) -> None:
-    from peft import PeftModel
     from transformers import GPT2Config, GPT2ForSequenceClassification
 
     adapter = real_path("ckpt2", "peft_gpt2_seqcls_anirudh")
@@ -120,20 +130,12 @@ def test_real_gpt2_adapter_fan_in_fan_out_and_classifier(tmp_path: Path) -> None
     GPT2ForSequenceClassification(cfg).save_pretrained(tmp_path / "base")
     rep = merge(tmp_path / "base", adapter, tmp_path / "out")
     assert rep.fan_in_fan_out and rep.replaced == ["score.weight"] and len(rep.merged) == 12
-    base = GPT2ForSequenceClassification.from_pretrained(tmp_path / "base")
-    anchor = PeftModel.from_pretrained(base, adapter).merge_and_unload()
-    from safetensors.torch import load_file
-
-    ours = load_file(tmp_path / "out" / "model.safetensors")
-    theirs = anchor.state_dict()
-    for name, t in ours.items():
-        assert torch.equal(t, theirs[name]), name
+    _same_tensors_as_peft(tmp_path, GPT2ForSequenceClassification, adapter)
 
 
 @pytest.mark.real
 def test_real_distilbert_adapter_pickled_on_cuda(tmp_path: Path) -> None:
     """A pickled adapter saved on a GPU: read through the allow-list, no device needed."""
-    from peft import PeftModel
     from transformers import DistilBertConfig, DistilBertForSequenceClassification
 
     adapter = real_path("ckpt2", "peft_distilbert_seqcls_sidkris_bin")
@@ -142,14 +144,7 @@ def test_real_distilbert_adapter_pickled_on_cuda(tmp_path: Path) -> None:
         tmp_path / "base")
     rep = merge(tmp_path / "base", adapter, tmp_path / "out")
     assert len(rep.merged) == 18 and rep.scaling == 2.0  # q/k/v_lin in 6 layers, 32 / 16
-    base = DistilBertForSequenceClassification.from_pretrained(tmp_path / "base")
-    anchor = PeftModel.from_pretrained(base, adapter).merge_and_unload()
-    from safetensors.torch import load_file
-
-    ours = load_file(tmp_path / "out" / "model.safetensors")
-    theirs = anchor.state_dict()
-    for name, t in ours.items():
-        assert torch.equal(t, theirs[name]), name
+    _same_tensors_as_peft(tmp_path, DistilBertForSequenceClassification, adapter)
 
 
 def test_prepare_with_adapter(base: Path, tmp_path: Path) -> None:

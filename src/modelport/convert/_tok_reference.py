@@ -56,6 +56,20 @@ def with_specials(encode: Callable[[str], list[int]], specials: dict[str, int]
     return run
 
 
+def merge_pair(parts: list[str], pair: tuple[str, str]) -> list[str]:
+    """Merge every occurrence of ``pair``, left to right (one BPE step)."""
+    merged: list[str] = []
+    j = 0
+    while j < len(parts):
+        if j < len(parts) - 1 and (parts[j], parts[j + 1]) == pair:
+            merged.append(parts[j] + parts[j + 1])
+            j += 2
+        else:
+            merged.append(parts[j])
+            j += 1
+    return merged
+
+
 @cache
 def bytes_to_unicode() -> dict[int, str]:
     """GPT-2's reversible map from bytes to printable unicode characters."""
@@ -98,17 +112,7 @@ class ByteLevelBPE:
             if best[0] == 1 << 60:
                 break
             i = best[1]
-            pair = (parts[i], parts[i + 1])
-            merged: list[str] = []
-            j = 0
-            while j < len(parts):  # merge every occurrence of the pair, left to right
-                if j < len(parts) - 1 and (parts[j], parts[j + 1]) == pair:
-                    merged.append(parts[j] + parts[j + 1])
-                    j += 2
-                else:
-                    merged.append(parts[j])
-                    j += 1
-            parts = merged
+            parts = merge_pair(parts, (parts[i], parts[i + 1]))
         self._cache[word] = parts
         return parts
 
@@ -247,16 +251,7 @@ class SuffixBPE:
             best = min(pairs, key=lambda p: self.ranks.get(p, 1 << 60))
             if best not in self.ranks:
                 break
-            merged: list[str] = []
-            j = 0
-            while j < len(word):
-                if j < len(word) - 1 and (word[j], word[j + 1]) == best:
-                    merged.append(word[j] + word[j + 1])
-                    j += 2
-                else:
-                    merged.append(word[j])
-                    j += 1
-            word = merged
+            word = merge_pair(word, best)
         if word == ["\n  </w>"]:
             word = ["\n</w>"]
         self._cache[token] = word

@@ -51,6 +51,23 @@ def _expected(cls: Any, config: Any) -> tuple[set[str], set[str]]:
     return set(model.state_dict()), tied_names
 
 
+def built(classes: list[str], config: Any) -> list[tuple[str, set[str], set[str]]]:
+    """(class, its tensor names, the tied ones) for each class ``config`` can build."""
+    import transformers
+
+    out = []
+    for c in classes:
+        cls = getattr(transformers, c, None)
+        if cls is None:
+            continue
+        try:
+            expected, tied = _expected(cls, config)
+        except Exception:  # a class that cannot be built from this config does not fit  # noqa: S112
+            continue
+        out.append((c, expected, tied))
+    return out
+
+
 def infer_architecture(folder: str | Path) -> ArchitectureInference:
     """The classes whose tensors the folder's safetensors weights are, for its model_type."""
     import transformers
@@ -77,17 +94,8 @@ def infer_architecture(folder: str | Path) -> ArchitectureInference:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         config = transformers.AutoConfig.from_pretrained(folder)
-    fits = []
-    for c in candidates:
-        cls = getattr(transformers, c, None)
-        if cls is None:
-            continue
-        try:
-            expected, tied = _expected(cls, config)
-        except Exception:  # a class that cannot be built from this config does not fit  # noqa: S112
-            continue
-        if names <= expected and expected - names <= tied:
-            fits.append(c)
+    fits = [c for c, expected, tied in built(candidates, config)
+            if names <= expected and expected - names <= tied]
     return ArchitectureInference(
         model_type=model_type, candidates=candidates, fits=fits,
         evidence=f"{len(names)} tensors compared with {len(candidates)} classes of "

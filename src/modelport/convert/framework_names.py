@@ -15,7 +15,7 @@ import warnings
 from pathlib import Path
 
 from modelport._io import jsonio
-from modelport.convert.architectures import MAPPINGS, _expected
+from modelport.convert.architectures import MAPPINGS, built
 
 INFIXES = ("_fsdp_wrapped_module.", "_checkpoint_wrapped_module.")
 LEADING = ("_orig_mod.", "module.", "model.", "_forward_module.", "state_dict.")
@@ -63,17 +63,7 @@ def _model_names(folder: Path) -> list[tuple[str, set[str], set[str]]]:
             config = transformers.AutoConfig.from_pretrained(folder)
         except (OSError, ValueError, KeyError):
             return []
-    out = []
-    for a in archs:
-        cls = getattr(transformers, a, None)
-        if cls is None:
-            continue
-        try:
-            expected, tied = _expected(cls, config)
-        except Exception:  # a class this config cannot build does not fit  # noqa: S112
-            continue
-        out.append((a, expected, tied))
-    return out
+    return built(archs, config)
 
 
 def _strip(name: str, leading: tuple[str, ...], infixes: bool) -> str:

@@ -89,6 +89,17 @@ def _albert_pre(src: Source, applied: dict[str, Any], lower_default: bool
     return steps, pre, lower
 
 
+def _fairseq_roles(src: Source) -> dict[str, Added | None]:
+    """The role tokens of the fairseq classes (the mask takes the space before it)."""
+    return {"bos_token": _role(src, "bos_token", "<s>"),
+            "eos_token": _role(src, "eos_token", "</s>"),
+            "sep_token": _role(src, "sep_token", "</s>"),
+            "cls_token": _role(src, "cls_token", "<s>"),
+            "unk_token": _role(src, "unk_token", "<unk>"),
+            "pad_token": _role(src, "pad_token", "<pad>"),
+            "mask_token": _role(src, "mask_token", "<mask>", lstrip=True)}
+
+
 def _fairseq(m: Any, sp: Any, src: Source, extra: list[str]) -> tuple[
         list[tuple[str, float]], list[int], Callable[[str], int]]:
     """fairseq layout: <s> <pad> </s> <unk>, every piece one id up, then ``extra``."""
@@ -185,13 +196,7 @@ def plan_for(res: Resolved, src: Source, m: Any, sp: Any) -> Plan:
                     additional=additional, lower=lower, preprocess=steps, pre_ref=pre,
                     digit_comma=True, applied=applied)
     if f in ("xlm-roberta", "mbart", "mbart50", "nllb"):
-        roles = {"bos_token": _role(src, "bos_token", "<s>"),
-                 "eos_token": _role(src, "eos_token", "</s>"),
-                 "sep_token": _role(src, "sep_token", "</s>"),
-                 "cls_token": _role(src, "cls_token", "<s>"),
-                 "unk_token": _role(src, "unk_token", "<unk>"),
-                 "pad_token": _role(src, "pad_token", "<pad>"),
-                 "mask_token": _role(src, "mask_token", "<mask>", lstrip=True)}
+        roles = _fairseq_roles(src)
         if f == "xlm-roberta":
             vocab, vtypes, to_id = _fairseq(m, sp, src, ["<mask>"])
             return Plan(vocab, vtypes, 3, to_id, roles, Template(["<s>"], ["</s>"]),
@@ -215,13 +220,7 @@ def plan_for(res: Resolved, src: Source, m: Any, sp: Any) -> Plan:
         return Plan(vocab, vtypes, 3, to_id, roles, t, class_added=extra_codes,
                     additional=additional, applied=applied)
     if f == "camembert":
-        roles = {"bos_token": _role(src, "bos_token", "<s>"),
-                 "eos_token": _role(src, "eos_token", "</s>"),
-                 "sep_token": _role(src, "sep_token", "</s>"),
-                 "cls_token": _role(src, "cls_token", "<s>"),
-                 "unk_token": _role(src, "unk_token", "<unk>"),
-                 "pad_token": _role(src, "pad_token", "<pad>"),
-                 "mask_token": _role(src, "mask_token", "<mask>", lstrip=True)}
+        roles = _fairseq_roles(src)
         head = ["<s>NOTUSED", "<pad>", "</s>NOTUSED", "<unk>", "<unk>NOTUSED"]
         vocab = [(h, 0.0) for h in head] + pieces[1:] + [("<mask>", 0.0)]
         vtypes = [CONTROL] * 5 + types[1:] + [CONTROL]

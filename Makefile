@@ -41,6 +41,7 @@ bench: setup
 	$(BIN)/python bench/quantize_bench.py
 	$(BIN)/python bench/data_check_bench.py
 	$(BIN)/python bench/lora_merge_bench.py
+	$(BIN)/python bench/dcp_bench.py
 	MODELPORT_FUZZ_EXAMPLES=25000 $(PYTEST) -n 2 -q tests/hostile/test_fuzz.py
 
 # the hostile-input table of the README: counts come from this run

@@ -238,7 +238,8 @@ def convert(
     """Convert a pickled or safetensors checkpoint into verified safetensors shards.
 
     Args:
-        src: a model folder or a single ``.bin``/``.pt``/``.pth``/``.ckpt``/``.safetensors`` file.
+        src: a model folder, a single ``.bin``/``.pt``/``.pth``/``.ckpt``/``.safetensors``
+            file, or a ``torch.distributed.checkpoint`` folder (``.metadata`` + ``.distcp``).
         dst: the output folder (created; must not exist unless ``overwrite``).
         options: a :class:`ConvertOptions`; keyword arguments build one when omitted.
         progress: show a progress bar (None: only on a terminal or notebook).
@@ -259,6 +260,10 @@ def convert(
         options = ConvertOptions(**kwargs)  # type: ignore[arg-type]
     elif kwargs:
         options = options.model_copy(update=kwargs)
+    from modelport.convert.dcp_convert import convert_dcp, dcp_folder
+
+    if dcp_folder(Path(src)) is not None:  # torch.distributed.checkpoint (FSDP, torchtitan)
+        return convert_dcp(Path(src), Path(dst), options)
     return execute(plan_convert(src, dst, options), progress=progress)
 
 

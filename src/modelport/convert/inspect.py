@@ -212,6 +212,38 @@ def _config(root: Path, problems: list[Problem]) -> ConfigInfo | None:
     return info
 
 
+def _inspect_dcp(path: Path, folder: Path, problems: list[Problem]) -> WeightFile:
+    """A distributed checkpoint as one weight entry: its model tensors, from .metadata."""
+    from modelport.convert.dcp import read_metadata
+    from modelport.convert.dcp_convert import TRAINING_STATE
+    from modelport.convert.pickle_safe import element_size
+
+    rel = folder.relative_to(path).as_posix() if folder != path else "."
+    ranks = len(list(folder.glob("*.distcp")))
+    wf = WeightFile(path=rel, format=f"distributed checkpoint ({ranks} files)",
+                    size=sum(p.stat().st_size for p in folder.glob("*.distcp")))
+    try:
+        tensors, _ = read_metadata(folder)
+    except ModelportError as e:
+        problems.append(Problem(severity="error", file=rel, message=e.message))
+        return wf
+    missing = sorted({c.file for t in tensors for c in t.chunks
+                      if not (folder / c.file).is_file()})
+    if missing:
+        problems.append(Problem(severity="error", file=rel, message=f"{len(missing)} file(s) "
+                                f"named in .metadata are missing: {', '.join(missing[:3])}"))
+    model = [t for t in tensors if t.fqn.split(".", 1)[0] not in TRAINING_STATE]
+    wf.tensors = len(model)
+    wf.tensor_bytes = sum(t.nbytes for t in model)
+    wf.parameters = sum(t.nbytes // element_size(t.dtype) for t in model)
+    for t in model:
+        wf.dtypes[t.dtype] = wf.dtypes.get(t.dtype, 0) + 1
+    problems.append(Problem(severity="warning", file=rel, message=(
+        "a training checkpoint (torch.distributed.checkpoint): modelport convert reassembles "
+        "it into safetensors")))
+    return wf
+
+
 def inspect(path: str | Path, *, allow_globals: tuple[str, ...] = ()) -> InspectReport:
     """Describe a model folder or a weight file, reading headers and pickles but no data.
 
@@ -229,9 +261,19 @@ def inspect(path: str | Path, *, allow_globals: tuple[str, ...] = ()) -> Inspect
     config = None
     tok: list[str] = []
     other: list[str] = []
+    from modelport.convert.dcp_convert import dcp_folder
+
+    dcp = dcp_folder(path) if path.is_dir() else None
     if path.is_file():
         weights.append(_inspect_weight(path, path.name, names, problems, allow_globals))
         kind: Literal["folder", "file"] = "file"
+    elif dcp is not None:
+        kind = "folder"
+        weights.append(_inspect_dcp(path, dcp, problems))
+        rels = [r for r in _walk_files(path) if not r.endswith(".distcp")]
+        tok = [r for r in rels if file_role(r) == "tokenizer"]
+        other = [r for r in rels if file_role(r) != "tokenizer"]
+        config = _config(path, problems) if (path / "config.json").is_file() else None
     else:
         kind = "folder"
         rels = _walk_files(path)

@@ -1,0 +1,204 @@
+"""``convert`` for distributed checkpoints: every model tensor reassembled from its chunks,
+one at a time, written into safetensors shards while hashed, re-read and compared with a fresh
+reassembly; optimizer state and other entries listed as left out."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from modelport._io.atomic import atomic_dir
+from modelport._io.hashcache import record as record_hashes
+from modelport._io.hashing import HashingWriter, copy_hashed
+from modelport._io.paths import check_output
+from modelport._io.st_header import TORCH_TO_ST, build_header
+from modelport._types import FileRecord, SkippedItem, file_role
+from modelport.convert.checkpoint import INDEX_NAME, ConvertReport, InputFile
+from modelport.convert.dcp import METADATA, DcpTensor, assemble, is_dcp, read_metadata
+from modelport.convert.options import ConvertOptions
+from modelport.errors import InputError, VerificationError
+
+TRAINER_SUBDIR = "pytorch_model_fsdp_0"  # the HF Trainer's FSDP checkpoint folder
+
+
+def dcp_folder(src: Path) -> Path | None:
+    """The DCP folder of ``src``: itself, or the HF Trainer's ``pytorch_model_fsdp_0/``."""
+    if src.is_dir() and is_dcp(src):
+        return src
+    sub = src / TRAINER_SUBDIR
+    return sub if src.is_dir() and is_dcp(sub) else None
+
+
+# top-level entries of training state (torchtitan, torchtune, accelerate, Lightning Fabric)
+TRAINING_STATE = {"optim", "optimizer", "optimizers", "lr_scheduler", "lr_schedulers",
+                  "scheduler", "schedulers", "rng_state", "dataloader", "train_state", "step",
+                  "epoch", "extra_state"}
+
+
+def _select(tensors: list[DcpTensor], other: list[str], key: str | None, fits_config: bool
+            ) -> tuple[list[DcpTensor], str | None, list[SkippedItem]]:
+    """The model's tensors: those under ``key``, else all but the training state."""
+    tops = Counter(t.fqn.split(".", 1)[0] for t in tensors)
+    if key is not None and key not in tops:
+        raise InputError(f"no entry {key!r} in the checkpoint",
+                         hint=f"top-level keys: {', '.join(sorted(tops))}")
+    drop = {k for k in tops if (k != key if key else k in TRAINING_STATE)}
+    keep = [t for t in tensors if t.fqn.split(".", 1)[0] not in drop]
+    chosen = key
+    # the app-state layout {"model": ..., "optim": ...}: strip the container's name unless
+    # the model's own names start with it (config.json decides, through fit_names later)
+    if key is None and drop and not fits_config and keep and all(
+            t.fqn.startswith("model.") for t in keep):
+        chosen = "model"
+    if chosen is not None:
+        for t in keep:
+            t.fqn = t.fqn[len(chosen) + 1:]
+    skipped = [SkippedItem(name=k, reason=f"training state ({n} tensor(s)); not converted")
+               for k, n in sorted(tops.items()) if k in drop]
+    skipped += [SkippedItem(name=o, reason="not a tensor; not converted") for o in other]
+    return keep, chosen, skipped
+
+
+def _config_dir(src: Path, folder: Path) -> Path | None:
+    for d in (folder, src, src.parent):
+        if (d / "config.json").is_file():
+            return d
+    return None
+
+
+def convert_dcp(src: Path, dst: Path, options: ConvertOptions) -> ConvertReport:
+    """Convert the distributed checkpoint in ``src`` (see :func:`dcp_folder`)."""
+    from modelport.convert.framework_names import fit_names
+
+    t0 = time.perf_counter()
+    folder = dcp_folder(src)
+    assert folder is not None
+    check_output(src, dst, overwrite=options.overwrite)
+    tensors, other = read_metadata(folder)
+    n_in = len(tensors)
+    cfg_dir = _config_dir(src, folder)
+    tensors, key, skipped = _select(tensors, other, options.state_dict_key, cfg_dir is not None)
+    warnings: list[str] = []
+    renamed: dict[str, str] = {}
+    if options.strip_prefix:
+        for t in tensors:
+            if t.fqn.startswith(options.strip_prefix):
+                renamed[t.fqn] = t.fqn[len(options.strip_prefix):]
+                t.fqn = renamed[t.fqn]
+    elif options.fit_names and cfg_dir is not None:
+        fit = fit_names([t.fqn for t in tensors], cfg_dir)
+        if fit is not None:
+            mapping, note = fit
+            for t in tensors:
+                if mapping[t.fqn] != t.fqn:
+                    renamed[t.fqn] = mapping[t.fqn]
+                    t.fqn = mapping[t.fqn]
+            warnings.append(f"tensor names: {note}")
+    if cfg_dir is None:
+        warnings.append("no config.json beside the checkpoint: add the model's config.json "
+                        "to the output before deploying")
+    bad = [t.fqn for t in tensors if t.dtype not in TORCH_TO_ST]
+    if bad:
+        raise InputError(f"dtypes safetensors cannot hold: {', '.join(bad[:3])}", path=folder)
+    groups: list[list[DcpTensor]] = [[]]
+    size = 0
+    for t in tensors:
+        if groups[-1] and size + t.nbytes > options.max_shard_bytes:
+            groups.append([])
+            size = 0
+        groups[-1].append(t)
+        size += t.nbytes
+    names = (["model.safetensors"] if len(groups) == 1 else
+             [f"model-{i + 1:05d}-of-{len(groups):05d}.safetensors" for i in range(len(groups))])
+    outputs: list[FileRecord] = []
+    tensor_map: dict[str, str] = {}
+    v_seconds = 0.0
+    with atomic_dir(dst, overwrite=options.overwrite) as tmp:
+        for name, group in zip(names, groups, strict=True):
+            w = _write(tmp / name, group, folder)
+            outputs.append(FileRecord(path=name, role="weights", size=w.size, sha256=w.sha256,
+                                      tensors=len(group)))
+            tensor_map.update({t.fqn: name for t in group})
+            if options.verify:
+                v0 = time.perf_counter()
+                _verify(tmp / name, group, w.sha256)
+                v_seconds += time.perf_counter() - v0
+        if len(groups) > 1:
+            index = {"metadata": {"total_size": sum(t.nbytes for t in tensors)},
+                     "weight_map": dict(sorted(tensor_map.items()))}
+            (tmp / INDEX_NAME).write_text(json.dumps(index, indent=2) + "\n")
+            outputs.append(FileRecord(path=INDEX_NAME, role="index",
+                                      size=(tmp / INDEX_NAME).stat().st_size,
+                                      sha256=_sha(tmp / INDEX_NAME)))
+        if options.copy_other_files and cfg_dir is not None:
+            for p in sorted(cfg_dir.iterdir()):
+                if p.is_file() and not p.name.startswith(".") and p.suffix not in (
+                        ".distcp", ".bin", ".pt", ".pth", ".safetensors") and p.name != METADATA:
+                    size, sha = copy_hashed(p, tmp / p.name)
+                    outputs.append(FileRecord(path=p.name, role=file_role(p.name), size=size,
+                                              sha256=sha))
+        record_hashes(tmp, {o.path: o.sha256 for o in outputs})
+    dtypes = Counter(t.dtype for t in tensors)
+    params = sum(t.nbytes // max(1, _esize(t.dtype)) for t in tensors)
+    total = sum(t.nbytes for t in tensors)
+    dt = time.perf_counter() - t0
+    return ConvertReport(
+        src=str(src), dst=str(dst),
+        inputs=[InputFile(path=str(p), format="dcp", size=p.stat().st_size)
+                for p in sorted(folder.glob("*.distcp"))],
+        state_dict_key=key, tensors_in=n_in, tensors_written=len(tensors), parameters=params,
+        total_bytes=total, dtypes=dict(dtypes), outputs=outputs, aliases={},
+        overlapping_views=[], tensor_map=tensor_map, renamed=renamed,
+        skipped_entries=skipped, skipped_files=[], warnings=warnings,
+        verified=options.verify, seconds=round(dt, 3), verify_seconds=round(v_seconds, 3))
+
+
+def _esize(dtype: str) -> int:
+    from modelport.convert.pickle_safe import element_size
+
+    return element_size(dtype)
+
+
+def _sha(p: Path) -> str:
+    from modelport._io.hashing import sha256_file
+
+    return sha256_file(p)
+
+
+def _write(path: Path, group: list[DcpTensor], folder: Path) -> HashingWriter:
+    import torch
+
+    entries = [(t.fqn, TORCH_TO_ST[t.dtype], t.shape, t.nbytes) for t in group]
+    header, _ = build_header(entries, {"format": "pt"})
+    w = HashingWriter(path)
+    try:
+        w.write(header)
+        for t in group:
+            full: Any = assemble(folder, t)
+            w.write(full.reshape(-1).view(torch.uint8).numpy())
+        w.close()
+    except BaseException:
+        w.abort()
+        path.unlink(missing_ok=True)
+        raise
+    return w
+
+
+def _verify(path: Path, group: list[DcpTensor], sha: str) -> None:
+    """safetensors' own parser accepts the file with every tensor, and the bytes on disk hash
+    to the bytes written (the reassembled tensors were hashed as they were written)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        if set(f.keys()) != {t.fqn for t in group}:
+            raise VerificationError("tensor names differ after writing", path=path)
+    if _sha(path) != sha:
+        raise VerificationError("the bytes on disk differ from the bytes written", path=path,
+                                hint="check the disk; nothing was kept")
+
+
+__all__ = ["convert_dcp", "dcp_folder"]
+

@@ -1,0 +1,67 @@
+"""Distributed checkpoints written by torch itself on the CPU: one process, or 2-4 gloo
+processes saving an FSDP2 (``fully_shard``) model or DTensors sharded on rows and columns."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+SCRIPT = r'''
+import os, sys, torch, torch.distributed as dist
+import torch.distributed.checkpoint as dcp
+from pathlib import Path
+rank, world, out, mode = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
+model_dir = sys.argv[5]
+os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=sys.argv[6], RANK=str(rank),
+                  WORLD_SIZE=str(world))
+dist.init_process_group("gloo", rank=rank, world_size=world)
+from torch.distributed.device_mesh import init_device_mesh
+from transformers import AutoModelForCausalLM
+mesh = init_device_mesh("cpu", (world,))
+model = AutoModelForCausalLM.from_pretrained(model_dir)
+if mode == "fsdp2":
+    from torch.distributed.fsdp import fully_shard
+    for layer in model.model.layers:
+        fully_shard(layer, mesh=mesh)
+    fully_shard(model, mesh=mesh)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    loss = model(input_ids=torch.arange(8).view(1, 8), labels=torch.arange(8).view(1, 8)).loss
+    loss.backward(); opt.zero_grad()  # optimizer state exists, weights unchanged
+    from torch.distributed.checkpoint.state_dict import get_state_dict
+    msd, osd = get_state_dict(model, opt)
+    state = {"model": msd, "optim": osd, "step": 7}
+else:  # dtensors: rows for some tensors, columns for others (uneven where sizes do not split)
+    from torch.distributed.tensor import Shard, distribute_tensor
+    msd = {}
+    for i, (k, v) in enumerate(model.state_dict().items()):
+        placement = Shard(i % v.dim()) if v.dim() else Shard(0)
+        msd[k] = distribute_tensor(v, mesh, [placement]) if v.dim() else v
+    state = {"model": msd}
+dcp.save(state, checkpoint_id=out)
+dist.barrier()
+dist.destroy_process_group()
+'''
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def save_distributed(model_dir: Path, out: Path, world: int, mode: str) -> None:
+    """Run ``world`` gloo processes that save ``model_dir``'s model as a DCP at ``out``."""
+    import subprocess
+
+    port = free_port()
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TRANSFORMERS_VERBOSITY": "error"}
+    procs = [subprocess.Popen([sys.executable, "-W", "ignore", "-c", SCRIPT, str(r), str(world),
+                               str(out), mode, str(model_dir), str(port)], env=env,
+                              stderr=subprocess.PIPE, text=True) for r in range(world)]
+    errs = [p.communicate(timeout=300)[1] for p in procs]
+    bad = [e for p, e in zip(procs, errs, strict=True) if p.returncode]
+    if bad:
+        raise RuntimeError(bad[0][-3000:])

@@ -264,6 +264,27 @@ def convert(
 
     if dcp_folder(Path(src)) is not None:  # torch.distributed.checkpoint (FSDP, torchtitan)
         return convert_dcp(Path(src), Path(dst), options)
+    from modelport.convert.meta_llama import convert_meta, is_meta_layout
+
+    if is_meta_layout(Path(src)):  # Meta's params.json + consolidated.NN.pth
+        t0 = time.perf_counter()
+        m = convert_meta(src, dst, overwrite=options.overwrite, verify=options.verify,
+                         max_shard_size=options.max_shard_bytes)
+        weights = [o for o in m.outputs if o.role == "weights"]
+        return ConvertReport(
+            src=str(src), dst=str(dst),
+            inputs=[InputFile(path=str(p), format="meta consolidated", size=p.stat().st_size)
+                    for p in sorted(Path(src).glob("consolidated*.pth"))],
+            state_dict_key=None, tensors_in=m.tensors, tensors_written=m.tensors,
+            parameters=0, total_bytes=sum(o.size for o in weights), dtypes={},
+            outputs=m.outputs, aliases={}, overlapping_views=[],
+            tensor_map={}, renamed={}, skipped_entries=[SkippedItem(name=x, reason="left out")
+                                                        for x in m.left_out],
+            skipped_files=[], verified=m.verified,
+            warnings=[f"Meta layout, {m.ranks} rank(s) merged; {len(m.permuted)} q/k weights "
+                      "permuted to the Hugging Face rotary order; config.json from params.json"]
+                     + ([f"tokenizer: {m.tokenizer}"] if m.tokenizer else []),
+            seconds=round(time.perf_counter() - t0, 3), verify_seconds=0.0)
     return execute(plan_convert(src, dst, options), progress=progress)
 
 

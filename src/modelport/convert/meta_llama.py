@@ -1,0 +1,306 @@
+"""Meta's original Llama layout: ``params.json`` and ``consolidated.NN.pth`` (one file per
+tensor-parallel rank), into a Hugging Face Llama folder.
+
+Per tensor, streamed: the ranks' slices are concatenated on the dimension Meta splits
+(rows for wq/wk/wv/w1/w3/output, columns for wo/w2, either for tok_embeddings — the shapes
+say which), ``wq``/``wk`` are permuted from Meta's interleaved rotary layout to the Hugging
+Face one (grouped-query heads for ``wk``), and renamed. config.json comes from params.json;
+a ``rope_scaling`` factor that params.json does not state (Llama 3.1 vs 3.2) must be given.
+Anchor: transformers' ``convert_llama_weights_to_hf.py`` (every rank in memory at once).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+from modelport._io import jsonio
+from modelport._io.atomic import atomic_dir
+from modelport._io.hashing import HashingWriter, sha256_file
+from modelport._io.paths import check_output
+from modelport._io.st_header import TORCH_TO_ST, build_header
+from modelport._types import FileRecord, Record, file_role
+from modelport.convert.sources import Reader, SourceSet, open_source
+from modelport.errors import CheckpointError, InputError, UnsupportedError, VerificationError
+
+_RANK = re.compile(r"^consolidated\.(\d+)\.pth$")
+_LAYER = re.compile(r"^layers\.(\d+)\.(.+)$")
+# Meta name -> (Hugging Face name, dimension the ranks are split on; None: replicated)
+_LAYER_MAP = {
+    "attention.wq.weight": ("self_attn.q_proj.weight", 0),
+    "attention.wk.weight": ("self_attn.k_proj.weight", 0),
+    "attention.wv.weight": ("self_attn.v_proj.weight", 0),
+    "attention.wo.weight": ("self_attn.o_proj.weight", 1),
+    "feed_forward.w1.weight": ("mlp.gate_proj.weight", 0),
+    "feed_forward.w2.weight": ("mlp.down_proj.weight", 1),
+    "feed_forward.w3.weight": ("mlp.up_proj.weight", 0),
+    "attention_norm.weight": ("input_layernorm.weight", None),
+    "ffn_norm.weight": ("post_attention_layernorm.weight", None),
+}
+_TOP_MAP = {"norm.weight": ("model.norm.weight", None), "output.weight": ("lm_head.weight", 0),
+            "tok_embeddings.weight": ("model.embed_tokens.weight", -1)}  # -1: by shape
+_SKIP = {"rope.freqs"}
+
+
+class MetaReport(Record):
+    src: str
+    out: str
+    ranks: int
+    tensors: int
+    permuted: list[str]
+    left_out: list[str]
+    config: dict[str, Any]
+    tokenizer: str | None
+    outputs: list[FileRecord]
+    verified: bool
+    seconds: float
+
+
+def is_meta_layout(folder: Path) -> bool:
+    return folder.is_dir() and (folder / "params.json").is_file() and (
+        any(_RANK.match(p.name) for p in folder.iterdir()) or
+        (folder / "consolidated.pth").is_file())
+
+
+def _ranks(folder: Path) -> list[Path]:
+    files = sorted((p for p in folder.iterdir() if _RANK.match(p.name)),
+                   key=lambda p: int(_RANK.match(p.name).group(1)))  # type: ignore[union-attr]
+    if not files and (folder / "consolidated.pth").is_file():
+        files = [folder / "consolidated.pth"]
+    for i, p in enumerate(files):
+        m = _RANK.match(p.name)
+        if m and int(m.group(1)) != i:
+            raise CheckpointError(f"rank {i} is missing (found {p.name})", path=folder,
+                                  hint="copy every consolidated.NN.pth of the checkpoint")
+    return files
+
+
+def permute(w: Any, n_heads: int) -> Any:
+    """Meta's interleaved rotary rows -> the Hugging Face half-split order."""
+    rows, cols = w.shape
+    return w.view(n_heads, rows // n_heads // 2, 2, cols).transpose(1, 2).reshape(rows, cols)
+
+
+def unpermute(w: Any, n_heads: int) -> Any:
+    """The inverse of :func:`permute` (Hugging Face -> Meta), for tests."""
+    rows, cols = w.shape
+    return w.view(n_heads, 2, rows // n_heads // 2, cols).transpose(1, 2).reshape(rows, cols)
+
+
+def _params(folder: Path) -> dict[str, Any]:
+    p = jsonio.load(folder / "params.json")
+    if not isinstance(p, dict):
+        raise InputError("params.json is not an object", path=folder / "params.json")
+    p = p.get("model", p)
+    if p.get("moe") or p.get("vision_chunk_size"):
+        raise UnsupportedError("mixture-of-experts or vision params.json (Mixtral, Llama 4, "
+                               "Llama 3.2 Vision)", path=folder / "params.json",
+                               supported=["dense Llama 1/2/3/3.1/3.2/3.3", "Code Llama"])
+    for k in ("dim", "n_layers", "n_heads"):
+        if not isinstance(p.get(k), int):
+            raise InputError(f"params.json has no integer {k!r}", path=folder / "params.json")
+    return p
+
+
+def convert_meta(src: str | Path, out: str | Path, *, overwrite: bool = False,
+                 rope_scaling_factor: float | None = None, max_shard_size: int = 5 * 10**9,
+                 verify: bool = True) -> MetaReport:
+    """Convert Meta's original Llama checkpoint folder into a Hugging Face folder."""
+    t0 = time.perf_counter()
+    src, out = Path(src), Path(out)
+    if not is_meta_layout(src):
+        raise InputError("not a Meta layout folder (params.json + consolidated.NN.pth)",
+                         path=src)
+    check_output(src, out, overwrite=overwrite)
+    params = _params(src)
+    files = _ranks(src)
+    sets: list[SourceSet] = [open_source(f) for f in files]
+    readers = [Reader(s.files) for s in sets]
+    by_rank = [{t.name: t for t in s.tensors} for s in sets]
+    n_heads, dim = int(params["n_heads"]), int(params["dim"])
+    n_kv = int(params.get("n_kv_heads") or n_heads)
+    n = len(files)
+    if n_heads % n or n_kv % n:
+        raise UnsupportedError(f"{n_heads} heads / {n_kv} key-value heads over {n} ranks",
+                               path=src, hint="each rank must hold whole heads")
+    plan: list[tuple[str, str, int | None, int]] = []  # (meta, hf, split dim, permute heads)
+    left_out: list[str] = []
+    for name in by_rank[0]:
+        m = _LAYER.match(name)
+        if m and m.group(2) in _LAYER_MAP:
+            hf, d = _LAYER_MAP[m.group(2)]
+            heads = n_heads if m.group(2) == "attention.wq.weight" else (
+                n_kv if m.group(2) == "attention.wk.weight" else 0)
+            plan.append((name, f"model.layers.{m.group(1)}.{hf}", d, heads))
+        elif name in _TOP_MAP:
+            hf, d = _TOP_MAP[name]
+            plan.append((name, hf, d, 0))
+        elif name in _SKIP:
+            left_out.append(f"{name} (recomputed from config.json)")
+        else:
+            raise UnsupportedError(f"tensor {name!r} is not part of the Llama layout", path=src)
+    missing = [(i, p[0]) for i in range(1, n) for p in plan if p[0] not in by_rank[i]]
+    if missing:
+        raise CheckpointError(f"{files[missing[0][0]].name} lacks {missing[0][1]}", path=src)
+
+    def value(meta: str, split: int | None, heads: int) -> Any:
+        import torch
+
+        parts = [_tensor(readers[i], by_rank[i][meta]) for i in range(n if split is not None
+                                                                     else 1)]
+        if split == -1:  # tok_embeddings: Llama 2 splits columns, Llama 3 rows
+            split = 1 if n > 1 and parts[0].shape[1] * n == dim else 0
+        w = parts[0] if len(parts) == 1 else torch.cat(parts, dim=split)
+        return permute(w, heads).contiguous() if heads else w.contiguous()
+
+    entries: list[tuple[str, str, tuple[int, ...], int, str, int | None, int]] = []
+    for meta, hf, split, heads in plan:
+        t0_ = by_rank[0][meta]
+        shape = list(t0_.shape)
+        if split is not None and n > 1:
+            d = 1 if split == -1 and shape[1] * n == dim else (0 if split == -1 else split)
+            shape[d] *= n
+        nbytes = t0_.nbytes * (n if split is not None else 1)
+        entries.append((hf, t0_.dtype, tuple(shape), nbytes, meta, split, heads))
+    cfg = _config(params, entries, rope_scaling_factor, src)
+    groups: list[list[Any]] = [[]]
+    size = 0
+    for e in entries:
+        if groups[-1] and size + e[3] > max_shard_size:
+            groups.append([])
+            size = 0
+        groups[-1].append(e)
+        size += e[3]
+    names = (["model.safetensors"] if len(groups) == 1 else
+             [f"model-{i + 1:05d}-of-{len(groups):05d}.safetensors" for i in range(len(groups))])
+    outputs: list[FileRecord] = []
+    tok_note = None
+    try:
+        with atomic_dir(out, overwrite=overwrite) as tmp:
+            weight_map = {}
+            for fname, group in zip(names, groups, strict=True):
+                w = _write(tmp / fname, group, value)
+                if verify:
+                    _verify(tmp / fname, group, w.sha256)
+                weight_map.update({e[0]: fname for e in group})
+                outputs.append(FileRecord(path=fname, role="weights", size=w.size,
+                                          sha256=w.sha256, tensors=len(group)))
+            if len(groups) > 1:
+                (tmp / "model.safetensors.index.json").write_text(json.dumps(
+                    {"metadata": {"total_size": sum(e[3] for e in entries)},
+                     "weight_map": weight_map}, indent=2))
+            (tmp / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
+            (tmp / "generation_config.json").write_text(json.dumps(
+                {"bos_token_id": cfg["bos_token_id"], "eos_token_id": cfg["eos_token_id"],
+                 "do_sample": True, "temperature": 0.6, "top_p": 0.9}, indent=2) + "\n")
+            tok_note = _tokenizer(src, tmp, params)
+            for p in sorted(tmp.rglob("*")):
+                rel = p.relative_to(tmp).as_posix()
+                if p.is_file() and not rel.startswith(".") and rel not in names:
+                    outputs.append(FileRecord(path=rel, role=file_role(rel),
+                                              size=p.stat().st_size, sha256=sha256_file(p)))
+    finally:
+        for r in readers:
+            r.close()
+    return MetaReport(src=str(src), out=str(out), ranks=n, tensors=len(entries),
+                      permuted=[e[0] for e in entries if e[6]], left_out=left_out, config=cfg,
+                      tokenizer=tok_note, outputs=outputs, verified=verify,
+                      seconds=round(time.perf_counter() - t0, 3))
+
+
+def _tensor(reader: Reader, t: Any) -> Any:
+    import torch
+
+    raw = bytearray(reader.tensor_bytes(t))
+    dtype = getattr(torch, t.dtype)
+    return torch.frombuffer(raw, dtype=dtype).reshape(t.shape) if raw else torch.empty(
+        t.shape, dtype=dtype)
+
+
+def _config(p: dict[str, Any], entries: list[Any], factor: float | None, src: Path
+            ) -> dict[str, Any]:
+    shapes = {e[0]: e[2] for e in entries}
+    vocab = shapes["model.embed_tokens.weight"][0]
+    inter = shapes["model.layers.0.mlp.gate_proj.weight"][0]
+    dtype = {"bfloat16": "bfloat16", "float16": "float16", "float32": "float32"}.get(
+        entries[0][1], "bfloat16")
+    llama3 = vocab >= 128000
+    cfg: dict[str, Any] = {
+        "architectures": ["LlamaForCausalLM"], "model_type": "llama",
+        "hidden_size": p["dim"], "intermediate_size": inter,
+        "num_attention_heads": p["n_heads"], "num_hidden_layers": p["n_layers"],
+        "num_key_value_heads": p.get("n_kv_heads") or p["n_heads"],
+        "rms_norm_eps": p.get("norm_eps", 1e-5), "vocab_size": vocab,
+        "rope_theta": p.get("rope_theta", 10000.0), "hidden_act": "silu",
+        "max_position_embeddings": p.get("max_seq_len") or (8192 if llama3 else 4096),
+        "tie_word_embeddings": "lm_head.weight" not in shapes,
+        "bos_token_id": 128000 if llama3 else 1, "eos_token_id": 128001 if llama3 else 2,
+        "torch_dtype": dtype, "attention_bias": False, "mlp_bias": False,
+    }
+    if p.get("use_scaled_rope"):
+        f = factor or p.get("rope_scaling_factor")
+        if not f:
+            raise InputError("params.json sets use_scaled_rope without a factor: Llama 3.1 "
+                             "and 3.3 use 8, Llama 3.2 uses 32", path=src / "params.json",
+                             hint="pass --rope-scaling-factor 8 or 32 for the model you have")
+        cfg["rope_scaling"] = {"factor": float(f), "low_freq_factor": 1.0,
+                               "high_freq_factor": 4.0,
+                               "original_max_position_embeddings": 8192,
+                               "rope_type": "llama3"}
+        cfg["max_position_embeddings"] = p.get("max_seq_len") or 131072
+    return cfg
+
+
+def _tokenizer(src: Path, tmp: Path, params: dict[str, Any]) -> str | None:
+    """tokenizer.json from Meta's tokenizer.model (tiktoken for Llama 3, sentencepiece
+    before), through ``modelport tokenizer`` and its parity proof."""
+    import shutil
+
+    from modelport.convert.tokenizer import tokenizer
+
+    model = src / "tokenizer.model"
+    if not model.is_file():
+        return None
+    shutil.copy2(model, tmp / "tokenizer.model")
+    head = model.read_bytes()[:64].split(b"\n", 1)[0]
+    tiktoken = len(head.split(b" ")) == 2 and head.split(b" ")[1].strip().isdigit()
+    family = ("llama3.1" if params.get("use_scaled_rope") else "llama3") if tiktoken \
+        else "llama"
+    rep = tokenizer(tmp, family=family)
+    why = "use_scaled_rope in params.json" if tiktoken else "a sentencepiece model"
+    return (f"{rep.tokenizer_class} ({why}): {rep.parity.matched}/{rep.parity.examples} lines "
+            "identical")
+
+
+def _write(path: Path, group: list[Any], value: Any) -> HashingWriter:
+    import torch
+
+    header, _ = build_header([(e[0], TORCH_TO_ST[e[1]], e[2], e[3]) for e in group],
+                             {"format": "pt"})
+    w = HashingWriter(path)
+    try:
+        w.write(header)
+        for e in group:
+            w.write(value(e[4], e[5], e[6]).reshape(-1).view(torch.uint8).numpy())
+        w.close()
+    except BaseException:
+        w.abort()
+        path.unlink(missing_ok=True)
+        raise
+    return w
+
+
+def _verify(path: Path, group: list[Any], sha: str) -> None:
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        if set(f.keys()) != {e[0] for e in group}:
+            raise VerificationError("tensor names differ after writing", path=path)
+    if sha256_file(path) != sha:
+        raise VerificationError("the bytes on disk differ from the bytes written", path=path)
+
+
+__all__ = ["MetaReport", "convert_meta", "is_meta_layout", "permute", "unpermute"]

@@ -1,0 +1,131 @@
+"""Meta's original layout, built here from a tiny Hugging Face llama by the inverse of the
+conversion (1, 2 and 4 ranks, with and without grouped-query attention): convert must give the
+original tensors and identical logits; and the real torchtune Meta-layout file converts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+import modelport
+from modelport.convert.meta_llama import permute, unpermute
+from modelport.errors import CheckpointError, InputError
+from tests.conftest import real_path
+
+
+def _hf(kv: int):  # type: ignore[no-untyped-def]
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=256, hidden_size=64, intermediate_size=128,
+                      num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=kv,
+                      rms_norm_eps=1e-5, tie_word_embeddings=False)
+    m = LlamaForCausalLM(cfg).eval()
+    with torch.no_grad():
+        for p in m.parameters():
+            p.add_(torch.randn_like(p) * 0.02)
+    return m
+
+
+def _meta(model, folder: Path, ranks: int, llama3_embeddings: bool = False) -> None:  # type: ignore[no-untyped-def]
+    """The inverse of the conversion: Meta names, interleaved rotary, split over ranks."""
+    c = model.config
+    sd = model.state_dict()
+    full: dict[str, tuple[torch.Tensor, int | None]] = {
+        "tok_embeddings.weight": (sd["model.embed_tokens.weight"], 0 if llama3_embeddings
+                                  else 1),
+        "norm.weight": (sd["model.norm.weight"], None),
+        "output.weight": (sd["lm_head.weight"], 0)}
+    for i in range(c.num_hidden_layers):
+        p = f"model.layers.{i}."
+        full[f"layers.{i}.attention.wq.weight"] = (
+            unpermute(sd[p + "self_attn.q_proj.weight"], c.num_attention_heads), 0)
+        full[f"layers.{i}.attention.wk.weight"] = (
+            unpermute(sd[p + "self_attn.k_proj.weight"], c.num_key_value_heads), 0)
+        full[f"layers.{i}.attention.wv.weight"] = (sd[p + "self_attn.v_proj.weight"], 0)
+        full[f"layers.{i}.attention.wo.weight"] = (sd[p + "self_attn.o_proj.weight"], 1)
+        full[f"layers.{i}.feed_forward.w1.weight"] = (sd[p + "mlp.gate_proj.weight"], 0)
+        full[f"layers.{i}.feed_forward.w2.weight"] = (sd[p + "mlp.down_proj.weight"], 1)
+        full[f"layers.{i}.feed_forward.w3.weight"] = (sd[p + "mlp.up_proj.weight"], 0)
+        full[f"layers.{i}.attention_norm.weight"] = (sd[p + "input_layernorm.weight"], None)
+        full[f"layers.{i}.ffn_norm.weight"] = (sd[p + "post_attention_layernorm.weight"], None)
+    folder.mkdir()
+    for r in range(ranks):
+        shard = {k: (v.chunk(ranks, dim=d)[r] if d is not None else v).clone()
+                 for k, (v, d) in full.items()}
+        shard["rope.freqs"] = torch.ones(8)
+        torch.save(shard, folder / f"consolidated.{r:02d}.pth")
+    (folder / "params.json").write_text(json.dumps({
+        "dim": c.hidden_size, "n_layers": c.num_hidden_layers, "n_heads": c.num_attention_heads,
+        "n_kv_heads": c.num_key_value_heads, "vocab_size": c.vocab_size, "multiple_of": 32,
+        "norm_eps": c.rms_norm_eps, "rope_theta": 10000.0}))
+
+
+@pytest.mark.parametrize(("ranks", "kv"), [(1, 4), (2, 2), (2, 4), (4, 4)])
+def test_meta_layout_round_trip(tmp_path: Path, ranks: int, kv: int) -> None:
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+
+    model = _hf(kv)
+    _meta(model, tmp_path / "meta", ranks)
+    rep = modelport.convert(tmp_path / "meta", tmp_path / "hf", progress=False)
+    assert rep.verified and any("q/k weights permuted" in w for w in rep.warnings)
+    assert [s.name for s in rep.skipped_entries] == ["rope.freqs (recomputed from config.json)"]
+    ours = load_file(tmp_path / "hf" / "model.safetensors")
+    for k, v in model.state_dict().items():
+        assert torch.equal(ours[k], v), k
+    cfg = json.loads((tmp_path / "hf" / "config.json").read_text())
+    assert cfg["num_key_value_heads"] == kv and cfg["intermediate_size"] == 128
+    reloaded = AutoModelForCausalLM.from_pretrained(tmp_path / "hf").eval()
+    ids = torch.randint(0, 256, (1, 12))
+    with torch.no_grad():
+        assert torch.equal(reloaded(ids).logits, model(ids).logits)
+
+
+def test_permute_is_inverted() -> None:
+    w = torch.randn(32, 16)
+    assert torch.equal(permute(unpermute(w, 4), 4), w)
+    assert not torch.equal(unpermute(w, 4), w)
+
+
+def test_missing_rank_and_unstated_rope_factor(tmp_path: Path) -> None:
+    _meta(_hf(4), tmp_path / "m", 2)
+    (tmp_path / "m" / "consolidated.01.pth").unlink()
+    (tmp_path / "m" / "consolidated.02.pth").write_bytes(b"")
+    with pytest.raises(CheckpointError, match="rank 1 is missing"):
+        modelport.convert(tmp_path / "m", tmp_path / "o", progress=False)
+    _meta(_hf(4), tmp_path / "s", 1)
+    p = json.loads((tmp_path / "s" / "params.json").read_text())
+    (tmp_path / "s" / "params.json").write_text(json.dumps(p | {"use_scaled_rope": True}))
+    with pytest.raises(InputError, match="Llama 3.2 uses 32"):
+        modelport.convert(tmp_path / "s", tmp_path / "o2", progress=False)
+    assert not (tmp_path / "o").exists() and not (tmp_path / "o2").exists()
+
+
+@pytest.mark.real
+def test_real_torchtune_meta_file(tmp_path: Path) -> None:
+    import shutil
+
+    src = real_path("ckpt2", "meta_torchtune_tiny_fair")
+    d = tmp_path / "meta"
+    shutil.copytree(src, d)
+    (d / "params.json").write_text(json.dumps({"dim": 32, "n_layers": 2, "n_heads": 4,
+                                               "n_kv_heads": 4, "vocab_size": 500,
+                                               "norm_eps": 1e-5}))
+    modelport.convert(d, tmp_path / "hf", progress=False)
+    from transformers import AutoModelForCausalLM
+
+    m = AutoModelForCausalLM.from_pretrained(tmp_path / "hf")
+    assert m.config.vocab_size == 500 and m.config.num_hidden_layers == 2
+    assert torch.isfinite(m(torch.arange(10).view(1, 10)).logits).all()
+
+
+def test_prepare_takes_a_meta_folder(tmp_path: Path) -> None:
+    _meta(_hf(2), tmp_path / "meta", 2)
+    rep = modelport.prepare(tmp_path / "meta", tmp_path / "bundle", ["watsonx-saas"])
+    assert next(s for s in rep.steps if s.verb == "convert").status == "done"
+    cfg = json.loads((tmp_path / "bundle" / "config.json").read_text())
+    assert cfg["architectures"] == ["LlamaForCausalLM"]

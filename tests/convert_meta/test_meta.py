@@ -100,7 +100,7 @@ def test_missing_rank_and_unstated_rope_factor(tmp_path: Path) -> None:
     _meta(_hf(4), tmp_path / "s", 1)
     p = json.loads((tmp_path / "s" / "params.json").read_text())
     (tmp_path / "s" / "params.json").write_text(json.dumps(p | {"use_scaled_rope": True}))
-    with pytest.raises(InputError, match="Llama 3.2 uses 32"):
+    with pytest.raises(InputError, match=r"Llama 3\.2 uses 32"):
         modelport.convert(tmp_path / "s", tmp_path / "o2", progress=False)
     assert not (tmp_path / "o").exists() and not (tmp_path / "o2").exists()
 

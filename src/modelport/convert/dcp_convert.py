@@ -8,18 +8,18 @@ import json
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 from modelport._io.atomic import atomic_dir
 from modelport._io.hashcache import record as record_hashes
-from modelport._io.hashing import HashingWriter, copy_hashed
+from modelport._io.hashing import copy_hashed
 from modelport._io.paths import check_output
-from modelport._io.st_header import TORCH_TO_ST, build_header
+from modelport._io.st_header import TORCH_TO_ST
 from modelport._types import FileRecord, SkippedItem, file_role
 from modelport.convert.checkpoint import INDEX_NAME, ConvertReport, InputFile
+from modelport.convert.computed import tensor_bytes, verify_shard, write_shard
 from modelport.convert.dcp import METADATA, DcpTensor, assemble, is_dcp, read_metadata
 from modelport.convert.options import ConvertOptions
-from modelport.errors import InputError, VerificationError
+from modelport.errors import InputError
 
 TRAINER_SUBDIR = "pytorch_model_fsdp_0"  # the HF Trainer's FSDP checkpoint folder
 
@@ -118,13 +118,15 @@ def convert_dcp(src: Path, dst: Path, options: ConvertOptions) -> ConvertReport:
     v_seconds = 0.0
     with atomic_dir(dst, overwrite=options.overwrite) as tmp:
         for name, group in zip(names, groups, strict=True):
-            w = _write(tmp / name, group, folder)
+            entries = [(t.fqn, TORCH_TO_ST[t.dtype], t.shape, t.nbytes) for t in group]
+            w = write_shard(tmp / name, entries, lambda i, w, g=group: w.write(
+                tensor_bytes(assemble(folder, g[i]))))
             outputs.append(FileRecord(path=name, role="weights", size=w.size, sha256=w.sha256,
                                       tensors=len(group)))
             tensor_map.update({t.fqn: name for t in group})
             if options.verify:
                 v0 = time.perf_counter()
-                _verify(tmp / name, group, w.sha256)
+                verify_shard(tmp / name, {t.fqn for t in group}, w.sha256)
                 v_seconds += time.perf_counter() - v0
         if len(groups) > 1:
             index = {"metadata": {"total_size": sum(t.nbytes for t in tensors)},
@@ -166,38 +168,6 @@ def _sha(p: Path) -> str:
     from modelport._io.hashing import sha256_file
 
     return sha256_file(p)
-
-
-def _write(path: Path, group: list[DcpTensor], folder: Path) -> HashingWriter:
-    import torch
-
-    entries = [(t.fqn, TORCH_TO_ST[t.dtype], t.shape, t.nbytes) for t in group]
-    header, _ = build_header(entries, {"format": "pt"})
-    w = HashingWriter(path)
-    try:
-        w.write(header)
-        for t in group:
-            full: Any = assemble(folder, t)
-            w.write(full.reshape(-1).view(torch.uint8).numpy())
-        w.close()
-    except BaseException:
-        w.abort()
-        path.unlink(missing_ok=True)
-        raise
-    return w
-
-
-def _verify(path: Path, group: list[DcpTensor], sha: str) -> None:
-    """safetensors' own parser accepts the file with every tensor, and the bytes on disk hash
-    to the bytes written (the reassembled tensors were hashed as they were written)."""
-    from safetensors import safe_open
-
-    with safe_open(str(path), "pt") as f:
-        if set(f.keys()) != {t.fqn for t in group}:
-            raise VerificationError("tensor names differ after writing", path=path)
-    if _sha(path) != sha:
-        raise VerificationError("the bytes on disk differ from the bytes written", path=path,
-                                hint="check the disk; nothing was kept")
 
 
 __all__ = ["convert_dcp", "dcp_folder"]

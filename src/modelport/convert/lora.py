@@ -26,8 +26,9 @@ from modelport._io import jsonio
 from modelport._io.atomic import atomic_dir
 from modelport._io.hashing import HashingWriter
 from modelport._io.paths import check_output
-from modelport._io.st_header import TORCH_TO_ST, build_header
+from modelport._io.st_header import TORCH_TO_ST
 from modelport._types import FileRecord, Record, file_role
+from modelport.convert.computed import tensor_bytes, write_shard
 from modelport.convert.plan import shard
 from modelport.convert.sources import Reader, SourceSet, SourceTensor, open_source
 from modelport.errors import InputError, UnsupportedError, VerificationError
@@ -243,28 +244,20 @@ def _value(t: SourceTensor, reader: Reader, lora: _Lora) -> Any | None:
 
 
 def _write(path: Path, tensors: list[SourceTensor], reader: Reader, lora: _Lora) -> None:
-    import torch
+    def emit(i: int, w: HashingWriter) -> None:
+        t = tensors[i]
+        v = _value(t, reader, lora)
+        if v is not None:
+            w.write(tensor_bytes(v))
+            return
+        region = reader.file_region(t)
+        if region is not None:
+            w.copy_from(region[0], region[1], reader.tensor_bytes(t))
+        else:
+            w.write(reader.tensor_bytes(t))
 
-    entries = [(t.name, TORCH_TO_ST[t.dtype], t.shape, t.nbytes) for t in tensors]
-    header, _ = build_header(entries, {"format": "pt"})
-    w = HashingWriter(path)
-    try:
-        w.write(header)
-        for t in tensors:
-            v = _value(t, reader, lora)
-            if v is not None:
-                w.write(v.reshape(-1).view(torch.uint8).numpy())
-                continue
-            region = reader.file_region(t)
-            if region is not None:
-                w.copy_from(region[0], region[1], reader.tensor_bytes(t))
-            else:
-                w.write(reader.tensor_bytes(t))
-        w.close()
-    except BaseException:
-        w.abort()
-        path.unlink(missing_ok=True)
-        raise
+    write_shard(path, [(t.name, TORCH_TO_ST[t.dtype], t.shape, t.nbytes) for t in tensors],
+                emit)
 
 
 def _verify(path: Path, tensors: list[SourceTensor], reader: Reader, lora: _Lora) -> None:

@@ -19,12 +19,13 @@ from typing import Any
 
 from modelport._io import jsonio
 from modelport._io.atomic import atomic_dir
-from modelport._io.hashing import HashingWriter, sha256_file
+from modelport._io.hashing import sha256_file
 from modelport._io.paths import check_output
-from modelport._io.st_header import TORCH_TO_ST, build_header
+from modelport._io.st_header import TORCH_TO_ST
 from modelport._types import FileRecord, Record, file_role
+from modelport.convert.computed import tensor_bytes, verify_shard, write_shard
 from modelport.convert.sources import Reader, SourceSet, open_source
-from modelport.errors import CheckpointError, InputError, UnsupportedError, VerificationError
+from modelport.errors import CheckpointError, InputError, UnsupportedError
 
 _RANK = re.compile(r"^consolidated\.(\d+)\.pth$")
 _LAYER = re.compile(r"^layers\.(\d+)\.(.+)$")
@@ -182,9 +183,11 @@ def convert_meta(src: str | Path, out: str | Path, *, overwrite: bool = False,
         with atomic_dir(out, overwrite=overwrite) as tmp:
             weight_map = {}
             for fname, group in zip(names, groups, strict=True):
-                w = _write(tmp / fname, group, value)
+                st = [(e[0], TORCH_TO_ST[e[1]], e[2], e[3]) for e in group]
+                w = write_shard(tmp / fname, st,
+                                lambda i, w, g=group: w.write(tensor_bytes(value(*g[i][4:]))))
                 if verify:
-                    _verify(tmp / fname, group, w.sha256)
+                    verify_shard(tmp / fname, {e[0] for e in group}, w.sha256)
                 weight_map.update({e[0]: fname for e in group})
                 outputs.append(FileRecord(path=fname, role="weights", size=w.size,
                                           sha256=w.sha256, tensors=len(group)))
@@ -273,34 +276,6 @@ def _tokenizer(src: Path, tmp: Path, params: dict[str, Any]) -> str | None:
     why = "use_scaled_rope in params.json" if tiktoken else "a sentencepiece model"
     return (f"{rep.tokenizer_class} ({why}): {rep.parity.matched}/{rep.parity.examples} lines "
             "identical")
-
-
-def _write(path: Path, group: list[Any], value: Any) -> HashingWriter:
-    import torch
-
-    header, _ = build_header([(e[0], TORCH_TO_ST[e[1]], e[2], e[3]) for e in group],
-                             {"format": "pt"})
-    w = HashingWriter(path)
-    try:
-        w.write(header)
-        for e in group:
-            w.write(value(e[4], e[5], e[6]).reshape(-1).view(torch.uint8).numpy())
-        w.close()
-    except BaseException:
-        w.abort()
-        path.unlink(missing_ok=True)
-        raise
-    return w
-
-
-def _verify(path: Path, group: list[Any], sha: str) -> None:
-    from safetensors import safe_open
-
-    with safe_open(str(path), "pt") as f:
-        if set(f.keys()) != {e[0] for e in group}:
-            raise VerificationError("tensor names differ after writing", path=path)
-    if sha256_file(path) != sha:
-        raise VerificationError("the bytes on disk differ from the bytes written", path=path)
 
 
 __all__ = ["MetaReport", "convert_meta", "is_meta_layout", "permute", "unpermute"]

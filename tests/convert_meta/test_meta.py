@@ -129,3 +129,36 @@ def test_prepare_takes_a_meta_folder(tmp_path: Path) -> None:
     assert next(s for s in rep.steps if s.verb == "convert").status == "done"
     cfg = json.loads((tmp_path / "bundle" / "config.json").read_text())
     assert cfg["architectures"] == ["LlamaForCausalLM"]
+
+
+def test_mistral_original_layout(tmp_path: Path) -> None:
+    """consolidated.safetensors + params.json with head_dim and hidden_dim (Mistral 7B style)."""
+    from safetensors.torch import load_file, save_file
+    from transformers import AutoModelForCausalLM, MistralConfig, MistralForCausalLM
+
+    torch.manual_seed(0)
+    c = MistralConfig(vocab_size=256, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, head_dim=24,
+                      tie_word_embeddings=False, sliding_window=None)
+    model = MistralForCausalLM(c).eval()
+    llama_like = tmp_path / "tmp"
+    _meta(model, llama_like, 1)
+    d = tmp_path / "mistral"
+    d.mkdir()
+    sd = torch.load(llama_like / "consolidated.00.pth", weights_only=True)  # noqa: TID251
+    sd.pop("rope.freqs")
+    save_file(sd, d / "consolidated.safetensors")
+    (d / "params.json").write_text(json.dumps({
+        "dim": 64, "n_layers": 2, "head_dim": 24, "hidden_dim": 96, "n_heads": 4,
+        "n_kv_heads": 2, "norm_eps": c.rms_norm_eps, "vocab_size": 256,
+        "rope_theta": 10000.0}))
+    modelport.convert(d, tmp_path / "hf", progress=False)
+    cfg = json.loads((tmp_path / "hf" / "config.json").read_text())
+    assert cfg["architectures"] == ["MistralForCausalLM"] and cfg["head_dim"] == 24
+    ours = load_file(tmp_path / "hf" / "model.safetensors")
+    for k, v in model.state_dict().items():
+        assert torch.equal(ours[k], v), k
+    reloaded = AutoModelForCausalLM.from_pretrained(tmp_path / "hf").eval()
+    ids = torch.randint(0, 256, (1, 12))
+    with torch.no_grad():
+        assert torch.equal(reloaded(ids).logits, model(ids).logits)

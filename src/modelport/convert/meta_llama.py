@@ -1,5 +1,6 @@
-"""Meta's original Llama layout: ``params.json`` and ``consolidated.NN.pth`` (one file per
-tensor-parallel rank), into a Hugging Face Llama folder.
+"""Meta's original Llama layout — ``params.json`` and ``consolidated.NN.pth`` (one file per
+tensor-parallel rank) — and Mistral's dense original layout (``consolidated.safetensors``,
+explicit ``head_dim`` and ``hidden_dim``), into a Hugging Face Llama or Mistral folder.
 
 Per tensor, streamed: the ranks' slices are concatenated on the dimension Meta splits
 (rows for wq/wk/wv/w1/w3/output, columns for wo/w2, either for tok_embeddings — the shapes
@@ -61,16 +62,19 @@ class MetaReport(Record):
 
 
 def is_meta_layout(folder: Path) -> bool:
+    """Meta's (and Mistral's) original folder: params.json beside consolidated weights."""
     return folder.is_dir() and (folder / "params.json").is_file() and (
         any(_RANK.match(p.name) for p in folder.iterdir()) or
-        (folder / "consolidated.pth").is_file())
+        (folder / "consolidated.pth").is_file() or
+        (folder / "consolidated.safetensors").is_file())
 
 
 def _ranks(folder: Path) -> list[Path]:
     files = sorted((p for p in folder.iterdir() if _RANK.match(p.name)),
                    key=lambda p: int(_RANK.match(p.name).group(1)))  # type: ignore[union-attr]
-    if not files and (folder / "consolidated.pth").is_file():
-        files = [folder / "consolidated.pth"]
+    for single in ("consolidated.safetensors", "consolidated.pth"):
+        if not files and (folder / single).is_file():
+            files = [folder / single]
     for i, p in enumerate(files):
         m = _RANK.match(p.name)
         if m and int(m.group(1)) != i:
@@ -121,6 +125,7 @@ def convert_meta(src: str | Path, out: str | Path, *, overwrite: bool = False,
     sets: list[SourceSet] = [open_source(f) for f in files]
     readers = [Reader(s.files) for s in sets]
     by_rank = [{t.name: t for t in s.tensors} for s in sets]
+    mistral = "hidden_dim" in params or files[0].suffix == ".safetensors"
     n_heads, dim = int(params["n_heads"]), int(params["dim"])
     n_kv = int(params.get("n_kv_heads") or n_heads)
     n = len(files)
@@ -166,7 +171,7 @@ def convert_meta(src: str | Path, out: str | Path, *, overwrite: bool = False,
             shape[d] *= n
         nbytes = t0_.nbytes * (n if split is not None else 1)
         entries.append((hf, t0_.dtype, tuple(shape), nbytes, meta, split, heads))
-    cfg = _config(params, entries, rope_scaling_factor, src)
+    cfg = _config(params, entries, rope_scaling_factor, src, mistral)
     groups: list[list[Any]] = [[]]
     size = 0
     for e in entries:
@@ -223,8 +228,8 @@ def _tensor(reader: Reader, t: Any) -> Any:
         t.shape, dtype=dtype)
 
 
-def _config(p: dict[str, Any], entries: list[Any], factor: float | None, src: Path
-            ) -> dict[str, Any]:
+def _config(p: dict[str, Any], entries: list[Any], factor: float | None, src: Path,
+            mistral: bool = False) -> dict[str, Any]:
     shapes = {e[0]: e[2] for e in entries}
     vocab = shapes["model.embed_tokens.weight"][0]
     inter = shapes["model.layers.0.mlp.gate_proj.weight"][0]
@@ -243,6 +248,14 @@ def _config(p: dict[str, Any], entries: list[Any], factor: float | None, src: Pa
         "bos_token_id": 128000 if llama3 else 1, "eos_token_id": 128001 if llama3 else 2,
         "torch_dtype": dtype, "attention_bias": False, "mlp_bias": False,
     }
+    if mistral:  # Mistral's original layout: same names, explicit head_dim, sliding window
+        cfg.update(architectures=["MistralForCausalLM"], model_type="mistral",
+                   head_dim=p.get("head_dim") or p["dim"] // p["n_heads"],
+                   sliding_window=p.get("sliding_window"), bos_token_id=1, eos_token_id=2,
+                   max_position_embeddings=p.get("max_seq_len") or 32768,
+                   rope_theta=p.get("rope_theta", 1000000.0))
+        for k in ("attention_bias", "mlp_bias"):
+            cfg.pop(k)
     if p.get("use_scaled_rope"):
         f = factor or p.get("rope_scaling_factor")
         if not f:
@@ -264,10 +277,16 @@ def _tokenizer(src: Path, tmp: Path, params: dict[str, Any]) -> str | None:
 
     from modelport.convert.tokenizer import tokenizer
 
-    model = src / "tokenizer.model"
-    if not model.is_file():
+    if (src / "tekken.json").is_file():  # Mistral: self-describing
+        shutil.copy2(src / "tekken.json", tmp / "tekken.json")
+        rep = tokenizer(tmp)
+        return (f"{rep.tokenizer_class} (tekken.json): {rep.parity.matched}/"
+                f"{rep.parity.examples} lines identical")
+    model = next((src / n for n in ("tokenizer.model", "tokenizer.model.v3",
+                                    "tokenizer.model.v1") if (src / n).is_file()), None)
+    if model is None:
         return None
-    shutil.copy2(model, tmp / "tokenizer.model")
+    shutil.copy2(model, tmp / model.name)
     head = model.read_bytes()[:64].split(b"\n", 1)[0]
     tiktoken = len(head.split(b" ")) == 2 and head.split(b" ")[1].strip().isdigit()
     family = ("llama3.1" if params.get("use_scaled_rope") else "llama3") if tiktoken \

@@ -266,6 +266,19 @@ def convert(
         return convert_dcp(Path(src), Path(dst), options)
     from modelport.convert.meta_llama import convert_meta, is_meta_layout
 
+    if Path(src).is_file() and Path(src).suffix == ".gguf":  # llama.cpp
+        from modelport.convert.gguf_source import convert_gguf
+
+        g = convert_gguf(src, dst, overwrite=options.overwrite, verify=options.verify)
+        return ConvertReport(
+            src=str(src), dst=str(dst), inputs=[InputFile(path=str(src), format="gguf",
+                                                           size=Path(src).stat().st_size)],
+            state_dict_key=None, tensors_in=g.tensors, tensors_written=g.tensors,
+            parameters=0, total_bytes=g.outputs[0].size, dtypes=g.types, outputs=g.outputs,
+            aliases={}, overlapping_views=[], tensor_map={}, renamed={}, skipped_entries=[],
+            skipped_files=[], verified=options.verify, warnings=[f"GGUF: {g.note}"],
+            seconds=g.seconds, verify_seconds=0.0)
+
     if is_meta_layout(Path(src)):  # Meta's params.json + consolidated.NN.pth
         t0 = time.perf_counter()
         m = convert_meta(src, dst, overwrite=options.overwrite, verify=options.verify,

@@ -1,0 +1,161 @@
+"""GGUF (llama.cpp) files of the llama architecture into a Hugging Face folder.
+
+Read with the ``gguf`` package (the format's reference reader, ``pip install
+'modelport[gguf]'``), tensor by tensor: F32/F16/BF16 kept as they are, quantized types
+dequantized to float32 by ``gguf.quants`` (the weights are then *not* the original ones: the
+report says so, with the type's error bound), llama.cpp's names mapped back, and its q/k
+permutation undone. config.json comes from the GGUF metadata. The embedded vocabulary is not
+turned into tokenizer.json yet (said in the report). Anchor: transformers' GGUF loading
+(``from_pretrained(..., gguf_file=...)``, the whole model dequantized in memory).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+from modelport._io.atomic import atomic_dir
+from modelport._io.hashing import sha256_file
+from modelport._io.paths import check_output
+from modelport._types import FileRecord, Record
+from modelport.convert.computed import tensor_bytes, verify_shard, write_shard
+from modelport.convert.meta_llama import permute
+from modelport.errors import CheckpointError, InputError, MissingDependencyError, UnsupportedError
+
+_LAYER = {"attn_norm": "input_layernorm", "attn_q": "self_attn.q_proj",
+          "attn_k": "self_attn.k_proj", "attn_v": "self_attn.v_proj",
+          "attn_output": "self_attn.o_proj", "ffn_norm": "post_attention_layernorm",
+          "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj", "ffn_down": "mlp.down_proj"}
+_TOP = {"token_embd": "model.embed_tokens", "output_norm": "model.norm", "output": "lm_head"}
+KEPT = {"F32": "F32", "F16": "F16", "BF16": "BF16"}
+# the worst relative error of a dequantized weight, per block type (llama.cpp's formats)
+ERROR_BOUND = {"Q8_0": "about 0.4% of the block's max |w|", "Q4_0": "about 7%",
+               "Q4_K": "about 7%", "Q5_K": "about 3%", "Q6_K": "about 1.6%"}
+
+
+class GgufReport(Record):
+    src: str
+    out: str
+    tensors: int
+    types: dict[str, int]
+    dequantized: int
+    note: str
+    config: dict[str, Any]
+    outputs: list[FileRecord]
+    seconds: float
+
+
+def _field(r: Any, key: str, default: Any = None) -> Any:
+    f = r.fields.get(key)
+    if f is None or not f.data:
+        return default
+    v = f.parts[f.data[0]]
+    if f.types and f.types[0].name == "STRING":
+        return bytes(v).decode("utf-8", "replace")
+    return v.tolist()[0] if hasattr(v, "tolist") else v
+
+
+def convert_gguf(src: str | Path, out: str | Path, *, overwrite: bool = False,
+                 verify: bool = True) -> GgufReport:
+    """Convert one llama-architecture ``.gguf`` file into safetensors + config.json."""
+    try:
+        import gguf
+        import numpy as np
+        import torch
+    except ImportError as e:
+        raise MissingDependencyError("gguf", "gguf") from e
+    t0 = time.perf_counter()
+    src, out = Path(src), Path(out)
+    if not src.is_file():
+        raise InputError("not a file", path=src)
+    check_output(src, out, overwrite=overwrite)
+    try:
+        r = gguf.GGUFReader(src)
+    except Exception as e:  # the reader raises ValueError/struct errors on damaged files
+        raise CheckpointError(f"not a readable GGUF file ({type(e).__name__}: {e})", path=src,
+                              hint="re-download the file") from e
+    arch = _field(r, "general.architecture")
+    if arch != "llama":
+        raise UnsupportedError(f"GGUF architecture {arch!r}", path=src, supported=["llama"])
+    n_head = int(_field(r, "llama.attention.head_count"))
+    n_kv = int(_field(r, "llama.attention.head_count_kv", n_head))
+    entries, plan, types = [], [], {}
+    for t in r.tensors:
+        tname = t.tensor_type.name
+        types[tname] = types.get(tname, 0) + 1
+        m = re.match(r"^blk\.(\d+)\.(\w+)\.weight$", t.name)
+        if m and m.group(2) in _LAYER:
+            name = f"model.layers.{m.group(1)}.{_LAYER[m.group(2)]}.weight"
+            heads = n_head if m.group(2) == "attn_q" else n_kv if m.group(2) == "attn_k" else 0
+        elif t.name.removesuffix(".weight") in _TOP:
+            name, heads = _TOP[t.name.removesuffix(".weight")] + ".weight", 0
+        else:
+            raise UnsupportedError(f"tensor {t.name!r} is not part of the llama layout",
+                                   path=src)
+        if tname not in KEPT and tname not in ERROR_BOUND and not hasattr(
+                gguf.quants, "dequantize"):
+            raise UnsupportedError(f"quant type {tname}", path=src)
+        st = KEPT.get(tname, "F32")
+        shape = tuple(int(x) for x in reversed(t.shape.tolist()))
+        size = {"F32": 4, "F16": 2, "BF16": 2}[st]
+        n = 1
+        for d in shape:
+            n *= d
+        entries.append((name, st, shape, n * size))
+        plan.append((t, heads))
+
+    def value(i: int) -> Any:
+        t, heads = plan[i]
+        if t.tensor_type.name in KEPT:
+            arr = np.asarray(t.data).reshape(entries[i][2])
+            w = torch.from_numpy(arr.copy()) if t.tensor_type.name != "BF16" else \
+                torch.from_numpy(arr.copy().view(np.int16)).view(torch.bfloat16)
+        else:
+            w = torch.from_numpy(np.asarray(gguf.quants.dequantize(t.data, t.tensor_type),
+                                            dtype=np.float32).reshape(entries[i][2]).copy())
+        return permute(w, heads) if heads else w
+
+    names = {e[0] for e in entries}
+    emb = next(e for e in entries if e[0] == "model.embed_tokens.weight")
+    cfg = {
+        "architectures": ["LlamaForCausalLM"], "model_type": "llama",
+        "hidden_size": int(_field(r, "llama.embedding_length")),
+        "intermediate_size": int(_field(r, "llama.feed_forward_length")),
+        "num_hidden_layers": int(_field(r, "llama.block_count")),
+        "num_attention_heads": n_head, "num_key_value_heads": n_kv,
+        "rms_norm_eps": float(_field(r, "llama.attention.layer_norm_rms_epsilon", 1e-5)),
+        "rope_theta": float(_field(r, "llama.rope.freq_base", 10000.0)),
+        "max_position_embeddings": int(_field(r, "llama.context_length", 4096)),
+        "vocab_size": emb[2][0], "tie_word_embeddings": "lm_head.weight" not in names,
+        "bos_token_id": int(_field(r, "tokenizer.ggml.bos_token_id", 1)),
+        "eos_token_id": int(_field(r, "tokenizer.ggml.eos_token_id", 2)),
+        "torch_dtype": {"F16": "float16", "BF16": "bfloat16"}.get(
+            max(set(e[1] for e in entries), key=[e[1] for e in entries].count), "float32"),
+    }
+    deq = sum(n for k, n in types.items() if k not in KEPT)
+    bounds = sorted({ERROR_BOUND.get(k, "see llama.cpp") for k in types if k not in KEPT})
+    note = ("every weight is as stored (F32/F16/BF16)" if not deq else
+            f"{deq} tensor(s) dequantized to float32: not the original weights "
+            f"(error bound: {'; '.join(bounds)})")
+    note += "; the embedded vocabulary is not converted: add the model's tokenizer files"
+    outputs: list[FileRecord] = []
+    with atomic_dir(out, overwrite=overwrite) as tmp:
+        w = write_shard(tmp / "model.safetensors", entries,
+                        lambda i, w: w.write(tensor_bytes(value(i))))
+        if verify:
+            verify_shard(tmp / "model.safetensors", names, w.sha256)
+        outputs.append(FileRecord(path="model.safetensors", role="weights", size=w.size,
+                                  sha256=w.sha256, tensors=len(entries)))
+        (tmp / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
+        outputs.append(FileRecord(path="config.json", role="config",
+                                  size=(tmp / "config.json").stat().st_size,
+                                  sha256=sha256_file(tmp / "config.json")))
+    return GgufReport(src=str(src), out=str(out), tensors=len(entries), types=types,
+                      dequantized=deq, note=note, config=cfg, outputs=outputs,
+                      seconds=round(time.perf_counter() - t0, 3))
+
+
+__all__ = ["GgufReport", "convert_gguf"]

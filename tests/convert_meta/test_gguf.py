@@ -1,0 +1,105 @@
+"""GGUF -> safetensors against transformers' own GGUF loading: the real tiny llama 2 file
+(F16) and files written here with the gguf package's writer (F32, F16, Q8_0)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import modelport
+from modelport.errors import CheckpointError
+from tests.conftest import real_path
+
+
+def _transformers_load(path: Path):  # type: ignore[no-untyped-def]
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name,
+                                                dtype=torch.float32)
+
+
+@pytest.mark.real
+def test_real_gguf_equals_transformers_loading(tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    src = real_path("ckpt2", "gguf_ollama_llama2_tiny_random", "llama-2-tiny-random.gguf")
+    rep = modelport.convert(src, tmp_path / "hf", progress=False)
+    assert rep.inputs[0].format == "gguf" and "as stored" in rep.warnings[0]
+    ours = load_file(tmp_path / "hf" / "model.safetensors")
+    theirs = _transformers_load(src).state_dict()
+    assert {v.dtype for v in ours.values()} == {torch.float16, torch.float32}  # as stored
+    for k, v in ours.items():
+        assert torch.equal(v.float(), theirs[k]), k
+    cfg = json.loads((tmp_path / "hf" / "config.json").read_text())
+    assert cfg["hidden_size"] == 8 and cfg["vocab_size"] == 32000
+
+
+def _write_gguf(path: Path, qtype: str) -> None:
+    """A tiny llama GGUF written with the gguf package (weights in llama.cpp's order)."""
+    import gguf
+
+    from modelport.convert.meta_llama import unpermute
+
+    rng = np.random.default_rng(0)
+    w = gguf.GGUFWriter(path, "llama")
+    dim, ff, heads, vocab = 64, 96, 4, 128
+    w.add_context_length(256)
+    w.add_embedding_length(dim)
+    w.add_block_count(1)
+    w.add_feed_forward_length(ff)
+    w.add_head_count(heads)
+    w.add_head_count_kv(heads)
+    w.add_layer_norm_rms_eps(1e-5)
+    w.add_rope_freq_base(10000.0)
+    w.add_tokenizer_model("llama")  # transformers sizes the vocabulary from the token list
+    w.add_token_list([f"<t{i}>" for i in range(vocab)])
+    w.add_token_scores([0.0] * vocab)
+    w.add_token_types([1] * vocab)
+    shapes = {"token_embd.weight": (vocab, dim), "output_norm.weight": (dim,),
+              "output.weight": (vocab, dim), "blk.0.attn_norm.weight": (dim,),
+              "blk.0.ffn_norm.weight": (dim,), "blk.0.attn_q.weight": (dim, dim),
+              "blk.0.attn_k.weight": (dim, dim), "blk.0.attn_v.weight": (dim, dim),
+              "blk.0.attn_output.weight": (dim, dim), "blk.0.ffn_gate.weight": (ff, dim),
+              "blk.0.ffn_up.weight": (ff, dim), "blk.0.ffn_down.weight": (dim, ff)}
+    for name, shape in shapes.items():
+        a = rng.standard_normal(shape).astype(np.float32) * 0.1
+        if "attn_q" in name or "attn_k" in name:  # llama.cpp stores q/k in Meta's order
+            a = unpermute(torch.from_numpy(a), heads).numpy()
+        if len(shape) == 1 or qtype == "F32":
+            w.add_tensor(name, a)
+        elif qtype == "F16":
+            w.add_tensor(name, a.astype(np.float16))
+        else:
+            q = gguf.quants.quantize(a, gguf.GGMLQuantizationType.Q8_0)
+            w.add_tensor(name, q, raw_shape=q.shape, raw_dtype=gguf.GGMLQuantizationType.Q8_0)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
+@pytest.mark.parametrize("qtype", ["F32", "F16", "Q8_0"])
+def test_written_gguf_equals_transformers_loading(tmp_path: Path, qtype: str) -> None:
+    from safetensors.torch import load_file
+
+    src = tmp_path / f"tiny-{qtype}.gguf"
+    _write_gguf(src, qtype)
+    rep = modelport.convert(src, tmp_path / "hf", progress=False)
+    if qtype == "Q8_0":
+        assert "not the original weights" in rep.warnings[0]
+    ours = load_file(tmp_path / "hf" / "model.safetensors")
+    theirs = _transformers_load(src).state_dict()
+    for k, v in ours.items():
+        assert torch.equal(v.float(), theirs[k]), k
+
+
+def test_damaged_gguf_is_refused(tmp_path: Path) -> None:
+    src = tmp_path / "bad.gguf"
+    src.write_bytes(b"GGUF" + b"\x03\x00\x00\x00" + b"\xff" * 40)
+    with pytest.raises(CheckpointError, match="not a readable GGUF"):
+        modelport.convert(src, tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()

@@ -3,57 +3,22 @@
 * SentencePiece: the ``sentencepiece`` library itself.
 * Byte-level BPE: the GPT-2 algorithm (regex pre-split, byte-to-unicode map, lowest-rank merge
   first) written from the original description.
-* WordPiece: BERT's basic tokenizer (clean, CJK split, lower-case and accent strip, punctuation
-  split) and greedy longest-match-first word pieces.
+* WordPiece: BERT's basic tokenizer as transformers 4 runs it (clean, CJK split, NFC,
+  lower-case and accent strip, punctuation split) and greedy longest-match-first word pieces.
+* OpenAI GPT's ``</w>`` BPE.
 
-Each splits special/added tokens out of the text first (longest match, leftmost), as the
-slow transformers tokenizers did, and encodes the pieces between them.
+The class semantics around them (added tokens, templates, flags) are in ``tok/slow.py``.
 """
 
 from __future__ import annotations
 
 import itertools
 import unicodedata
-from collections.abc import Callable
 from functools import cache
 
 GPT2_PATTERN = (r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+""")
 QWEN2_PATTERN = (r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}|"""
                  r""" ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+""")
-
-
-def split_specials(text: str, specials: dict[str, int]) -> list[tuple[str, int | None]]:
-    """Split ``text`` into (segment, None) and (special, id) parts, longest special first."""
-    if not specials:
-        return [(text, None)]
-    ordered = sorted(specials, key=len, reverse=True)
-    out: list[tuple[str, int | None]] = []
-    i = start = 0
-    while i < len(text):
-        for s in ordered:
-            if s and text.startswith(s, i):
-                if start < i:
-                    out.append((text[start:i], None))
-                out.append((s, specials[s]))
-                i += len(s)
-                start = i
-                break
-        else:
-            i += 1
-    if start < len(text):
-        out.append((text[start:], None))
-    return out
-
-
-def with_specials(encode: Callable[[str], list[int]], specials: dict[str, int]
-                  ) -> Callable[[str], list[int]]:
-    def run(text: str) -> list[int]:
-        ids: list[int] = []
-        for seg, sid in split_specials(text, specials):
-            ids += [sid] if sid is not None else encode(seg)
-        return ids
-
-    return run
 
 
 def merge_pair(parts: list[str], pair: tuple[str, str]) -> list[str]:
@@ -89,17 +54,14 @@ class ByteLevelBPE:
     """GPT-2 style byte-level BPE."""
 
     def __init__(self, vocab: dict[str, int], merges: list[tuple[str, str]], pattern: str,
-                 add_prefix_space: bool = False, nfc: bool = False) -> None:
+                 nfc: bool = False) -> None:
         import regex
 
         self.vocab = vocab
         self.ranks = {m: i for i, m in enumerate(merges)}
         self.pat = regex.compile(pattern)
-        self.add_prefix_space = add_prefix_space
         self.nfc = nfc
         self.byte_map = bytes_to_unicode()
-        self.inverse = {v: k for k, v in self.byte_map.items()}
-        self.id_to_token = {i: t for t, i in vocab.items()}
         self._cache: dict[str, list[str]] = {}
 
     def _bpe(self, word: str) -> list[str]:
@@ -131,21 +93,6 @@ class ByteLevelBPE:
             out += self._bpe(chars)
         return out
 
-    def encode(self, text: str) -> list[int]:
-        if self.nfc:
-            text = unicodedata.normalize("NFC", text)
-        if self.add_prefix_space and text and not text.startswith(" "):
-            text = " " + text
-        ids: list[int] = []
-        for piece in self.pat.findall(text):
-            mapped = "".join(self.byte_map[b] for b in piece.encode("utf-8"))
-            ids += [self.vocab[t] for t in self._bpe(mapped)]
-        return ids
-
-    def decode(self, ids: list[int]) -> str:
-        text = "".join(self.id_to_token[i] for i in ids)
-        return bytes(self.inverse[c] for c in text).decode("utf-8", errors="replace")
-
 
 def _is_punct(ch: str) -> bool:
     cp = ord(ch)
@@ -172,9 +119,6 @@ class WordPieceRef:
 
     def basic_tokens(self, text: str) -> list[str]:
         """transformers 4's BasicTokenizer (it NFC-normalizes before splitting)."""
-        return self._basic(text, nfc=True)
-
-    def _basic(self, text: str, nfc: bool = False) -> list[str]:
         cleaned = []
         for ch in text:
             cp = ord(ch)
@@ -188,9 +132,7 @@ class WordPieceRef:
             else:
                 cleaned.append(ch)
         out: list[str] = []
-        joined = "".join(cleaned)
-        if nfc:
-            joined = unicodedata.normalize("NFC", joined)
+        joined = unicodedata.normalize("NFC", "".join(cleaned))
         for word in joined.split():
             if self.lowercase:
                 word = word.lower()
@@ -227,12 +169,9 @@ class WordPieceRef:
             start = end
         return pieces
 
-    def encode(self, text: str) -> list[int]:
-        return [self.vocab[p] for w in self._basic(text) for p in self._pieces(w)]
-
     def tokens(self, text: str) -> list[str]:
-        """transformers 4's BertTokenizer._tokenize (NFC first, as the slow class does)."""
-        return [p for w in self._basic(text, nfc=True) for p in self._pieces(w)]
+        """transformers 4's BertTokenizer._tokenize."""
+        return [p for w in self.basic_tokens(text) for p in self._pieces(w)]
 
 
 class SuffixBPE:
@@ -252,8 +191,6 @@ class SuffixBPE:
             if best not in self.ranks:
                 break
             word = merge_pair(word, best)
-        if word == ["\n  </w>"]:
-            word = ["\n</w>"]
         self._cache[token] = word
         return word
 

@@ -127,7 +127,7 @@ def build(src: Source, res: Resolved, notes: list[str]) -> tuple[Any, SlowRef, d
         else:
             tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=prefix_space)
         tok.decoder = decoders.ByteLevel()
-        merger = algo.ByteLevelBPE(vocab, merges, pattern, add_prefix_space=False, nfc=nfc)
+        merger = algo.ByteLevelBPE(vocab, merges, pattern, nfc=nfc)
 
         def tokenize(text: str) -> list[str]:
             return merger.tokens(text)

@@ -51,6 +51,27 @@ def _expected(cls: Any, config: Any) -> tuple[set[str], set[str]]:
     return set(model.state_dict()), tied_names
 
 
+def candidates(model_type: str) -> list[str]:
+    """The classes transformers maps ``model_type`` to: causal LM, seq2seq LM, masked LM, base."""
+    from transformers.models.auto import modeling_auto
+
+    out: list[str] = []
+    for name in MAPPINGS:
+        cls = getattr(modeling_auto, name, {}).get(model_type)
+        if isinstance(cls, str) and cls not in out:
+            out.append(cls)
+    return out
+
+
+def load_config(folder: Path) -> Any:
+    """transformers' config of the folder, its warnings kept quiet."""
+    import transformers
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return transformers.AutoConfig.from_pretrained(folder)
+
+
 def built(classes: list[str], config: Any) -> list[tuple[str, set[str], set[str]]]:
     """(class, its tensor names, the tied ones) for each class ``config`` can build."""
     import transformers
@@ -70,9 +91,6 @@ def built(classes: list[str], config: Any) -> list[tuple[str, set[str], set[str]
 
 def infer_architecture(folder: str | Path) -> ArchitectureInference:
     """The classes whose tensors the folder's safetensors weights are, for its model_type."""
-    import transformers
-    from transformers.models.auto import modeling_auto
-
     folder = Path(folder)
     cfg_path = folder / "config.json"
     try:
@@ -82,21 +100,14 @@ def infer_architecture(folder: str | Path) -> ArchitectureInference:
     model_type = str(raw.get("model_type") or "") if isinstance(raw, dict) else ""
     if not model_type:
         raise InputError("config.json has no model_type", path=cfg_path)
-    candidates: list[str] = []
-    for name in MAPPINGS:
-        cls = getattr(modeling_auto, name, {}).get(model_type)
-        if isinstance(cls, str) and cls not in candidates:
-            candidates.append(cls)
+    classes = candidates(model_type)
     names = _tensor_names(folder)
     if not names:
-        return ArchitectureInference(model_type=model_type, candidates=candidates, fits=[],
+        return ArchitectureInference(model_type=model_type, candidates=classes, fits=[],
                                      evidence="no safetensors weights to compare")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        config = transformers.AutoConfig.from_pretrained(folder)
-    fits = [c for c, expected, tied in built(candidates, config)
+    fits = [c for c, expected, tied in built(classes, load_config(folder))
             if names <= expected and expected - names <= tied]
     return ArchitectureInference(
-        model_type=model_type, candidates=candidates, fits=fits,
-        evidence=f"{len(names)} tensors compared with {len(candidates)} classes of "
+        model_type=model_type, candidates=classes, fits=fits,
+        evidence=f"{len(names)} tensors compared with {len(classes)} classes of "
                  f"model_type {model_type} built from config.json")

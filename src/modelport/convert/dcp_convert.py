@@ -89,14 +89,15 @@ def convert_dcp(src: Path, dst: Path, options: ConvertOptions) -> ConvertReport:
                 renamed[t.fqn] = t.fqn[len(options.strip_prefix):]
                 t.fqn = renamed[t.fqn]
     elif options.fit_names and cfg_dir is not None:
-        fit = fit_names([t.fqn for t in tensors], cfg_dir)
-        if fit is not None:
-            mapping, note = fit
+        mapping, note = fit_names([t.fqn for t in tensors], cfg_dir)
+        if mapping is not None:
             for t in tensors:
                 if mapping[t.fqn] != t.fqn:
                     renamed[t.fqn] = mapping[t.fqn]
                     t.fqn = mapping[t.fqn]
-            warnings.append(f"tensor names: {note}")
+            note = f"tensor names: {note}"
+        if note:
+            warnings.append(note)
     if cfg_dir is None:
         warnings.append("no config.json beside the checkpoint: add the model's config.json "
                         "to the output before deploying")

@@ -11,11 +11,10 @@ where the model itself starts with it (``LlamaForCausalLM``).
 from __future__ import annotations
 
 import itertools
-import warnings
 from pathlib import Path
 
 from modelport._io import jsonio
-from modelport.convert.architectures import MAPPINGS, built
+from modelport.convert.architectures import built, candidates, load_config
 
 INFIXES = ("_fsdp_wrapped_module.", "_checkpoint_wrapped_module.")
 LEADING = ("_orig_mod.", "module.", "model.", "_forward_module.", "state_dict.")
@@ -41,29 +40,18 @@ def looks_wrapped(names: list[str]) -> bool:
 
 def _model_names(folder: Path) -> list[tuple[str, set[str], set[str]]]:
     """(class, expected names, tied names) for the classes config.json may mean."""
-    import transformers
-    from transformers.models.auto import modeling_auto
-
-    cfg_path = folder / "config.json"
     try:
-        raw = jsonio.load(cfg_path)
+        raw = jsonio.load(folder / "config.json")
     except (OSError, ValueError):
         return []
     if not isinstance(raw, dict) or not raw.get("model_type"):
         return []
     archs = [a for a in raw.get("architectures") or [] if isinstance(a, str)]
-    if not archs:
-        for name in MAPPINGS:
-            c = getattr(modeling_auto, name, {}).get(raw["model_type"])
-            if isinstance(c, str) and c not in archs:
-                archs.append(c)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            config = transformers.AutoConfig.from_pretrained(folder)
-        except (OSError, ValueError, KeyError):
-            return []
-    return built(archs, config)
+    try:
+        config = load_config(folder)
+    except (OSError, ValueError, KeyError):
+        return []
+    return built(archs or candidates(raw["model_type"]), config)
 
 
 def _strip(name: str, leading: tuple[str, ...], infixes: bool) -> str:
@@ -76,16 +64,17 @@ def _strip(name: str, leading: tuple[str, ...], infixes: bool) -> str:
     return name
 
 
-def fit_names(names: list[str], folder: Path) -> tuple[dict[str, str], str] | None:
-    """A renaming that makes ``names`` the model's own, and what it removed; None when the
-    names already fit, config.json is absent, or no removal of framework prefixes fits."""
+def fit_names(names: list[str], folder: Path) -> tuple[dict[str, str] | None, str | None]:
+    """(renaming, note): the renaming that makes ``names`` the model's own and what it
+    removed; (None, how they differ) when no removal of framework prefixes fits; (None, None)
+    when they fit already or config.json names no model. The model is built once."""
     models = _model_names(folder)
     if not models:
-        return None
+        return None, None
     have = set(names)
     for _, expected, tied in models:
         if have <= expected and expected - have <= tied:
-            return None
+            return None, None
     combos: list[tuple[tuple[str, ...], bool]] = [((), True)]
     for k in (1, 2, 3):
         for leading in itertools.permutations(LEADING, k):
@@ -101,20 +90,11 @@ def fit_names(names: list[str], folder: Path) -> tuple[dict[str, str], str] | No
                     [f"{', '.join(repr(s) for s in INFIXES)} inside names"] if infixes and any(
                         s in n for n in names for s in INFIXES) else [])
                 return mapped, f"removed {' and '.join(what)}: the names are then {cls}'s"
-    return None
-
-
-def describe_mismatch(names: list[str], folder: Path) -> str | None:
-    """When the names fit none of the config's classes, a short note of the difference."""
-    models = _model_names(folder)
-    if not models:
-        return None
     cls, expected, _ = models[0]
-    extra = sorted(set(names) - expected)[:2]
-    return (f"tensor names do not match {cls} built from config.json (e.g. "
-            f"{', '.join(extra) or 'missing tensors'}); pass --strip-prefix if a framework "
-            "added one") if extra else None
+    extra = sorted(have - expected)[:2]
+    return None, (f"tensor names do not match {cls} built from config.json (e.g. "
+                  f"{', '.join(extra) or 'missing tensors'}); pass --strip-prefix if a "
+                  "framework added one")
 
 
-__all__ = ["describe_mismatch", "fit_names", "looks_wrapped"]
-
+__all__ = ["fit_names", "looks_wrapped"]

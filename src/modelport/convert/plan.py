@@ -121,20 +121,19 @@ def plan_convert(
     source = open_source(src, state_dict_key=options.state_dict_key,
                          strip_prefix=options.strip_prefix, allow_globals=options.allow_globals)
     renamed: dict[str, str] = {}
-    from modelport.convert.framework_names import describe_mismatch, fit_names, looks_wrapped
+    from modelport.convert.framework_names import fit_names, looks_wrapped
 
     if options.strip_prefix is None and options.fit_names and looks_wrapped(
             [t.name for t in source.tensors]):
-        folder = src if src.is_dir() else src.parent
-        fit = fit_names([t.name for t in source.tensors], folder)
-        if fit is not None:
-            mapping, note = fit
+        mapping, note = fit_names([t.name for t in source.tensors],
+                                  src if src.is_dir() else src.parent)
+        if mapping is not None:
             renamed = {k: v for k, v in mapping.items() if k != v}
             source.tensors = [dataclasses.replace(t, name=mapping[t.name])
                               for t in source.tensors]
-            source.warnings.append(f"tensor names: {note}")
-        elif (d := describe_mismatch([t.name for t in source.tensors], folder)) is not None:
-            source.warnings.append(d)
+            note = f"tensor names: {note}"
+        if note:
+            source.warnings.append(note)
     bad = [f"{t.name} ({t.dtype})" for t in source.tensors if t.dtype not in TORCH_TO_ST]
     if bad:
         raise UnsupportedError(

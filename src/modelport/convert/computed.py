@@ -4,13 +4,17 @@ the proof re-reads the file (safetensors' own parser, then its sha256 against th
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from modelport._io.hashing import HashingWriter, sha256_file
 from modelport._io.st_header import build_header
+from modelport._types import FileRecord
 from modelport.errors import VerificationError
+
+INDEX_NAME = "model.safetensors.index.json"
 
 Entry = tuple[str, str, tuple[int, ...], int]  # (name, safetensors dtype, shape, nbytes)
 
@@ -53,4 +57,35 @@ def verify_shard(path: Path, names: set[str], sha: str) -> None:
                                 hint="check the disk; nothing was kept")
 
 
-__all__ = ["Entry", "tensor_bytes", "verify_shard", "write_shard"]
+def write_shards(folder: Path, items: list[Any], entry: Callable[[Any], Entry],
+                 emit: Callable[[Any, HashingWriter], None], max_bytes: int, verify: bool
+                 ) -> tuple[list[FileRecord], dict[str, str]]:
+    """Shard ``items`` (``entry(item)`` names and sizes each), write every shard with ``emit``
+    and prove it, then the index when there is more than one shard. Returns the file records
+    and the weight map."""
+    from modelport.convert.plan import shard
+
+    outputs: list[FileRecord] = []
+    weight_map: dict[str, str] = {}
+    shards = shard(items, max_bytes, nbytes=lambda it: entry(it)[3])
+    for sh in shards:
+        entries = [entry(it) for it in sh.tensors]
+        w = write_shard(folder / sh.filename, entries,
+                        lambda i, w, g=sh.tensors: emit(g[i], w))
+        if verify:
+            verify_shard(folder / sh.filename, {e[0] for e in entries}, w.sha256)
+        outputs.append(FileRecord(path=sh.filename, role="weights", size=w.size,
+                                  sha256=w.sha256, tensors=len(entries)))
+        weight_map.update({e[0]: sh.filename for e in entries})
+    if len(shards) > 1:
+        total = sum(entry(it)[3] for it in items)
+        data = (json.dumps({"metadata": {"total_size": total},
+                            "weight_map": dict(sorted(weight_map.items()))}, indent=2)
+                + "\n").encode()
+        (folder / INDEX_NAME).write_bytes(data)
+        outputs.append(FileRecord(path=INDEX_NAME, role="index", size=len(data),
+                                  sha256=sha256_file(folder / INDEX_NAME)))
+    return outputs, weight_map
+
+
+__all__ = ["Entry", "tensor_bytes", "verify_shard", "write_shard", "write_shards"]

@@ -6,16 +6,15 @@ For each base tensor a LoRA targets: ``W + scaling · B·A`` computed in fp32 an
 ``alpha`` from ``rank_pattern`` / ``alpha_pattern``. Modules the adapter saves whole
 (``modules_to_save``, a sequence-classification head) replace the base's. Everything else is
 the base's bytes, copied by the kernel. Only one output tensor and the adapter are in memory;
-every written tensor is re-read and compared with the base bytes or the merge recomputed.
+every shard is re-read and hashed against the bytes written (merged tensors as computed, the
+base's tensors as hashed from the base).
 Anchor: PEFT's ``merge_and_unload`` (the whole model in memory).
 """
 
 from __future__ import annotations
 
-import json
 import math
 import re
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -24,14 +23,13 @@ from pydantic import Field
 
 from modelport._io import jsonio
 from modelport._io.atomic import atomic_dir
-from modelport._io.hashing import HashingWriter
+from modelport._io.hashing import HashingWriter, copy_hashed
 from modelport._io.paths import check_output
 from modelport._io.st_header import TORCH_TO_ST
 from modelport._types import FileRecord, Record, file_role
-from modelport.convert.computed import tensor_bytes, write_shard
-from modelport.convert.plan import shard
+from modelport.convert.computed import tensor_bytes, write_shards
 from modelport.convert.sources import Reader, SourceSet, SourceTensor, open_source
-from modelport.errors import InputError, UnsupportedError, VerificationError
+from modelport.errors import InputError, UnsupportedError
 
 ADAPTER_FILES = ("adapter_model.safetensors", "adapter_model.bin")
 PREFIX = "base_model.model."
@@ -195,29 +193,15 @@ def merge(base: str | Path, adapter: str | Path, out: str | Path, *, overwrite: 
     outputs: list[FileRecord] = []
     try:
         with atomic_dir(out, overwrite=overwrite) as tmp:
-            shards = shard(src.tensors, max_shard_size)
-            weight_map: dict[str, str] = {}
-            for sh in shards:
-                _write(tmp / sh.filename, sh.tensors, reader, lora)
-                if verify:
-                    _verify(tmp / sh.filename, sh.tensors, reader, lora)
-                weight_map.update({t.name: sh.filename for t in sh.tensors})
-            if len(shards) > 1:
-                total = sum(t.nbytes for t in src.tensors)
-                (tmp / "model.safetensors.index.json").write_text(json.dumps(
-                    {"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2))
+            outputs, _ = write_shards(
+                tmp, src.tensors, lambda t: (t.name, TORCH_TO_ST[t.dtype], t.shape, t.nbytes),
+                lambda t, w: _emit(t, w, reader, lora), max_shard_size, verify)
             for rel in src.copy_files:
                 if rel in ("adapter_config.json", *ADAPTER_FILES):
                     continue
                 (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(base / rel, tmp / rel)
-            from modelport._io.hashing import sha256_file
-
-            for p in sorted(tmp.rglob("*")):
-                if p.is_file():
-                    rel = p.relative_to(tmp).as_posix()
-                    outputs.append(FileRecord(path=rel, size=p.stat().st_size,
-                                              sha256=sha256_file(p), role=file_role(rel)))
+                size, sha = copy_hashed(base / rel, tmp / rel)
+                outputs.append(FileRecord(path=rel, size=size, sha256=sha, role=file_role(rel)))
     finally:
         reader.close()
     return MergeReport(
@@ -230,53 +214,30 @@ def merge(base: str | Path, adapter: str | Path, out: str | Path, *, overwrite: 
 
 
 def _value(t: SourceTensor, reader: Reader, lora: _Lora) -> Any | None:
-    """The merged or replaced value of ``t``; None when it is the base's bytes."""
-    if t.name in lora.whole:
-        return lora.whole[t.name].to(_load(reader, t).dtype).contiguous()
-    if t.name in lora.delta:
-        w = _load(reader, t)
-        if t.name in lora.base_copy:
-            w = lora.base_copy[t.name].to(w.dtype)
-        return lora.merged(t.name, w).contiguous()
-    if t.name in lora.base_copy:
-        return lora.base_copy[t.name].to(_load(reader, t).dtype).contiguous()
-    return None
-
-
-def _write(path: Path, tensors: list[SourceTensor], reader: Reader, lora: _Lora) -> None:
-    def emit(i: int, w: HashingWriter) -> None:
-        t = tensors[i]
-        v = _value(t, reader, lora)
-        if v is not None:
-            w.write(tensor_bytes(v))
-            return
-        region = reader.file_region(t)
-        if region is not None:
-            w.copy_from(region[0], region[1], reader.tensor_bytes(t))
-        else:
-            w.write(reader.tensor_bytes(t))
-
-    write_shard(path, [(t.name, TORCH_TO_ST[t.dtype], t.shape, t.nbytes) for t in tensors],
-                emit)
-
-
-def _verify(path: Path, tensors: list[SourceTensor], reader: Reader, lora: _Lora) -> None:
-    """Re-read every tensor: the base's bytes, or the merge recomputed."""
+    """The merged or replaced value of ``t``; None when it is the base's bytes. The base
+    tensor is read only when it is merged and the adapter carries no copy of it."""
     import torch
-    from safetensors import safe_open
 
-    with safe_open(str(path), "pt") as f:
-        if set(f.keys()) != {t.name for t in tensors}:
-            raise VerificationError("tensor names differ after the merge", path=path)
-        for t in tensors:
-            got = f.get_tensor(t.name)
-            want = _value(t, reader, lora)
-            if want is None:
-                want = _load(reader, t)
-            if got.dtype != want.dtype or not torch.equal(got.view(-1).view(torch.uint8),
-                                                          want.reshape(-1).view(torch.uint8)):
-                raise VerificationError(f"tensor {t.name!r} differs after writing", path=path,
-                                        hint="this is a modelport bug; please report it")
+    dtype = getattr(torch, t.dtype)
+    start = lora.whole.get(t.name, lora.base_copy.get(t.name))
+    if t.name in lora.delta:
+        w = start.to(dtype) if start is not None else _load(reader, t)
+        return lora.merged(t.name, w).contiguous()
+    return start.to(dtype).contiguous() if start is not None else None
+
+
+def _emit(t: SourceTensor, w: HashingWriter, reader: Reader, lora: _Lora) -> None:
+    """The merged or replaced tensor's bytes, or the base's, copied by the kernel (and hashed
+    from the source: the proof's re-read then shows the copy equals the base)."""
+    v = _value(t, reader, lora)
+    if v is not None:
+        w.write(tensor_bytes(v))
+        return
+    region = reader.file_region(t)
+    if region is not None:
+        w.copy_from(region[0], region[1], reader.tensor_bytes(t))
+    else:
+        w.write(reader.tensor_bytes(t))
 
 
 __all__ = ["MergeReport", "merge"]

@@ -24,7 +24,7 @@ from modelport._io.hashing import sha256_file
 from modelport._io.paths import check_output
 from modelport._io.st_header import TORCH_TO_ST
 from modelport._types import FileRecord, Record, file_role
-from modelport.convert.computed import tensor_bytes, verify_shard, write_shard
+from modelport.convert.computed import tensor_bytes, write_shards
 from modelport.convert.sources import Reader, SourceSet, open_source
 from modelport.errors import CheckpointError, InputError, UnsupportedError
 
@@ -172,34 +172,14 @@ def convert_meta(src: str | Path, out: str | Path, *, overwrite: bool = False,
         nbytes = t0_.nbytes * (n if split is not None else 1)
         entries.append((hf, t0_.dtype, tuple(shape), nbytes, meta, split, heads))
     cfg = _config(params, entries, rope_scaling_factor, src, mistral)
-    groups: list[list[Any]] = [[]]
-    size = 0
-    for e in entries:
-        if groups[-1] and size + e[3] > max_shard_size:
-            groups.append([])
-            size = 0
-        groups[-1].append(e)
-        size += e[3]
-    names = (["model.safetensors"] if len(groups) == 1 else
-             [f"model-{i + 1:05d}-of-{len(groups):05d}.safetensors" for i in range(len(groups))])
     outputs: list[FileRecord] = []
     tok_note = None
     try:
         with atomic_dir(out, overwrite=overwrite) as tmp:
-            weight_map = {}
-            for fname, group in zip(names, groups, strict=True):
-                st = [(e[0], TORCH_TO_ST[e[1]], e[2], e[3]) for e in group]
-                w = write_shard(tmp / fname, st,
-                                lambda i, w, g=group: w.write(tensor_bytes(value(*g[i][4:]))))
-                if verify:
-                    verify_shard(tmp / fname, {e[0] for e in group}, w.sha256)
-                weight_map.update({e[0]: fname for e in group})
-                outputs.append(FileRecord(path=fname, role="weights", size=w.size,
-                                          sha256=w.sha256, tensors=len(group)))
-            if len(groups) > 1:
-                (tmp / "model.safetensors.index.json").write_text(json.dumps(
-                    {"metadata": {"total_size": sum(e[3] for e in entries)},
-                     "weight_map": weight_map}, indent=2))
+            outputs, _ = write_shards(
+                tmp, entries, lambda e: (e[0], TORCH_TO_ST[e[1]], e[2], e[3]),
+                lambda e, w: w.write(tensor_bytes(value(*e[4:]))), max_shard_size, verify)
+            written = {o.path for o in outputs}
             (tmp / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
             (tmp / "generation_config.json").write_text(json.dumps(
                 {"bos_token_id": cfg["bos_token_id"], "eos_token_id": cfg["eos_token_id"],
@@ -207,7 +187,7 @@ def convert_meta(src: str | Path, out: str | Path, *, overwrite: bool = False,
             tok_note = _tokenizer(src, tmp, params)
             for p in sorted(tmp.rglob("*")):
                 rel = p.relative_to(tmp).as_posix()
-                if p.is_file() and not rel.startswith(".") and rel not in names:
+                if p.is_file() and not rel.startswith(".") and rel not in written:
                     outputs.append(FileRecord(path=rel, role=file_role(rel),
                                               size=p.stat().st_size, sha256=sha256_file(p)))
     finally:

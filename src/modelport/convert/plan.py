@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from modelport._io import jsonio
 from modelport._io.paths import check_output
@@ -86,16 +88,18 @@ def find_aliases(tensors: list[SourceTensor]) -> tuple[dict[str, str], list[list
     return aliases, overlapping
 
 
-def shard(tensors: list[SourceTensor], max_bytes: int) -> list[ShardPlan]:
-    """Greedy, in source order; a tensor larger than ``max_bytes`` gets a shard of its own."""
-    groups: list[list[SourceTensor]] = [[]]
+def shard(tensors: list[Any], max_bytes: int,
+          nbytes: Callable[[Any], int] = lambda t: t.nbytes) -> list[ShardPlan]:
+    """Greedy, in source order; a tensor larger than ``max_bytes`` gets a shard of its own.
+    ``tensors`` are anything ``nbytes`` sizes (source tensors by default)."""
+    groups: list[list[Any]] = [[]]
     size = 0
     for t in tensors:
-        if groups[-1] and size + t.nbytes > max_bytes:
+        if groups[-1] and size + nbytes(t) > max_bytes:
             groups.append([])
             size = 0
         groups[-1].append(t)
-        size += t.nbytes
+        size += nbytes(t)
     n = len(groups)
     if n == 1:
         return [ShardPlan(SINGLE_NAME, groups[0])]

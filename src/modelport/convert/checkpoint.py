@@ -261,43 +261,17 @@ def convert(
     elif kwargs:
         options = options.model_copy(update=kwargs)
     from modelport.convert.dcp_convert import convert_dcp, dcp_folder
-
-    if dcp_folder(Path(src)) is not None:  # torch.distributed.checkpoint (FSDP, torchtitan)
-        return convert_dcp(Path(src), Path(dst), options)
     from modelport.convert.meta_llama import convert_meta, is_meta_layout
 
-    if Path(src).is_file() and Path(src).suffix == ".gguf":  # llama.cpp
+    path = Path(src)
+    if dcp_folder(path) is not None:  # torch.distributed.checkpoint (FSDP, torchtitan)
+        return convert_dcp(path, Path(dst), options)
+    if is_meta_layout(path):  # Meta's / Mistral's params.json + consolidated weights
+        return convert_meta(path, dst, options)
+    if path.is_file() and path.suffix == ".gguf":  # llama.cpp
         from modelport.convert.gguf_source import convert_gguf
 
-        g = convert_gguf(src, dst, overwrite=options.overwrite, verify=options.verify)
-        return ConvertReport(
-            src=str(src), dst=str(dst), inputs=[InputFile(path=str(src), format="gguf",
-                                                           size=Path(src).stat().st_size)],
-            state_dict_key=None, tensors_in=g.tensors, tensors_written=g.tensors,
-            parameters=0, total_bytes=g.outputs[0].size, dtypes=g.types, outputs=g.outputs,
-            aliases={}, overlapping_views=[], tensor_map={}, renamed={}, skipped_entries=[],
-            skipped_files=[], verified=options.verify, warnings=[f"GGUF: {g.note}"],
-            seconds=g.seconds, verify_seconds=0.0)
-
-    if is_meta_layout(Path(src)):  # Meta's params.json + consolidated.NN.pth
-        t0 = time.perf_counter()
-        m = convert_meta(src, dst, overwrite=options.overwrite, verify=options.verify,
-                         max_shard_size=options.max_shard_bytes)
-        weights = [o for o in m.outputs if o.role == "weights"]
-        return ConvertReport(
-            src=str(src), dst=str(dst),
-            inputs=[InputFile(path=str(p), format="meta consolidated", size=p.stat().st_size)
-                    for p in sorted(Path(src).glob("consolidated*.pth"))],
-            state_dict_key=None, tensors_in=m.tensors, tensors_written=m.tensors,
-            parameters=0, total_bytes=sum(o.size for o in weights), dtypes={},
-            outputs=m.outputs, aliases={}, overlapping_views=[],
-            tensor_map={}, renamed={}, skipped_entries=[SkippedItem(name=x, reason="left out")
-                                                        for x in m.left_out],
-            skipped_files=[], verified=m.verified,
-            warnings=[f"Meta layout, {m.ranks} rank(s) merged; {len(m.permuted)} q/k weights "
-                      "permuted to the Hugging Face rotary order; config.json from params.json"]
-                     + ([f"tokenizer: {m.tokenizer}"] if m.tokenizer else []),
-            seconds=round(time.perf_counter() - t0, 3), verify_seconds=0.0)
+        return convert_gguf(path, dst, options)
     return execute(plan_convert(src, dst, options), progress=progress)
 
 

@@ -20,9 +20,11 @@ from typing import Any
 from modelport._io.atomic import atomic_dir
 from modelport._io.hashing import sha256_file
 from modelport._io.paths import check_output
-from modelport._types import FileRecord, Record
+from modelport._types import FileRecord
+from modelport.convert.checkpoint import ConvertReport, InputFile
 from modelport.convert.computed import tensor_bytes, verify_shard, write_shard
 from modelport.convert.meta_llama import permute
+from modelport.convert.options import ConvertOptions
 from modelport.errors import CheckpointError, InputError, MissingDependencyError, UnsupportedError
 
 _LAYER = {"attn_norm": "input_layernorm", "attn_q": "self_attn.q_proj",
@@ -36,18 +38,6 @@ ERROR_BOUND = {"Q8_0": "about 0.4% of the block's max |w|", "Q4_0": "about 7%",
                "Q4_K": "about 7%", "Q5_K": "about 3%", "Q6_K": "about 1.6%"}
 
 
-class GgufReport(Record):
-    src: str
-    out: str
-    tensors: int
-    types: dict[str, int]
-    dequantized: int
-    note: str
-    config: dict[str, Any]
-    outputs: list[FileRecord]
-    seconds: float
-
-
 def _field(r: Any, key: str, default: Any = None) -> Any:
     f = r.fields.get(key)
     if f is None or not f.data:
@@ -58,8 +48,8 @@ def _field(r: Any, key: str, default: Any = None) -> Any:
     return v.tolist()[0] if hasattr(v, "tolist") else v
 
 
-def convert_gguf(src: str | Path, out: str | Path, *, overwrite: bool = False,
-                 verify: bool = True) -> GgufReport:
+def convert_gguf(src: str | Path, out: str | Path, options: ConvertOptions | None = None
+                 ) -> ConvertReport:
     """Convert one llama-architecture ``.gguf`` file into safetensors + config.json."""
     try:
         import gguf
@@ -67,6 +57,8 @@ def convert_gguf(src: str | Path, out: str | Path, *, overwrite: bool = False,
         import torch
     except ImportError as e:
         raise MissingDependencyError("gguf", "gguf") from e
+    o = options or ConvertOptions()
+    overwrite, verify = o.overwrite, o.verify
     t0 = time.perf_counter()
     src, out = Path(src), Path(out)
     if not src.is_file():
@@ -153,9 +145,16 @@ def convert_gguf(src: str | Path, out: str | Path, *, overwrite: bool = False,
         outputs.append(FileRecord(path="config.json", role="config",
                                   size=(tmp / "config.json").stat().st_size,
                                   sha256=sha256_file(tmp / "config.json")))
-    return GgufReport(src=str(src), out=str(out), tensors=len(entries), types=types,
-                      dequantized=deq, note=note, config=cfg, outputs=outputs,
-                      seconds=round(time.perf_counter() - t0, 3))
+    return ConvertReport(
+        src=str(src), dst=str(out),
+        inputs=[InputFile(path=str(src), format="gguf", size=src.stat().st_size)],
+        state_dict_key=None, tensors_in=len(entries), tensors_written=len(entries),
+        parameters=sum(e[3] // {"F32": 4, "F16": 2, "BF16": 2}[e[1]] for e in entries),
+        total_bytes=sum(e[3] for e in entries), dtypes=types, outputs=outputs, aliases={},
+        overlapping_views=[], tensor_map={e[0]: "model.safetensors" for e in entries},
+        renamed={t.name: e[0] for (t, _), e in zip(plan, entries, strict=True)},
+        skipped_entries=[], skipped_files=[], verified=verify, verify_seconds=0.0,
+        warnings=[f"GGUF: {note}"], seconds=round(time.perf_counter() - t0, 3))
 
 
-__all__ = ["GgufReport", "convert_gguf"]
+__all__ = ["convert_gguf"]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +24,11 @@ from modelport._io.atomic import atomic_dir
 from modelport._io.hashing import sha256_file
 from modelport._io.paths import check_output
 from modelport._io.st_header import TORCH_TO_ST
-from modelport._types import FileRecord, Record, file_role
+from modelport._types import FileRecord, SkippedItem, file_role
+from modelport.convert.checkpoint import ConvertReport, InputFile
 from modelport.convert.computed import tensor_bytes, write_shards
+from modelport.convert.options import ConvertOptions
+from modelport.convert.pickle_safe import element_size
 from modelport.convert.sources import Reader, SourceSet, open_source
 from modelport.errors import CheckpointError, InputError, UnsupportedError
 
@@ -45,20 +49,6 @@ _LAYER_MAP = {
 _TOP_MAP = {"norm.weight": ("model.norm.weight", None), "output.weight": ("lm_head.weight", 0),
             "tok_embeddings.weight": ("model.embed_tokens.weight", -1)}  # -1: by shape
 _SKIP = {"rope.freqs"}
-
-
-class MetaReport(Record):
-    src: str
-    out: str
-    ranks: int
-    tensors: int
-    permuted: list[str]
-    left_out: list[str]
-    config: dict[str, Any]
-    tokenizer: str | None
-    outputs: list[FileRecord]
-    verified: bool
-    seconds: float
 
 
 def is_meta_layout(folder: Path) -> bool:
@@ -110,10 +100,11 @@ def _params(folder: Path) -> dict[str, Any]:
     return p
 
 
-def convert_meta(src: str | Path, out: str | Path, *, overwrite: bool = False,
-                 rope_scaling_factor: float | None = None, max_shard_size: int = 5 * 10**9,
-                 verify: bool = True) -> MetaReport:
-    """Convert Meta's original Llama checkpoint folder into a Hugging Face folder."""
+def convert_meta(src: str | Path, out: str | Path, options: ConvertOptions | None = None, *,
+                 rope_scaling_factor: float | None = None) -> ConvertReport:
+    """Convert Meta's (or Mistral's) original checkpoint folder into a Hugging Face folder."""
+    o = options or ConvertOptions()
+    overwrite, verify, max_shard_size = o.overwrite, o.verify, o.max_shard_bytes
     t0 = time.perf_counter()
     src, out = Path(src), Path(out)
     if not is_meta_layout(src):
@@ -176,7 +167,7 @@ def convert_meta(src: str | Path, out: str | Path, *, overwrite: bool = False,
     tok_note = None
     try:
         with atomic_dir(out, overwrite=overwrite) as tmp:
-            outputs, _ = write_shards(
+            outputs, tensor_map = write_shards(
                 tmp, entries, lambda e: (e[0], TORCH_TO_ST[e[1]], e[2], e[3]),
                 lambda e, w: w.write(tensor_bytes(value(*e[4:]))), max_shard_size, verify)
             written = {o.path for o in outputs}
@@ -193,10 +184,24 @@ def convert_meta(src: str | Path, out: str | Path, *, overwrite: bool = False,
     finally:
         for r in readers:
             r.close()
-    return MetaReport(src=str(src), out=str(out), ranks=n, tensors=len(entries),
-                      permuted=[e[0] for e in entries if e[6]], left_out=left_out, config=cfg,
-                      tokenizer=tok_note, outputs=outputs, verified=verify,
-                      seconds=round(time.perf_counter() - t0, 3))
+    permuted = sum(1 for e in entries if e[6])
+    dtypes = Counter(e[1] for e in entries)
+    return ConvertReport(
+        src=str(src), dst=str(out),
+        inputs=[InputFile(path=str(p), format="meta consolidated", size=p.stat().st_size)
+                for p in files],
+        state_dict_key=None, tensors_in=len(entries) + len(left_out),
+        tensors_written=len(entries),
+        parameters=sum(e[3] // element_size(e[1]) for e in entries),
+        total_bytes=sum(e[3] for e in entries), dtypes=dict(dtypes), outputs=outputs,
+        aliases={}, overlapping_views=[], tensor_map=tensor_map,
+        renamed={e[4]: e[0] for e in entries},
+        skipped_entries=[SkippedItem(name=x, reason="left out") for x in left_out],
+        skipped_files=[], verified=verify, verify_seconds=0.0,
+        warnings=[f"Meta layout, {n} rank(s) merged; {permuted} q/k weights permuted to the "
+                  "Hugging Face rotary order; config.json from params.json"]
+                 + ([f"tokenizer: {tok_note}"] if tok_note else []),
+        seconds=round(time.perf_counter() - t0, 3))
 
 
 def _tensor(reader: Reader, t: Any) -> Any:
@@ -277,4 +282,4 @@ def _tokenizer(src: Path, tmp: Path, params: dict[str, Any]) -> str | None:
             "identical")
 
 
-__all__ = ["MetaReport", "convert_meta", "is_meta_layout", "permute", "unpermute"]
+__all__ = ["convert_meta", "is_meta_layout", "permute", "unpermute"]

@@ -10,19 +10,12 @@ import logging
 import os
 import warnings
 
-# loggers that print on import or load with the quantize extra installed: torchao's
-# "Failed to load ..._C_*.so", torch's pytree Enum deprecation, tokenicer's pad-token fix,
-# transformers' and huggingface_hub's advice
-THIRD_PARTY = ("torchao", "torch", "transformers", "huggingface_hub", "tokenicer",
-               "gptqmodel", "accelerate", "datasets", "urllib3", "botocore", "boto3")
-
 
 def quiet_third_party() -> None:
     """Third-party log records below ERROR and third-party warnings are not shown."""
-    for name in THIRD_PARTY:
-        logging.getLogger(name).setLevel(logging.ERROR)
-    # modelport itself does not log; some libraries raise their own levels on import
-    # (tokenicer calls logging.basicConfig(level=INFO)), so switch records below ERROR off
+    # modelport itself does not log; libraries do on import and load (torchao's "Failed to
+    # load ..._C_*.so", torch's pytree deprecation, tokenicer's logging.basicConfig(INFO)):
+    # records below ERROR are switched off for every logger at once
     logging.disable(logging.WARNING)
     warnings.filterwarnings("ignore")
     warnings.filterwarnings("default", module=r"modelport(\.|$)")

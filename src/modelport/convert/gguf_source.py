@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -87,9 +88,6 @@ def convert_gguf(src: str | Path, out: str | Path, options: ConvertOptions | Non
         else:
             raise UnsupportedError(f"tensor {t.name!r} is not part of the llama layout",
                                    path=src)
-        if tname not in KEPT and tname not in ERROR_BOUND and not hasattr(
-                gguf.quants, "dequantize"):
-            raise UnsupportedError(f"quant type {tname}", path=src)
         st = KEPT.get(tname, "F32")
         shape = tuple(int(x) for x in reversed(t.shape.tolist()))
         size = {"F32": 4, "F16": 2, "BF16": 2}[st]
@@ -106,8 +104,12 @@ def convert_gguf(src: str | Path, out: str | Path, options: ConvertOptions | Non
             w = torch.from_numpy(arr.copy()) if t.tensor_type.name != "BF16" else \
                 torch.from_numpy(arr.copy().view(np.int16)).view(torch.bfloat16)
         else:
-            w = torch.from_numpy(np.asarray(gguf.quants.dequantize(t.data, t.tensor_type),
-                                            dtype=np.float32).reshape(entries[i][2]).copy())
+            try:
+                deq = gguf.quants.dequantize(t.data, t.tensor_type)
+            except NotImplementedError as e:
+                raise UnsupportedError(f"GGUF quant type {t.tensor_type.name}", path=src,
+                                       hint="the gguf package cannot dequantize it") from e
+            w = torch.from_numpy(np.asarray(deq, dtype=np.float32).reshape(entries[i][2]).copy())
         return permute(w, heads) if heads else w
 
     names = {e[0] for e in entries}
@@ -125,7 +127,7 @@ def convert_gguf(src: str | Path, out: str | Path, options: ConvertOptions | Non
         "bos_token_id": int(_field(r, "tokenizer.ggml.bos_token_id", 1)),
         "eos_token_id": int(_field(r, "tokenizer.ggml.eos_token_id", 2)),
         "torch_dtype": {"F16": "float16", "BF16": "bfloat16"}.get(
-            max(set(e[1] for e in entries), key=[e[1] for e in entries].count), "float32"),
+            Counter(e[1] for e in entries).most_common(1)[0][0], "float32"),
     }
     deq = sum(n for k, n in types.items() if k not in KEPT)
     bounds = sorted({ERROR_BOUND.get(k, "see llama.cpp") for k in types if k not in KEPT})

@@ -39,12 +39,6 @@ def read_vocab_merges(folder: Path) -> tuple[dict[str, int], list[tuple[str, str
     return vocab, merges
 
 
-def _flag(src: Source, name: str, default: bool, applied: dict[str, Any]) -> bool:
-    v = src.tc.get(name)
-    applied[name] = default if v is None else bool(v)
-    return applied[name]
-
-
 def _roles(src: Source, family: str) -> dict[str, Added | None]:
     if family == "roberta":
         d = {"bos_token": "<s>", "eos_token": "</s>", "sep_token": "</s>", "cls_token": "<s>",
@@ -91,7 +85,7 @@ def build(src: Source, res: Resolved, notes: list[str]) -> tuple[Any, SlowRef, d
     vocab, merges = read_vocab_merges(src.folder)
     applied: dict[str, Any] = {}
     roles = _roles(src, f)
-    prefix_space = _flag(src, "add_prefix_space", False, applied) if f != "openai-gpt" else False
+    prefix_space = src.flag("add_prefix_space", False, applied) if f != "openai-gpt" else False
     if f == "openai-gpt":
         unk = roles["unk_token"]
         model = BPE(vocab, merges, dropout=None, unk_token=unk.content if unk and unk.content
@@ -141,8 +135,8 @@ def build(src: Source, res: Resolved, notes: list[str]) -> tuple[Any, SlowRef, d
         elif f == "qwen2":
             template = Template()
         else:
-            add_bos = _flag(src, "add_bos_token", False, applied)
-            add_eos = _flag(src, "add_eos_token", False, applied) \
+            add_bos = src.flag("add_bos_token", False, applied)
+            add_eos = src.flag("add_eos_token", False, applied) \
                 if res.name == "GPTNeoXTokenizer" else False
             template = Template([bos.content] if add_bos and bos else [],
                                 [eos.content] if add_eos and eos else [])

@@ -89,9 +89,12 @@ class Source:
     def has(self, *names: str) -> bool:
         return all(n in self.files for n in names)
 
-    def flag(self, name: str, default: Any = None) -> Any:
+    def flag(self, name: str, default: bool, applied: dict[str, Any]) -> bool:
+        """A boolean tokenizer_config flag (the class's default when absent or null), recorded
+        in ``applied`` for the report."""
         v = self.tc.get(name)
-        return default if v is None else v
+        applied[name] = default if v is None else bool(v)
+        return applied[name]
 
     def flags(self) -> dict[str, Any]:
         """The tokenizer_config flags present (applied or not: the report says which)."""

@@ -55,20 +55,13 @@ def _role(src: Source, role: str, default: str | None, **kw: Any) -> Added | Non
     return a
 
 
-def _bool(src: Source, name: str, default: bool, plan_applied: dict[str, Any]) -> bool:
-    v = src.tc.get(name)
-    out = default if v is None else bool(v)
-    plan_applied[name] = out
-    return out
-
-
 def _albert_pre(src: Source, applied: dict[str, Any], lower_default: bool
                 ) -> tuple[list[Any], Callable[[str], str], bool]:
     from tokenizers import Regex, normalizers
 
-    remove_space = _bool(src, "remove_space", True, applied)
-    keep_accents = _bool(src, "keep_accents", False, applied)
-    lower = _bool(src, "do_lower_case", lower_default, applied)
+    remove_space = src.flag("remove_space", True, applied)
+    keep_accents = src.flag("keep_accents", False, applied)
+    lower = src.flag("do_lower_case", lower_default, applied)
     steps: list[Any] = []
     if remove_space:
         steps += [normalizers.Replace(Regex(_PY_SPACE + "+"), " "), normalizers.Strip()]
@@ -143,10 +136,10 @@ def plan_for(res: Resolved, src: Source, m: Any, sp: Any) -> Plan:
                  "eos_token": _role(src, "eos_token", names[1]),
                  "unk_token": _role(src, "unk_token", "<unk>"),
                  "pad_token": _role(src, "pad_token", None if f == "llama" else "<pad>")}
-        bos = _bool(src, "add_bos_token", True, applied)
-        eos = _bool(src, "add_eos_token", False, applied)
-        legacy = _bool(src, "legacy", True, applied) if f == "llama" else True
-        prefix = _bool(src, "add_prefix_space", True, applied) if f == "llama" else True
+        bos = src.flag("add_bos_token", True, applied)
+        eos = src.flag("add_eos_token", False, applied)
+        legacy = src.flag("legacy", True, applied) if f == "llama" else True
+        prefix = src.flag("add_prefix_space", True, applied) if f == "llama" else True
         t = Template([roles["bos_token"].content] if bos and roles["bos_token"] else [],
                      [roles["eos_token"].content] if eos and roles["eos_token"] else [])
         return Plan(pieces, types, m.trainer_spec.unk_id, plain_id, roles, t,
@@ -161,8 +154,8 @@ def plan_for(res: Resolved, src: Source, m: Any, sp: Any) -> Plan:
         extra = [Added(f"<extra_id_{i}>", len(pieces) - 1 + n_extra - i, lstrip=True,
                        rstrip=True, all_special=True)
                  for i in range(n_extra) if f"<extra_id_{i}>" not in have]
-        legacy = _bool(src, "legacy", True, applied)
-        prefix = _bool(src, "add_prefix_space", True, applied)
+        legacy = src.flag("legacy", True, applied)
+        prefix = src.flag("add_prefix_space", True, applied)
         eos = roles["eos_token"].content if roles["eos_token"] else None
         return Plan(pieces, types, m.trainer_spec.unk_id, plain_id, roles,
                     Template([], [eos] if eos else [], eos_if_absent=eos),
@@ -185,7 +178,7 @@ def plan_for(res: Resolved, src: Source, m: Any, sp: Any) -> Plan:
         if f == "deberta-v2":
             if src.tc.get("split_by_punct"):
                 raise UnsupportedError("DebertaV2Tokenizer with split_by_punct", path=src.folder)
-            lower = _bool(src, "do_lower_case", False, applied)
+            lower = src.flag("do_lower_case", False, applied)
             from tokenizers import normalizers
 
             return Plan(pieces, types, m.trainer_spec.unk_id, plain_id, roles, t,

@@ -146,8 +146,7 @@ def build(src: Source, res: Resolved, notes: list[str]) -> tuple[Any, SlowRef, d
     tok.pre_tokenizer = _pre(pattern)
     specials = [Added(t, first + i) for i, t in enumerate(names)]
     added = assign_ids(vocab, specials, [], src.folder)
-    bos = _flag(src)
-    applied["add_bos_token"] = bos
+    bos = src.flag("add_bos_token", True, applied)
     template = Template([bos_name] if bos else [])
     post = finish(tok, added, template)
     enc = tiktoken.Encoding(name="modelport-ref", pat_str=pattern, mergeable_ranks=ranks,
@@ -160,8 +159,3 @@ def build(src: Source, res: Resolved, notes: list[str]) -> tuple[Any, SlowRef, d
                  f"{len(names)} special tokens at {first}..{first + len(names) - 1}, ranks at "
                  f"{shift}..{shift + n - 1}; reference: the tiktoken library")
     return tok, ref, {"applied": applied, "post": post, "roles": roles}
-
-
-def _flag(src: Source) -> bool:
-    v = src.tc.get("add_bos_token")
-    return True if v is None else bool(v)

@@ -209,8 +209,14 @@ def read_chunk(folder: Path, c: Chunk, dtype: str) -> Any:
         raise CheckpointError("a chunk holds no tensor", path=path)
     buf = storages[ref.storage.key]
     torch_dtype = getattr(torch, ref.dtype)
-    flat = torch.frombuffer(bytearray(buf), dtype=torch_dtype) if buf else torch.empty(
-        0, dtype=torch_dtype)
+    if not buf:
+        flat = torch.empty(0, dtype=torch_dtype)
+    else:
+        import warnings
+
+        with warnings.catch_warnings():  # read-only bytes: the chunk is copied into place
+            warnings.simplefilter("ignore", UserWarning)
+            flat = torch.frombuffer(buf, dtype=torch_dtype)
     t = flat.as_strided(ref.shape, ref.stride, ref.offset)
     if tuple(t.shape) != c.sizes:
         raise CheckpointError(f"a chunk of {c.file} is {tuple(t.shape)}, the metadata says "

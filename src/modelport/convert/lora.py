@@ -83,14 +83,6 @@ def _pattern_value(patterns: dict[str, Any], module: str, default: Any) -> Any:
     return default
 
 
-def _load(reader: Reader, t: SourceTensor) -> Any:
-    import torch
-
-    raw = bytes(reader.tensor_bytes(t))
-    return torch.frombuffer(bytearray(raw), dtype=getattr(torch, t.dtype)).reshape(t.shape) \
-        if raw else torch.empty(t.shape, dtype=getattr(torch, t.dtype))
-
-
 class _Lora:
     """The adapter's tensors, keyed by the base tensor they change."""
 
@@ -101,7 +93,7 @@ class _Lora:
         src = open_source(files[0])
         reader = Reader(src.files)
         try:
-            tensors = {t.name: _load(reader, t) for t in src.tensors}
+            tensors = {t.name: reader.tensor(t).clone() for t in src.tensors}
         finally:
             reader.close()
         self.cfg = cfg
@@ -221,7 +213,7 @@ def _value(t: SourceTensor, reader: Reader, lora: _Lora) -> Any | None:
     dtype = getattr(torch, t.dtype)
     start = lora.whole.get(t.name, lora.base_copy.get(t.name))
     if t.name in lora.delta:
-        w = start.to(dtype) if start is not None else _load(reader, t)
+        w = start.to(dtype) if start is not None else reader.tensor(t)
         return lora.merged(t.name, w).contiguous()
     return start.to(dtype).contiguous() if start is not None else None
 

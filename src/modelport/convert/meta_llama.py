@@ -146,7 +146,7 @@ def convert_meta(src: str | Path, out: str | Path, options: ConvertOptions | Non
     def value(meta: str, split: int | None, heads: int) -> Any:
         import torch
 
-        parts = [_tensor(readers[i], by_rank[i][meta]) for i in range(n if split is not None
+        parts = [readers[i].tensor(by_rank[i][meta]) for i in range(n if split is not None
                                                                      else 1)]
         if split == -1:  # tok_embeddings: Llama 2 splits columns, Llama 3 rows
             split = 1 if n > 1 and parts[0].shape[1] * n == dim else 0
@@ -202,15 +202,6 @@ def convert_meta(src: str | Path, out: str | Path, options: ConvertOptions | Non
                   "Hugging Face rotary order; config.json from params.json"]
                  + ([f"tokenizer: {tok_note}"] if tok_note else []),
         seconds=round(time.perf_counter() - t0, 3))
-
-
-def _tensor(reader: Reader, t: Any) -> Any:
-    import torch
-
-    raw = bytearray(reader.tensor_bytes(t))
-    dtype = getattr(torch, t.dtype)
-    return torch.frombuffer(raw, dtype=dtype).reshape(t.shape) if raw else torch.empty(
-        t.shape, dtype=dtype)
 
 
 def _config(p: dict[str, Any], entries: list[Any], factor: float | None, src: Path,

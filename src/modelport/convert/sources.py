@@ -361,6 +361,21 @@ class Reader:
         out = view.contiguous().reshape(-1).view(torch.uint8)
         return memoryview(out.numpy())
 
+    def tensor(self, t: SourceTensor) -> Any:
+        """The tensor as a read-only torch view of the mapped file (no copy where its bytes
+        lie in C order), valid while the reader is open; ``.clone()`` to keep it."""
+        import warnings
+
+        import torch
+
+        dtype = getattr(torch, t.dtype)
+        buf = self.tensor_bytes(t)
+        if not len(buf):
+            return torch.empty(t.shape, dtype=dtype)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # read-only: we never write to it
+            return torch.frombuffer(buf, dtype=dtype).reshape(t.shape)
+
     def close(self) -> None:
         for m in self._maps.values():
             try:

@@ -3,14 +3,18 @@
 Works with IBM COS, OCI Object Storage's S3 endpoint, AWS and any S3 server
 (``--endpoint-url``); credentials come the way boto3 users expect (environment, profile,
 HMAC keys in ``~/.aws/credentials``). Each file is read once, in order, by a hashing reader
-that feeds the multipart upload: the sha256 of exactly the bytes sent must equal the
-manifest's, and the object's size and ``sha256`` metadata are read back. The manifest goes
-last, so a consumer that sees it knows the bundle is complete. A rerun skips objects whose
-size and recorded sha256 already match, and aborts unfinished multipart uploads it left.
+that feeds the multipart upload: the sha256 of exactly the bytes read must equal the
+manifest's, each part is sent with its MD5 (the store rejects a damaged part), and the object's
+size and ``sha256`` metadata are read back. The manifest goes last, so a consumer that sees it
+knows the bundle is complete. A rerun skips objects whose size and recorded sha256 already
+match, resumes the multipart uploads an interrupted run left open — only the parts missing or
+different are sent (``package/multipart.py``) — and aborts open uploads of keys the manifest
+does not list.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import math
 import time
@@ -24,12 +28,13 @@ from modelport._types import Record
 from modelport.convert.sources import _walk_files
 from modelport.errors import InputError, MissingDependencyError, RemoteIntegrityError, StorageError
 from modelport.package.manifest import MANIFEST, Manifest, load_manifest, read_manifest
+from modelport.package.multipart import PartsSent, put_multipart
 
 MIN_PART, MAX_PART, MAX_PARTS = 8 * 2**20, 5 * 2**30, 10_000
 
 
 class UploadOptions(BaseModel):
-    """Where and how to upload (mirrors boto3's TransferConfig)."""
+    """Where and how to upload ."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -48,6 +53,9 @@ class ObjectResult(Record):
     key: str
     size: int
     status: str  # uploaded, skipped (already there), manifest
+    parts_sent: int = 0
+    parts_kept: int = Field(0, description="parts an interrupted run had stored, kept "
+                            "after their MD5 matched the local bytes")
 
 
 class UploadReport(Record):
@@ -56,6 +64,7 @@ class UploadReport(Record):
     skipped: list[ObjectResult]
     aborted_multipart: int
     bytes_sent: int
+    bytes_kept: int = Field(0, description="bytes of resumed uploads not sent again")
     seconds: float
     mib_per_s: float
 
@@ -130,30 +139,6 @@ def _storage_error(e: Exception, url: str, op: str) -> StorageError:
     return StorageError(f"{type(e).__name__}: {e}", url=url, op=op)
 
 
-class _HashingReader:
-    """A non-seekable reader: boto3 then reads the file once, in order, and we hash it."""
-
-    def __init__(self, path: Path, progress: Any) -> None:
-        self._f = open(path, "rb")  # noqa: SIM115 - closed by close()
-        self.sha = hashlib.sha256()
-        self.n = 0
-        self._progress = progress
-
-    def read(self, size: int = -1) -> bytes:
-        data = self._f.read(size)
-        self.sha.update(data)
-        self.n += len(data)
-        if self._progress is not None:
-            self._progress.update(len(data))
-        return data
-
-    def seekable(self) -> bool:
-        return False
-
-    def close(self) -> None:
-        self._f.close()
-
-
 def _check_local(bundle: Path, m: Manifest) -> None:
     for f in m.files:
         p = bundle / f.path
@@ -174,8 +159,6 @@ def upload(bundle: str | Path, url: str, options: UploadOptions | None = None, *
         StorageError: credentials, bucket, endpoint or network; RemoteIntegrityError: what
             arrived differs from the manifest (the object is deleted).
     """
-    from boto3.s3.transfer import TransferConfig
-
     o = options or UploadOptions(**kwargs)
     bundle = Path(bundle)
     t0 = time.perf_counter()
@@ -189,10 +172,17 @@ def upload(bundle: str | Path, url: str, options: UploadOptions | None = None, *
     try:
         c.head_bucket(Bucket=bucket)
         aborted = 0
-        pending = c.list_multipart_uploads(Bucket=bucket, Prefix=prefix).get("Uploads", [])
-        for u in pending:  # left by an interrupted run: start those objects afresh
-            c.abort_multipart_upload(Bucket=bucket, Key=u["Key"], UploadId=u["UploadId"])
-            aborted += 1
+        keys = {key(f.path) for f in m.files}
+        # open uploads under the bundle's prefix for keys it does not have: an earlier
+        # bundle's leftovers (never at a bucket's root, where they may be someone else's)
+        pages = c.get_paginator("list_multipart_uploads").paginate(
+            Bucket=bucket, Prefix=f"{prefix}/") if prefix else []
+        for page in pages:
+            for u in page.get("Uploads", []):
+                if u["Key"] not in keys:
+                    c.abort_multipart_upload(Bucket=bucket, Key=u["Key"],
+                                             UploadId=u["UploadId"])
+                    aborted += 1
     except Exception as e:
         raise _storage_error(e, url, "open") from e
     total = sum(f.size for f in m.files)
@@ -204,7 +194,7 @@ def upload(bundle: str | Path, url: str, options: UploadOptions | None = None, *
                    disable=None if progress is None else not progress, leave=False)
     uploaded: list[ObjectResult] = []
     skipped: list[ObjectResult] = []
-    sent = 0
+    sent = kept = 0
     try:
         for f in sorted(m.files, key=lambda f: -f.size):
             k = key(f.path)
@@ -219,28 +209,36 @@ def upload(bundle: str | Path, url: str, options: UploadOptions | None = None, *
             except Exception as e:
                 if "404" not in str(e) and "Not Found" not in str(e):
                     raise _storage_error(e, url, f"head {k}") from e
-            ps = part_size(f.size, o.part_size_bytes)
-            cfg = TransferConfig(multipart_threshold=ps, multipart_chunksize=ps,
-                                 max_concurrency=o.concurrency, use_threads=True)
-            reader = _HashingReader(bundle / f.path, bar)
             try:
-                c.upload_fileobj(reader, bucket, k, Config=cfg,
-                                 ExtraArgs={"Metadata": {"sha256": f.sha256}})
+                res = _put(c, bucket, k, bundle / f.path, f.size, f.sha256,
+                           part_size(f.size, o.part_size_bytes), o.concurrency, bar)
+            except ValueError as e:
+                raise RemoteIntegrityError(
+                    f"{f.path}: the local bytes hash to {str(e)[:12]}…, the manifest says "
+                    f"{f.sha256[:12]}…", url=url, op="verify",
+                    hint="the local file changed after packaging: re-create the bundle") from e
             except Exception as e:
                 raise _storage_error(e, url, f"put {k}") from e
-            finally:
-                reader.close()
+            aborted += len(res.aborted)
             head = c.head_object(Bucket=bucket, Key=k)
-            if (reader.sha.hexdigest() != f.sha256 or reader.n != f.size
-                    or head["ContentLength"] != f.size):
+            if res.kept_parts and head.get("Metadata", {}).get("sha256") != f.sha256:
+                # the open upload was begun for other contents of this file: the parts whose
+                # MD5 matched were kept and the rest sent, so the bytes are right (their
+                # sha256 was checked on the way), but the metadata it was created with is not
+                head = _replace_sha_metadata(c, bucket, k, f.size, f.sha256, res, o, bundle
+                                             / f.path)
+            if head["ContentLength"] != f.size or head.get("Metadata", {}).get(
+                    "sha256") != f.sha256:
                 c.delete_object(Bucket=bucket, Key=k)
                 raise RemoteIntegrityError(
-                    f"{f.path}: sent {reader.n} bytes with sha256 {reader.sha.hexdigest()[:12]}…,"
-                    f" stored {head['ContentLength']}; the manifest says {f.size} / "
-                    f"{f.sha256[:12]}…", url=url, op="verify",
-                    hint="the local file changed after packaging: re-create the bundle")
-            sent += f.size
-            uploaded.append(ObjectResult(key=k, size=f.size, status="uploaded"))
+                    f"{f.path}: stored {head['ContentLength']} bytes with sha256 metadata "
+                    f"{head.get('Metadata', {}).get('sha256', '-')[:12]}…; the manifest says "
+                    f"{f.size} / {f.sha256[:12]}…", url=url, op="verify",
+                    hint="the object was deleted; run upload again")
+            sent += f.size - res.kept_bytes
+            kept += res.kept_bytes
+            uploaded.append(ObjectResult(key=k, size=f.size, status="uploaded",
+                                         parts_sent=res.sent_parts, parts_kept=res.kept_parts))
         data = (bundle / MANIFEST).read_bytes()
         c.put_object(Bucket=bucket, Key=key(MANIFEST), Body=data,
                      Metadata={"sha256": hashlib.sha256(data).hexdigest()})
@@ -254,8 +252,42 @@ def upload(bundle: str | Path, url: str, options: UploadOptions | None = None, *
             bar.close()
     secs = time.perf_counter() - t0
     return UploadReport(url=url, uploaded=uploaded, skipped=skipped, aborted_multipart=aborted,
-                        bytes_sent=sent, seconds=round(secs, 3),
+                        bytes_sent=sent, bytes_kept=kept, seconds=round(secs, 3),
                         mib_per_s=round(sent / 2**20 / secs, 1) if secs else 0.0)
+
+
+def _replace_sha_metadata(c: Any, bucket: str, k: str, size: int, sha: str, res: PartsSent,
+                          o: UploadOptions, path: Path) -> Any:
+    """Set the object's sha256 metadata: a server-side copy onto itself (no bytes sent) up to
+    S3's 5 GiB copy limit, else the file is sent again."""
+    if size <= MAX_PART:
+        c.copy_object(Bucket=bucket, Key=k, CopySource={"Bucket": bucket, "Key": k},
+                      Metadata={"sha256": sha}, MetadataDirective="REPLACE")
+    else:
+        c.delete_object(Bucket=bucket, Key=k)
+        again = _put(c, bucket, k, path, size, sha, part_size(size, o.part_size_bytes),
+                     o.concurrency, None, resume=False)
+        res.sent_parts += again.sent_parts
+        res.kept_parts, res.kept_bytes = 0, 0
+    return c.head_object(Bucket=bucket, Key=k)
+
+
+def _put(c: Any, bucket: str, k: str, path: Path, size: int, sha: str, ps: int,
+         concurrency: int, bar: Any, resume: bool = True) -> PartsSent:
+    """One object: a single PUT below one part (with its MD5), else a resumable multipart."""
+    if size >= ps:
+        return put_multipart(c, bucket, k, path, size, sha, ps, concurrency, bar,
+                             resume=resume)
+    data = path.read_bytes()
+    got = hashlib.sha256(data).hexdigest()
+    if got != sha or len(data) != size:
+        raise ValueError(got)
+    md5 = hashlib.md5(data, usedforsecurity=False).digest()
+    c.put_object(Bucket=bucket, Key=k, Body=data, Metadata={"sha256": sha},
+                 ContentMD5=base64.b64encode(md5).decode())
+    if bar is not None:
+        bar.update(size)
+    return PartsSent(sha256=got, size=size, parts=1, sent_parts=1)
 
 
 def _upload_other(bundle: Path, url: str, m: Manifest, progress: bool | None, t0: float

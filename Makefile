@@ -15,6 +15,8 @@ PIP     := $(BIN)/python -m pip install --quiet --disable-pip-version-check -c c
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt $(ORACLE)
+	@command -v java >/dev/null || { echo "Spark (modelport.spark and its tests) needs Java 17:" \
+	  "sudo apt-get install -y openjdk-17-jre-headless (or set JAVA_HOME)"; exit 1; }
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(PIP) "torch==2.13.0"
 	$(PIP) -e ".[test,quantize]"

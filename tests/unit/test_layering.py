@@ -1,7 +1,7 @@
 """One direction between rooms: a room imports only the rooms below it, never the package
-root's API. (``convert`` < ``quantize``, ``package`` < ``pipeline`` < ``cli``; ``quantize`` and
-``package`` are side by side and do not import each other: the pipeline passes quantize the
-target's rules.)"""
+root's API. (``convert`` < ``quantize``, ``package`` < ``pipeline`` < ``cli``, ``spark``;
+``quantize`` and ``package`` are side by side and do not import each other: the pipeline
+passes quantize the target's rules; ``cli`` and ``spark`` neither.)"""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "modelport"
 BASE = {"_io", "_types", "errors", "_version", "_quiet", "_verb"}
-RANK = {"convert": 1, "quantize": 2, "package": 2, "pipeline": 3, "cli": 4}
+RANK = {"convert": 1, "quantize": 2, "package": 2, "pipeline": 3, "cli": 4, "spark": 4}
 
 
 def _room(module: str) -> str | None:

@@ -77,7 +77,7 @@ def _equal(a: memoryview, b: memoryview) -> bool:
     return True
 
 
-def _shard_metadata(shard: ShardPlan, aliases: dict[str, str]) -> dict[str, str]:
+def shard_metadata(shard: ShardPlan, aliases: dict[str, str]) -> dict[str, str]:
     """``format: pt`` plus, as safetensors' own save_model does, ``dropped name -> kept name``
     for each alias whose kept tensor is in this shard."""
     names = {t.name for t in shard.tensors}
@@ -86,7 +86,7 @@ def _shard_metadata(shard: ShardPlan, aliases: dict[str, str]) -> dict[str, str]
     return meta
 
 
-def _write_shard(path: Path, shard: ShardPlan, reader: Reader, progress: object,
+def write_shard(path: Path, shard: ShardPlan, reader: Reader, progress: object,
                  metadata: dict[str, str]) -> HashingWriter:
     """Write a shard; the returned writer is still hashing (finish it with ``close()``)."""
     entries = [(t.name, TORCH_TO_ST[t.dtype], t.shape, t.nbytes) for t in shard.tensors]
@@ -109,7 +109,7 @@ def _write_shard(path: Path, shard: ShardPlan, reader: Reader, progress: object,
     return w
 
 
-def _verify_shard(path: Path, shard: ShardPlan, reader: Reader) -> None:
+def verify_shard(path: Path, shard: ShardPlan, reader: Reader) -> None:
     """Re-open the written file with safetensors and compare every tensor with the source."""
     from safetensors import safe_open
 
@@ -168,12 +168,12 @@ def execute(plan: ConvertPlan, *, progress: bool | None = None) -> ConvertReport
     try:
         with atomic_dir(plan.dst, overwrite=plan.options.overwrite) as tmp:
             for shard in plan.shards:
-                meta = _shard_metadata(shard, plan.aliases)
-                w = _write_shard(tmp / shard.filename, shard, reader, bar, meta)
+                meta = shard_metadata(shard, plan.aliases)
+                w = write_shard(tmp / shard.filename, shard, reader, bar, meta)
                 try:
                     if plan.options.verify:  # on this core, while the other one hashes
                         v0 = time.perf_counter()
-                        _verify_shard(tmp / shard.filename, shard, reader)
+                        verify_shard(tmp / shard.filename, shard, reader)
                         verify_s += time.perf_counter() - v0
                 finally:
                     w.close()
@@ -275,4 +275,5 @@ def convert(
     return execute(plan_convert(src, dst, options), progress=progress)
 
 
-__all__ = ["ConvertReport", "convert"]
+__all__ = ["INDEX_NAME", "ConvertReport", "convert", "execute", "shard_metadata", "verify_shard",
+           "write_shard"]

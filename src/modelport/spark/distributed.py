@@ -1,0 +1,266 @@
+"""``convert_distributed``: one Spark task per output shard.
+
+The driver plans from the headers only (the same plan as ``convert``), including each shard's
+exact size. A task re-plans from the same headers (it must find the same shard, or it refuses),
+writes its shard under a temporary name, verifies it against the source tensor by tensor and
+only then gives it its final name: ``os.replace`` for a folder, or a resumable, MD5-checked
+multipart upload for ``s3://`` (the shard is written to the executor's scratch space first:
+one shard per running task). A retried task (Spark retries failed tasks) that finds its shard
+complete — the planned size, and for ``s3://`` the sha256 its metadata records re-computed from
+the stored bytes — verifies it and keeps it instead of writing it again. The driver writes the
+other files and, last, the index: a reader that sees the index sees every shard.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from modelport._io.atomic import fsync_dir, write_bytes_atomic
+from modelport._io.hashing import CHUNK_BYTES, copy_hashed, sha256_file
+from modelport._io.st_header import TORCH_TO_ST, build_header
+from modelport._types import FileRecord, Record, file_role
+from modelport.convert.checkpoint import INDEX_NAME, shard_metadata, verify_shard, write_shard
+from modelport.convert.options import ConvertOptions
+from modelport.convert.plan import ConvertPlan, plan_convert
+from modelport.convert.sources import Reader
+from modelport.errors import InputError, StorageError, VerificationError
+
+
+class ShardResult(Record):
+    path: str
+    size: int
+    sha256: str
+    tensors: int
+    status: str  # written, kept (a complete shard found by a retried task or a rerun)
+    seconds: float
+    partition: int
+    attempt: int
+
+
+class DistributedConvertReport(Record):
+    src: str
+    out: str
+    shards: list[ShardResult]
+    files: list[FileRecord]
+    tensors_written: int
+    total_bytes: int
+    aliases: dict[str, str]
+    warnings: list[str]
+    seconds: float
+
+
+def _planned(plan: ConvertPlan) -> list[dict[str, Any]]:
+    specs = []
+    for i, s in enumerate(plan.shards):
+        meta = shard_metadata(s, plan.aliases)
+        entries = [(t.name, TORCH_TO_ST[t.dtype], t.shape, t.nbytes) for t in s.tensors]
+        header, _ = build_header(entries, meta)
+        specs.append({"index": i, "filename": s.filename, "names": [t.name for t in s.tensors],
+                      "size": len(header) + s.nbytes})
+    return specs
+
+
+def _store(out: str, options: dict[str, Any]) -> tuple[Any, str, str]:
+    from modelport.package.upload import UploadOptions, _client, parse_s3
+
+    bucket, prefix = parse_s3(out)
+    return _client(UploadOptions(**options)), bucket, prefix
+
+
+def _remote_complete(c: Any, bucket: str, key: str, size: int) -> str | None:
+    """The sha256 of a stored shard of the planned size whose bytes hash to its metadata."""
+    try:
+        head = c.head_object(Bucket=bucket, Key=key)
+    except Exception:
+        return None
+    want = head.get("Metadata", {}).get("sha256")
+    if head["ContentLength"] != size or not want:
+        return None
+    h = hashlib.sha256()
+    body = c.get_object(Bucket=bucket, Key=key)["Body"]
+    for chunk in iter(lambda: body.read(CHUNK_BYTES), b""):
+        h.update(chunk)
+    return want if h.hexdigest() == want else None
+
+
+def write_planned_shard(src: str, out: str, spec: dict[str, Any], conv: dict[str, Any],
+                        store: dict[str, Any], scratch: str | None,
+                        after_write: Callable[[Path], None] | None = None) -> dict[str, Any]:
+    """One task: write, verify and place the shard ``spec`` (see the module docstring)."""
+    t0 = time.perf_counter()
+    from pyspark import TaskContext
+
+    ctx = TaskContext.get()
+    remote = out.startswith("s3://")
+    work = Path(tempfile.mkdtemp(prefix="modelport-shard-", dir=scratch))
+    try:
+        plan = plan_convert(src, work / "plan", ConvertOptions(**conv))
+        shard = plan.shards[spec["index"]] if spec["index"] < len(plan.shards) else None
+        if shard is None or shard.filename != spec["filename"] or \
+                [t.name for t in shard.tensors] != spec["names"]:
+            raise InputError("the source changed since the driver planned it", path=src,
+                             hint="run the job again on an unchanging source")
+        reader = Reader(plan.source.files)
+        status = "written"
+        try:
+            if remote:
+                c, bucket, prefix = _store(out, store)
+                key = f"{prefix}/{shard.filename}" if prefix else shard.filename
+                sha = _remote_complete(c, bucket, key, spec["size"])
+                if sha is None:
+                    sha = _write_verified(work / shard.filename, shard, plan, reader,
+                                          after_write)
+                    _upload_shard(c, bucket, key, work / shard.filename, spec["size"], sha, out)
+                else:
+                    status = "kept"
+            else:
+                final = Path(out) / shard.filename
+                if final.is_file() and final.stat().st_size == spec["size"]:
+                    verify_shard(final, shard, reader)  # complete and right: keep it
+                    sha, status = sha256_file(final), "kept"
+                else:
+                    for stale in final.parent.glob(f".{final.name}.*.partial"):
+                        stale.unlink(missing_ok=True)  # an earlier attempt killed mid-write
+                    part = final.with_name(f".{final.name}.{uuid.uuid4().hex[:8]}.partial")
+                    try:
+                        sha = _write_verified(part, shard, plan, reader, after_write)
+                        os.replace(part, final)
+                    finally:
+                        part.unlink(missing_ok=True)
+                    fsync_dir(final.parent)
+        finally:
+            reader.close()
+    finally:
+        import shutil
+
+        shutil.rmtree(work, ignore_errors=True)
+    return {"path": shard.filename, "size": spec["size"], "sha256": sha,
+            "tensors": len(shard.tensors), "status": status,
+            "seconds": round(time.perf_counter() - t0, 3),
+            "partition": ctx.partitionId() if ctx else spec["index"],
+            "attempt": ctx.attemptNumber() if ctx else 0}
+
+
+def _write_verified(path: Path, shard: Any, plan: ConvertPlan, reader: Reader,
+                    after_write: Callable[[Path], None] | None) -> str:
+    w = write_shard(path, shard, reader, None, shard_metadata(shard, plan.aliases))
+    try:
+        if after_write is not None:  # a test's fault injection point: the bytes are written
+            after_write(path)
+        verify_shard(path, shard, reader)
+    finally:
+        sha = w.close()
+    return sha
+
+
+def _upload_shard(c: Any, bucket: str, key: str, path: Path, size: int, sha: str,
+                  url: str) -> None:
+    from modelport.package.multipart import put_multipart
+    from modelport.package.upload import part_size
+
+    try:
+        put_multipart(c, bucket, key, path, size, sha, part_size(size), 4)
+        head = c.head_object(Bucket=bucket, Key=key)
+    except Exception as e:
+        raise StorageError(f"{type(e).__name__}: {e}", url=url, op=f"put {key}") from e
+    if head["ContentLength"] != size or head.get("Metadata", {}).get("sha256") != sha:
+        raise VerificationError(f"{key}: stored {head['ContentLength']} bytes, planned {size}",
+                                path=url)
+
+
+def convert_distributed(spark: Any, src: str | Path, out: str, options: ConvertOptions | None
+                        = None, *, endpoint_url: str | None = None, region: str | None = None,
+                        profile: str | None = None, scratch_dir: str | None = None,
+                        _after_write: Callable[[Path], None] | None = None, **kwargs: Any
+                        ) -> DistributedConvertReport:
+    """Convert ``src`` (a path every executor can read) into verified safetensors shards at
+    ``out`` (a folder path or ``s3://bucket/prefix``), one Spark task per output shard.
+
+    Returns a report with one :class:`ShardResult` per shard (``written`` or ``kept``) and the
+    files the driver wrote. Raises what ``convert`` raises for the source; a failed task fails
+    the job after Spark's retries, leaving no file under a final name that is not complete.
+    """
+    t0 = time.perf_counter()
+    o = options or ConvertOptions(**kwargs)
+    conv = o.model_dump()
+    store = {"endpoint_url": endpoint_url, "region": region, "profile": profile}
+    remote = out.startswith("s3://")
+    with tempfile.TemporaryDirectory(prefix="modelport-plan-") as tmp:
+        dst = Path(tmp) / "out" if remote else Path(out)
+        if not remote and dst.exists() and any(dst.iterdir()) and not o.overwrite:
+            raise InputError("exists and is not empty", path=dst,
+                             hint="choose a new folder, or pass overwrite=True")
+        plan = plan_convert(src, Path(tmp) / "plan", o)
+    specs = _planned(plan)
+    if not remote:
+        Path(out).mkdir(parents=True, exist_ok=True)
+    source = str(src)
+    rdd = spark.sparkContext.parallelize(specs, max(1, len(specs)))
+    rows = rdd.map(lambda spec: write_planned_shard(source, out, spec, conv, store, scratch_dir,
+                                                    _after_write)).collect()
+    shards = sorted((ShardResult(**r) for r in rows), key=lambda r: r.path)
+    for r, spec in zip(shards, sorted(specs, key=lambda s: s["filename"]), strict=True):
+        if r.size != spec["size"]:
+            raise VerificationError(f"{r.path}: {r.size} bytes, planned {spec['size']}",
+                                    path=out)
+    files = [FileRecord(path=r.path, role="weights", size=r.size, sha256=r.sha256,
+                        tensors=r.tensors) for r in shards]
+    files += _driver_files(plan, out, store, shards)
+    return DistributedConvertReport(
+        src=source, out=out, shards=shards, files=files,
+        tensors_written=sum(r.tensors for r in shards), total_bytes=plan.total_bytes,
+        aliases=plan.aliases, warnings=plan.warnings,
+        seconds=round(time.perf_counter() - t0, 3))
+
+
+def _driver_files(plan: ConvertPlan, out: str, store: dict[str, Any],
+                  shards: list[ShardResult]) -> list[FileRecord]:
+    """config, tokenizer and other small files, then the index last."""
+    root = plan.source.root
+    rels = list(plan.source.copy_files) if root is not None else []
+    index = None
+    if len(shards) > 1:
+        weight_map = {t.name: s.filename for s in plan.shards for t in s.tensors}
+        index = json.dumps({"metadata": {"total_size": plan.total_bytes},
+                            "weight_map": weight_map}, indent=2, sort_keys=True).encode() + b"\n"
+    records = []
+    if out.startswith("s3://"):
+        c, bucket, prefix = _store(out, store)
+        key = lambda rel: f"{prefix}/{rel}" if prefix else rel  # noqa: E731
+        items = [(rel, (root / rel).read_bytes()) for rel in rels]  # small files
+        if index is not None:
+            items.append((INDEX_NAME, index))
+        for rel, data in items:
+            sha = hashlib.sha256(data).hexdigest()
+            try:
+                c.put_object(Bucket=bucket, Key=key(rel), Body=data, Metadata={"sha256": sha})
+            except Exception as e:
+                raise StorageError(f"{type(e).__name__}: {e}", url=out, op=f"put {rel}") from e
+            records.append(FileRecord(path=rel, role="index" if rel == INDEX_NAME else
+                                      file_role(rel), size=len(data), sha256=sha))
+        return records
+    for rel in rels:
+        dest = Path(out) / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        part = dest.with_name(f".{dest.name}.partial")
+        size, sha = copy_hashed(root / rel, part)  # type: ignore[operator]
+        os.replace(part, dest)
+        records.append(FileRecord(path=rel, role=file_role(rel), size=size, sha256=sha))
+    if index is not None:
+        write_bytes_atomic(Path(out) / INDEX_NAME, index)
+        records.append(FileRecord(path=INDEX_NAME, role="index", size=len(index),
+                                  sha256=hashlib.sha256(index).hexdigest()))
+    fsync_dir(Path(out))
+    return records
+
+
+__all__ = ["DistributedConvertReport", "ShardResult", "convert_distributed",
+           "write_planned_shard"]

@@ -1,0 +1,107 @@
+"""convert_distributed on Spark (local mode): one task per shard, folder to folder and into a
+real S3 server; identical tensors to a local convert; a task killed mid-shard and retried."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import modelport
+from modelport.package.localstore import LocalS3
+from modelport.package.upload import UploadOptions
+from modelport.spark import convert_distributed
+from tests.spark.conftest import llama_folder
+
+pytestmark = [pytest.mark.spark]
+SHARD = 150_000  # bytes: the tiny llama in 3 shards
+
+
+def _die_once(path: Path) -> None:
+    """Kill the Python worker after the shard's bytes are written, on the first attempt only
+    (Spark then retries the task)."""
+    from pyspark import TaskContext
+
+    ctx = TaskContext.get()
+    if ctx is not None and ctx.attemptNumber() == 0 and ctx.partitionId() == 1:
+        os._exit(17)
+
+
+
+def _tensors(folder: Path) -> dict[str, torch.Tensor]:
+    out: dict[str, torch.Tensor] = {}
+    for f in sorted(folder.glob("*.safetensors")):
+        out.update(load_file(f))
+    return out
+
+
+@pytest.fixture(scope="module")
+def src(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return llama_folder(tmp_path_factory.mktemp("src") / "llama", shards=3)
+
+
+@pytest.fixture(scope="module")
+def local(src: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("local") / "out"
+    modelport.convert(src, out, max_shard_bytes=SHARD, progress=False)
+    return out
+
+
+def test_folder_to_folder_with_a_killed_task(spark, src: Path, local: Path, tmp_path: Path
+                                             ) -> None:
+    out = tmp_path / "dist"
+    rep = convert_distributed(spark, src, str(out), max_shard_bytes=SHARD,
+                              _after_write=_die_once)
+    n = len(list(local.glob("*.safetensors")))
+    assert n >= 3 and len(rep.shards) == n and all(s.status == "written" for s in rep.shards)
+    retried = [s for s in rep.shards if s.partition == 1]
+    assert retried[0].attempt == 1  # the killed task ran again, and wrote its shard anew
+    names = sorted(p.name for p in local.iterdir() if not p.name.startswith("."))
+    assert sorted(p.name for p in out.iterdir()) == names  # no partial file left either
+    for name in names:  # the same bytes as a local convert
+        assert (out / name).read_bytes() == (local / name).read_bytes(), name
+    index = json.loads((out / "model.safetensors.index.json").read_text())
+    assert set(index["weight_map"]) == set(_tensors(out))
+    # a rerun finds every shard complete and keeps it
+    again = convert_distributed(spark, src, str(out), max_shard_bytes=SHARD, overwrite=True)
+    assert {s.status for s in again.shards} == {"kept"}
+    assert [s.sha256 for s in again.shards] == [s.sha256 for s in rep.shards]
+
+
+def test_folder_to_bucket(spark, src: Path, local: Path) -> None:
+    with LocalS3(local.parent.parent / "weed-dist", bucket="models") as s3:
+        url = "s3://models/dist/llama"
+        rep = convert_distributed(spark, src, url, max_shard_bytes=SHARD,
+                                  endpoint_url=s3.endpoint)
+        assert rep.files[-1].path == "model.safetensors.index.json"  # written last
+        c = UploadOptions(endpoint_url=s3.endpoint)
+        import boto3
+
+        client = boto3.client("s3", endpoint_url=s3.endpoint, **{
+            "aws_access_key_id": s3.access_key, "aws_secret_access_key": s3.secret_key,
+            "region_name": "us-east-1"})
+        for f in rep.files:
+            body = client.get_object(Bucket="models", Key=f"dist/llama/{f.path}")["Body"].read()
+            assert body == (local / f.path).read_bytes(), f.path
+        assert c.endpoint_url == s3.endpoint
+        again = convert_distributed(spark, src, url, max_shard_bytes=SHARD,
+                                    endpoint_url=s3.endpoint)
+        assert {s.status for s in again.shards} == {"kept"}
+
+
+def test_a_broken_source_fails_on_the_driver(spark, src: Path, tmp_path: Path) -> None:
+    from modelport.errors import CheckpointError
+
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for p in src.iterdir():
+        (bad / p.name).write_bytes(p.read_bytes())
+    shard = bad / "pytorch_model-00002-of-00003.bin"
+    shard.write_bytes(shard.read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match="00002-of-00003"):
+        convert_distributed(spark, bad, str(tmp_path / "o"), max_shard_bytes=SHARD)
+    assert not (tmp_path / "o").exists()

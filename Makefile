@@ -15,7 +15,7 @@ PIP     := $(BIN)/python -m pip install --quiet --disable-pip-version-check -c c
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt $(ORACLE)
-	@command -v java >/dev/null || { echo "Spark (modelport.spark and its tests) needs Java 17:" \
+	@command -v java >/dev/null || test -x "$$JAVA_HOME/bin/java" || { echo "Spark (modelport.spark and its tests) needs Java 17:" \
 	  "sudo apt-get install -y openjdk-17-jre-headless (or set JAVA_HOME)"; exit 1; }
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(PIP) "torch==2.13.0"
@@ -44,6 +44,7 @@ bench: setup
 	$(BIN)/python bench/data_check_bench.py
 	$(BIN)/python bench/lora_merge_bench.py
 	$(BIN)/python bench/dcp_bench.py
+	$(BIN)/python bench/spark_bench.py
 	MODELPORT_FUZZ_EXAMPLES=25000 $(PYTEST) -n 2 -q tests/hostile/test_fuzz.py
 
 # the hostile-input table of the README: counts come from this run

@@ -1,0 +1,167 @@
+"""modelport.spark on this machine, against a real S3 server (SeaweedFS on loopback):
+
+(a) 8 pickled llama checkpoints of ~210 MB: ``prepare_many`` on ``local[2]`` against a
+    sequential loop of ``prepare`` in one process (both include their start-up).
+(b) a ~3 GB pickled checkpoint written as 12 output shards into a bucket: ``convert_distributed``
+    on ``local[2]`` (folder → bucket, one task per shard) against ``convert`` to a local folder
+    followed by an upload of every file with boto3 in one process; peak local disk of each.
+
+Each job runs in its own process; wall time and peak anonymous memory of the driver process
+(the Spark workers are separate processes) are printed as the README's table rows.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from convert_bench import gib, run_measured
+
+from modelport.package.localstore import LocalS3
+
+BUILD = r"""
+import json, sys, torch
+from pathlib import Path
+from transformers import LlamaConfig, LlamaForCausalLM
+from tokenizers import Tokenizer, models
+root, n, hidden, layers, vocab, shards = (sys.argv[1], *map(int, sys.argv[2:7]))
+cfg = LlamaConfig(vocab_size=vocab, hidden_size=hidden, intermediate_size=int(hidden * 2.6875),
+                  num_hidden_layers=layers, num_attention_heads=hidden // 64,
+                  num_key_value_heads=hidden // 256, architectures=["LlamaForCausalLM"])
+for i in range(n):
+    torch.manual_seed(i)
+    d = Path(root) / f"m{i}"
+    m = LlamaForCausalLM(cfg)
+    cfg.save_pretrained(d)
+    state = {k: v.contiguous() for k, v in m.state_dict().items()}
+    names = list(state); per = -(-len(names) // shards); wm = {}
+    for s in range(shards):
+        f = f"pytorch_model-{s + 1:05d}-of-{shards:05d}.bin"
+        torch.save({k: state[k] for k in names[s * per:(s + 1) * per]}, d / f)
+        wm.update(dict.fromkeys(names[s * per:(s + 1) * per], f))
+    (d / "pytorch_model.bin.index.json").write_text(json.dumps({"weight_map": wm}))
+    Tokenizer(models.WordLevel({f"t{j}": j for j in range(vocab)}, unk_token="t0")).save(
+        str(d / "tokenizer.json"))
+"""
+LOOP = r"""
+import sys, modelport
+from modelport._quiet import quiet_third_party
+quiet_third_party()
+root, n = sys.argv[1], int(sys.argv[2])
+for i in range(n):
+    modelport.prepare(f"{root}/m{i}", f"{root}/loop/m{i}", ["watsonx-saas"], progress=False)
+"""
+MANY = r"""
+import os, sys
+os.environ["PYSPARK_PYTHON"] = sys.executable
+from pyspark.sql import SparkSession
+from modelport.spark import prepare_many
+root, n = sys.argv[1], int(sys.argv[2])
+s = SparkSession.builder.master("local[2]").config("spark.ui.enabled", "false").getOrCreate()
+s.sparkContext.setLogLevel("ERROR")
+rows = prepare_many(s, [(f"{root}/m{i}", f"{root}/many/m{i}") for i in range(n)],
+                    "watsonx-saas").collect()
+bad = [r for r in rows if not r.ok]
+assert not bad, bad
+"""
+DIST = r"""
+import os, sys
+os.environ["PYSPARK_PYTHON"] = sys.executable
+from pyspark.sql import SparkSession
+from modelport.spark import convert_distributed
+src, url, endpoint, scratch = sys.argv[1:5]
+s = SparkSession.builder.master("local[2]").config("spark.ui.enabled", "false").getOrCreate()
+s.sparkContext.setLogLevel("ERROR")
+rep = convert_distributed(s, src, url, max_shard_bytes="250MB", endpoint_url=endpoint,
+                          scratch_dir=scratch)
+print("shards", len(rep.shards))
+"""
+SEQ = r"""
+import sys, boto3, modelport
+from pathlib import Path
+from modelport._quiet import quiet_third_party
+quiet_third_party()
+src, out, bucket, prefix, endpoint = sys.argv[1:6]
+modelport.convert(src, out, max_shard_bytes="250MB", progress=False)
+c = boto3.client("s3", endpoint_url=endpoint)
+for p in sorted(Path(out).iterdir()):
+    if p.is_file():
+        c.upload_file(str(p), bucket, f"{prefix}/{p.name}")
+"""
+
+
+def du_peak(path: Path, stop: threading.Event, out: list[int]) -> None:
+    """Largest total size of the files under ``path`` while the job runs."""
+    peak = 0
+    while not stop.is_set():
+        total = 0
+        for dp, _, fs in os.walk(path):
+            for f in fs:
+                try:
+                    total += os.path.getsize(os.path.join(dp, f))
+                except OSError:
+                    pass
+        peak = max(peak, total)
+        time.sleep(0.05)
+    out.append(peak)
+
+
+def measured_with_disk(cmd: list[str], scratch: Path) -> tuple[float, int, int]:
+    stop, got = threading.Event(), []
+    th = threading.Thread(target=du_peak, args=(scratch, stop, got))
+    th.start()
+    try:
+        secs, rss = run_measured(cmd)
+    finally:
+        stop.set()
+        th.join()
+    return secs, rss, got[0]
+
+
+def main() -> None:
+    py = sys.executable
+    with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_DIR")) as tmp:
+        root = Path(tmp)
+        subprocess.run([py, "-c", BUILD, str(root / "a"), "8", "1024", "3", "8000", "2"],
+                       check=True)
+        size = sum(p.stat().st_size for p in (root / "a").rglob("*.bin"))
+        loop_s, loop_rss = run_measured([py, "-c", LOOP, str(root / "a"), "8"])
+        many_s, many_rss = run_measured([py, "-c", MANY, str(root / "a"), "8"])
+        print(f"\n(a) 8 models, {size / 1e9:.2f} GB of pickles")
+        print("| job | wall s | speed vs loop | driver peak RssAnon |\n|---|---|---|---|")
+        print(f"| prepare, sequential loop (1 process) | {loop_s:.1f} | 1.00 | {gib(loop_rss)} |")
+        print(f"| prepare_many, local[2] | {many_s:.1f} | {loop_s / many_s:.2f}× | "
+              f"{gib(many_rss)} |")
+
+        subprocess.run([py, "-c", BUILD, str(root / "b"), "1", "2048", "15", "16000", "4"],
+                       check=True)
+        src = root / "b" / "m0"
+        size = sum(p.stat().st_size for p in src.glob("*.bin"))
+        with LocalS3(root / "weed", bucket="models") as s3:
+            os.environ.update(s3.env())
+            (root / "scratch").mkdir()
+            d_s, d_rss, d_disk = measured_with_disk(
+                [py, "-c", DIST, str(src), "s3://models/dist", s3.endpoint,
+                 str(root / "scratch")], root / "scratch")
+            (root / "seq").mkdir()
+            q_s, q_rss, q_disk = measured_with_disk(
+                [py, "-c", SEQ, str(src), str(root / "seq" / "out"), "models", "seq",
+                 s3.endpoint], root / "seq")
+        print(f"\n(b) {size / 1e9:.2f} GB pickled checkpoint → 12 safetensors shards in a bucket")
+        print("| job | wall s | speed vs sequence | driver peak RssAnon | peak local disk |")
+        print("|---|---|---|---|---|")
+        print(f"| convert → upload (boto3), 1 process | {q_s:.1f} | 1.00 | {gib(q_rss)} | "
+              f"{gib(q_disk)} |")
+        print(f"| convert_distributed, local[2] | {d_s:.1f} | {q_s / d_s:.2f}× | "
+              f"{gib(d_rss)} | {gib(d_disk)} |")
+
+
+if __name__ == "__main__":
+    main()

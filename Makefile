@@ -8,6 +8,8 @@ TOKREF  ?= .venv-tokref
 ORACLE  := tests/convert_tok/oracle-requirements.txt
 PYTEST  := $(BIN)/python -m pytest
 # torch first, pinned to the CPU build (a plain `torch` requirement pulls a multi-GB CUDA build)
+# DeepSpeed (a test-only anchor) installs without compiling its ops
+export DS_BUILD_OPS := 0
 PIP     := $(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt
 
 .PHONY: setup demo test bench lint clean hostile-report

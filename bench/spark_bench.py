@@ -154,7 +154,7 @@ def main() -> None:
             q_s, q_rss, q_disk = measured_with_disk(
                 [py, "-c", SEQ, str(src), str(root / "seq" / "out"), "models", "seq",
                  s3.endpoint], root / "seq")
-        print(f"\n(b) {size / 1e9:.2f} GB pickled checkpoint → 12 safetensors shards in a bucket")
+        print(f"\n(b) {size / 1e9:.2f} GB pickled checkpoint → safetensors shards in a bucket")
         print("| job | wall s | speed vs sequence | driver peak RssAnon | peak local disk |")
         print("|---|---|---|---|---|")
         print(f"| convert → upload (boto3), 1 process | {q_s:.1f} | 1.00 | {gib(q_rss)} | "

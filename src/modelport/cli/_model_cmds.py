@@ -63,6 +63,9 @@ def inspect(path: Path, allow_globals: tuple[str, ...], as_json: bool, quiet: bo
               show_default=True, help="tied weights: write once, or once per name")
 @click.option("--allow-global", "allow_globals", multiple=True, metavar="MODULE.NAME",
               help="accept this pickle global as an inert record (never imported)")
+@click.option("--weights", "zero_weights", type=click.Choice(["fp32", "module"]),
+              default="fp32", show_default=True,
+              help="DeepSpeed ZeRO: fp32 master weights, or the module's 16-bit weights")
 @click.option("--no-verify", is_flag=True, help="skip re-reading and comparing the output")
 @click.option("--overwrite", is_flag=True, help="replace DST if it exists")
 @click.option("--dry-run", is_flag=True, help="print the plan; write nothing")
@@ -70,8 +73,8 @@ def inspect(path: Path, allow_globals: tuple[str, ...], as_json: bool, quiet: bo
 @handle_errors
 def convert(src: Path, dst: Path, max_shard_size: str, state_dict_key: str | None,
             strip_prefix: str | None, aliases: str, allow_globals: tuple[str, ...],
-            no_verify: bool, overwrite: bool, dry_run: bool, as_json: bool, quiet: bool,
-            debug: bool) -> None:
+            zero_weights: str, no_verify: bool, overwrite: bool, dry_run: bool, as_json: bool,
+            quiet: bool, debug: bool) -> None:
     """Convert pickled (or safetensors) weights in SRC into verified safetensors in DST."""
     from modelport.convert.options import ConvertOptions
 
@@ -79,7 +82,7 @@ def convert(src: Path, dst: Path, max_shard_size: str, state_dict_key: str | Non
         opts = ConvertOptions(max_shard_bytes=max_shard_size, state_dict_key=state_dict_key,
                               strip_prefix=strip_prefix, aliases=aliases,
                               allow_globals=allow_globals, verify=not no_verify,
-                              overwrite=overwrite)
+                              overwrite=overwrite, zero_weights=zero_weights)
     except ValidationError as e:
         raise InputError("; ".join(x["msg"] for x in e.errors()),
                          hint="see modelport convert --help") from e

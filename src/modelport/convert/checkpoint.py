@@ -239,7 +239,9 @@ def convert(
 
     Args:
         src: a model folder, a single ``.bin``/``.pt``/``.pth``/``.ckpt``/``.safetensors``
-            file, or a ``torch.distributed.checkpoint`` folder (``.metadata`` + ``.distcp``).
+            file, a ``torch.distributed.checkpoint`` folder (``.metadata`` + ``.distcp``), a
+            DeepSpeed ZeRO checkpoint (a folder with ``latest``, or ``global_stepN/``), Meta's
+            or Mistral's original layout, or a ``.gguf`` file.
         dst: the output folder (created; must not exist unless ``overwrite``).
         options: a :class:`ConvertOptions`; keyword arguments build one when omitted.
         progress: show a progress bar (None: only on a terminal or notebook).
@@ -262,10 +264,15 @@ def convert(
         options = options.model_copy(update=kwargs)
     from modelport.convert.dcp_convert import convert_dcp, dcp_folder
     from modelport.convert.meta_llama import convert_meta, is_meta_layout
+    from modelport.convert.zero import zero_folder
 
     path = Path(src)
     if dcp_folder(path) is not None:  # torch.distributed.checkpoint (FSDP, torchtitan)
         return convert_dcp(path, Path(dst), options)
+    if zero_folder(path) is not None:  # DeepSpeed ZeRO 1/2/3
+        from modelport.convert.zero_convert import convert_zero
+
+        return convert_zero(path, Path(dst), options)
     if is_meta_layout(path):  # Meta's / Mistral's params.json + consolidated weights
         return convert_meta(path, dst, options)
     if path.is_file() and path.suffix == ".gguf":  # llama.cpp

@@ -244,6 +244,33 @@ def _inspect_dcp(path: Path, folder: Path, problems: list[Problem]) -> WeightFil
     return wf
 
 
+def _inspect_zero(path: Path, folder: Path, problems: list[Problem],
+                  allow_globals: tuple[str, ...]) -> WeightFile:
+    """A DeepSpeed ZeRO checkpoint as one weight entry: the parameters its model states list."""
+    from modelport.convert.zero import read_zero
+
+    rel = folder.relative_to(path).as_posix() if folder != path else "."
+    files = [p for p in folder.iterdir() if p.name.endswith(("_optim_states.pt",
+                                                             "_model_states.pt"))]
+    wf = WeightFile(path=rel, format="DeepSpeed ZeRO", size=sum(p.stat().st_size
+                                                                for p in files))
+    try:
+        ck = read_zero(path, allow_globals)
+    except ModelportError as e:
+        problems.append(Problem(severity="error", file=rel, message=e.message))
+        return wf
+    wf.format = f"DeepSpeed ZeRO-{ck.stage} ({ck.world_size} ranks)"
+    wf.tensors = len(ck.tensors)
+    wf.parameters = sum(math.prod(t.shape) for t in ck.tensors)
+    wf.tensor_bytes = sum(t.nbytes for t in ck.tensors)
+    for t in ck.tensors:
+        wf.dtypes[t.dtype] = wf.dtypes.get(t.dtype, 0) + 1
+    problems.append(Problem(severity="warning", file=rel, message=(
+        f"a training checkpoint (DeepSpeed ZeRO stage {ck.stage}, {ck.world_size} ranks): "
+        "modelport convert writes its fp32 master weights as safetensors")))
+    return wf
+
+
 def inspect(path: str | Path, *, allow_globals: tuple[str, ...] = ()) -> InspectReport:
     """Describe a model folder or a weight file, reading headers and pickles but no data.
 
@@ -262,8 +289,10 @@ def inspect(path: str | Path, *, allow_globals: tuple[str, ...] = ()) -> Inspect
     tok: list[str] = []
     other: list[str] = []
     from modelport.convert.dcp_convert import dcp_folder
+    from modelport.convert.zero import zero_folder
 
     dcp = dcp_folder(path) if path.is_dir() else None
+    zero = zero_folder(path) if path.is_dir() and dcp is None else None
     if path.is_file():
         weights.append(_inspect_weight(path, path.name, names, problems, allow_globals))
         kind: Literal["folder", "file"] = "file"
@@ -271,6 +300,14 @@ def inspect(path: str | Path, *, allow_globals: tuple[str, ...] = ()) -> Inspect
         kind = "folder"
         weights.append(_inspect_dcp(path, dcp, problems))
         rels = [r for r in _walk_files(path) if not r.endswith(".distcp")]
+        tok = [r for r in rels if file_role(r) == "tokenizer"]
+        other = [r for r in rels if file_role(r) != "tokenizer"]
+        config = _config(path, problems) if (path / "config.json").is_file() else None
+    elif zero is not None:
+        kind = "folder"
+        weights.append(_inspect_zero(path, zero, problems, allow_globals))
+        rels = [r for r in _walk_files(path) if not r.endswith(("_states.pt", "latest"))
+                and not r.startswith(zero.relative_to(path).as_posix() + "/")]
         tok = [r for r in rels if file_role(r) == "tokenizer"]
         other = [r for r in rels if file_role(r) != "tokenizer"]
         config = _config(path, problems) if (path / "config.json").is_file() else None

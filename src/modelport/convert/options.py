@@ -54,6 +54,11 @@ class ConvertOptions(BaseModel):
     copy_other_files: bool = Field(
         True, description="copy config, tokenizer and other non-weight files of a folder"
     )
+    zero_weights: Literal["fp32", "module"] = Field(
+        "fp32", description="DeepSpeed ZeRO checkpoints: the fp32 master weights from the "
+        "optimizer partitions ('fp32', what zero_to_fp32.py writes) or the 16-bit weights "
+        "of the engine's module ('module', stages 1 and 2)",
+    )
 
     @field_validator("max_shard_bytes", mode="before")
     @classmethod

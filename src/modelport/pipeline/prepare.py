@@ -69,7 +69,7 @@ def prepare(src: str | Path, out: str | Path, targets: list[str] | tuple[str, ..
         step("inspect", True, f"{info.tensors} tensors, {info.parameters:,} parameters, "
              f"{', '.join(sorted({w.format for w in info.weight_files}))}")
         pickled = info.weight_files and all("pickle" in w.format or w.format.startswith(
-            "distributed") for w in info.weight_files)
+            ("distributed", "DeepSpeed ZeRO")) for w in info.weight_files)
         stage = work / "converted"
         if pickled:
             rep = convert(src, stage, progress=progress)

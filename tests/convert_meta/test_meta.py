@@ -162,3 +162,72 @@ def test_mistral_original_layout(tmp_path: Path) -> None:
     ids = torch.randint(0, 256, (1, 12))
     with torch.no_grad():
         assert torch.equal(reloaded(ids).logits, model(ids).logits)
+
+
+@pytest.mark.parametrize("layout", ["per-expert", "stacked"])
+def test_mixtral_original_layouts(tmp_path: Path, layout: str) -> None:
+    """Mixtral as mistral-inference writes it (consolidated.safetensors, one tensor per expert,
+    the router as feed_forward.gate) and as the first 8x7B release did (experts stacked on
+    rows in block_sparse_moe.w1/w2/w3, w2 stacked transposed; the layout transformers'
+    convert_mixtral_weights_to_hf.py reads): identical tensors and logits."""
+    from safetensors.torch import load_file, save_file
+    from transformers import AutoModelForCausalLM, MixtralConfig, MixtralForCausalLM
+
+    torch.manual_seed(0)
+    c = MixtralConfig(vocab_size=256, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, num_local_experts=4,
+                      num_experts_per_tok=2, tie_word_embeddings=False, sliding_window=None,
+                      rope_theta=1e6)
+    model = MixtralForCausalLM(c).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.02)
+    model.save_pretrained(tmp_path / "ref")  # the names transformers writes on disk
+    ref = load_file(tmp_path / "ref" / "model.safetensors")
+    sd: dict[str, torch.Tensor] = {
+        "tok_embeddings.weight": ref["model.embed_tokens.weight"],
+        "norm.weight": ref["model.norm.weight"], "output.weight": ref["lm_head.weight"]}
+    for i in range(2):
+        p, q = f"model.layers.{i}.", f"layers.{i}."
+        sd[q + "attention.wq.weight"] = unpermute(ref[p + "self_attn.q_proj.weight"], 4)
+        sd[q + "attention.wk.weight"] = unpermute(ref[p + "self_attn.k_proj.weight"], 2)
+        sd[q + "attention.wv.weight"] = ref[p + "self_attn.v_proj.weight"]
+        sd[q + "attention.wo.weight"] = ref[p + "self_attn.o_proj.weight"]
+        sd[q + "attention_norm.weight"] = ref[p + "input_layernorm.weight"]
+        sd[q + "ffn_norm.weight"] = ref[p + "post_attention_layernorm.weight"]
+        ex = [{w: ref[f"{p}block_sparse_moe.experts.{e}.{w}.weight"] for w in ("w1", "w2", "w3")}
+              for e in range(4)]
+        if layout == "per-expert":
+            sd[q + "feed_forward.gate.weight"] = ref[p + "block_sparse_moe.gate.weight"]
+            for e in range(4):
+                for w in ("w1", "w2", "w3"):
+                    sd[f"{q}feed_forward.experts.{e}.{w}.weight"] = ex[e][w]
+        else:
+            sd[q + "block_sparse_moe.gate.weight"] = ref[p + "block_sparse_moe.gate.weight"]
+            sd[q + "block_sparse_moe.w1"] = torch.cat([x["w1"] for x in ex])
+            sd[q + "block_sparse_moe.w2"] = torch.cat([x["w2"].T for x in ex])
+            sd[q + "block_sparse_moe.w3"] = torch.cat([x["w3"] for x in ex])
+    d = tmp_path / "orig"
+    d.mkdir()
+    sd = {k: v.contiguous().clone() for k, v in sd.items()}
+    if layout == "per-expert":
+        save_file(sd, d / "consolidated.safetensors")
+    else:
+        torch.save(sd, d / "consolidated.00.pth")
+    (d / "params.json").write_text(json.dumps({
+        "dim": 64, "n_layers": 2, "head_dim": 16, "hidden_dim": 96, "n_heads": 4,
+        "n_kv_heads": 2, "norm_eps": c.rms_norm_eps, "vocab_size": 256, "rope_theta": 1e6,
+        "moe": {"num_experts": 4, "num_experts_per_tok": 2}}))
+    rep = modelport.convert(d, tmp_path / "hf", progress=False)
+    assert "Mixtral: 24 expert weights" in rep.warnings[0]
+    cfg = json.loads((tmp_path / "hf" / "config.json").read_text())
+    assert cfg["architectures"] == ["MixtralForCausalLM"] and cfg["num_local_experts"] == 4
+    assert cfg["num_experts_per_tok"] == 2 and cfg["intermediate_size"] == 96
+    ours = load_file(tmp_path / "hf" / "model.safetensors")
+    assert set(ours) == set(ref)
+    for k, v in ref.items():
+        assert torch.equal(ours[k], v), k
+    reloaded = AutoModelForCausalLM.from_pretrained(tmp_path / "hf").eval()
+    ids = torch.randint(0, 256, (1, 12))
+    with torch.no_grad():
+        assert torch.equal(reloaded(ids).logits, model(ids).logits)

@@ -71,7 +71,7 @@ def _config_dir(src: Path, folder: Path) -> Path | None:
 
 def convert_dcp(src: Path, dst: Path, options: ConvertOptions) -> ConvertReport:
     """Convert the distributed checkpoint in ``src`` (see :func:`dcp_folder`)."""
-    from modelport.convert.framework_names import fit_names
+    from modelport.convert.framework_names import fit_names, looks_wrapped
 
     t0 = time.perf_counter()
     folder = dcp_folder(src)
@@ -88,7 +88,9 @@ def convert_dcp(src: Path, dst: Path, options: ConvertOptions) -> ConvertReport:
             if t.fqn.startswith(options.strip_prefix):
                 renamed[t.fqn] = t.fqn[len(options.strip_prefix):]
                 t.fqn = renamed[t.fqn]
-    elif options.fit_names and cfg_dir is not None:
+    elif options.fit_names and cfg_dir is not None and looks_wrapped([t.fqn for t in tensors]):
+        # only names with a framework's marks are fitted (building the model on the meta
+        # device costs the import of transformers: seconds)
         mapping, note = fit_names([t.fqn for t in tensors], cfg_dir)
         if mapping is not None:
             for t in tensors:

@@ -1,6 +1,7 @@
 """Meta's original Llama layout — ``params.json`` and ``consolidated.NN.pth`` (one file per
-tensor-parallel rank) — and Mistral's dense original layout (``consolidated.safetensors``,
-explicit ``head_dim`` and ``hidden_dim``), into a Hugging Face Llama or Mistral folder.
+tensor-parallel rank) — and Mistral's original layout (``consolidated.safetensors``, explicit
+``head_dim`` and ``hidden_dim``; Mixtral's ``moe`` with one tensor per expert, or the first
+release's experts stacked on rows), into a Hugging Face Llama, Mistral or Mixtral folder.
 
 Per tensor, streamed: the ranks' slices are concatenated on the dimension Meta splits
 (rows for wq/wk/wv/w1/w3/output, columns for wo/w2, either for tok_embeddings — the shapes
@@ -46,6 +47,11 @@ _LAYER_MAP = {
     "attention_norm.weight": ("input_layernorm.weight", None),
     "ffn_norm.weight": ("post_attention_layernorm.weight", None),
 }
+# Mixtral as mistral-inference writes it: one tensor per expert, the router as feed_forward.gate
+_EXPERT = re.compile(r"^feed_forward\.experts\.(\d+)\.w([123])\.weight$")
+# Mixtral 8x7B's first release: the experts stacked on rows (w2 stacked transposed)
+_STACKED = re.compile(r"^block_sparse_moe\.w([123])$")
+_GATES = ("feed_forward.gate.weight", "block_sparse_moe.gate.weight")
 _TOP_MAP = {"norm.weight": ("model.norm.weight", None), "output.weight": ("lm_head.weight", 0),
             "tok_embeddings.weight": ("model.embed_tokens.weight", -1)}  # -1: by shape
 _SKIP = {"rope.freqs"}
@@ -90,10 +96,16 @@ def _params(folder: Path) -> dict[str, Any]:
     if not isinstance(p, dict):
         raise InputError("params.json is not an object", path=folder / "params.json")
     p = p.get("model", p)
-    if p.get("moe") or p.get("vision_chunk_size"):
-        raise UnsupportedError("mixture-of-experts or vision params.json (Mixtral, Llama 4, "
-                               "Llama 3.2 Vision)", path=folder / "params.json",
-                               supported=["dense Llama 1/2/3/3.1/3.2/3.3", "Code Llama"])
+    moe = p.get("moe")
+    if p.get("vision_chunk_size") or p.get("vision_args") or p.get("moe_args") or (
+            moe is not None and not (isinstance(moe, dict) and isinstance(
+                moe.get("num_experts"), int) and isinstance(moe.get("num_experts_per_tok"),
+                                                            int))):
+        raise UnsupportedError("this params.json (Llama 4, Llama 3.2 Vision, or a moe block "
+                               "without num_experts / num_experts_per_tok)",
+                               path=folder / "params.json",
+                               supported=["dense Llama 1/2/3/3.1/3.2/3.3", "Code Llama",
+                                          "Mistral", "Mixtral (moe)"])
     for k in ("dim", "n_layers", "n_heads"):
         if not isinstance(p.get(k), int):
             raise InputError(f"params.json has no integer {k!r}", path=folder / "params.json")
@@ -116,25 +128,40 @@ def convert_meta(src: str | Path, out: str | Path, options: ConvertOptions | Non
     sets: list[SourceSet] = [open_source(f) for f in files]
     readers = [Reader(s.files) for s in sets]
     by_rank = [{t.name: t for t in s.tensors} for s in sets]
-    mistral = "hidden_dim" in params or files[0].suffix == ".safetensors"
+    mistral = "hidden_dim" in params or files[0].suffix == ".safetensors" or \
+        bool(params.get("moe"))
     n_heads, dim = int(params["n_heads"]), int(params["dim"])
     n_kv = int(params.get("n_kv_heads") or n_heads)
     n = len(files)
     if n_heads % n or n_kv % n:
         raise UnsupportedError(f"{n_heads} heads / {n_kv} key-value heads over {n} ranks",
                                path=src, hint="each rank must hold whole heads")
-    plan: list[tuple[str, str, int | None, int]] = []  # (meta, hf, split dim, permute heads)
+    n_experts = int(params["moe"]["num_experts"]) if params.get("moe") else 0
+    # (meta, hf, split dim, permute heads, (expert, of n, transposed) of a stacked tensor)
+    plan: list[tuple[str, str, int | None, int, tuple[int, int, bool] | None]] = []
     left_out: list[str] = []
     for name in by_rank[0]:
         m = _LAYER.match(name)
-        if m and m.group(2) in _LAYER_MAP:
-            hf, d = _LAYER_MAP[m.group(2)]
-            heads = n_heads if m.group(2) == "attention.wq.weight" else (
-                n_kv if m.group(2) == "attention.wk.weight" else 0)
-            plan.append((name, f"model.layers.{m.group(1)}.{hf}", d, heads))
+        layer, rest = (m.group(1), m.group(2)) if m else ("", "")
+        e, st = _EXPERT.match(rest), _STACKED.match(rest)
+        if m and rest in _LAYER_MAP:
+            hf, d = _LAYER_MAP[rest]
+            heads = n_heads if rest == "attention.wq.weight" else (
+                n_kv if rest == "attention.wk.weight" else 0)
+            plan.append((name, f"model.layers.{layer}.{hf}", d, heads, None))
+        elif m and n_experts and e:
+            plan.append((name, f"model.layers.{layer}.block_sparse_moe.experts.{e.group(1)}."
+                         f"w{e.group(2)}.weight", 1 if e.group(2) == "2" else 0, 0, None))
+        elif m and n_experts and rest in _GATES:
+            plan.append((name, f"model.layers.{layer}.block_sparse_moe.gate.weight", None, 0,
+                         None))
+        elif m and n_experts and st:
+            w = st.group(1)
+            plan += [(name, f"model.layers.{layer}.block_sparse_moe.experts.{x}.w{w}.weight",
+                      0, 0, (x, n_experts, w == "2")) for x in range(n_experts)]
         elif name in _TOP_MAP:
             hf, d = _TOP_MAP[name]
-            plan.append((name, hf, d, 0))
+            plan.append((name, hf, d, 0, None))
         elif name in _SKIP:
             left_out.append(f"{name} (recomputed from config.json)")
         else:
@@ -143,7 +170,8 @@ def convert_meta(src: str | Path, out: str | Path, options: ConvertOptions | Non
     if missing:
         raise CheckpointError(f"{files[missing[0][0]].name} lacks {missing[0][1]}", path=src)
 
-    def value(meta: str, split: int | None, heads: int) -> Any:
+    def value(meta: str, split: int | None, heads: int, pick: tuple[int, int, bool] | None
+              ) -> Any:
         import torch
 
         parts = [readers[i].tensor(by_rank[i][meta]) for i in range(n if split is not None
@@ -151,17 +179,29 @@ def convert_meta(src: str | Path, out: str | Path, options: ConvertOptions | Non
         if split == -1:  # tok_embeddings: Llama 2 splits columns, Llama 3 rows
             split = 1 if n > 1 and parts[0].shape[1] * n == dim else 0
         w = parts[0] if len(parts) == 1 else torch.cat(parts, dim=split)
+        if pick is not None:  # one expert of a stacked tensor (w2 stacked transposed)
+            rows = w.shape[0] // pick[1]
+            w = w[pick[0] * rows: (pick[0] + 1) * rows]
+            w = w.T if pick[2] else w
         return permute(w, heads).contiguous() if heads else w.contiguous()
 
-    entries: list[tuple[str, str, tuple[int, ...], int, str, int | None, int]] = []
-    for meta, hf, split, heads in plan:
+    entries: list[tuple[str, str, tuple[int, ...], int, str, int | None, int,
+                        tuple[int, int, bool] | None]] = []
+    for meta, hf, split, heads, pick in plan:
         t0_ = by_rank[0][meta]
         shape = list(t0_.shape)
         if split is not None and n > 1:
             d = 1 if split == -1 and shape[1] * n == dim else (0 if split == -1 else split)
             shape[d] *= n
         nbytes = t0_.nbytes * (n if split is not None else 1)
-        entries.append((hf, t0_.dtype, tuple(shape), nbytes, meta, split, heads))
+        if pick is not None:
+            if shape[0] % pick[1]:
+                raise CheckpointError(f"{meta}: {shape[0]} rows do not split into "
+                                      f"{pick[1]} experts", path=src)
+            shape[0] //= pick[1]
+            nbytes //= pick[1]
+            shape = shape[::-1] if pick[2] else shape
+        entries.append((hf, t0_.dtype, tuple(shape), nbytes, meta, split, heads, pick))
     cfg = _config(params, entries, rope_scaling_factor, src, mistral)
     outputs: list[FileRecord] = []
     tok_note = None
@@ -185,6 +225,7 @@ def convert_meta(src: str | Path, out: str | Path, options: ConvertOptions | Non
         for r in readers:
             r.close()
     permuted = sum(1 for e in entries if e[6])
+    experts = sum(1 for e in entries if ".experts." in e[0])
     dtypes = Counter(e[1] for e in entries)
     return ConvertReport(
         src=str(src), dst=str(out),
@@ -199,7 +240,8 @@ def convert_meta(src: str | Path, out: str | Path, options: ConvertOptions | Non
         skipped_entries=[SkippedItem(name=x, reason="left out") for x in left_out],
         skipped_files=[], verified=verify, verify_seconds=0.0,
         warnings=[f"Meta layout, {n} rank(s) merged; {permuted} q/k weights permuted to the "
-                  "Hugging Face rotary order; config.json from params.json"]
+                  "Hugging Face rotary order; config.json from params.json"
+                  + (f"; Mixtral: {experts} expert weights" if experts else "")]
                  + ([f"tokenizer: {tok_note}"] if tok_note else []),
         seconds=round(time.perf_counter() - t0, 3))
 
@@ -208,7 +250,9 @@ def _config(p: dict[str, Any], entries: list[Any], factor: float | None, src: Pa
             mistral: bool = False) -> dict[str, Any]:
     shapes = {e[0]: e[2] for e in entries}
     vocab = shapes["model.embed_tokens.weight"][0]
-    inter = shapes["model.layers.0.mlp.gate_proj.weight"][0]
+    moe = p.get("moe")
+    inter = shapes["model.layers.0.block_sparse_moe.experts.0.w1.weight" if moe else
+                   "model.layers.0.mlp.gate_proj.weight"][0]
     dtype = {"bfloat16": "bfloat16", "float16": "float16", "float32": "float32"}.get(
         entries[0][1], "bfloat16")
     llama3 = vocab >= 128000
@@ -232,6 +276,10 @@ def _config(p: dict[str, Any], entries: list[Any], factor: float | None, src: Pa
                    rope_theta=p.get("rope_theta", 1000000.0))
         for k in ("attention_bias", "mlp_bias"):
             cfg.pop(k)
+    if moe:  # Mixtral: the experts and the router
+        cfg.update(architectures=["MixtralForCausalLM"], model_type="mixtral",
+                   num_local_experts=moe["num_experts"],
+                   num_experts_per_tok=moe["num_experts_per_tok"])
     if p.get("use_scaled_rope"):
         f = factor or p.get("rope_scaling_factor")
         if not f:

@@ -103,3 +103,95 @@ def test_damaged_gguf_is_refused(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="not a readable GGUF"):
         modelport.convert(src, tmp_path / "out", progress=False)
     assert not (tmp_path / "out").exists()
+
+
+def _ids_of(tokenizer_json: Path, lines: list[str]) -> list[list[int]]:
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(tokenizer_json))
+    return [tok.encode(x).ids for x in lines]
+
+
+def _spm_ids(model: Path, lines: list[str], bos: int = 1) -> list[list[int]]:
+    import sentencepiece as spm
+
+    sp = spm.SentencePieceProcessor(model_file=str(model))
+    return [[bos, *sp.encode(x)] for x in lines]
+
+
+def _lines() -> list[str]:
+    from modelport.convert._tok_corpus import corpus
+
+    return corpus([])
+
+
+@pytest.mark.real
+def test_real_gguf_vocabulary_equals_llama2_sentencepiece(tmp_path: Path) -> None:
+    """The tiny Llama 2 GGUF embeds Llama 2's 32000 pieces; tokenizer.json built from them
+    gives the ids of Meta's own tokenizer.model (sentencepiece), the file the model was built
+    with, on every line of the parity corpus."""
+    src = real_path("ckpt2", "gguf_ollama_llama2_tiny_random", "llama-2-tiny-random.gguf")
+    truth = real_path("tok", "llama2c_llama2", "tokenizer.model")
+    rep = modelport.convert(src, tmp_path / "hf", progress=False)
+    assert "as LlamaTokenizer" in rep.warnings[0] and "0 known" in rep.warnings[0]
+    assert {o.path for o in rep.outputs} >= {"tokenizer.json", "tokenizer.model",
+                                             "tokenizer_config.json"}
+    lines = _lines()
+    assert _ids_of(tmp_path / "hf" / "tokenizer.json", lines) == _spm_ids(truth, lines)
+
+
+def test_written_gguf_vocabulary_equals_its_sentencepiece_model(tmp_path: Path) -> None:
+    """A SentencePiece BPE model trained here, its pieces written into a GGUF with the gguf
+    writer: the converted tokenizer.json gives the trained model's ids."""
+    import gguf
+    import sentencepiece as spm
+    from sentencepiece import sentencepiece_model_pb2 as pb
+
+    text = tmp_path / "corpus.txt"
+    text.write_text("\n".join(_lines() * 3))
+    spm.SentencePieceTrainer.train(
+        input=str(text), model_prefix=str(tmp_path / "sp"), vocab_size=1200, model_type="bpe",
+        byte_fallback=True, normalization_rule_name="identity", remove_extra_whitespaces=False,
+        minloglevel=2, num_threads=1, character_coverage=1.0)
+    m = pb.ModelProto()
+    m.ParseFromString((tmp_path / "sp.model").read_bytes())
+    src = tmp_path / "tok.gguf"
+    _write_gguf(src, "F32")
+    r = gguf.GGUFReader(src)  # the weights of the written file, with this vocabulary
+    w = gguf.GGUFWriter(tmp_path / "v.gguf", "llama")
+    for f in r.fields.values():
+        if f.name.startswith(("llama.",)):
+            w.add_key_value(f.name, f.contents(), f.types[0], f.types[-1]
+                            if f.types[0] == gguf.GGUFValueType.ARRAY else None)
+    w.add_tokenizer_model("llama")
+    w.add_token_list([p.piece for p in m.pieces])
+    w.add_token_scores([p.score for p in m.pieces])
+    w.add_token_types([p.type for p in m.pieces])
+    w.add_bos_token_id(m.trainer_spec.bos_id)
+    w.add_eos_token_id(m.trainer_spec.eos_id)
+    w.add_unk_token_id(m.trainer_spec.unk_id)
+    for t in r.tensors:
+        shape = tuple(int(x) for x in reversed(t.shape.tolist()))
+        if t.name == "token_embd.weight" or t.name == "output.weight":
+            w.add_tensor(t.name, np.zeros((len(m.pieces), shape[1]), np.float32))
+        else:
+            w.add_tensor(t.name, np.asarray(t.data).reshape(shape).copy())
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    rep = modelport.convert(tmp_path / "v.gguf", tmp_path / "hf", progress=False)
+    assert "as LlamaTokenizer" in rep.warnings[0], rep.warnings
+    lines = _lines()
+    assert _ids_of(tmp_path / "hf" / "tokenizer.json", lines) == _spm_ids(
+        tmp_path / "sp.model", lines, bos=m.trainer_spec.bos_id)
+
+
+def test_an_unusable_vocabulary_leaves_the_weights_and_says_so(tmp_path: Path) -> None:
+    src = tmp_path / "tiny.gguf"
+    _write_gguf(src, "F16")  # <t0>... pieces, no unknown piece: not a SentencePiece model
+    rep = modelport.convert(src, tmp_path / "hf", progress=False)
+    assert "vocabulary was not converted" in rep.warnings[0]
+    assert "add the model's tokenizer files" in rep.warnings[0]
+    assert not list((tmp_path / "hf").glob("tokenizer*"))
+    assert (tmp_path / "hf" / "model.safetensors").is_file()

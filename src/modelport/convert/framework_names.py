@@ -23,7 +23,7 @@ LEADING = ("_orig_mod.", "module.", "model.", "_forward_module.", "state_dict.")
 # top-level modules of transformers' models: "model.<one of these>" is Lightning's attribute
 _HF_TOP = {"model", "transformer", "lm_head", "bert", "gpt_neox", "embed_out", "encoder",
            "decoder", "shared", "roberta", "distilbert", "score", "classifier", "backbone",
-           "language_model", "embeddings", "layers", "h", "wte"}
+           "language_model", "embeddings", "h", "wte"}
 
 
 def looks_wrapped(names: list[str]) -> bool:

@@ -21,12 +21,18 @@ from typing import Any
 from modelport._io.atomic import atomic_dir
 from modelport._io.hashing import sha256_file
 from modelport._io.paths import check_output
-from modelport._types import FileRecord
+from modelport._types import FileRecord, file_role
 from modelport.convert.checkpoint import ConvertReport, InputFile
 from modelport.convert.computed import tensor_bytes, verify_shard, write_shard
 from modelport.convert.meta_llama import permute
 from modelport.convert.options import ConvertOptions
-from modelport.errors import CheckpointError, InputError, MissingDependencyError, UnsupportedError
+from modelport.errors import (
+    CheckpointError,
+    InputError,
+    MissingDependencyError,
+    ModelportError,
+    UnsupportedError,
+)
 
 _LAYER = {"attn_norm": "input_layernorm", "attn_q": "self_attn.q_proj",
           "attn_k": "self_attn.k_proj", "attn_v": "self_attn.v_proj",
@@ -134,7 +140,6 @@ def convert_gguf(src: str | Path, out: str | Path, options: ConvertOptions | Non
     note = ("every weight is as stored (F32/F16/BF16)" if not deq else
             f"{deq} tensor(s) dequantized to float32: not the original weights "
             f"(error bound: {'; '.join(bounds)})")
-    note += "; the embedded vocabulary is not converted: add the model's tokenizer files"
     outputs: list[FileRecord] = []
     with atomic_dir(out, overwrite=overwrite) as tmp:
         w = write_shard(tmp / "model.safetensors", entries,
@@ -144,9 +149,11 @@ def convert_gguf(src: str | Path, out: str | Path, options: ConvertOptions | Non
         outputs.append(FileRecord(path="model.safetensors", role="weights", size=w.size,
                                   sha256=w.sha256, tensors=len(entries)))
         (tmp / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
-        outputs.append(FileRecord(path="config.json", role="config",
-                                  size=(tmp / "config.json").stat().st_size,
-                                  sha256=sha256_file(tmp / "config.json")))
+        note += f"; {_vocabulary(r, tmp, src)}"
+        for f in sorted(tmp.iterdir()):
+            if f.is_file() and f.name != "model.safetensors" and not f.name.startswith("."):
+                outputs.append(FileRecord(path=f.name, role=file_role(f.name),
+                                          size=f.stat().st_size, sha256=sha256_file(f)))
     return ConvertReport(
         src=str(src), dst=str(out),
         inputs=[InputFile(path=str(src), format="gguf", size=src.stat().st_size)],
@@ -157,6 +164,29 @@ def convert_gguf(src: str | Path, out: str | Path, options: ConvertOptions | Non
         renamed={t.name: e[0] for (t, _), e in zip(plan, entries, strict=True)},
         skipped_entries=[], skipped_files=[], verified=verify, verify_seconds=0.0,
         warnings=[f"GGUF: {note}"], seconds=round(time.perf_counter() - t0, 3))
+
+
+def _vocabulary(r: Any, tmp: Path, src: Path) -> str:
+    """tokenizer.model, tokenizer_config.json and tokenizer.json (with its parity proof) from
+    the embedded vocabulary; what happened, in words."""
+    from modelport.convert.gguf_vocab import gguf_vocab_type, write_spm_files
+    from modelport.convert.tokenizer import tokenizer
+
+    kind = gguf_vocab_type(r)
+    if kind is None:
+        return "no embedded vocabulary: add the model's tokenizer files"
+    try:
+        write_spm_files(r, tmp, src)
+        rep = tokenizer(tmp)
+    except ModelportError as e:  # the weights stand; no tokenizer files that are not proven
+        for name in ("tokenizer.model", "tokenizer_config.json", "tokenizer.json"):
+            (tmp / name).unlink(missing_ok=True)
+        return (f"the embedded {kind} vocabulary was not converted ({e.message}): add the "
+                "model's tokenizer files")
+    p = rep.parity
+    return (f"tokenizer.json from the embedded {kind} vocabulary as {rep.tokenizer_class}: "
+            f"{p.matched}/{p.examples} lines identical, {p.known_differences} known "
+            "difference(s)")
 
 
 __all__ = ["convert_gguf"]

@@ -1,0 +1,90 @@
+"""The vocabulary a GGUF file embeds (``tokenizer.ggml.*``) as tokenizer files.
+
+llama.cpp's ``llama`` vocabulary type is a SentencePiece BPE model stored piece by piece:
+``tokens``, ``scores`` and ``token_type`` (the same numbering as SentencePiece's piece types:
+normal, unknown, control, user-defined, unused, byte), the special ids, and
+``add_space_prefix``. They are written back into a SentencePiece ``tokenizer.model`` (the
+normalizer llama.cpp applies: no rule, a dummy prefix unless ``add_space_prefix`` is false,
+whitespace kept, byte fallback when byte pieces exist) and a ``tokenizer_config.json`` with
+``LlamaTokenizer`` and the bos/eos flags; ``modelport tokenizer`` then writes tokenizer.json
+with its parity proof against that class. Other vocabulary types (``gpt2`` byte-level BPE,
+``bert``, ...) are refused, named.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from modelport.errors import UnsupportedError
+
+BYTE = 6  # SentencePiece's (and GGUF's) piece type of <0xNN> pieces
+
+
+def _get(r: Any, key: str, default: Any = None) -> Any:
+    f = r.fields.get(key)
+    if f is None:
+        return default
+    return f.contents()
+
+
+def gguf_vocab_type(r: Any) -> str | None:
+    v = _get(r, "tokenizer.ggml.model")
+    return str(v) if v is not None else None
+
+
+def write_spm_files(r: Any, folder: Path, src: Path) -> list[str]:
+    """Write ``tokenizer.model`` and ``tokenizer_config.json`` for a ``llama`` vocabulary;
+    returns the file names. Raises ``UnsupportedError`` for other vocabulary types."""
+    kind = gguf_vocab_type(r)
+    if kind != "llama":
+        raise UnsupportedError(f"GGUF vocabulary type {kind!r}", path=src,
+                               supported=["llama (SentencePiece)"],
+                               hint="add the model's own tokenizer files to the output")
+    from sentencepiece import sentencepiece_model_pb2 as pb
+
+    tokens = [str(t) for t in _get(r, "tokenizer.ggml.tokens")]
+    scores = list(_get(r, "tokenizer.ggml.scores", [0.0] * len(tokens)))
+    types = [int(t) for t in _get(r, "tokenizer.ggml.token_type", [1] * len(tokens))]
+    if not (len(tokens) == len(scores) == len(types)):
+        raise UnsupportedError("GGUF vocabulary with tokens, scores and types of different "
+                               "lengths", path=src)
+    m = pb.ModelProto()
+    for tok, score, ty in zip(tokens, scores, types, strict=True):
+        p = m.pieces.add()
+        p.piece, p.score, p.type = tok, float(score), ty
+    ts = m.trainer_spec
+    ts.model_type = pb.TrainerSpec.BPE
+    ts.vocab_size = len(tokens)
+    ts.byte_fallback = BYTE in types
+    ids = {k: _get(r, f"tokenizer.ggml.{k}_token_id") for k in ("unknown", "bos", "eos",
+                                                                 "padding")}
+    ts.unk_id = int(ids["unknown"]) if ids["unknown"] is not None else 0
+    ts.bos_id = int(ids["bos"]) if ids["bos"] is not None else -1
+    ts.eos_id = int(ids["eos"]) if ids["eos"] is not None else -1
+    ts.pad_id = int(ids["padding"]) if ids["padding"] is not None else -1
+    ns = m.normalizer_spec
+    ns.name = "identity"
+    ns.add_dummy_prefix = bool(_get(r, "tokenizer.ggml.add_space_prefix", True))
+    ns.remove_extra_whitespaces = False
+    ns.escape_whitespaces = True
+    (folder / "tokenizer.model").write_bytes(m.SerializeToString())
+    cfg: dict[str, Any] = {
+        "tokenizer_class": "LlamaTokenizer",
+        "add_bos_token": bool(_get(r, "tokenizer.ggml.add_bos_token", True)),
+        "add_eos_token": bool(_get(r, "tokenizer.ggml.add_eos_token", False)),
+        "legacy": True, "model_max_length": int(_get(r, "llama.context_length", 4096)),
+    }
+    for key, name in (("bos", "bos_token"), ("eos", "eos_token"), ("unknown", "unk_token"),
+                      ("padding", "pad_token")):
+        if ids[key] is not None and 0 <= int(ids[key]) < len(tokens):
+            cfg[name] = tokens[int(ids[key])]
+    template = _get(r, "tokenizer.chat_template")
+    if template:
+        cfg["chat_template"] = str(template)
+    (folder / "tokenizer_config.json").write_text(json.dumps(cfg, indent=2) + "\n")
+    return ["tokenizer.model", "tokenizer_config.json"]
+
+
+__all__ = ["gguf_vocab_type", "write_spm_files"]

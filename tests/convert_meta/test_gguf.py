@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -140,10 +141,82 @@ def test_real_gguf_vocabulary_equals_llama2_sentencepiece(tmp_path: Path) -> Non
     assert _ids_of(tmp_path / "hf" / "tokenizer.json", lines) == _spm_ids(truth, lines)
 
 
+def _gguf_with_vocab(tmp: Path, vocab: Any, n_vocab: int) -> Path:
+    """tmp/v.gguf: the tiny F32 llama of _write_gguf with the vocabulary ``vocab(writer)``
+    writes (embeddings resized to ``n_vocab`` rows)."""
+    import gguf
+
+    _write_gguf(tmp / "tok.gguf", "F32")
+    r = gguf.GGUFReader(tmp / "tok.gguf")
+    w = gguf.GGUFWriter(tmp / "v.gguf", "llama")
+    for f in r.fields.values():
+        if f.name.startswith("llama."):
+            w.add_key_value(f.name, f.contents(), f.types[0], f.types[-1]
+                            if f.types[0] == gguf.GGUFValueType.ARRAY else None)
+    vocab(w)
+    for t in r.tensors:
+        shape = tuple(int(x) for x in reversed(t.shape.tolist()))
+        if t.name in ("token_embd.weight", "output.weight"):
+            w.add_tensor(t.name, np.zeros((n_vocab, shape[1]), np.float16))
+        else:
+            w.add_tensor(t.name, np.asarray(t.data).reshape(shape).copy())
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return tmp / "v.gguf"
+
+
+@pytest.mark.real
+def test_llama3_gguf_vocabulary_equals_tiktoken(tmp_path: Path) -> None:
+    """A gpt2-type GGUF vocabulary holding Llama 3's tokenizer (Meta's tiktoken file, as
+    llama.cpp's converter stores it: byte-level strings, then the 256 special tokens): the
+    converted tokenizer.json gives tiktoken's ids on that file, plus <|begin_of_text|>."""
+    import tiktoken
+
+    from modelport.convert.gguf_vocab import _byte_decoder
+    from modelport.convert.tok.tiktoken_ import LLAMA3_PATTERN, llama3_specials, read_ranks
+
+    ranks = read_ranks(real_path("tok2", "llama3_meta_tiktoken", "tokenizer.model"))
+    enc = {v: k for k, v in _byte_decoder().items()}
+    base = [("".join(enc[b] for b in tok)) for tok, _ in sorted(ranks.items(),
+                                                                key=lambda kv: kv[1])]
+    specials = llama3_specials("llama3")
+
+    def vocab(w: Any) -> None:
+        w.add_tokenizer_model("gpt2")
+        w.add_tokenizer_pre("llama-bpe")
+        w.add_token_list(base + specials)
+        w.add_token_types([1] * len(base) + [3] * len(specials))
+        w.add_bos_token_id(128000)
+        w.add_eos_token_id(128001)
+
+    src = _gguf_with_vocab(tmp_path, vocab, len(base) + len(specials))
+    rep = modelport.convert(src, tmp_path / "hf", progress=False)
+    assert "embedded gpt2 vocabulary" in rep.warnings[0], rep.warnings
+    truth = tiktoken.Encoding(name="llama3", pat_str=LLAMA3_PATTERN, mergeable_ranks=ranks,
+                              special_tokens={})
+    lines = _lines()
+    assert _ids_of(tmp_path / "hf" / "tokenizer.json", lines) == [
+        [128000, *truth.encode_ordinary(x)] for x in lines]
+
+
+def test_other_gpt2_vocabularies_are_named(tmp_path: Path) -> None:
+    def vocab(w: Any) -> None:
+        w.add_tokenizer_model("gpt2")
+        w.add_tokenizer_pre("qwen2")
+        w.add_token_list([f"t{i}" for i in range(128)])
+        w.add_token_types([1] * 128)
+
+    rep = modelport.convert(_gguf_with_vocab(tmp_path, vocab, 128), tmp_path / "hf",
+                            progress=False)
+    assert "pre-tokenizer 'qwen2'" in rep.warnings[0]
+    assert not list((tmp_path / "hf").glob("tokenizer*"))
+
+
 def test_written_gguf_vocabulary_equals_its_sentencepiece_model(tmp_path: Path) -> None:
     """A SentencePiece BPE model trained here, its pieces written into a GGUF with the gguf
     writer: the converted tokenizer.json gives the trained model's ids."""
-    import gguf
     import sentencepiece as spm
     from sentencepiece import sentencepiece_model_pb2 as pb
 
@@ -155,31 +228,17 @@ def test_written_gguf_vocabulary_equals_its_sentencepiece_model(tmp_path: Path) 
         minloglevel=2, num_threads=1, character_coverage=1.0)
     m = pb.ModelProto()
     m.ParseFromString((tmp_path / "sp.model").read_bytes())
-    src = tmp_path / "tok.gguf"
-    _write_gguf(src, "F32")
-    r = gguf.GGUFReader(src)  # the weights of the written file, with this vocabulary
-    w = gguf.GGUFWriter(tmp_path / "v.gguf", "llama")
-    for f in r.fields.values():
-        if f.name.startswith(("llama.",)):
-            w.add_key_value(f.name, f.contents(), f.types[0], f.types[-1]
-                            if f.types[0] == gguf.GGUFValueType.ARRAY else None)
-    w.add_tokenizer_model("llama")
-    w.add_token_list([p.piece for p in m.pieces])
-    w.add_token_scores([p.score for p in m.pieces])
-    w.add_token_types([p.type for p in m.pieces])
-    w.add_bos_token_id(m.trainer_spec.bos_id)
-    w.add_eos_token_id(m.trainer_spec.eos_id)
-    w.add_unk_token_id(m.trainer_spec.unk_id)
-    for t in r.tensors:
-        shape = tuple(int(x) for x in reversed(t.shape.tolist()))
-        if t.name == "token_embd.weight" or t.name == "output.weight":
-            w.add_tensor(t.name, np.zeros((len(m.pieces), shape[1]), np.float32))
-        else:
-            w.add_tensor(t.name, np.asarray(t.data).reshape(shape).copy())
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
+
+    def vocab(w: Any) -> None:
+        w.add_tokenizer_model("llama")
+        w.add_token_list([p.piece for p in m.pieces])
+        w.add_token_scores([p.score for p in m.pieces])
+        w.add_token_types([p.type for p in m.pieces])
+        w.add_bos_token_id(m.trainer_spec.bos_id)
+        w.add_eos_token_id(m.trainer_spec.eos_id)
+        w.add_unk_token_id(m.trainer_spec.unk_id)
+
+    _gguf_with_vocab(tmp_path, vocab, len(m.pieces))
     rep = modelport.convert(tmp_path / "v.gguf", tmp_path / "hf", progress=False)
     assert "as LlamaTokenizer" in rep.warnings[0], rep.warnings
     lines = _lines()

@@ -169,15 +169,22 @@ def convert_gguf(src: str | Path, out: str | Path, options: ConvertOptions | Non
 def _vocabulary(r: Any, tmp: Path, src: Path) -> str:
     """tokenizer.model, tokenizer_config.json and tokenizer.json (with its parity proof) from
     the embedded vocabulary; what happened, in words."""
-    from modelport.convert.gguf_vocab import gguf_vocab_type, write_spm_files
+    from modelport.convert.gguf_vocab import (
+        gguf_vocab_type,
+        write_spm_files,
+        write_tiktoken_files,
+    )
     from modelport.convert.tokenizer import tokenizer
 
     kind = gguf_vocab_type(r)
     if kind is None:
         return "no embedded vocabulary: add the model's tokenizer files"
     try:
-        write_spm_files(r, tmp, src)
-        rep = tokenizer(tmp)
+        if kind == "gpt2":
+            rep = tokenizer(tmp, family=write_tiktoken_files(r, tmp, src))
+        else:
+            write_spm_files(r, tmp, src)
+            rep = tokenizer(tmp)
     except ModelportError as e:  # the weights stand; no tokenizer files that are not proven
         for name in ("tokenizer.model", "tokenizer_config.json", "tokenizer.json"):
             (tmp / name).unlink(missing_ok=True)

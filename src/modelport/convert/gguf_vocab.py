@@ -7,8 +7,13 @@ normal, unknown, control, user-defined, unused, byte), the special ids, and
 normalizer llama.cpp applies: no rule, a dummy prefix unless ``add_space_prefix`` is false,
 whitespace kept, byte fallback when byte pieces exist) and a ``tokenizer_config.json`` with
 ``LlamaTokenizer`` and the bos/eos flags; ``modelport tokenizer`` then writes tokenizer.json
-with its parity proof against that class. Other vocabulary types (``gpt2`` byte-level BPE,
-``bert``, ...) are refused, named.
+with its parity proof against that class.
+
+The ``gpt2`` type (byte-level BPE) is taken for Llama 3's vocabulary only: the pre-tokenizer
+must be ``llama-bpe``, the normal tokens are written back as a tiktoken rank file (each token's
+bytes, its id as its rank — tiktoken's BPE merges by rank), and the special tokens after them
+must be exactly Llama 3's or Llama 3.1's list, which says the family; the tiktoken library is
+then the parity reference. Other vocabulary types and pre-tokenizers are refused, named.
 """
 
 from __future__ import annotations
@@ -32,6 +37,59 @@ def _get(r: Any, key: str, default: Any = None) -> Any:
 def gguf_vocab_type(r: Any) -> str | None:
     v = _get(r, "tokenizer.ggml.model")
     return str(v) if v is not None else None
+
+
+def _byte_decoder() -> dict[str, int]:
+    """GPT-2's printable stand-ins for bytes, inverted (``Ġ`` -> 0x20, ...)."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + \
+        list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return {chr(c): b for b, c in zip(bs, cs, strict=True)}
+
+
+def write_tiktoken_files(r: Any, folder: Path, src: Path) -> str:
+    """Write a tiktoken ``tokenizer.model`` (and ``tokenizer_config.json``) for a Llama 3
+    ``gpt2`` vocabulary; returns the family (``llama3`` or ``llama3.1``)."""
+    import base64
+
+    from modelport.convert.tok.tiktoken_ import llama3_specials
+
+    pre = _get(r, "tokenizer.ggml.pre")
+    if pre != "llama-bpe":
+        raise UnsupportedError(f"GGUF gpt2 vocabulary with pre-tokenizer {pre!r}", path=src,
+                               supported=["llama-bpe (Llama 3)"],
+                               hint="add the model's own tokenizer files to the output")
+    tokens = [str(t) for t in _get(r, "tokenizer.ggml.tokens")]
+    types = [int(t) for t in _get(r, "tokenizer.ggml.token_type", [1] * len(tokens))]
+    n = next((i for i, t in enumerate(types) if t != 1), len(tokens))
+    specials = tokens[n:]
+    family = next((v for v in ("llama3", "llama3.1") if llama3_specials(v) == specials), None)
+    if family is None:
+        raise UnsupportedError(f"GGUF gpt2 vocabulary whose {len(specials)} special tokens "
+                               "are neither Llama 3's nor Llama 3.1's", path=src,
+                               hint="add the model's own tokenizer files to the output")
+    dec = _byte_decoder()
+    lines = []
+    for i, tok in enumerate(tokens[:n]):
+        try:
+            raw = bytes(dec[c] for c in tok)
+        except KeyError as e:
+            raise UnsupportedError(f"token {i} ({tok!r}) is not byte-level", path=src) from e
+        lines.append(f"{base64.b64encode(raw).decode()} {i}")
+    (folder / "tokenizer.model").write_text("\n".join(lines) + "\n")
+    cfg = {"add_bos_token": bool(_get(r, "tokenizer.ggml.add_bos_token", True)),
+           "model_max_length": int(_get(r, "llama.context_length", 8192))}
+    template = _get(r, "tokenizer.chat_template")
+    if template:
+        cfg["chat_template"] = str(template)
+    (folder / "tokenizer_config.json").write_text(json.dumps(cfg, indent=2) + "\n")
+    return family
 
 
 def write_spm_files(r: Any, folder: Path, src: Path) -> list[str]:
@@ -87,4 +145,4 @@ def write_spm_files(r: Any, folder: Path, src: Path) -> list[str]:
     return ["tokenizer.model", "tokenizer_config.json"]
 
 
-__all__ = ["gguf_vocab_type", "write_spm_files"]
+__all__ = ["gguf_vocab_type", "write_spm_files", "write_tiktoken_files"]

@@ -41,16 +41,9 @@ def gguf_vocab_type(r: Any) -> str | None:
 
 def _byte_decoder() -> dict[str, int]:
     """GPT-2's printable stand-ins for bytes, inverted (``Ġ`` -> 0x20, ...)."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + \
-        list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return {chr(c): b for b, c in zip(bs, cs, strict=True)}
+    from modelport.convert._tok_reference import bytes_to_unicode
+
+    return {c: b for b, c in bytes_to_unicode().items()}
 
 
 def write_tiktoken_files(r: Any, folder: Path, src: Path) -> str:

@@ -93,12 +93,14 @@ def quantize(src: Any, dst: Any, options: QuantizeOptions | None = None, **kwarg
     return _quantize(src, dst, options, **kwargs)
 
 
-def check(path: Any, targets: Any = ("watsonx-saas",), *, spec: str | None = None
-          ) -> CheckReport:
-    """Will this folder deploy on the targets? See :func:`modelport.package.check.check`."""
+def check(path: Any, targets: Any = ("watsonx-saas",), *, spec: str | None = None,
+          store: dict[str, Any] | None = None) -> CheckReport:
+    """Will this folder (or ``s3://bucket/prefix``) deploy on the targets? See
+    :func:`modelport.package.check.check`."""
     from modelport.package.check import check as _check
 
-    return _check(path, list(targets) if not isinstance(targets, str) else [targets], spec=spec)
+    return _check(path, list(targets) if not isinstance(targets, str) else [targets], spec=spec,
+                  store=store)
 
 
 def check_data(src: Any, target: str = "databricks", **kwargs: Any) -> Any:

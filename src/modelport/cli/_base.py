@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from modelport._version import __version__
@@ -13,6 +15,20 @@ _common = [
     click.option("--quiet", "-q", is_flag=True, help="print nothing but errors"),
     click.option("--debug", is_flag=True, help="show tracebacks"),
 ]
+
+
+def source_path(value: str) -> str | Path:
+    """A local path, or an ``s3://`` URL kept as it is (``Path`` would fold its ``//``)."""
+    return value if value.startswith("s3://") else Path(value)
+
+
+endpoint_option = click.option(
+    "--endpoint-url", default=None,
+    help="S3 endpoint for s3:// sources (IBM COS, OCI, MinIO, ...); or AWS_ENDPOINT_URL")
+
+
+def store_of(endpoint_url: str | None) -> dict[str, str | None]:
+    return {"endpoint_url": endpoint_url}
 
 
 def common(fn):  # type: ignore[no-untyped-def]
@@ -27,4 +43,5 @@ def cli() -> None:
     """Turn model checkpoints into folders that watsonx.ai, Databricks and OCI accept."""
 
 
-__all__ = ["EXIT_FINDINGS", "Output", "cli", "common", "handle_errors", "human_bytes"]
+__all__ = ["EXIT_FINDINGS", "Output", "cli", "common", "endpoint_option", "handle_errors",
+           "human_bytes", "source_path", "store_of"]

@@ -7,22 +7,34 @@ from pathlib import Path
 import click
 from pydantic import ValidationError
 
-from modelport.cli._base import EXIT_FINDINGS, Output, cli, common, handle_errors, human_bytes
+from modelport.cli._base import (
+    EXIT_FINDINGS,
+    Output,
+    cli,
+    common,
+    endpoint_option,
+    handle_errors,
+    human_bytes,
+    source_path,
+    store_of,
+)
 from modelport.errors import InputError
 
 
 @cli.command()
-@click.argument("path", type=click.Path(path_type=Path))
+@click.argument("path")
 @click.option("--allow-global", "allow_globals", multiple=True, metavar="MODULE.NAME",
               help="accept this pickle global as an inert record (never imported)")
+@endpoint_option
 @common
 @handle_errors
-def inspect(path: Path, allow_globals: tuple[str, ...], as_json: bool, quiet: bool,
-            debug: bool) -> None:
-    """Describe a model folder or weight file without loading tensor data."""
+def inspect(path: str, allow_globals: tuple[str, ...], endpoint_url: str | None,
+            as_json: bool, quiet: bool, debug: bool) -> None:
+    """Describe a model folder, weight file or s3://bucket/prefix without loading tensor
+    data (a bucket: ranged reads of the headers)."""
     from modelport.convert.inspect import inspect as run
 
-    rep = run(path, allow_globals=allow_globals)
+    rep = run(source_path(path), allow_globals=allow_globals, store=store_of(endpoint_url))
     lines = [f"{rep.path} ({rep.kind})"]
     if rep.config:
         c = rep.config
@@ -53,7 +65,7 @@ def inspect(path: Path, allow_globals: tuple[str, ...], as_json: bool, quiet: bo
 
 
 @cli.command()
-@click.argument("src", type=click.Path(path_type=Path))
+@click.argument("src")
 @click.argument("dst", type=click.Path(path_type=Path))
 @click.option("--max-shard-size", default="5GB", show_default=True,
               help="largest output shard (5GB, 512MiB, bytes)")
@@ -69,13 +81,15 @@ def inspect(path: Path, allow_globals: tuple[str, ...], as_json: bool, quiet: bo
 @click.option("--no-verify", is_flag=True, help="skip re-reading and comparing the output")
 @click.option("--overwrite", is_flag=True, help="replace DST if it exists")
 @click.option("--dry-run", is_flag=True, help="print the plan; write nothing")
+@endpoint_option
 @common
 @handle_errors
-def convert(src: Path, dst: Path, max_shard_size: str, state_dict_key: str | None,
+def convert(src: str, dst: Path, max_shard_size: str, state_dict_key: str | None,
             strip_prefix: str | None, aliases: str, allow_globals: tuple[str, ...],
-            zero_weights: str, no_verify: bool, overwrite: bool, dry_run: bool, as_json: bool,
-            quiet: bool, debug: bool) -> None:
-    """Convert pickled (or safetensors) weights in SRC into verified safetensors in DST."""
+            zero_weights: str, no_verify: bool, overwrite: bool, dry_run: bool,
+            endpoint_url: str | None, as_json: bool, quiet: bool, debug: bool) -> None:
+    """Convert pickled (or safetensors) weights in SRC into verified safetensors in DST.
+    SRC may be s3://bucket/prefix: ranged reads, about one shard of local scratch space."""
     from modelport.convert.options import ConvertOptions
 
     try:
@@ -90,6 +104,9 @@ def convert(src: Path, dst: Path, max_shard_size: str, state_dict_key: str | Non
     if dry_run:
         from modelport.convert.plan import plan_convert
 
+        if str(src).startswith("s3://"):
+            raise InputError("--dry-run reads local sources only", hint="drop --dry-run, or "
+                             "run modelport inspect on the URL")
         plan = plan_convert(src, dst, opts)
         data = {
             "shards": [{"file": s.filename, "tensors": len(s.tensors), "bytes": s.nbytes}
@@ -109,7 +126,7 @@ def convert(src: Path, dst: Path, max_shard_size: str, state_dict_key: str | Non
         return
     from modelport.convert.checkpoint import convert as run
 
-    rep = run(src, dst, opts, progress=out.progress)
+    rep = run(source_path(src), dst, opts, progress=out.progress, store=store_of(endpoint_url))
     rate = rep.total_bytes / rep.seconds if rep.seconds else 0.0
     lines = [
         f"converted {rep.tensors_in} tensors ({rep.parameters:,} parameters, "
@@ -126,6 +143,10 @@ def convert(src: Path, dst: Path, max_shard_size: str, state_dict_key: str | Non
         lines.append(f"  ... {len(rep.skipped_entries) - 20} more skipped entries (--json)")
     lines += [f"  not copied {s.name}: {s.reason}" for s in rep.skipped_files]
     lines += [f"  warning: {w}" for w in rep.warnings]
+    if rep.remote_bytes_fetched is not None:
+        lines.append(f"  read {human_bytes(rep.remote_bytes_fetched)} from the store in "
+                     f"{rep.remote_requests} ranged GETs; local scratch peak "
+                     f"{human_bytes(rep.remote_scratch_peak or 0)}")
     out.result(rep, "\n".join(lines))
 
 

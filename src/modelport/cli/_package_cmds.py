@@ -7,7 +7,17 @@ from pathlib import Path
 
 import click
 
-from modelport.cli._base import EXIT_FINDINGS, Output, cli, common, handle_errors, human_bytes
+from modelport.cli._base import (
+    EXIT_FINDINGS,
+    Output,
+    cli,
+    common,
+    endpoint_option,
+    handle_errors,
+    human_bytes,
+    source_path,
+    store_of,
+)
 
 
 @cli.group(invoke_without_command=True)
@@ -60,18 +70,21 @@ def targets_show(target: str, as_json: bool) -> None:
 
 
 @cli.command()
-@click.argument("folder", type=click.Path(path_type=Path))
+@click.argument("folder")
 @click.option("--target", "-t", "target_names", multiple=True, default=("watsonx-saas",),
               show_default=True, help="import target (repeat for several; see `modelport targets`)")
 @click.option("--spec", default=None, help="software specification, e.g. caikit-1.0")
+@endpoint_option
 @common
 @handle_errors
-def check(folder: Path, target_names: tuple[str, ...], spec: str | None, as_json: bool,
-          quiet: bool, debug: bool) -> None:
-    """Will FOLDER deploy on the target(s)? Exit 0: no errors, 1: errors, 2: bad input."""
+def check(folder: str, target_names: tuple[str, ...], spec: str | None,
+          endpoint_url: str | None, as_json: bool, quiet: bool, debug: bool) -> None:
+    """Will FOLDER (or s3://bucket/prefix) deploy on the target(s)? Exit 0: no errors,
+    1: errors, 2: bad input."""
     from modelport.package.check import check as run
 
-    rep = run(folder, list(target_names), spec=spec)
+    rep = run(source_path(folder), list(target_names), spec=spec,
+              store=store_of(endpoint_url))
     f = rep.facts
     lines = [f"{rep.path}: {f.model_type} {', '.join(f.architectures)}, "
              f"{f.parameters / 1e9:.2f}B parameters"
@@ -189,7 +202,7 @@ def verify_cmd(target: str, endpoint_url: str | None, region: str | None, profil
 
 
 @cli.command("prepare")
-@click.argument("src", type=click.Path(path_type=Path))
+@click.argument("src")
 @click.option("--target", "-t", "target_names", multiple=True, default=("watsonx-saas",),
               show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="bundle folder")
@@ -208,19 +221,22 @@ def verify_cmd(target: str, endpoint_url: str | None, region: str | None, profil
 @store_options
 @common
 @handle_errors
-def prepare_cmd(src: Path, target_names: tuple[str, ...], out: Path, upload_url: str | None,
+def prepare_cmd(src: str, target_names: tuple[str, ...], out: Path, upload_url: str | None,
                 dtype: str | None, quantize: str | None, adapter: Path | None,
                 tokenizer_family: str | None,
                 accept_tokenizer_guess: bool, force: bool, overwrite: bool,
                 endpoint_url: str | None,
                 region: str | None, profile: str | None, concurrency: int, as_json: bool,
                 quiet: bool, debug: bool) -> None:
-    """SRC to a verified bundle: convert, normalize, tokenizer, tsfm-config, quantize (when
-    asked), check, package, upload, verify; each step only when needed."""
+    """SRC (a folder, a file or s3://bucket/prefix) to a verified bundle: convert, normalize,
+    tokenizer, tsfm-config, quantize (when asked), check, package, upload, verify; each step
+    only when needed. --endpoint-url, --region and --profile serve both s3:// ends."""
     from modelport.pipeline.prepare import prepare
 
     o = Output(as_json, quiet)
-    rep = prepare(src, out, target_names, upload_url=upload_url, dtype=dtype, force=force,
+    rep = prepare(source_path(src), out, target_names, upload_url=upload_url, dtype=dtype,
+                  force=force, store={"endpoint_url": endpoint_url, "region": region,
+                                      "profile": profile},
                   overwrite=overwrite, progress=o.progress, quantize=quantize,
                   tokenizer_family=tokenizer_family,
                   accept_tokenizer_guess=accept_tokenizer_guess, adapter=adapter,

@@ -7,7 +7,9 @@ import math
 import mmap
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field
 
@@ -56,6 +58,11 @@ class ConvertReport(Record):
     seconds: float
     verify_seconds: float
     modelport_version: str = __version__
+    remote_bytes_fetched: int | None = Field(
+        None, description="s3:// sources: bytes read from the store (headers + tensors)")
+    remote_requests: int | None = None
+    remote_scratch_peak: int | None = Field(
+        None, description="s3:// sources: most local disk the mirror held at once")
 
 
 def _equal(a: memoryview, b: memoryview) -> bool:
@@ -156,8 +163,12 @@ def _progress(total: int, enabled: bool | None, desc: str) -> object:
                 disable=None if enabled is None else not enabled, leave=False)
 
 
-def execute(plan: ConvertPlan, *, progress: bool | None = None) -> ConvertReport:
-    """Write the plan's outputs into a temp folder, verify them, then rename into place."""
+def execute(plan: ConvertPlan, *, progress: bool | None = None,
+            before_shard: Callable[[ShardPlan], None] | None = None,
+            after_shard: Callable[[ShardPlan], None] | None = None) -> ConvertReport:
+    """Write the plan's outputs into a temp folder, verify them, then rename into place.
+    ``before_shard`` / ``after_shard`` run around each shard (a remote source fetches its
+    tensors' bytes before and gives the scratch space back after)."""
     t0 = time.perf_counter()
     src = plan.source
     reader = Reader(src.files)
@@ -168,6 +179,8 @@ def execute(plan: ConvertPlan, *, progress: bool | None = None) -> ConvertReport
     try:
         with atomic_dir(plan.dst, overwrite=plan.options.overwrite) as tmp:
             for shard in plan.shards:
+                if before_shard is not None:
+                    before_shard(shard)
                 meta = shard_metadata(shard, plan.aliases)
                 w = write_shard(tmp / shard.filename, shard, reader, bar, meta)
                 try:
@@ -179,6 +192,8 @@ def execute(plan: ConvertPlan, *, progress: bool | None = None) -> ConvertReport
                     w.close()
                 outputs.append(FileRecord(path=shard.filename, role="weights", size=w.size,
                                           sha256=w.sha256, tensors=len(shard.tensors)))
+                if after_shard is not None:
+                    after_shard(shard)
                 for t in shard.tensors:
                     tensor_map[t.name] = shard.filename
             if len(plan.shards) > 1:
@@ -231,9 +246,39 @@ def execute(plan: ConvertPlan, *, progress: bool | None = None) -> ConvertReport
     )
 
 
+def convert_remote(url: str, dst: Path, options: ConvertOptions, *,
+                   progress: bool | None = None, store: dict[str, Any] | None = None
+                   ) -> ConvertReport:
+    """Convert ``s3://bucket/prefix`` with ranged reads: headers first, then each shard's
+    tensor bytes just before the shard is written, given back once it is verified."""
+    from modelport.convert.remote import RemoteMirror
+
+    with RemoteMirror(url, **(store or {})) as mirror:
+        plan = plan_convert(mirror.root, dst, options)
+        peak = [mirror.scratch_bytes()]
+
+        def before(shard: ShardPlan) -> None:
+            mirror.fetch_tensors(plan.source, shard.tensors)
+            peak[0] = max(peak[0], mirror.scratch_bytes())
+
+        rep = execute(plan, progress=progress, before_shard=before,
+                      after_shard=lambda shard: mirror.release_tensors(plan.source,
+                                                                       shard.tensors))
+        root = str(mirror.root)
+        rep.src = url
+        for i in rep.inputs:
+            i.path = url + i.path[len(root):]
+        rep.remote_bytes_fetched = mirror.fetched
+        rep.remote_requests = mirror.requests
+        rep.remote_scratch_peak = peak[0]
+        rep.warnings += [f"{r}: not copied (over 64 MiB and not weights)"
+                         for r in mirror.not_mirrored]
+    return rep
+
+
 def convert(
     src: str | Path, dst: str | Path, options: ConvertOptions | None = None, *,
-    progress: bool | None = None, **kwargs: object,
+    progress: bool | None = None, store: dict[str, Any] | None = None, **kwargs: object,
 ) -> ConvertReport:
     """Convert a pickled or safetensors checkpoint into verified safetensors shards.
 
@@ -245,6 +290,8 @@ def convert(
         dst: the output folder (created; must not exist unless ``overwrite``).
         options: a :class:`ConvertOptions`; keyword arguments build one when omitted.
         progress: show a progress bar (None: only on a terminal or notebook).
+        store: for ``s3://bucket/prefix`` sources: ``endpoint_url``, ``region``, ``profile``
+            (credentials as boto3 finds them).
 
     Returns:
         A :class:`ConvertReport` listing every file written with its sha256 and the fate of
@@ -266,6 +313,8 @@ def convert(
     from modelport.convert.meta_llama import convert_meta, is_meta_layout
     from modelport.convert.zero import zero_folder
 
+    if str(src).startswith("s3://"):
+        return convert_remote(str(src), Path(dst), options, progress=progress, store=store)
     path = Path(src)
     if dcp_folder(path) is not None:  # torch.distributed.checkpoint (FSDP, torchtitan)
         return convert_dcp(path, Path(dst), options)

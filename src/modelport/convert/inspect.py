@@ -84,6 +84,8 @@ class InspectReport(Record):
     @property
     def ok(self) -> bool:
         return not any(p.severity == "error" for p in self.problems)
+    remote_bytes_fetched: int | None = Field(
+        None, description="s3:// paths: bytes read from the store (headers only)")
 
 
 def _count(dtypes: dict[str, int], d: str) -> None:
@@ -271,12 +273,23 @@ def _inspect_zero(path: Path, folder: Path, problems: list[Problem],
     return wf
 
 
-def inspect(path: str | Path, *, allow_globals: tuple[str, ...] = ()) -> InspectReport:
+def inspect(path: str | Path, *, allow_globals: tuple[str, ...] = (),
+            store: dict[str, Any] | None = None) -> InspectReport:
     """Describe a model folder or a weight file, reading headers and pickles but no data.
+    ``s3://bucket/prefix`` is read with ranged GETs of the headers only (``store``:
+    ``endpoint_url``, ``region``, ``profile``).
 
     Raises:
         InputError: ``path`` does not exist. Broken files are reported in ``problems``.
     """
+    if str(path).startswith("s3://"):
+        from modelport.convert.remote import RemoteMirror
+
+        with RemoteMirror(str(path), **(store or {})) as m:
+            rep = inspect(m.root, allow_globals=allow_globals)
+        rep.path = str(path)
+        rep.remote_bytes_fetched = m.fetched
+        return rep
     path = Path(path)
     if not path.exists():
         raise InputError("does not exist", path=path, hint="check the path")

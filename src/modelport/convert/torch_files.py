@@ -63,9 +63,11 @@ def _storage_from_pid(pid: Any, path: Path) -> StorageRef:
     return StorageRef(key, stype.dtype, numel, str(location), view_offset)
 
 
-def _load_zip(path: Path, extra: frozenset[str]) -> PickleCheckpoint:
+def _load_zip(path: Path, extra: frozenset[str], opener: Any = None) -> PickleCheckpoint:
+    """``opener()``, when given, returns a binary file object to read instead of ``path``
+    (remote sources read through it)."""
     try:
-        zf = zipfile.ZipFile(path)
+        zf = zipfile.ZipFile(opener() if opener else path)
         infos = zf.infolist()
     except _ZIP_ERRORS as e:
         raise CheckpointError(
@@ -110,7 +112,7 @@ def _load_zip(path: Path, extra: frozenset[str]) -> PickleCheckpoint:
         obj = _unpickle(io.BytesIO(data), path, extra, persistent, member=pkls[0].filename)
         offsets: dict[str, tuple[int, int]] = {}
         inline: dict[str, bytes] = {}
-        with open(path, "rb") as raw:
+        with (opener() if opener else open(path, "rb")) as raw:
             size = raw.seek(0, 2)
             for key, ref in storages.items():
                 info = members.get(f"{prefix}data/{key}")

@@ -88,11 +88,12 @@ def _applies(c: Check, facts: Facts, spec: str | None) -> bool:
 
 
 def check(path: str | Path, targets: list[str] | tuple[str, ...] = ("watsonx-saas",), *,
-          spec: str | None = None) -> CheckReport:
+          spec: str | None = None, store: dict[str, Any] | None = None) -> CheckReport:
     """Evaluate a folder against each target's rules; reads headers and configs only.
 
     Args:
-        path: the model folder.
+        path: the model folder, or ``s3://bucket/prefix`` (``store``: ``endpoint_url``,
+            ``region``, ``profile``).
         targets: target names (see :func:`modelport.package.rules.target_names`).
         spec: a software specification of the target (e.g. ``caikit-1.0``); chosen from the
             architecture when omitted.
@@ -101,6 +102,13 @@ def check(path: str | Path, targets: list[str] | tuple[str, ...] = ("watsonx-saa
         A :class:`CheckReport`; ``ok`` is False when any target has an error. Never raises
         for findings, only for bad input (:class:`InputError`).
     """
+    if str(path).startswith("s3://"):  # headers and small files, with ranged GETs
+        from modelport.convert.remote import RemoteMirror
+
+        with RemoteMirror(str(path), **(store or {})) as m:
+            rep = check(m.root, targets, spec=spec)
+        rep.path = str(path)
+        return rep
     t0 = time.perf_counter()
     root = Path(path)
     if not root.is_dir():

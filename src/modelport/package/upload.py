@@ -24,9 +24,10 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from modelport._io.hashing import CHUNK_BYTES, sha256_file
+from modelport._io.s3 import parse_s3, s3_client
 from modelport._types import Record
 from modelport.convert.sources import _walk_files
-from modelport.errors import InputError, MissingDependencyError, RemoteIntegrityError, StorageError
+from modelport.errors import InputError, RemoteIntegrityError, StorageError
 from modelport.package.manifest import MANIFEST, Manifest, load_manifest, read_manifest
 from modelport.package.multipart import PartsSent, put_multipart
 
@@ -81,15 +82,6 @@ class VerifyReport(Record):
         return not (self.missing or self.extra or self.changed)
 
 
-def parse_s3(url: str) -> tuple[str, str]:
-    if not url.startswith("s3://"):
-        raise InputError(f"not an s3:// URL: {url!r}", hint="e.g. s3://bucket/models/llama")
-    bucket, _, prefix = url[5:].partition("/")
-    if not bucket:
-        raise InputError(f"no bucket in {url!r}")
-    return bucket, prefix.strip("/")
-
-
 def part_size(size: int, wanted: int | None = None) -> int:
     """Within S3's limits: at least 8 MiB (5 MiB minimum), at most 10,000 parts and 5 GiB."""
     need = math.ceil(size / MAX_PARTS)
@@ -102,17 +94,8 @@ def part_size(size: int, wanted: int | None = None) -> int:
 
 
 def _client(o: UploadOptions) -> Any:
-    try:
-        import boto3
-        from botocore.config import Config
-    except ImportError as e:
-        raise MissingDependencyError("boto3", "s3") from e
-    session = boto3.session.Session(profile_name=o.profile)
-    return session.client("s3", endpoint_url=o.endpoint_url, region_name=o.region,
-                          config=Config(retries={"max_attempts": o.retries + 1,
-                                                 "mode": "standard"},
-                                        max_pool_connections=max(10, o.concurrency * 2),
-                                        connect_timeout=10, read_timeout=120))
+    return s3_client(o.endpoint_url, o.region, o.profile, o.retries,
+                     max(10, o.concurrency * 2))
 
 
 def _storage_error(e: Exception, url: str, op: str) -> StorageError:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 from modelport._io import jsonio
 from modelport._io.atomic import write_bytes_atomic
@@ -43,8 +44,8 @@ def prepare(src: str | Path, out: str | Path, targets: list[str] | tuple[str, ..
             upload_options: UploadOptions | None = None, dtype: str | None = None,
             force: bool = False, overwrite: bool = False, progress: bool | None = None,
             quantize: str | None = None, tokenizer_family: str | None = None,
-            accept_tokenizer_guess: bool = False, adapter: str | Path | None = None
-            ) -> PrepareReport:
+            accept_tokenizer_guess: bool = False, adapter: str | Path | None = None,
+            store: dict[str, Any] | None = None) -> PrepareReport:
     """Run every step a folder needs for the targets; optionally upload and verify remotely.
 
     ``quantize`` ("gptq" or "awq") adds a verified 4-bit quantization with the defaults of
@@ -52,11 +53,19 @@ def prepare(src: str | Path, out: str | Path, targets: list[str] | tuple[str, ..
     load that method for the architecture. ``tokenizer_family`` / ``accept_tokenizer_guess``
     are the tokenizer step's ``family`` / ``accept_guess`` (the manifest records the class).
     ``adapter`` (a PEFT LoRA folder) is merged into SRC's weights first (``modelport merge``).
+    SRC may be ``s3://bucket/prefix`` (``store``: ``endpoint_url``, ``region``, ``profile``):
+    its weights are converted from the bucket with ranged reads into the work folder first.
     """
-    src, out = Path(src), Path(out)
-    if not src.exists():
+    label = str(src)
+    remote = label.startswith("s3://")
+    out = Path(out)
+    src = Path(src) if not remote else out.parent / f".{out.name}.modelport-work" / "fetched"
+    if not remote and not src.exists():
         raise InputError("does not exist", path=src)
-    check_output(src, out, overwrite=overwrite)
+    if remote and out.exists() and not overwrite:
+        raise InputError("exists", path=out, hint="choose a new folder, or --overwrite")
+    if not remote:
+        check_output(src, out, overwrite=overwrite)
     work = out.parent / f".{out.name}.modelport-work"
     shutil.rmtree(work, ignore_errors=True)
     steps: list[Step] = []
@@ -65,6 +74,11 @@ def prepare(src: str | Path, out: str | Path, targets: list[str] | tuple[str, ..
         steps.append(Step(verb=verb, status="done" if done else "skipped", detail=detail))
 
     try:
+        if remote:
+            fetched = convert(label, src, progress=progress, store=store)
+            step("fetch", True, f"{fetched.tensors_written} tensors converted from {label} "
+                 f"with ranged reads ({fetched.remote_bytes_fetched:,} bytes in "
+                 f"{fetched.remote_requests} requests), verified")
         info = inspect(src)
         step("inspect", True, f"{info.tensors} tensors, {info.parameters:,} parameters, "
              f"{', '.join(sorted({w.format for w in info.weight_files}))}")
@@ -121,19 +135,19 @@ def prepare(src: str | Path, out: str | Path, targets: list[str] | tuple[str, ..
             norm = work / "quantized"
         try:
             manifest = package(norm, out, targets, force=force, overwrite=overwrite,
-                               steps=steps, source=str(src),
+                               steps=steps, source=label,
                                options={"targets": list(targets), "dtype": dtype,
                                         "quantize": quantize,
                                         "tokenizer_family": tokenizer_family,
                                         "adapter": str(adapter) if adapter else None,
                                         "accept_tokenizer_guess": accept_tokenizer_guess})
         except TargetCheckFailed as e:  # say it of the user's folder, not the work copy
-            e.path = str(src)
+            e.path = label
             raise
         steps = manifest.provenance.steps
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    report = PrepareReport(src=str(src), out=str(out), steps=steps, manifest=manifest)
+    report = PrepareReport(src=label, out=str(out), steps=steps, manifest=manifest)
     if upload_url:
         o = upload_options or UploadOptions()
         report.upload = upload(out, upload_url, o, progress=progress)

@@ -1,0 +1,301 @@
+"""Model folders in object storage (``s3://bucket/prefix``), read with ranged GETs.
+
+A :class:`RemoteMirror` makes a local folder that *looks* like the remote one to the readers
+modelport already has: small files (config, index, tokenizer) are downloaded whole; each
+weight file becomes a sparse file of its full size in which only the byte ranges the parsers
+read are filled in — a safetensors header, or a zip's end record, central directory,
+``data.pkl`` and the local header of each storage. Tensor bytes are fetched shard by shard
+(:meth:`fetch_tensors`) just before a shard is written and released (their blocks punched out
+of the sparse file) once it is written and verified, so local scratch space holds about one
+shard of source bytes and nothing is fetched twice. :attr:`fetched` counts every byte read
+from the store.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import shutil
+import tempfile
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from modelport.convert.sources import PICKLE_SUFFIXES, SourceSet, SourceTensor
+from modelport.errors import InputError, StorageError
+
+SMALL_FILE_LIMIT = 64 * 2**20  # non-weight files above this are not mirrored
+_FALLOC_FL_KEEP_SIZE, _FALLOC_FL_PUNCH_HOLE = 0x01, 0x02
+
+
+def is_remote(src: str | os.PathLike[str]) -> bool:
+    return str(src).startswith("s3://")
+
+
+class _RangeFile:
+    """A read-only, seekable file object over one object: each read fetches what the sparse
+    file lacks (at least 1 KiB at a time) and is served from it, so whatever a parser reads
+    through it is in the mirror afterwards."""
+
+    def __init__(self, mirror: RemoteMirror, rel: str, size: int) -> None:
+        self._m, self._rel, self._size, self._pos = mirror, rel, size, 0
+
+    def seekable(self) -> bool:
+        return True
+
+    def readable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, off: int, whence: int = 0) -> int:
+        self._pos = off if whence == 0 else self._pos + off if whence == 1 else self._size + off
+        return self._pos
+
+    def read(self, n: int = -1) -> bytes:
+        end = self._size if n is None or n < 0 else min(self._size, self._pos + n)
+        if end <= self._pos:
+            return b""
+        self._m._fill(self._rel, [(self._pos, min(self._size, max(end, self._pos + 1024)))])
+        with open(self._m.root / self._rel, "rb") as f:
+            f.seek(self._pos)
+            data = f.read(end - self._pos)
+        self._pos = end
+        return data
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> _RangeFile:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        pass
+
+
+class RemoteMirror:
+    """A local stand-in for ``s3://bucket/prefix`` (see the module docstring)."""
+
+    def __init__(self, url: str, *, endpoint_url: str | None = None, region: str | None = None,
+                 profile: str | None = None, scratch_dir: str | Path | None = None) -> None:
+        from modelport._io.s3 import parse_s3, s3_client
+
+        self.url = url.rstrip("/")
+        self.bucket, self.prefix = parse_s3(self.url)
+        self._c = s3_client(endpoint_url, region, profile)
+        self.fetched = 0
+        self.requests = 0
+        self._lock = threading.Lock()
+        self.dir = Path(tempfile.mkdtemp(prefix="modelport-remote-", dir=scratch_dir))
+        self.root = self.dir / (self.prefix.rsplit("/", 1)[-1] or self.bucket)
+        self.root.mkdir()
+        self.sizes: dict[str, int] = {}
+        self.not_mirrored: list[str] = []  # large files that are not weights
+        self._present: dict[str, list[tuple[int, int]]] = {}
+        try:
+            self._mirror()
+        except BaseException:
+            self.close()
+            raise
+
+    # -- store access ---------------------------------------------------------------------
+
+    def _key(self, rel: str) -> str:
+        return f"{self.prefix}/{rel}" if self.prefix else rel
+
+    def get_range(self, rel: str, start: int, end: int) -> bytes:
+        """Bytes [start, end) of ``rel`` (one ranged GET)."""
+        try:
+            body = self._c.get_object(Bucket=self.bucket, Key=self._key(rel),
+                                      Range=f"bytes={start}-{end - 1}")["Body"].read()
+        except Exception as e:
+            raise StorageError(f"{type(e).__name__}: {e}", url=f"{self.url}/{rel}",
+                               op="get") from e
+        if len(body) != end - start:
+            raise StorageError(f"asked for {end - start} bytes, got {len(body)}",
+                               url=f"{self.url}/{rel}", op="get")
+        with self._lock:
+            self.fetched += len(body)
+            self.requests += 1
+        return body
+
+    def _list(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        base = f"{self.prefix}/" if self.prefix else ""
+        try:
+            for page in self._c.get_paginator("list_objects_v2").paginate(Bucket=self.bucket,
+                                                                          Prefix=base):
+                for o in page.get("Contents", []):
+                    rel = o["Key"][len(base):]
+                    if rel and not rel.endswith("/") and not any(
+                            p.startswith(".") or p == ".." for p in rel.split("/")):
+                        out[rel] = int(o["Size"])
+        except Exception as e:
+            raise StorageError(f"{type(e).__name__}: {e}", url=self.url, op="list") from e
+        return out
+
+    # -- the mirror -----------------------------------------------------------------------
+
+    def _is_weights(self, rel: str) -> bool:
+        return rel.endswith(".safetensors") or Path(rel).suffix in PICKLE_SUFFIXES
+
+    def _mirror(self) -> None:
+        self.sizes = self._list()
+        if not self.sizes:
+            raise InputError("no objects under this prefix", path=self.url,
+                             hint="check the bucket and prefix")
+        for rel, size in sorted(self.sizes.items()):
+            local = self.root / rel
+            local.parent.mkdir(parents=True, exist_ok=True)
+            if self._is_weights(rel):
+                with open(local, "wb") as f:
+                    f.truncate(size)  # sparse: blocks appear only where bytes are written
+                self._present[rel] = []
+                self._headers(rel, size)
+            elif size <= SMALL_FILE_LIMIT:
+                local.write_bytes(self.get_range(rel, 0, size) if size else b"")
+            else:
+                self.not_mirrored.append(rel)
+
+    def _put(self, rel: str, start: int, data: bytes) -> None:
+        fd = os.open(self.root / rel, os.O_WRONLY)
+        try:
+            os.pwrite(fd, data, start)
+        finally:
+            os.close(fd)
+        self._present[rel].append((start, start + len(data)))
+
+    def _fill(self, rel: str, ranges: Iterable[tuple[int, int]]) -> None:
+        """Fetch the parts of ``ranges`` that are not in the sparse file yet."""
+        for start, end in _merge(ranges):
+            for a, b in _missing(self._present[rel], start, end):
+                self._put(rel, a, self.get_range(rel, a, b))
+
+    def _headers(self, rel: str, size: int) -> None:
+        self._fill(rel, [(0, min(size, 1024))])  # the magic bytes, a header's length
+        with open(self.root / rel, "rb") as f:
+            first = f.read(8)
+        if rel.endswith(".safetensors") and len(first) == 8:
+            n = int.from_bytes(first, "little")
+            self._fill(rel, [(0, min(size, 8 + n))])
+        elif first[:2] == b"PK":  # a zip: read it once as convert will, through the store
+            from modelport.convert.torch_files import _load_zip
+            from modelport.errors import ModelportError
+
+            try:
+                _load_zip(self.root / rel, frozenset(),
+                          opener=lambda: _RangeFile(self, rel, size))
+            except ModelportError:
+                pass  # the local read later says what is wrong, with the file's name
+        else:  # a legacy pickle stream: it is read from the start to the end
+            self._fill(rel, [(0, size)])
+
+    # -- tensors ----------------------------------------------------------------------------
+
+    def _spans(self, source: SourceSet, tensors: Iterable[SourceTensor]
+               ) -> dict[str, list[tuple[int, int]]]:
+        from modelport.convert.sources import Reader
+
+        reader = Reader(source.files)
+        out: dict[str, list[tuple[int, int]]] = {}
+        try:
+            for t in tensors:
+                f = source.files[t.file_index]
+                rel = f.path.relative_to(self.root).as_posix()
+                base = reader._storage_start(t)
+                if base is None:  # compressed storage: read whole with the zip directory
+                    continue
+                a, b = t.byte_span()
+                out.setdefault(rel, []).append((base + a, base + b))
+        finally:
+            reader.close()
+        return out
+
+    def fetch_tensors(self, source: SourceSet, tensors: Iterable[SourceTensor]) -> None:
+        """Fetch the bytes of ``tensors`` into the sparse files."""
+        for rel, ranges in self._spans(source, tensors).items():
+            self._fill(rel, ranges)
+
+    def release_tensors(self, source: SourceSet, tensors: Iterable[SourceTensor]) -> None:
+        """Punch the bytes of ``tensors`` out of the sparse files (scratch space back)."""
+        for rel, ranges in self._spans(source, tensors).items():
+            fd = os.open(self.root / rel, os.O_WRONLY)
+            try:
+                for a, b in _merge(ranges):
+                    _punch(fd, a, b - a)
+                    self._present[rel] = _subtract(self._present[rel], a, b)
+            finally:
+                os.close(fd)
+
+    def scratch_bytes(self) -> int:
+        """Blocks the mirror holds on disk now."""
+        total = 0
+        for dp, _, fs in os.walk(self.dir):
+            for fn in fs:
+                total += os.stat(os.path.join(dp, fn)).st_blocks * 512
+        return total
+
+    def close(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self) -> RemoteMirror:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def _merge(ranges: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for a, b in sorted(r for r in ranges if r[1] > r[0]):
+        if out and a <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], b))
+        else:
+            out.append((a, b))
+    return out
+
+
+def _missing(present: list[tuple[int, int]], start: int, end: int) -> list[tuple[int, int]]:
+    gaps, pos = [], start
+    for a, b in _merge(present):
+        if b <= pos or a >= end:
+            continue
+        if a > pos:
+            gaps.append((pos, a))
+        pos = max(pos, b)
+    if pos < end:
+        gaps.append((pos, end))
+    return gaps
+
+
+def _subtract(present: list[tuple[int, int]], a: int, b: int) -> list[tuple[int, int]]:
+    out = []
+    for x, y in _merge(present):
+        if y <= a or x >= b:
+            out.append((x, y))
+            continue
+        if x < a:
+            out.append((x, a))
+        if y > b:
+            out.append((b, y))
+    return out
+
+
+_libc: Any = None
+
+
+def _punch(fd: int, offset: int, length: int) -> None:
+    """Give the blocks of [offset, offset + length) back (the file keeps its size)."""
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        _libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+    if _libc.fallocate(fd, _FALLOC_FL_PUNCH_HOLE | _FALLOC_FL_KEEP_SIZE, offset, length):
+        # no hole punching on this file system: overwrite is pointless, keep the bytes
+        return
+
+
+__all__ = ["RemoteMirror", "is_remote"]

@@ -1,0 +1,152 @@
+"""convert reads s3://bucket/prefix sources with ranged GETs (a real SeaweedFS server): a
+pickled sharded model and a safetensors model give the bytes of a local convert; the bytes
+fetched are counted (at most the files' sizes), the local scratch space stays about one shard,
+and a broken or missing source is one clear error."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+import modelport
+from modelport.errors import CheckpointError, InputError
+from modelport.package.localstore import LocalS3
+from tests.conftest import save_bin, tiny_model
+
+pytestmark = pytest.mark.s3
+SHARD = 120_000
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalS3]:
+    with LocalS3(tmp_path_factory.mktemp("weed"), bucket="models") as server:
+        yield server
+
+
+@pytest.fixture
+def store(s3: LocalS3, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    for k, v in s3.env().items():
+        monkeypatch.setenv(k, v)
+    return {"endpoint_url": s3.endpoint}
+
+
+def _client(s3: LocalS3) -> Any:
+    import boto3
+
+    return boto3.client("s3", endpoint_url=s3.endpoint, aws_access_key_id=s3.access_key,
+                        aws_secret_access_key=s3.secret_key, region_name="us-east-1")
+
+
+def _upload(s3: LocalS3, folder: Path, prefix: str) -> int:
+    c = _client(s3)
+    total = 0
+    for p in sorted(folder.rglob("*")):
+        if p.is_file():
+            c.upload_file(str(p), "models", f"{prefix}/{p.relative_to(folder).as_posix()}")
+            total += p.stat().st_size
+    return total
+
+
+def _model(folder: Path, kind: str) -> Path:
+    model = tiny_model("llama")
+    model.config.architectures = ["LlamaForCausalLM"]
+    model.config.save_pretrained(folder)
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    if kind == "pickle":
+        save_bin(state, folder, shards=3)
+    else:
+        from safetensors.torch import save_file
+
+        names = list(state)
+        half = len(names) // 2
+        parts = [names[:half], names[half:]]
+        wm = {}
+        for i, part in enumerate(parts):
+            f = f"model-{i + 1:05d}-of-00002.safetensors"
+            save_file({k: state[k] for k in part}, folder / f, metadata={"format": "pt"})
+            wm.update(dict.fromkeys(part, f))
+        (folder / "model.safetensors.index.json").write_text(json.dumps({"weight_map": wm}))
+    (folder / "tokenizer.json").write_text("{}")
+    return folder
+
+
+@pytest.mark.parametrize("kind", ["pickle", "safetensors"])
+def test_convert_from_a_bucket(kind: str, tmp_path: Path, s3: LocalS3,
+                               store: dict[str, Any]) -> None:
+    src = _model(tmp_path / "m", kind)
+    size = _upload(s3, src, f"remote/{kind}")
+    local = modelport.convert(src, tmp_path / "local", max_shard_bytes=SHARD, progress=False)
+    rep = modelport.convert(f"s3://models/remote/{kind}", tmp_path / "out",
+                            max_shard_bytes=SHARD, progress=False, store=store)
+    assert [o.path for o in rep.outputs] == [o.path for o in local.outputs]
+    for o, lo in zip(rep.outputs, local.outputs, strict=True):
+        assert o.sha256 == lo.sha256, o.path  # byte for byte
+        assert (tmp_path / "out" / o.path).read_bytes() == (tmp_path / "local" / o.path
+                                                            ).read_bytes()
+    assert rep.src == f"s3://models/remote/{kind}"
+    assert all(i.path.startswith("s3://models/") for i in rep.inputs)
+    # every byte at most once: the files' sizes bound what was fetched
+    assert rep.remote_bytes_fetched is not None and rep.remote_bytes_fetched <= size
+    weights = sum(i.size for i in rep.inputs)
+    assert rep.remote_bytes_fetched >= 0.9 * local.total_bytes  # the tensors were fetched
+    # the sparse mirror held about a shard of source bytes, never the model
+    assert rep.remote_scratch_peak is not None and rep.remote_scratch_peak < weights
+    from transformers import AutoModelForCausalLM
+
+    a = AutoModelForCausalLM.from_pretrained(tmp_path / "out").eval()
+    b = AutoModelForCausalLM.from_pretrained(tmp_path / "local").eval()
+    ids = torch.randint(0, 200, (1, 9))
+    with torch.no_grad():
+        assert torch.equal(a(ids).logits, b(ids).logits)
+
+
+def test_inspect_check_and_prepare_from_a_bucket(tmp_path: Path, s3: LocalS3,
+                                                 store: dict[str, Any]) -> None:
+    from click.testing import CliRunner
+
+    from modelport.cli.main import cli
+    from tests.spark.conftest import write_wordlevel_tokenizer
+
+    src = _model(tmp_path / "m", "pickle")
+    write_wordlevel_tokenizer(src)
+    size = _upload(s3, src, "remote/full")
+    url = "s3://models/remote/full"
+    info = modelport.inspect(url, store=store)
+    local = modelport.inspect(src)
+    assert (info.tensors, info.parameters, info.path) == (local.tensors, local.parameters, url)
+    assert info.remote_bytes_fetched is not None
+    assert info.remote_bytes_fetched < size // 3  # headers, zip directories, small files
+    rep = modelport.check(url, ["watsonx-saas"], store=store)
+    assert rep.path == url
+    assert [f.rule_id for t in rep.targets for f in t.findings] == [
+        f.rule_id for t in modelport.check(src, ["watsonx-saas"]).targets for f in t.findings]
+    out = modelport.prepare(url, tmp_path / "bundle", ["watsonx-saas"], store=store,
+                            progress=False)
+    assert out.steps[0].verb == "fetch" and out.manifest.provenance.source == url
+    assert modelport.verify(tmp_path / "bundle").ok
+    assert not list(tmp_path.glob(".*modelport-work"))
+    r = CliRunner().invoke(cli, ["convert", url, str(tmp_path / "cli"), "--endpoint-url",
+                                 s3.endpoint])
+    assert r.exit_code == 0, r.output
+    assert "ranged GETs; local scratch peak" in r.output
+    r = CliRunner().invoke(cli, ["inspect", url, "--endpoint-url", s3.endpoint, "--json"])
+    assert r.exit_code == 0 and json.loads(r.stdout)["path"] == url
+
+
+def test_broken_and_missing_remote_sources(tmp_path: Path, s3: LocalS3,
+                                           store: dict[str, Any]) -> None:
+    src = _model(tmp_path / "m", "pickle")
+    shard = src / "pytorch_model-00002-of-00003.bin"
+    shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])
+    _upload(s3, src, "remote/broken")
+    with pytest.raises(CheckpointError, match="00002-of-00003"):
+        modelport.convert("s3://models/remote/broken", tmp_path / "o", progress=False,
+                          store=store)
+    assert not (tmp_path / "o").exists()
+    with pytest.raises(InputError, match="no objects"):
+        modelport.convert("s3://models/remote/nothing-here", tmp_path / "o", store=store)

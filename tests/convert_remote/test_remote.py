@@ -150,3 +150,22 @@ def test_broken_and_missing_remote_sources(tmp_path: Path, s3: LocalS3,
     assert not (tmp_path / "o").exists()
     with pytest.raises(InputError, match="no objects"):
         modelport.convert("s3://models/remote/nothing-here", tmp_path / "o", store=store)
+
+
+def test_bucket_to_bucket(tmp_path: Path, s3: LocalS3, store: dict[str, Any]) -> None:
+    """Both ends in the store: each shard is uploaded once written and verified, its local
+    copy removed; the index last; the objects are the bytes of a local convert."""
+    src = _model(tmp_path / "m", "pickle")
+    _upload(s3, src, "remote/b2b-src")
+    local = modelport.convert(src, tmp_path / "local", max_shard_bytes=SHARD, progress=False)
+    rep = modelport.convert("s3://models/remote/b2b-src", "s3://models/remote/b2b-out",
+                            max_shard_bytes=SHARD, progress=False, store=store)
+    assert rep.dst == "s3://models/remote/b2b-out"
+    c = _client(s3)
+    for o in local.outputs:
+        body = c.get_object(Bucket="models", Key=f"remote/b2b-out/{o.path}")["Body"].read()
+        assert body == (tmp_path / "local" / o.path).read_bytes(), o.path
+        head = c.head_object(Bucket="models", Key=f"remote/b2b-out/{o.path}")
+        assert head["Metadata"]["sha256"] == o.sha256
+    listed = c.list_objects_v2(Bucket="models", Prefix="remote/b2b-out/")["Contents"]
+    assert {x["Key"].rsplit("/", 1)[1] for x in listed} == {o.path for o in local.outputs}

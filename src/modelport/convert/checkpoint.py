@@ -165,10 +165,12 @@ def _progress(total: int, enabled: bool | None, desc: str) -> object:
 
 def execute(plan: ConvertPlan, *, progress: bool | None = None,
             before_shard: Callable[[ShardPlan], None] | None = None,
-            after_shard: Callable[[ShardPlan], None] | None = None) -> ConvertReport:
+            after_shard: Callable[[ShardPlan, Path, FileRecord], None] | None = None
+            ) -> ConvertReport:
     """Write the plan's outputs into a temp folder, verify them, then rename into place.
     ``before_shard`` / ``after_shard`` run around each shard (a remote source fetches its
-    tensors' bytes before and gives the scratch space back after)."""
+    tensors' bytes before and gives the scratch space back after; a remote destination
+    uploads the written, verified shard)."""
     t0 = time.perf_counter()
     src = plan.source
     reader = Reader(src.files)
@@ -193,7 +195,7 @@ def execute(plan: ConvertPlan, *, progress: bool | None = None,
                 outputs.append(FileRecord(path=shard.filename, role="weights", size=w.size,
                                           sha256=w.sha256, tensors=len(shard.tensors)))
                 if after_shard is not None:
-                    after_shard(shard)
+                    after_shard(shard, tmp / shard.filename, outputs[-1])
                 for t in shard.tensors:
                     tensor_map[t.name] = shard.filename
             if len(plan.shards) > 1:
@@ -246,33 +248,58 @@ def execute(plan: ConvertPlan, *, progress: bool | None = None,
     )
 
 
-def convert_remote(url: str, dst: Path, options: ConvertOptions, *,
+def convert_remote(src: str | Path, dst: str | Path, options: ConvertOptions, *,
                    progress: bool | None = None, store: dict[str, Any] | None = None
                    ) -> ConvertReport:
-    """Convert ``s3://bucket/prefix`` with ranged reads: headers first, then each shard's
-    tensor bytes just before the shard is written, given back once it is verified."""
-    from modelport.convert.remote import RemoteMirror
+    """Convert with ``s3://`` at either end. A source is read with ranged GETs: headers
+    first, then each shard's tensor bytes just before the shard is written, given back once
+    it is verified. A destination gets each shard by a resumable multipart upload as soon as
+    it is written and verified (the local copy is then removed), the other files and the
+    index last; local scratch space stays about a shard at each end."""
+    import shutil
+    import tempfile
 
-    with RemoteMirror(url, **(store or {})) as mirror:
-        plan = plan_convert(mirror.root, dst, options)
-        peak = [mirror.scratch_bytes()]
+    from modelport.convert.remote import RemoteMirror, S3Destination
+
+    mirror = RemoteMirror(str(src), **(store or {})) if str(src).startswith("s3://") else None
+    dest = S3Destination(str(dst), **(store or {})) if str(dst).startswith("s3://") else None
+    scratch = Path(tempfile.mkdtemp(prefix="modelport-out-")) if dest else None
+    local_dst = scratch / "out" if scratch else Path(dst)
+    try:
+        root = mirror.root if mirror else Path(src)
+        plan = plan_convert(root, local_dst, options)
+        peak = [mirror.scratch_bytes() if mirror else 0]
 
         def before(shard: ShardPlan) -> None:
-            mirror.fetch_tensors(plan.source, shard.tensors)
-            peak[0] = max(peak[0], mirror.scratch_bytes())
+            if mirror:
+                mirror.fetch_tensors(plan.source, shard.tensors)
+                peak[0] = max(peak[0], mirror.scratch_bytes())
 
-        rep = execute(plan, progress=progress, before_shard=before,
-                      after_shard=lambda shard: mirror.release_tensors(plan.source,
-                                                                       shard.tensors))
-        root = str(mirror.root)
-        rep.src = url
-        for i in rep.inputs:
-            i.path = url + i.path[len(root):]
-        rep.remote_bytes_fetched = mirror.fetched
-        rep.remote_requests = mirror.requests
-        rep.remote_scratch_peak = peak[0]
-        rep.warnings += [f"{r}: not copied (over 64 MiB and not weights)"
-                         for r in mirror.not_mirrored]
+        def after(shard: ShardPlan, path: Path, rec: FileRecord) -> None:
+            if mirror:
+                mirror.release_tensors(plan.source, shard.tensors)
+            if dest:
+                dest.put_file(path, rec.path, rec.size, rec.sha256)
+                path.unlink()  # uploaded and checked: the scratch space goes back
+
+        rep = execute(plan, progress=progress, before_shard=before, after_shard=after)
+        if dest:
+            dest.put_rest(local_dst, [o for o in rep.outputs if o.role != "weights"])
+            rep.dst = str(dst)
+        if mirror:
+            rep.src = str(src)
+            for i in rep.inputs:
+                i.path = str(src) + i.path[len(str(mirror.root)):]
+            rep.remote_bytes_fetched = mirror.fetched
+            rep.remote_requests = mirror.requests
+            rep.remote_scratch_peak = peak[0]
+            rep.warnings += [f"{r}: not copied (over 64 MiB and not weights)"
+                             for r in mirror.not_mirrored]
+    finally:
+        if mirror:
+            mirror.close()
+        if scratch:
+            shutil.rmtree(scratch, ignore_errors=True)
     return rep
 
 
@@ -313,8 +340,8 @@ def convert(
     from modelport.convert.meta_llama import convert_meta, is_meta_layout
     from modelport.convert.zero import zero_folder
 
-    if str(src).startswith("s3://"):
-        return convert_remote(str(src), Path(dst), options, progress=progress, store=store)
+    if str(src).startswith("s3://") or str(dst).startswith("s3://"):
+        return convert_remote(src, dst, options, progress=progress, store=store)
     path = Path(src)
     if dcp_folder(path) is not None:  # torch.distributed.checkpoint (FSDP, torchtitan)
         return convert_dcp(path, Path(dst), options)

@@ -298,4 +298,57 @@ def _punch(fd: int, offset: int, length: int) -> None:
         return
 
 
-__all__ = ["RemoteMirror", "is_remote"]
+class S3Destination:
+    """``s3://bucket/prefix`` as convert's output: each file by a resumable, MD5-checked
+    multipart upload whose bytes must hash to the sha256 computed when it was written; the
+    index goes last, so a reader that sees it sees every shard."""
+
+    def __init__(self, url: str, *, endpoint_url: str | None = None, region: str | None = None,
+                 profile: str | None = None) -> None:
+        from modelport._io.s3 import parse_s3, s3_client
+
+        self.url = url.rstrip("/")
+        self.bucket, self.prefix = parse_s3(self.url)
+        self._c = s3_client(endpoint_url, region, profile)
+
+    def _key(self, rel: str) -> str:
+        return f"{self.prefix}/{rel}" if self.prefix else rel
+
+    def put_file(self, path: Path, rel: str, size: int, sha256: str) -> None:
+        from modelport.package.multipart import put_multipart
+
+        try:
+            if size >= 8 * 2**20:
+                put_multipart(self._c, self.bucket, self._key(rel), path, size, sha256,
+                              max(8 * 2**20, -(-size // 10_000)), 4)
+            else:
+                import base64
+                import hashlib
+
+                data = path.read_bytes()
+                if hashlib.sha256(data).hexdigest() != sha256:
+                    raise ValueError(rel)
+                self._c.put_object(Bucket=self.bucket, Key=self._key(rel), Body=data,
+                                   Metadata={"sha256": sha256}, ContentMD5=base64.b64encode(
+                                       hashlib.md5(data, usedforsecurity=False).digest()
+                                   ).decode())
+            head = self._c.head_object(Bucket=self.bucket, Key=self._key(rel))
+        except ValueError as e:
+            raise StorageError(f"{rel} changed on local disk after it was written",
+                               url=self.url, op="put") from e
+        except Exception as e:
+            raise StorageError(f"{type(e).__name__}: {e}", url=f"{self.url}/{rel}",
+                               op="put") from e
+        if head["ContentLength"] != size or head.get("Metadata", {}).get("sha256") != sha256:
+            raise StorageError(f"{rel}: the store holds {head['ContentLength']} bytes, "
+                               f"{size} were written", url=self.url, op="verify")
+
+    def put_rest(self, folder: Path, records: Iterable[Any]) -> None:
+        """Every other output file, the index last."""
+        index = "model.safetensors.index.json"
+        recs = sorted(records, key=lambda r: r.path == index)
+        for r in recs:
+            self.put_file(folder / r.path, r.path, r.size, r.sha256)
+
+
+__all__ = ["RemoteMirror", "S3Destination", "is_remote"]

@@ -2,9 +2,11 @@
 
 (a) 8 pickled llama checkpoints of ~210 MB: ``prepare_many`` on ``local[2]`` against a
     sequential loop of ``prepare`` in one process (both include their start-up).
-(b) a ~3 GB pickled checkpoint written as 12 output shards into a bucket: ``convert_distributed``
-    on ``local[2]`` (folder → bucket, one task per shard) against ``convert`` to a local folder
-    followed by an upload of every file with boto3 in one process; peak local disk of each.
+(b) a ~3 GB pickled checkpoint in a bucket, converted into 12 safetensors shards in the bucket:
+    ``convert_distributed`` on ``local[2]`` (bucket → bucket, one task per shard, ranged
+    reads) and ``modelport convert s3://… s3://…`` in one process, against downloading the
+    folder with boto3, converting it locally and uploading every file with boto3 (one process);
+    peak local disk of each.
 
 Each job runs in its own process; wall time and peak anonymous memory of the driver process
 (the Spark workers are separate processes) are printed as the README's table rows.
@@ -83,17 +85,31 @@ rep = convert_distributed(s, src, url, max_shard_bytes="250MB", endpoint_url=end
                           scratch_dir=scratch)
 print("shards", len(rep.shards))
 """
+STREAM = r"""
+import sys, tempfile, modelport
+from modelport._quiet import quiet_third_party
+quiet_third_party()
+src, url, endpoint, scratch = sys.argv[1:5]
+tempfile.tempdir = scratch
+modelport.convert(src, url, max_shard_bytes="250MB", progress=False,
+                  store={"endpoint_url": endpoint})
+"""
 SEQ = r"""
 import sys, boto3, modelport
 from pathlib import Path
 from modelport._quiet import quiet_third_party
 quiet_third_party()
-src, out, bucket, prefix, endpoint = sys.argv[1:6]
-modelport.convert(src, out, max_shard_bytes="250MB", progress=False)
+bucket, src_prefix, out_prefix, endpoint, work = sys.argv[1:6]
 c = boto3.client("s3", endpoint_url=endpoint)
-for p in sorted(Path(out).iterdir()):
+down = Path(work) / "download"
+for o in c.list_objects_v2(Bucket=bucket, Prefix=src_prefix + "/")["Contents"]:
+    p = down / o["Key"][len(src_prefix) + 1:]
+    p.parent.mkdir(parents=True, exist_ok=True)
+    c.download_file(bucket, o["Key"], str(p))
+modelport.convert(down, Path(work) / "out", max_shard_bytes="250MB", progress=False)
+for p in sorted((Path(work) / "out").iterdir()):
     if p.is_file():
-        c.upload_file(str(p), bucket, f"{prefix}/{p.name}")
+        c.upload_file(str(p), bucket, f"{out_prefix}/{p.name}")
 """
 
 
@@ -146,21 +162,32 @@ def main() -> None:
         size = sum(p.stat().st_size for p in src.glob("*.bin"))
         with LocalS3(root / "weed", bucket="models") as s3:
             os.environ.update(s3.env())
-            (root / "scratch").mkdir()
-            d_s, d_rss, d_disk = measured_with_disk(
-                [py, "-c", DIST, str(src), "s3://models/dist", s3.endpoint,
-                 str(root / "scratch")], root / "scratch")
-            (root / "seq").mkdir()
-            q_s, q_rss, q_disk = measured_with_disk(
-                [py, "-c", SEQ, str(src), str(root / "seq" / "out"), "models", "seq",
-                 s3.endpoint], root / "seq")
-        print(f"\n(b) {size / 1e9:.2f} GB pickled checkpoint → safetensors shards in a bucket")
+            import boto3
+
+            c = boto3.client("s3", endpoint_url=s3.endpoint)
+            for p in sorted(src.iterdir()):
+                c.upload_file(str(p), "models", f"src/{p.name}")
+            rows = []
+            for label, cmd in (
+                    ("download → convert → upload (boto3 + modelport), 1 process",
+                     [py, "-c", SEQ, "models", "src", "seq", s3.endpoint, "{d}"]),
+                    ("modelport convert s3:// → s3://, 1 process",
+                     [py, "-c", STREAM, "s3://models/src", "s3://models/stream", s3.endpoint,
+                      "{d}"]),
+                    ("convert_distributed s3:// → s3://, local[2]",
+                     [py, "-c", DIST, "s3://models/src", "s3://models/dist", s3.endpoint,
+                      "{d}"])):
+                d = root / f"scratch-{len(rows)}"
+                d.mkdir()
+                rows.append((label, *measured_with_disk([a.replace("{d}", str(d))
+                                                         for a in cmd], d)))
+        print(f"\n(b) {size / 1e9:.2f} GB pickled checkpoint in a bucket → safetensors "
+              "shards in the bucket")
         print("| job | wall s | speed vs sequence | driver peak RssAnon | peak local disk |")
         print("|---|---|---|---|---|")
-        print(f"| convert → upload (boto3), 1 process | {q_s:.1f} | 1.00 | {gib(q_rss)} | "
-              f"{gib(q_disk)} |")
-        print(f"| convert_distributed, local[2] | {d_s:.1f} | {q_s / d_s:.2f}× | "
-              f"{gib(d_rss)} | {gib(d_disk)} |")
+        base = rows[0][1]
+        for label, secs, rss, disk in rows:
+            print(f"| {label} | {secs:.1f} | {base / secs:.2f}× | {gib(rss)} | {gib(disk)} |")
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ from safetensors.torch import load_file
 
 import modelport
 from modelport.package.localstore import LocalS3
-from modelport.package.upload import UploadOptions
 from modelport.spark import convert_distributed
 from tests.spark.conftest import llama_folder
 
@@ -72,25 +71,92 @@ def test_folder_to_folder_with_a_killed_task(spark, src: Path, local: Path, tmp_
     assert [s.sha256 for s in again.shards] == [s.sha256 for s in rep.shards]
 
 
-def test_folder_to_bucket(spark, src: Path, local: Path) -> None:
+def _client(s3: LocalS3):  # type: ignore[no-untyped-def]
+    import boto3
+
+    return boto3.client("s3", endpoint_url=s3.endpoint, aws_access_key_id=s3.access_key,
+                        aws_secret_access_key=s3.secret_key, region_name="us-east-1")
+
+
+def test_folder_and_bucket_to_bucket(spark, src: Path, local: Path) -> None:
     with LocalS3(local.parent.parent / "weed-dist", bucket="models") as s3:
         url = "s3://models/dist/llama"
         rep = convert_distributed(spark, src, url, max_shard_bytes=SHARD,
                                   endpoint_url=s3.endpoint)
         assert rep.files[-1].path == "model.safetensors.index.json"  # written last
-        c = UploadOptions(endpoint_url=s3.endpoint)
-        import boto3
-
-        client = boto3.client("s3", endpoint_url=s3.endpoint, **{
-            "aws_access_key_id": s3.access_key, "aws_secret_access_key": s3.secret_key,
-            "region_name": "us-east-1"})
+        client = _client(s3)
         for f in rep.files:
             body = client.get_object(Bucket="models", Key=f"dist/llama/{f.path}")["Body"].read()
             assert body == (local / f.path).read_bytes(), f.path
-        assert c.endpoint_url == s3.endpoint
         again = convert_distributed(spark, src, url, max_shard_bytes=SHARD,
                                     endpoint_url=s3.endpoint)
         assert {s.status for s in again.shards} == {"kept"}
+        # bucket to bucket: the source read with ranged GETs, each task its shard's bytes
+        for p in src.iterdir():
+            client.upload_file(str(p), "models", f"dist/src/{p.name}")
+        b2b = convert_distributed(spark, "s3://models/dist/src", "s3://models/dist/b2b",
+                                  max_shard_bytes=SHARD, endpoint_url=s3.endpoint)
+        assert [f.path for f in b2b.files] == [f.path for f in rep.files]
+        for f in b2b.files:
+            body = client.get_object(Bucket="models", Key=f"dist/b2b/{f.path}")["Body"].read()
+            assert body == (local / f.path).read_bytes(), f.path
+
+
+def _pause_for_the_server(flag: Path, path: Path) -> None:
+    """Partition 1, first attempt: say so, then wait until the test has stopped the server
+    (the task's upload then meets a dead endpoint)."""
+    import time
+
+    from pyspark import TaskContext
+
+    ctx = TaskContext.get()
+    if ctx is not None and ctx.partitionId() == 1 and ctx.attemptNumber() == 0:
+        (flag / "written").touch()
+        for _ in range(600):
+            if (flag / "stopped").exists():
+                return
+            time.sleep(0.05)
+
+
+def test_object_server_restarted_mid_job(spark, src: Path, local: Path, tmp_path: Path
+                                         ) -> None:
+    """The S3 server dies while a task is writing: the job fails with the store's error;
+    after a restart, a rerun keeps the shards that had arrived and writes the rest."""
+    import functools
+    import threading
+    import time
+
+    flags = tmp_path / "flags"
+    flags.mkdir()
+    s3 = LocalS3(tmp_path / "weed", bucket="models")
+    s3.start()
+    try:
+        def stopper() -> None:
+            for _ in range(1200):
+                if (flags / "written").exists():
+                    s3.stop()
+                    (flags / "stopped").touch()
+                    return
+                time.sleep(0.05)
+
+        th = threading.Thread(target=stopper)
+        th.start()
+        with pytest.raises(Exception, match=r"(?s)put|Connect|endpoint|Storage"):
+            convert_distributed(spark, src, "s3://models/restart", max_shard_bytes=SHARD,
+                                endpoint_url=s3.endpoint,
+                                _after_write=functools.partial(_pause_for_the_server, flags))
+        th.join()
+        s3.start()  # the same data folder and ports
+        rep = convert_distributed(spark, src, "s3://models/restart", max_shard_bytes=SHARD,
+                                  endpoint_url=s3.endpoint)
+        assert "written" in {x.status for x in rep.shards}  # what had not arrived
+        client = _client(s3)
+        for f in rep.files:
+            body = client.get_object(Bucket="models", Key=f"restart/{f.path}")["Body"].read()
+            assert body == (local / f.path).read_bytes(), f.path
+        assert not client.list_multipart_uploads(Bucket="models").get("Uploads")
+    finally:
+        s3.stop()
 
 
 def test_a_broken_source_fails_on_the_driver(spark, src: Path, tmp_path: Path) -> None:

@@ -30,6 +30,7 @@ from modelport._types import FileRecord, Record, file_role
 from modelport.convert.checkpoint import INDEX_NAME, shard_metadata, verify_shard, write_shard
 from modelport.convert.options import ConvertOptions
 from modelport.convert.plan import ConvertPlan, plan_convert
+from modelport.convert.remote import RemoteMirror
 from modelport.convert.sources import Reader
 from modelport.errors import InputError, StorageError, VerificationError
 
@@ -101,13 +102,17 @@ def write_planned_shard(src: str, out: str, spec: dict[str, Any], conv: dict[str
     ctx = TaskContext.get()
     remote = out.startswith("s3://")
     work = Path(tempfile.mkdtemp(prefix="modelport-shard-", dir=scratch))
+    mirror = RemoteMirror(src, scratch_dir=work, **store) if src.startswith("s3://") else None
     try:
-        plan = plan_convert(src, work / "plan", ConvertOptions(**conv))
+        plan = plan_convert(mirror.root if mirror else src, work / "plan",
+                            ConvertOptions(**conv))
         shard = plan.shards[spec["index"]] if spec["index"] < len(plan.shards) else None
         if shard is None or shard.filename != spec["filename"] or \
                 [t.name for t in shard.tensors] != spec["names"]:
             raise InputError("the source changed since the driver planned it", path=src,
                              hint="run the job again on an unchanging source")
+        if mirror is not None:  # this shard's tensor bytes only, with ranged GETs
+            mirror.fetch_tensors(plan.source, shard.tensors)
         reader = Reader(plan.source.files)
         status = "written"
         try:
@@ -141,6 +146,8 @@ def write_planned_shard(src: str, out: str, spec: dict[str, Any], conv: dict[str
     finally:
         import shutil
 
+        if mirror is not None:
+            mirror.close()
         shutil.rmtree(work, ignore_errors=True)
     return {"path": shard.filename, "size": spec["size"], "sha256": sha,
             "tensors": len(shard.tensors), "status": status,
@@ -181,8 +188,10 @@ def convert_distributed(spark: Any, src: str | Path, out: str, options: ConvertO
                         profile: str | None = None, scratch_dir: str | None = None,
                         _after_write: Callable[[Path], None] | None = None, **kwargs: Any
                         ) -> DistributedConvertReport:
-    """Convert ``src`` (a path every executor can read) into verified safetensors shards at
-    ``out`` (a folder path or ``s3://bucket/prefix``), one Spark task per output shard.
+    """Convert ``src`` (a path every executor can read, or ``s3://bucket/prefix``: each task
+    then reads the headers and only its shard's tensor bytes with ranged GETs) into verified
+    safetensors shards at ``out`` (a folder path or ``s3://bucket/prefix``), one Spark task
+    per output shard.
 
     Returns a report with one :class:`ShardResult` per shard (``written`` or ``kept``) and the
     files the driver wrote. Raises what ``convert`` raises for the source; a failed task fails
@@ -193,27 +202,34 @@ def convert_distributed(spark: Any, src: str | Path, out: str, options: ConvertO
     conv = o.model_dump()
     store = {"endpoint_url": endpoint_url, "region": region, "profile": profile}
     remote = out.startswith("s3://")
-    with tempfile.TemporaryDirectory(prefix="modelport-plan-") as tmp:
-        dst = Path(tmp) / "out" if remote else Path(out)
-        if not remote and dst.exists() and any(dst.iterdir()) and not o.overwrite:
-            raise InputError("exists and is not empty", path=dst,
-                             hint="choose a new folder, or pass overwrite=True")
-        plan = plan_convert(src, Path(tmp) / "plan", o)
-    specs = _planned(plan)
-    if not remote:
-        Path(out).mkdir(parents=True, exist_ok=True)
     source = str(src)
-    rdd = spark.sparkContext.parallelize(specs, max(1, len(specs)))
-    rows = rdd.map(lambda spec: write_planned_shard(source, out, spec, conv, store, scratch_dir,
-                                                    _after_write)).collect()
-    shards = sorted((ShardResult(**r) for r in rows), key=lambda r: r.path)
-    for r, spec in zip(shards, sorted(specs, key=lambda s: s["filename"]), strict=True):
-        if r.size != spec["size"]:
-            raise VerificationError(f"{r.path}: {r.size} bytes, planned {spec['size']}",
-                                    path=out)
-    files = [FileRecord(path=r.path, role="weights", size=r.size, sha256=r.sha256,
-                        tensors=r.tensors) for r in shards]
-    files += _driver_files(plan, out, store, shards)
+    # an s3:// source: the driver plans from the headers (ranged reads), as convert does
+    mirror = RemoteMirror(source, scratch_dir=scratch_dir, **store) \
+        if source.startswith("s3://") else None
+    try:
+        with tempfile.TemporaryDirectory(prefix="modelport-plan-") as tmp:
+            dst = Path(tmp) / "out" if remote else Path(out)
+            if not remote and dst.exists() and any(dst.iterdir()) and not o.overwrite:
+                raise InputError("exists and is not empty", path=dst,
+                                 hint="choose a new folder, or pass overwrite=True")
+            plan = plan_convert(mirror.root if mirror else src, Path(tmp) / "plan", o)
+        specs = _planned(plan)
+        if not remote:
+            Path(out).mkdir(parents=True, exist_ok=True)
+        rdd = spark.sparkContext.parallelize(specs, max(1, len(specs)))
+        rows = rdd.map(lambda spec: write_planned_shard(source, out, spec, conv, store,
+                                                        scratch_dir, _after_write)).collect()
+        shards = sorted((ShardResult(**r) for r in rows), key=lambda r: r.path)
+        for r, spec in zip(shards, sorted(specs, key=lambda s: s["filename"]), strict=True):
+            if r.size != spec["size"]:
+                raise VerificationError(f"{r.path}: {r.size} bytes, planned {spec['size']}",
+                                        path=out)
+        files = [FileRecord(path=r.path, role="weights", size=r.size, sha256=r.sha256,
+                            tensors=r.tensors) for r in shards]
+        files += _driver_files(plan, out, store, shards)
+    finally:
+        if mirror is not None:
+            mirror.close()
     return DistributedConvertReport(
         src=source, out=out, shards=shards, files=files,
         tensors_written=sum(r.tensors for r in shards), total_bytes=plan.total_bytes,

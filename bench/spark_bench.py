@@ -114,14 +114,16 @@ for p in sorted((Path(work) / "out").iterdir()):
 
 
 def du_peak(path: Path, stop: threading.Event, out: list[int]) -> None:
-    """Largest total size of the files under ``path`` while the job runs."""
+    """Most disk blocks the files under ``path`` held while the job ran (allocated blocks:
+    the sparse source mirrors are as large as the source files but hold only what was
+    fetched)."""
     peak = 0
     while not stop.is_set():
         total = 0
         for dp, _, fs in os.walk(path):
             for f in fs:
                 try:
-                    total += os.path.getsize(os.path.join(dp, f))
+                    total += os.stat(os.path.join(dp, f)).st_blocks * 512
                 except OSError:
                     pass
         peak = max(peak, total)

@@ -248,61 +248,6 @@ def execute(plan: ConvertPlan, *, progress: bool | None = None,
     )
 
 
-def convert_remote(src: str | Path, dst: str | Path, options: ConvertOptions, *,
-                   progress: bool | None = None, store: dict[str, Any] | None = None
-                   ) -> ConvertReport:
-    """Convert with ``s3://`` at either end. A source is read with ranged GETs: headers
-    first, then each shard's tensor bytes just before the shard is written, given back once
-    it is verified. A destination gets each shard by a resumable multipart upload as soon as
-    it is written and verified (the local copy is then removed), the other files and the
-    index last; local scratch space stays about a shard at each end."""
-    import shutil
-    import tempfile
-
-    from modelport.convert.remote import RemoteMirror, S3Destination
-
-    mirror = RemoteMirror(str(src), **(store or {})) if str(src).startswith("s3://") else None
-    dest = S3Destination(str(dst), **(store or {})) if str(dst).startswith("s3://") else None
-    scratch = Path(tempfile.mkdtemp(prefix="modelport-out-")) if dest else None
-    local_dst = scratch / "out" if scratch else Path(dst)
-    try:
-        root = mirror.root if mirror else Path(src)
-        plan = plan_convert(root, local_dst, options)
-        peak = [mirror.scratch_bytes() if mirror else 0]
-
-        def before(shard: ShardPlan) -> None:
-            if mirror:
-                mirror.fetch_tensors(plan.source, shard.tensors)
-                peak[0] = max(peak[0], mirror.scratch_bytes())
-
-        def after(shard: ShardPlan, path: Path, rec: FileRecord) -> None:
-            if mirror:
-                mirror.release_tensors(plan.source, shard.tensors)
-            if dest:
-                dest.put_file(path, rec.path, rec.size, rec.sha256)
-                path.unlink()  # uploaded and checked: the scratch space goes back
-
-        rep = execute(plan, progress=progress, before_shard=before, after_shard=after)
-        if dest:
-            dest.put_rest(local_dst, [o for o in rep.outputs if o.role != "weights"])
-            rep.dst = str(dst)
-        if mirror:
-            rep.src = str(src)
-            for i in rep.inputs:
-                i.path = str(src) + i.path[len(str(mirror.root)):]
-            rep.remote_bytes_fetched = mirror.fetched
-            rep.remote_requests = mirror.requests
-            rep.remote_scratch_peak = peak[0]
-            rep.warnings += [f"{r}: not copied (over 64 MiB and not weights)"
-                             for r in mirror.not_mirrored]
-    finally:
-        if mirror:
-            mirror.close()
-        if scratch:
-            shutil.rmtree(scratch, ignore_errors=True)
-    return rep
-
-
 def convert(
     src: str | Path, dst: str | Path, options: ConvertOptions | None = None, *,
     progress: bool | None = None, store: dict[str, Any] | None = None, **kwargs: object,
@@ -341,6 +286,8 @@ def convert(
     from modelport.convert.zero import zero_folder
 
     if str(src).startswith("s3://") or str(dst).startswith("s3://"):
+        from modelport.convert.remote_convert import convert_remote
+
         return convert_remote(src, dst, options, progress=progress, store=store)
     path = Path(src)
     if dcp_folder(path) is not None:  # torch.distributed.checkpoint (FSDP, torchtitan)

@@ -315,7 +315,7 @@ class S3Destination:
         return f"{self.prefix}/{rel}" if self.prefix else rel
 
     def put_file(self, path: Path, rel: str, size: int, sha256: str) -> None:
-        from modelport.package.multipart import put_multipart
+        from modelport._io.s3_multipart import put_multipart
 
         try:
             if size >= 8 * 2**20:

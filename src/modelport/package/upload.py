@@ -8,7 +8,7 @@ manifest's, each part is sent with its MD5 (the store rejects a damaged part), a
 size and ``sha256`` metadata are read back. The manifest goes last, so a consumer that sees it
 knows the bundle is complete. A rerun skips objects whose size and recorded sha256 already
 match, resumes the multipart uploads an interrupted run left open — only the parts missing or
-different are sent (``package/multipart.py``) — and aborts open uploads of keys the manifest
+different are sent (``_io/s3_multipart.py``) — and aborts open uploads of keys the manifest
 does not list.
 """
 
@@ -25,11 +25,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from modelport._io.hashing import CHUNK_BYTES, sha256_file
 from modelport._io.s3 import parse_s3, s3_client
+from modelport._io.s3_multipart import PartsSent, put_multipart
 from modelport._types import Record
 from modelport.convert.sources import _walk_files
 from modelport.errors import InputError, RemoteIntegrityError, StorageError
 from modelport.package.manifest import MANIFEST, Manifest, load_manifest, read_manifest
-from modelport.package.multipart import PartsSent, put_multipart
 
 MIN_PART, MAX_PART, MAX_PARTS = 8 * 2**20, 5 * 2**30, 10_000
 

@@ -170,7 +170,7 @@ def _write_verified(path: Path, shard: Any, plan: ConvertPlan, reader: Reader,
 
 def _upload_shard(c: Any, bucket: str, key: str, path: Path, size: int, sha: str,
                   url: str) -> None:
-    from modelport.package.multipart import put_multipart
+    from modelport._io.s3_multipart import put_multipart
     from modelport.package.upload import part_size
 
     try:

@@ -18,8 +18,9 @@ _common = [
 
 
 def source_path(value: str) -> str | Path:
-    """A local path, or an ``s3://`` URL kept as it is (``Path`` would fold its ``//``)."""
-    return value if value.startswith("s3://") else Path(value)
+    """A local path, or a URL (``s3://``, ``gs://``, ...) kept as it is (``Path`` would fold
+    its ``//``)."""
+    return value if "://" in value else Path(value)
 
 
 endpoint_option = click.option(

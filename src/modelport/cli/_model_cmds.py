@@ -104,7 +104,7 @@ def convert(src: str, dst: Path, max_shard_size: str, state_dict_key: str | None
     if dry_run:
         from modelport.convert.plan import plan_convert
 
-        if str(src).startswith("s3://"):
+        if "://" in str(src):
             raise InputError("--dry-run reads local sources only", hint="drop --dry-run, or "
                              "run modelport inspect on the URL")
         plan = plan_convert(src, dst, opts)

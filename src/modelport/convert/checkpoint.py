@@ -285,7 +285,7 @@ def convert(
     from modelport.convert.meta_llama import convert_meta, is_meta_layout
     from modelport.convert.zero import zero_folder
 
-    if str(src).startswith("s3://") or str(dst).startswith("s3://"):
+    if "://" in str(src) or str(dst).startswith("s3://"):
         from modelport.convert.remote_convert import convert_remote
 
         return convert_remote(src, dst, options, progress=progress, store=store)

@@ -282,7 +282,7 @@ def inspect(path: str | Path, *, allow_globals: tuple[str, ...] = (),
     Raises:
         InputError: ``path`` does not exist. Broken files are reported in ``problems``.
     """
-    if str(path).startswith("s3://"):
+    if isinstance(path, str) and "://" in path:
         from modelport.convert.remote import RemoteMirror
 
         with RemoteMirror(str(path), **(store or {})) as m:

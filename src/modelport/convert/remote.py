@@ -1,4 +1,5 @@
-"""Model folders in object storage (``s3://bucket/prefix``), read with ranged GETs.
+"""Model folders in object storage (``s3://bucket/prefix``, or any fsspec URL), read with
+ranged GETs.
 
 A :class:`RemoteMirror` makes a local folder that *looks* like the remote one to the readers
 modelport already has: small files (config, index, tokenizer) are downloaded whole; each
@@ -30,8 +31,9 @@ SMALL_FILE_LIMIT = 64 * 2**20  # non-weight files above this are not mirrored
 _FALLOC_FL_KEEP_SIZE, _FALLOC_FL_PUNCH_HOLE = 0x01, 0x02
 
 
-def is_remote(src: str | os.PathLike[str]) -> bool:
-    return str(src).startswith("s3://")
+def is_remote(src: object) -> bool:
+    """``s3://…`` or another fsspec URL (``gs://``, ``abfs://``, ``oci://``, ``file://``)."""
+    return isinstance(src, str) and "://" in src
 
 
 class _RangeFile:
@@ -81,11 +83,24 @@ class RemoteMirror:
 
     def __init__(self, url: str, *, endpoint_url: str | None = None, region: str | None = None,
                  profile: str | None = None, scratch_dir: str | Path | None = None) -> None:
-        from modelport._io.s3 import parse_s3, s3_client
-
         self.url = url.rstrip("/")
-        self.bucket, self.prefix = parse_s3(self.url)
-        self._c = s3_client(endpoint_url, region, profile)
+        self._fs: Any = None
+        if self.url.startswith("s3://"):
+            from modelport._io.s3 import parse_s3, s3_client
+
+            self.bucket, self.prefix = parse_s3(self.url)
+            self._c = s3_client(endpoint_url, region, profile)
+        else:  # any fsspec store: ranged reads through the store's own package
+            try:
+                import fsspec
+
+                self._fs, path = fsspec.core.url_to_fs(self.url)
+            except ImportError as e:
+                from modelport.errors import MissingDependencyError
+
+                raise MissingDependencyError(str(e).split("'")[1] if "'" in str(e) else
+                                             "fsspec", "stores") from e
+            self.bucket, self.prefix = "", path.rstrip("/")
         self.fetched = 0
         self.requests = 0
         self._lock = threading.Lock()
@@ -109,8 +124,11 @@ class RemoteMirror:
     def get_range(self, rel: str, start: int, end: int) -> bytes:
         """Bytes [start, end) of ``rel`` (one ranged GET)."""
         try:
-            body = self._c.get_object(Bucket=self.bucket, Key=self._key(rel),
-                                      Range=f"bytes={start}-{end - 1}")["Body"].read()
+            if self._fs is not None:
+                body = self._fs.cat_file(f"{self.prefix}/{rel}", start=start, end=end)
+            else:
+                body = self._c.get_object(Bucket=self.bucket, Key=self._key(rel),
+                                          Range=f"bytes={start}-{end - 1}")["Body"].read()
         except Exception as e:
             raise StorageError(f"{type(e).__name__}: {e}", url=f"{self.url}/{rel}",
                                op="get") from e
@@ -125,6 +143,17 @@ class RemoteMirror:
     def _list(self) -> dict[str, int]:
         out: dict[str, int] = {}
         base = f"{self.prefix}/" if self.prefix else ""
+        if self._fs is not None:
+            try:
+                found = self._fs.find(self.prefix, detail=True) if self._fs.isdir(
+                    self.prefix) else {}
+            except Exception as e:
+                raise StorageError(f"{type(e).__name__}: {e}", url=self.url, op="list") from e
+            for path, info in found.items():
+                rel = str(path)[len(base):] if str(path).startswith(base) else ""
+                if rel and not any(p.startswith(".") for p in rel.split("/")):
+                    out[rel] = int(info.get("size") or 0)
+            return out
         try:
             for page in self._c.get_paginator("list_objects_v2").paginate(Bucket=self.bucket,
                                                                           Prefix=base):
@@ -305,11 +334,24 @@ class S3Destination:
 
     def __init__(self, url: str, *, endpoint_url: str | None = None, region: str | None = None,
                  profile: str | None = None) -> None:
-        from modelport._io.s3 import parse_s3, s3_client
-
         self.url = url.rstrip("/")
-        self.bucket, self.prefix = parse_s3(self.url)
-        self._c = s3_client(endpoint_url, region, profile)
+        self._fs: Any = None
+        if self.url.startswith("s3://"):
+            from modelport._io.s3 import parse_s3, s3_client
+
+            self.bucket, self.prefix = parse_s3(self.url)
+            self._c = s3_client(endpoint_url, region, profile)
+        else:  # any fsspec store: ranged reads through the store's own package
+            try:
+                import fsspec
+
+                self._fs, path = fsspec.core.url_to_fs(self.url)
+            except ImportError as e:
+                from modelport.errors import MissingDependencyError
+
+                raise MissingDependencyError(str(e).split("'")[1] if "'" in str(e) else
+                                             "fsspec", "stores") from e
+            self.bucket, self.prefix = "", path.rstrip("/")
 
     def _key(self, rel: str) -> str:
         return f"{self.prefix}/{rel}" if self.prefix else rel

@@ -24,7 +24,7 @@ def convert_remote(src: str | Path, dst: str | Path, options: ConvertOptions, *,
     it is verified. A destination gets each shard by a resumable multipart upload as soon as
     it is written and verified (the local copy is then removed), the other files and the
     index last; local scratch space stays about a shard at each end."""
-    mirror = RemoteMirror(str(src), **(store or {})) if str(src).startswith("s3://") else None
+    mirror = RemoteMirror(str(src), **(store or {})) if "://" in str(src) else None
     dest = S3Destination(str(dst), **(store or {})) if str(dst).startswith("s3://") else None
     scratch = Path(tempfile.mkdtemp(prefix="modelport-out-")) if dest else None
     local_dst = scratch / "out" if scratch else Path(dst)

@@ -102,7 +102,7 @@ def check(path: str | Path, targets: list[str] | tuple[str, ...] = ("watsonx-saa
         A :class:`CheckReport`; ``ok`` is False when any target has an error. Never raises
         for findings, only for bad input (:class:`InputError`).
     """
-    if str(path).startswith("s3://"):  # headers and small files, with ranged GETs
+    if isinstance(path, str) and "://" in path:  # headers and small files: ranged reads
         from modelport.convert.remote import RemoteMirror
 
         with RemoteMirror(str(path), **(store or {})) as m:

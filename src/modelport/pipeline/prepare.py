@@ -57,7 +57,7 @@ def prepare(src: str | Path, out: str | Path, targets: list[str] | tuple[str, ..
     its weights are converted from the bucket with ranged reads into the work folder first.
     """
     label = str(src)
-    remote = label.startswith("s3://")
+    remote = "://" in label
     out = Path(out)
     src = Path(src) if not remote else out.parent / f".{out.name}.modelport-work" / "fetched"
     if not remote and not src.exists():

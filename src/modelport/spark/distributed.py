@@ -102,7 +102,7 @@ def write_planned_shard(src: str, out: str, spec: dict[str, Any], conv: dict[str
     ctx = TaskContext.get()
     remote = out.startswith("s3://")
     work = Path(tempfile.mkdtemp(prefix="modelport-shard-", dir=scratch))
-    mirror = RemoteMirror(src, scratch_dir=work, **store) if src.startswith("s3://") else None
+    mirror = RemoteMirror(src, scratch_dir=work, **store) if "://" in src else None
     try:
         plan = plan_convert(mirror.root if mirror else src, work / "plan",
                             ConvertOptions(**conv))
@@ -205,7 +205,7 @@ def convert_distributed(spark: Any, src: str | Path, out: str, options: ConvertO
     source = str(src)
     # an s3:// source: the driver plans from the headers (ranged reads), as convert does
     mirror = RemoteMirror(source, scratch_dir=scratch_dir, **store) \
-        if source.startswith("s3://") else None
+        if "://" in source else None
     try:
         with tempfile.TemporaryDirectory(prefix="modelport-plan-") as tmp:
             dst = Path(tmp) / "out" if remote else Path(out)

@@ -117,11 +117,13 @@ class _Hasher:
 
 
 def write_cast_file(src: Path, h: SafetensorsHeader, dst: Path, metadata: dict[str, str],
-                    casts: dict[str, str], clamp: bool) -> tuple[int, str, list[CastStat]]:
+                    casts: dict[str, str], clamp: bool, *, sync: bool = True
+                    ) -> tuple[int, str, list[CastStat]]:
     """Write ``src`` to the new file ``dst`` with a new header, casting the named tensors.
 
     Returns (size, sha256 of the bytes written, one ``CastStat`` per cast tensor). ``dst`` is
-    removed on any error.
+    removed on any error. ``sync=False`` leaves the fsync to the caller (who may run it, and
+    the proof, beside the next file's cast).
     """
     order = sorted(h.tensors.values(), key=lambda t: t.begin)
     entries = []
@@ -161,8 +163,9 @@ def write_cast_file(src: Path, h: SafetensorsHeader, dst: Path, metadata: dict[s
                 hasher.put(region)  # the source's bytes: a matching re-read proves the copy
             pos += n_out
         sha = hasher.finish()
-        mo.flush()
-        os.fsync(fd_out)
+        if sync:
+            mo.flush()
+            os.fsync(fd_out)
     except BaseException:
         hasher.finish()
         _close(mo, mi)
@@ -183,10 +186,18 @@ def _close(*maps: mmap.mmap | None) -> None:
                 pass
 
 
-def verify_cast_file(dst: Path, h: SafetensorsHeader, casts: dict[str, str], sha: str) -> None:
+def verify_cast_file(dst: Path, h: SafetensorsHeader, casts: dict[str, str], sha: str, *,
+                     sync: bool = False) -> None:
     """The written file parses (safetensors' own reader), has every tensor with its new dtype
-    and shape, and its bytes on disk hash to what was written."""
+    and shape, and its bytes on disk hash to what was written (``sync``: fsync it first)."""
     from safetensors import safe_open
+
+    if sync:
+        fd = os.open(dst, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     with safe_open(str(dst), "np") as f:
         if set(f.keys()) != set(h.tensors) or (f.metadata() or {}).get("format") != "pt":

@@ -102,14 +102,22 @@ def _check_overflow(stats: list[CastStat], path: Path, opts: NormalizeOptions) -
 
 
 def _rewrite(folder: Path, n: str, h: SafetensorsHeader, target: Path, r: FileResult,
-             casts: dict[str, str], opts: NormalizeOptions) -> None:
+             casts: dict[str, str], opts: NormalizeOptions, proofs: Any = None) -> Any:
+    """Rewrite one file. ``proofs`` (a thread pool): a cast file's fsync and proof run there,
+    beside the next file's cast, and their future is returned; the caller waits for it before
+    anything is kept."""
+    proof = None
     metadata = r.metadata_after or {"format": "pt"}
     clamp = opts.on_overflow == "clamp"
     try:
         if casts:
-            size, sha, stats = write_cast_file(folder / n, h, target, metadata, casts, clamp)
+            deferred = proofs is not None and opts.verify
+            size, sha, stats = write_cast_file(folder / n, h, target, metadata, casts, clamp,
+                                               sync=not deferred)
             _check_overflow(stats, folder / n, opts)
-            if opts.verify:
+            if deferred:
+                proof = proofs.submit(verify_cast_file, target, h, casts, sha, sync=True)
+            elif opts.verify:
                 verify_cast_file(target, h, casts, sha)
         else:
             w = _write_file(folder / n, h, target, metadata)
@@ -124,20 +132,28 @@ def _rewrite(folder: Path, n: str, h: SafetensorsHeader, target: Path, r: FileRe
         target.unlink(missing_ok=True)
         raise
     r.casts, r.size, r.sha256 = stats, size, sha
+    return proof
 
 
 def apply_to_out(folder: Path, tmp: Path, headers: dict[str, SafetensorsHeader],
                   results: list[FileResult], casts: dict[str, dict[str, str]],
                   opts: NormalizeOptions, new_cfg: dict[str, Any] | None,
                   new_index: dict[str, Any] | None) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
     done = set()
-    for r in results:
-        n = r.path
-        done.add(n)
-        if r.action == "unchanged":
-            _carry(folder / n, tmp / n, opts.link)
-            continue
-        _rewrite(folder, n, headers[n], tmp / n, r, casts[n], opts)
+    with ThreadPoolExecutor(max_workers=1) as proofs:
+        pending = []
+        for r in results:
+            n = r.path
+            done.add(n)
+            if r.action == "unchanged":
+                _carry(folder / n, tmp / n, opts.link)
+                continue
+            pending.append(_rewrite(folder, n, headers[n], tmp / n, r, casts[n], opts, proofs))
+        for proof in pending:  # every proof holds before the folder is kept (first error raises)
+            if proof is not None:
+                proof.result()
     if new_cfg is not None:
         write_bytes_atomic(tmp / "config.json", (json.dumps(new_cfg, indent=2) + "\n").encode())
         done.add("config.json")

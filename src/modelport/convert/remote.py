@@ -78,29 +78,35 @@ class _RangeFile:
         pass
 
 
+def _open_store(url: str, endpoint_url: str | None, region: str | None,
+                profile: str | None) -> tuple[str, str, Any, Any]:
+    """(bucket, prefix, S3 client, fsspec filesystem) for ``s3://`` (client) or another fsspec
+    URL (filesystem, the bucket folded into the prefix)."""
+    if url.startswith("s3://"):
+        from modelport._io.s3 import parse_s3, s3_client
+
+        bucket, prefix = parse_s3(url)
+        return bucket, prefix, s3_client(endpoint_url, region, profile), None
+    try:  # any fsspec store: ranged reads through the store's own package
+        import fsspec
+
+        fs, path = fsspec.core.url_to_fs(url)
+    except ImportError as e:
+        from modelport.errors import MissingDependencyError
+
+        raise MissingDependencyError(str(e).split("'")[1] if "'" in str(e) else "fsspec",
+                                     "stores") from e
+    return "", path.rstrip("/"), None, fs
+
+
 class RemoteMirror:
     """A local stand-in for ``s3://bucket/prefix`` (see the module docstring)."""
 
     def __init__(self, url: str, *, endpoint_url: str | None = None, region: str | None = None,
                  profile: str | None = None, scratch_dir: str | Path | None = None) -> None:
         self.url = url.rstrip("/")
-        self._fs: Any = None
-        if self.url.startswith("s3://"):
-            from modelport._io.s3 import parse_s3, s3_client
-
-            self.bucket, self.prefix = parse_s3(self.url)
-            self._c = s3_client(endpoint_url, region, profile)
-        else:  # any fsspec store: ranged reads through the store's own package
-            try:
-                import fsspec
-
-                self._fs, path = fsspec.core.url_to_fs(self.url)
-            except ImportError as e:
-                from modelport.errors import MissingDependencyError
-
-                raise MissingDependencyError(str(e).split("'")[1] if "'" in str(e) else
-                                             "fsspec", "stores") from e
-            self.bucket, self.prefix = "", path.rstrip("/")
+        self.bucket, self.prefix, self._c, self._fs = _open_store(self.url, endpoint_url,
+                                                                  region, profile)
         self.fetched = 0
         self.requests = 0
         self._lock = threading.Lock()
@@ -334,24 +340,12 @@ class S3Destination:
 
     def __init__(self, url: str, *, endpoint_url: str | None = None, region: str | None = None,
                  profile: str | None = None) -> None:
+        if not url.startswith("s3://"):
+            raise InputError(f"convert writes to s3:// or a local folder, not {url!r}",
+                             hint="write locally, then modelport upload (fsspec stores)")
         self.url = url.rstrip("/")
-        self._fs: Any = None
-        if self.url.startswith("s3://"):
-            from modelport._io.s3 import parse_s3, s3_client
-
-            self.bucket, self.prefix = parse_s3(self.url)
-            self._c = s3_client(endpoint_url, region, profile)
-        else:  # any fsspec store: ranged reads through the store's own package
-            try:
-                import fsspec
-
-                self._fs, path = fsspec.core.url_to_fs(self.url)
-            except ImportError as e:
-                from modelport.errors import MissingDependencyError
-
-                raise MissingDependencyError(str(e).split("'")[1] if "'" in str(e) else
-                                             "fsspec", "stores") from e
-            self.bucket, self.prefix = "", path.rstrip("/")
+        self.bucket, self.prefix, self._c, _ = _open_store(self.url, endpoint_url, region,
+                                                           profile)
 
     def _key(self, rel: str) -> str:
         return f"{self.prefix}/{rel}" if self.prefix else rel

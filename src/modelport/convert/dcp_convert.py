@@ -71,7 +71,7 @@ def _config_dir(src: Path, folder: Path) -> Path | None:
 
 def convert_dcp(src: Path, dst: Path, options: ConvertOptions) -> ConvertReport:
     """Convert the distributed checkpoint in ``src`` (see :func:`dcp_folder`)."""
-    from modelport.convert.framework_names import fit_names, looks_wrapped
+    from modelport.convert.framework_names import model_renaming
 
     t0 = time.perf_counter()
     folder = dcp_folder(src)
@@ -82,24 +82,12 @@ def convert_dcp(src: Path, dst: Path, options: ConvertOptions) -> ConvertReport:
     cfg_dir = _config_dir(src, folder)
     tensors, key, skipped = _select(tensors, other, options.state_dict_key, cfg_dir is not None)
     warnings: list[str] = []
-    renamed: dict[str, str] = {}
-    if options.strip_prefix:
-        for t in tensors:
-            if t.fqn.startswith(options.strip_prefix):
-                renamed[t.fqn] = t.fqn[len(options.strip_prefix):]
-                t.fqn = renamed[t.fqn]
-    elif options.fit_names and cfg_dir is not None and looks_wrapped([t.fqn for t in tensors]):
-        # only names with a framework's marks are fitted (building the model on the meta
-        # device costs the import of transformers: seconds)
-        mapping, note = fit_names([t.fqn for t in tensors], cfg_dir)
-        if mapping is not None:
-            for t in tensors:
-                if mapping[t.fqn] != t.fqn:
-                    renamed[t.fqn] = mapping[t.fqn]
-                    t.fqn = mapping[t.fqn]
-            note = f"tensor names: {note}"
-        if note:
-            warnings.append(note)
+    renamed, note = model_renaming([t.fqn for t in tensors], cfg_dir,
+                                   strip_prefix=options.strip_prefix, fit=options.fit_names)
+    for t in tensors:
+        t.fqn = renamed.get(t.fqn, t.fqn)
+    if note:
+        warnings.append(note)
     if cfg_dir is None:
         warnings.append("no config.json beside the checkpoint: add the model's config.json "
                         "to the output before deploying")

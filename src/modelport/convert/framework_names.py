@@ -97,4 +97,20 @@ def fit_names(names: list[str], folder: Path) -> tuple[dict[str, str] | None, st
                   "framework added one")
 
 
-__all__ = ["fit_names", "looks_wrapped"]
+def model_renaming(names: list[str], cfg_dir: Path | None, *, strip_prefix: str | None = None,
+                   fit: bool = True) -> tuple[dict[str, str], str | None]:
+    """The renaming convert applies to a checkpoint's names, as ``{old: new}`` for the names
+    that change, and a note for the report: ``strip_prefix`` when given, else the framework
+    marks :func:`fit_names` removes — tried only when the names carry such marks, since
+    building the model costs an import of transformers."""
+    if strip_prefix:
+        return {n: n[len(strip_prefix):] for n in names if n.startswith(strip_prefix)}, None
+    if not fit or cfg_dir is None or not looks_wrapped(names):
+        return {}, None
+    mapping, note = fit_names(names, cfg_dir)
+    if mapping is None:
+        return {}, note
+    return {k: v for k, v in mapping.items() if k != v}, f"tensor names: {note}"
+
+
+__all__ = ["fit_names", "looks_wrapped", "model_renaming"]

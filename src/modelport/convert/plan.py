@@ -124,20 +124,17 @@ def plan_convert(
     check_output(src, dst, overwrite=options.overwrite)
     source = open_source(src, state_dict_key=options.state_dict_key,
                          strip_prefix=options.strip_prefix, allow_globals=options.allow_globals)
-    renamed: dict[str, str] = {}
-    from modelport.convert.framework_names import fit_names, looks_wrapped
+    from modelport.convert.framework_names import model_renaming
 
-    if options.strip_prefix is None and options.fit_names and looks_wrapped(
-            [t.name for t in source.tensors]):
-        mapping, note = fit_names([t.name for t in source.tensors],
-                                  src if src.is_dir() else src.parent)
-        if mapping is not None:
-            renamed = {k: v for k, v in mapping.items() if k != v}
-            source.tensors = [dataclasses.replace(t, name=mapping[t.name])
-                              for t in source.tensors]
-            note = f"tensor names: {note}"
-        if note:
-            source.warnings.append(note)
+    # --strip-prefix was applied by open_source; otherwise the frameworks' marks are fitted
+    renamed, note = model_renaming([t.name for t in source.tensors],
+                                   src if src.is_dir() else src.parent,
+                                   fit=options.fit_names and options.strip_prefix is None)
+    if renamed:
+        source.tensors = [dataclasses.replace(t, name=renamed.get(t.name, t.name))
+                          for t in source.tensors]
+    if note:
+        source.warnings.append(note)
     bad = [f"{t.name} ({t.dtype})" for t in source.tensors if t.dtype not in TORCH_TO_ST]
     if bad:
         raise UnsupportedError(

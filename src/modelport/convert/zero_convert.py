@@ -19,7 +19,6 @@ from modelport._types import FileRecord, SkippedItem, file_role
 from modelport.convert.checkpoint import ConvertReport, InputFile
 from modelport.convert.computed import tensor_bytes, write_shards
 from modelport.convert.options import ConvertOptions
-from modelport.convert.pickle_safe import element_size
 from modelport.convert.sources import Reader
 from modelport.convert.zero import ZeroTensor, module_weights, read_zero, zero_folder
 from modelport.errors import InputError
@@ -61,25 +60,19 @@ def _config_dir(src: Path, folder: Path) -> Path | None:
 
 def _fit(tensors: list[ZeroTensor], aliases: dict[str, str], options: ConvertOptions,
          cfg_dir: Path | None, warnings: list[str]) -> dict[str, str]:
-    from modelport.convert.framework_names import fit_names, looks_wrapped
+    """Rename the tensors (and the aliases) to the model's names; the renaming."""
+    from modelport.convert.framework_names import model_renaming
 
-    names = [t.name for t in tensors]
-    mapping: dict[str, str] | None = None
-    if options.strip_prefix:
-        pre = options.strip_prefix
-        mapping = {n: n[len(pre):] if n.startswith(pre) else n for n in names}
-    elif options.fit_names and cfg_dir is not None and looks_wrapped(names):
-        mapping, note = fit_names(names, cfg_dir)
-        if note:
-            warnings.append(f"tensor names: {note}")
-    if not mapping:
-        return {}
+    renamed, note = model_renaming([t.name for t in tensors], cfg_dir,
+                                   strip_prefix=options.strip_prefix, fit=options.fit_names)
+    if note:
+        warnings.append(note)
     for t in tensors:
-        t.name = mapping.get(t.name, t.name)
-    fitted = {mapping.get(k, k): mapping.get(v, v) for k, v in aliases.items()}
+        t.name = renamed.get(t.name, t.name)
+    fitted = {renamed.get(k, k): renamed.get(v, v) for k, v in aliases.items()}
     aliases.clear()
     aliases.update(fitted)
-    return {k: v for k, v in mapping.items() if k != v}
+    return renamed
 
 
 def convert_zero(src: Path, dst: Path, options: ConvertOptions) -> ConvertReport:
@@ -111,8 +104,7 @@ def convert_zero(src: Path, dst: Path, options: ConvertOptions) -> ConvertReport
         with atomic_dir(dst, overwrite=options.overwrite) as tmp:
             outputs, tensor_map = write_shards(
                 tmp, tensors,
-                lambda t: (t.name, TORCH_TO_ST[t.dtype], t.shape,
-                           math.prod(t.shape) * element_size(t.dtype)),
+                lambda t: (t.name, TORCH_TO_ST[t.dtype], t.shape, t.nbytes),
                 lambda t, w: w.write(tensor_bytes(assemble(reader, t))),
                 options.max_shard_bytes, options.verify)
             if options.copy_other_files and cfg_dir is not None:
@@ -133,7 +125,7 @@ def convert_zero(src: Path, dst: Path, options: ConvertOptions) -> ConvertReport
         tensor_map[a] = f"alias of {b}"
     dtypes = Counter(t.dtype for t in tensors)
     params = sum(math.prod(t.shape) for t in tensors)
-    total = sum(math.prod(t.shape) * element_size(t.dtype) for t in tensors)
+    total = sum(t.nbytes for t in tensors)
     return ConvertReport(
         src=str(src), dst=str(dst),
         inputs=[InputFile(path=str(f.path), format=f"zero-{ck.stage} {f.format} pickle",

@@ -24,6 +24,7 @@ from modelport._io.paths import check_output
 from modelport._types import FileRecord, file_role
 from modelport.convert.checkpoint import ConvertReport, InputFile
 from modelport.convert.computed import tensor_bytes, verify_shard, write_shard
+from modelport.convert.gguf_vocab import field
 from modelport.convert.meta_llama import permute
 from modelport.convert.options import ConvertOptions
 from modelport.errors import (
@@ -43,16 +44,6 @@ KEPT = {"F32": "F32", "F16": "F16", "BF16": "BF16"}
 # the worst relative error of a dequantized weight, per block type (llama.cpp's formats)
 ERROR_BOUND = {"Q8_0": "about 0.4% of the block's max |w|", "Q4_0": "about 7%",
                "Q4_K": "about 7%", "Q5_K": "about 3%", "Q6_K": "about 1.6%"}
-
-
-def _field(r: Any, key: str, default: Any = None) -> Any:
-    f = r.fields.get(key)
-    if f is None or not f.data:
-        return default
-    v = f.parts[f.data[0]]
-    if f.types and f.types[0].name == "STRING":
-        return bytes(v).decode("utf-8", "replace")
-    return v.tolist()[0] if hasattr(v, "tolist") else v
 
 
 def convert_gguf(src: str | Path, out: str | Path, options: ConvertOptions | None = None
@@ -76,11 +67,11 @@ def convert_gguf(src: str | Path, out: str | Path, options: ConvertOptions | Non
     except Exception as e:  # the reader raises ValueError/struct errors on damaged files
         raise CheckpointError(f"not a readable GGUF file ({type(e).__name__}: {e})", path=src,
                               hint="re-download the file") from e
-    arch = _field(r, "general.architecture")
+    arch = field(r, "general.architecture")
     if arch != "llama":
         raise UnsupportedError(f"GGUF architecture {arch!r}", path=src, supported=["llama"])
-    n_head = int(_field(r, "llama.attention.head_count"))
-    n_kv = int(_field(r, "llama.attention.head_count_kv", n_head))
+    n_head = int(field(r, "llama.attention.head_count"))
+    n_kv = int(field(r, "llama.attention.head_count_kv", n_head))
     entries, plan, types = [], [], {}
     for t in r.tensors:
         tname = t.tensor_type.name
@@ -122,16 +113,16 @@ def convert_gguf(src: str | Path, out: str | Path, options: ConvertOptions | Non
     emb = next(e for e in entries if e[0] == "model.embed_tokens.weight")
     cfg = {
         "architectures": ["LlamaForCausalLM"], "model_type": "llama",
-        "hidden_size": int(_field(r, "llama.embedding_length")),
-        "intermediate_size": int(_field(r, "llama.feed_forward_length")),
-        "num_hidden_layers": int(_field(r, "llama.block_count")),
+        "hidden_size": int(field(r, "llama.embedding_length")),
+        "intermediate_size": int(field(r, "llama.feed_forward_length")),
+        "num_hidden_layers": int(field(r, "llama.block_count")),
         "num_attention_heads": n_head, "num_key_value_heads": n_kv,
-        "rms_norm_eps": float(_field(r, "llama.attention.layer_norm_rms_epsilon", 1e-5)),
-        "rope_theta": float(_field(r, "llama.rope.freq_base", 10000.0)),
-        "max_position_embeddings": int(_field(r, "llama.context_length", 4096)),
+        "rms_norm_eps": float(field(r, "llama.attention.layer_norm_rms_epsilon", 1e-5)),
+        "rope_theta": float(field(r, "llama.rope.freq_base", 10000.0)),
+        "max_position_embeddings": int(field(r, "llama.context_length", 4096)),
         "vocab_size": emb[2][0], "tie_word_embeddings": "lm_head.weight" not in names,
-        "bos_token_id": int(_field(r, "tokenizer.ggml.bos_token_id", 1)),
-        "eos_token_id": int(_field(r, "tokenizer.ggml.eos_token_id", 2)),
+        "bos_token_id": int(field(r, "tokenizer.ggml.bos_token_id", 1)),
+        "eos_token_id": int(field(r, "tokenizer.ggml.eos_token_id", 2)),
         "torch_dtype": {"F16": "float16", "BF16": "bfloat16"}.get(
             Counter(e[1] for e in entries).most_common(1)[0][0], "float32"),
     }

@@ -27,15 +27,16 @@ from modelport.errors import UnsupportedError
 BYTE = 6  # SentencePiece's (and GGUF's) piece type of <0xNN> pieces
 
 
-def _get(r: Any, key: str, default: Any = None) -> Any:
+def field(r: Any, key: str, default: Any = None) -> Any:
+    """A GGUF metadata value (a scalar, a string or a list), or ``default``."""
     f = r.fields.get(key)
-    if f is None:
+    if f is None or not f.data:
         return default
     return f.contents()
 
 
 def gguf_vocab_type(r: Any) -> str | None:
-    v = _get(r, "tokenizer.ggml.model")
+    v = field(r, "tokenizer.ggml.model")
     return str(v) if v is not None else None
 
 
@@ -53,13 +54,13 @@ def write_tiktoken_files(r: Any, folder: Path, src: Path) -> str:
 
     from modelport.convert.tok.tiktoken_ import llama3_specials
 
-    pre = _get(r, "tokenizer.ggml.pre")
+    pre = field(r, "tokenizer.ggml.pre")
     if pre != "llama-bpe":
         raise UnsupportedError(f"GGUF gpt2 vocabulary with pre-tokenizer {pre!r}", path=src,
                                supported=["llama-bpe (Llama 3)"],
                                hint="add the model's own tokenizer files to the output")
-    tokens = [str(t) for t in _get(r, "tokenizer.ggml.tokens")]
-    types = [int(t) for t in _get(r, "tokenizer.ggml.token_type", [1] * len(tokens))]
+    tokens = [str(t) for t in field(r, "tokenizer.ggml.tokens")]
+    types = [int(t) for t in field(r, "tokenizer.ggml.token_type", [1] * len(tokens))]
     n = next((i for i, t in enumerate(types) if t != 1), len(tokens))
     specials = tokens[n:]
     family = next((v for v in ("llama3", "llama3.1") if llama3_specials(v) == specials), None)
@@ -76,18 +77,18 @@ def write_tiktoken_files(r: Any, folder: Path, src: Path) -> str:
             raise UnsupportedError(f"token {i} ({tok!r}) is not byte-level", path=src) from e
         lines.append(f"{base64.b64encode(raw).decode()} {i}")
     (folder / "tokenizer.model").write_text("\n".join(lines) + "\n")
-    cfg = {"add_bos_token": bool(_get(r, "tokenizer.ggml.add_bos_token", True)),
-           "model_max_length": int(_get(r, "llama.context_length", 8192))}
-    template = _get(r, "tokenizer.chat_template")
+    cfg = {"add_bos_token": bool(field(r, "tokenizer.ggml.add_bos_token", True)),
+           "model_max_length": int(field(r, "llama.context_length", 8192))}
+    template = field(r, "tokenizer.chat_template")
     if template:
         cfg["chat_template"] = str(template)
     (folder / "tokenizer_config.json").write_text(json.dumps(cfg, indent=2) + "\n")
     return family
 
 
-def write_spm_files(r: Any, folder: Path, src: Path) -> list[str]:
-    """Write ``tokenizer.model`` and ``tokenizer_config.json`` for a ``llama`` vocabulary;
-    returns the file names. Raises ``UnsupportedError`` for other vocabulary types."""
+def write_spm_files(r: Any, folder: Path, src: Path) -> None:
+    """Write ``tokenizer.model`` and ``tokenizer_config.json`` for a ``llama`` vocabulary.
+    Raises ``UnsupportedError`` for other vocabulary types."""
     kind = gguf_vocab_type(r)
     if kind != "llama":
         raise UnsupportedError(f"GGUF vocabulary type {kind!r}", path=src,
@@ -95,9 +96,9 @@ def write_spm_files(r: Any, folder: Path, src: Path) -> list[str]:
                                hint="add the model's own tokenizer files to the output")
     from sentencepiece import sentencepiece_model_pb2 as pb
 
-    tokens = [str(t) for t in _get(r, "tokenizer.ggml.tokens")]
-    scores = list(_get(r, "tokenizer.ggml.scores", [0.0] * len(tokens)))
-    types = [int(t) for t in _get(r, "tokenizer.ggml.token_type", [1] * len(tokens))]
+    tokens = [str(t) for t in field(r, "tokenizer.ggml.tokens")]
+    scores = list(field(r, "tokenizer.ggml.scores", [0.0] * len(tokens)))
+    types = [int(t) for t in field(r, "tokenizer.ggml.token_type", [1] * len(tokens))]
     if not (len(tokens) == len(scores) == len(types)):
         raise UnsupportedError("GGUF vocabulary with tokens, scores and types of different "
                                "lengths", path=src)
@@ -109,7 +110,7 @@ def write_spm_files(r: Any, folder: Path, src: Path) -> list[str]:
     ts.model_type = pb.TrainerSpec.BPE
     ts.vocab_size = len(tokens)
     ts.byte_fallback = BYTE in types
-    ids = {k: _get(r, f"tokenizer.ggml.{k}_token_id") for k in ("unknown", "bos", "eos",
+    ids = {k: field(r, f"tokenizer.ggml.{k}_token_id") for k in ("unknown", "bos", "eos",
                                                                  "padding")}
     ts.unk_id = int(ids["unknown"]) if ids["unknown"] is not None else 0
     ts.bos_id = int(ids["bos"]) if ids["bos"] is not None else -1
@@ -117,25 +118,24 @@ def write_spm_files(r: Any, folder: Path, src: Path) -> list[str]:
     ts.pad_id = int(ids["padding"]) if ids["padding"] is not None else -1
     ns = m.normalizer_spec
     ns.name = "identity"
-    ns.add_dummy_prefix = bool(_get(r, "tokenizer.ggml.add_space_prefix", True))
+    ns.add_dummy_prefix = bool(field(r, "tokenizer.ggml.add_space_prefix", True))
     ns.remove_extra_whitespaces = False
     ns.escape_whitespaces = True
     (folder / "tokenizer.model").write_bytes(m.SerializeToString())
     cfg: dict[str, Any] = {
         "tokenizer_class": "LlamaTokenizer",
-        "add_bos_token": bool(_get(r, "tokenizer.ggml.add_bos_token", True)),
-        "add_eos_token": bool(_get(r, "tokenizer.ggml.add_eos_token", False)),
-        "legacy": True, "model_max_length": int(_get(r, "llama.context_length", 4096)),
+        "add_bos_token": bool(field(r, "tokenizer.ggml.add_bos_token", True)),
+        "add_eos_token": bool(field(r, "tokenizer.ggml.add_eos_token", False)),
+        "legacy": True, "model_max_length": int(field(r, "llama.context_length", 4096)),
     }
     for key, name in (("bos", "bos_token"), ("eos", "eos_token"), ("unknown", "unk_token"),
                       ("padding", "pad_token")):
         if ids[key] is not None and 0 <= int(ids[key]) < len(tokens):
             cfg[name] = tokens[int(ids[key])]
-    template = _get(r, "tokenizer.chat_template")
+    template = field(r, "tokenizer.chat_template")
     if template:
         cfg["chat_template"] = str(template)
     (folder / "tokenizer_config.json").write_text(json.dumps(cfg, indent=2) + "\n")
-    return ["tokenizer.model", "tokenizer_config.json"]
 
 
-__all__ = ["gguf_vocab_type", "write_spm_files", "write_tiktoken_files"]
+__all__ = ["field", "gguf_vocab_type", "write_spm_files", "write_tiktoken_files"]

@@ -6,7 +6,7 @@ modelport already has: small files (config, index, tokenizer) are downloaded who
 weight file becomes a sparse file of its full size in which only the byte ranges the parsers
 read are filled in — a safetensors header, or a zip's end record, central directory,
 ``data.pkl`` and the local header of each storage. Tensor bytes are fetched shard by shard
-(:meth:`fetch_tensors`) just before a shard is written and released (their blocks punched out
+(:meth:`fetch_tensors`) just before a shard is written and released (:meth:`release`: punched out
 of the sparse file) once it is written and verified, so local scratch space holds about one
 shard of source bytes and nothing is fetched twice. :attr:`fetched` counts every byte read
 from the store.
@@ -230,36 +230,32 @@ class RemoteMirror:
 
     # -- tensors ----------------------------------------------------------------------------
 
-    def _spans(self, source: SourceSet, tensors: Iterable[SourceTensor]
-               ) -> dict[str, list[tuple[int, int]]]:
+    def fetch_tensors(self, source: SourceSet, tensors: Iterable[SourceTensor]
+                      ) -> dict[str, list[tuple[int, int]]]:
+        """Fetch the bytes of ``tensors`` into the sparse files; returns the byte ranges per
+        file, for :meth:`release`."""
         from modelport.convert.sources import Reader
 
-        reader = Reader(source.files)
-        out: dict[str, list[tuple[int, int]]] = {}
-        try:
-            for t in tensors:
-                f = source.files[t.file_index]
-                rel = f.path.relative_to(self.root).as_posix()
-                base = reader._storage_start(t)
-                if base is None:  # compressed storage: read whole with the zip directory
-                    continue
-                a, b = t.byte_span()
-                out.setdefault(rel, []).append((base + a, base + b))
-        finally:
-            reader.close()
-        return out
-
-    def fetch_tensors(self, source: SourceSet, tensors: Iterable[SourceTensor]) -> None:
-        """Fetch the bytes of ``tensors`` into the sparse files."""
-        for rel, ranges in self._spans(source, tensors).items():
+        reader = Reader(source.files)  # for the storages' offsets: it opens nothing
+        spans: dict[str, list[tuple[int, int]]] = {}
+        for t in tensors:
+            base = reader.storage_start(t)
+            if base is None:  # a compressed storage: read whole with the zip directory
+                continue
+            a, b = t.byte_span()
+            rel = source.files[t.file_index].path.relative_to(self.root).as_posix()
+            spans.setdefault(rel, []).append((base + a, base + b))
+        spans = {rel: _merge(ranges) for rel, ranges in spans.items()}
+        for rel, ranges in spans.items():
             self._fill(rel, ranges)
+        return spans
 
-    def release_tensors(self, source: SourceSet, tensors: Iterable[SourceTensor]) -> None:
-        """Punch the bytes of ``tensors`` out of the sparse files (scratch space back)."""
-        for rel, ranges in self._spans(source, tensors).items():
+    def release(self, spans: dict[str, list[tuple[int, int]]]) -> None:
+        """Punch fetched ranges out of the sparse files (the scratch space goes back)."""
+        for rel, ranges in spans.items():
             fd = os.open(self.root / rel, os.O_WRONLY)
             try:
-                for a, b in _merge(ranges):
+                for a, b in ranges:
                     _punch(fd, a, b - a)
                     self._present[rel] = _subtract(self._present[rel], a, b)
             finally:

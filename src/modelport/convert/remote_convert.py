@@ -32,15 +32,16 @@ def convert_remote(src: str | Path, dst: str | Path, options: ConvertOptions, *,
         root = mirror.root if mirror else Path(src)
         plan = plan_convert(root, local_dst, options)
         peak = [mirror.scratch_bytes() if mirror else 0]
+        fetched: dict[str, dict[str, list[tuple[int, int]]]] = {}  # shard -> its byte ranges
 
         def before(shard: ShardPlan) -> None:
             if mirror:
-                mirror.fetch_tensors(plan.source, shard.tensors)
+                fetched[shard.filename] = mirror.fetch_tensors(plan.source, shard.tensors)
                 peak[0] = max(peak[0], mirror.scratch_bytes())
 
         def after(shard: ShardPlan, path: Path, rec: FileRecord) -> None:
             if mirror:
-                mirror.release_tensors(plan.source, shard.tensors)
+                mirror.release(fetched.pop(shard.filename))
             if dest:
                 dest.put_file(path, rec.path, rec.size, rec.sha256)
                 path.unlink()  # uploaded and checked: the scratch space goes back

@@ -304,7 +304,7 @@ class Reader:
             self._fds[i] = os.open(self._files[i].path, os.O_RDONLY)
         return self._fds[i]
 
-    def _storage_start(self, t: SourceTensor) -> int | None:
+    def storage_start(self, t: SourceTensor) -> int | None:
         """Byte offset of the tensor's storage in its file, or None if not stored plainly."""
         sf = self._files[t.file_index]
         if sf.header is not None:
@@ -318,7 +318,7 @@ class Reader:
         """(fd, offset) where the tensor's bytes lie in C order in its file, if they do."""
         if t.stride is not None or t.nbytes == 0:
             return None
-        start = self._storage_start(t)
+        start = self.storage_start(t)
         if start is None:
             return None
         return self._fd(t.file_index), start + t.byte_offset

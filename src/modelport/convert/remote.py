@@ -14,8 +14,10 @@ from the store.
 
 from __future__ import annotations
 
+import base64
 import ctypes
 import ctypes.util
+import hashlib
 import os
 import shutil
 import tempfile
@@ -24,6 +26,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from modelport._io.hashing import CHUNK_BYTES
 from modelport.convert.sources import PICKLE_SUFFIXES, SourceSet, SourceTensor
 from modelport.errors import InputError, StorageError
 
@@ -347,33 +350,67 @@ class S3Destination:
         return f"{self.prefix}/{rel}" if self.prefix else rel
 
     def put_file(self, path: Path, rel: str, size: int, sha256: str) -> None:
+        """``path`` as ``rel``: multipart from 8 MiB (resuming an interrupted upload), else one
+        PUT; the bytes sent must hash to ``sha256``, and the stored size and metadata are
+        read back."""
         from modelport._io.s3_multipart import put_multipart
 
+        if size < 8 * 2**20:
+            data = path.read_bytes()
+            if len(data) != size or hashlib.sha256(data).hexdigest() != sha256:
+                raise StorageError(f"{rel} changed on local disk after it was written",
+                                   url=self.url, op="put")
+            self.put_bytes(rel, data)
+            return
         try:
-            if size >= 8 * 2**20:
-                put_multipart(self._c, self.bucket, self._key(rel), path, size, sha256,
-                              max(8 * 2**20, -(-size // 10_000)), 4)
-            else:
-                import base64
-                import hashlib
-
-                data = path.read_bytes()
-                if hashlib.sha256(data).hexdigest() != sha256:
-                    raise ValueError(rel)
-                self._c.put_object(Bucket=self.bucket, Key=self._key(rel), Body=data,
-                                   Metadata={"sha256": sha256}, ContentMD5=base64.b64encode(
-                                       hashlib.md5(data, usedforsecurity=False).digest()
-                                   ).decode())
-            head = self._c.head_object(Bucket=self.bucket, Key=self._key(rel))
+            put_multipart(self._c, self.bucket, self._key(rel), path, size, sha256,
+                          max(8 * 2**20, -(-size // 10_000)), 4)
         except ValueError as e:
             raise StorageError(f"{rel} changed on local disk after it was written",
                                url=self.url, op="put") from e
         except Exception as e:
             raise StorageError(f"{type(e).__name__}: {e}", url=f"{self.url}/{rel}",
                                op="put") from e
+        self._check(rel, size, sha256)
+
+    def put_bytes(self, rel: str, data: bytes) -> str:
+        """``data`` as ``rel`` in one PUT with its MD5 and sha256; returns the sha256."""
+        sha = hashlib.sha256(data).hexdigest()
+        md5 = base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode()
+        try:
+            self._c.put_object(Bucket=self.bucket, Key=self._key(rel), Body=data,
+                               Metadata={"sha256": sha}, ContentMD5=md5)
+        except Exception as e:
+            raise StorageError(f"{type(e).__name__}: {e}", url=f"{self.url}/{rel}",
+                               op="put") from e
+        self._check(rel, len(data), sha)
+        return sha
+
+    def _check(self, rel: str, size: int, sha256: str) -> None:
+        try:
+            head = self._c.head_object(Bucket=self.bucket, Key=self._key(rel))
+        except Exception as e:
+            raise StorageError(f"{type(e).__name__}: {e}", url=f"{self.url}/{rel}",
+                               op="head") from e
         if head["ContentLength"] != size or head.get("Metadata", {}).get("sha256") != sha256:
             raise StorageError(f"{rel}: the store holds {head['ContentLength']} bytes, "
                                f"{size} were written", url=self.url, op="verify")
+
+    def stored_sha(self, rel: str, size: int) -> str | None:
+        """The sha256 of ``rel`` when it is stored complete: ``size`` bytes that hash to the
+        sha256 its metadata records (a retried task's or a rerun's shard); else None."""
+        try:
+            head = self._c.head_object(Bucket=self.bucket, Key=self._key(rel))
+        except Exception:
+            return None
+        want = head.get("Metadata", {}).get("sha256")
+        if head["ContentLength"] != size or not want:
+            return None
+        h = hashlib.sha256()
+        body = self._c.get_object(Bucket=self.bucket, Key=self._key(rel))["Body"]
+        for chunk in iter(lambda: body.read(CHUNK_BYTES), b""):
+            h.update(chunk)
+        return want if h.hexdigest() == want else None
 
     def put_rest(self, folder: Path, records: Iterable[Any]) -> None:
         """Every other output file, the index last."""

@@ -24,15 +24,15 @@ from pathlib import Path
 from typing import Any
 
 from modelport._io.atomic import fsync_dir, write_bytes_atomic
-from modelport._io.hashing import CHUNK_BYTES, copy_hashed, sha256_file
+from modelport._io.hashing import copy_hashed, sha256_file
 from modelport._io.st_header import TORCH_TO_ST, build_header
 from modelport._types import FileRecord, Record, file_role
 from modelport.convert.checkpoint import INDEX_NAME, shard_metadata, verify_shard, write_shard
 from modelport.convert.options import ConvertOptions
 from modelport.convert.plan import ConvertPlan, plan_convert
-from modelport.convert.remote import RemoteMirror
+from modelport.convert.remote import RemoteMirror, S3Destination
 from modelport.convert.sources import Reader
-from modelport.errors import InputError, StorageError, VerificationError
+from modelport.errors import InputError, VerificationError
 
 
 class ShardResult(Record):
@@ -69,29 +69,6 @@ def _planned(plan: ConvertPlan) -> list[dict[str, Any]]:
     return specs
 
 
-def _store(out: str, options: dict[str, Any]) -> tuple[Any, str, str]:
-    from modelport.package.upload import UploadOptions, _client, parse_s3
-
-    bucket, prefix = parse_s3(out)
-    return _client(UploadOptions(**options)), bucket, prefix
-
-
-def _remote_complete(c: Any, bucket: str, key: str, size: int) -> str | None:
-    """The sha256 of a stored shard of the planned size whose bytes hash to its metadata."""
-    try:
-        head = c.head_object(Bucket=bucket, Key=key)
-    except Exception:
-        return None
-    want = head.get("Metadata", {}).get("sha256")
-    if head["ContentLength"] != size or not want:
-        return None
-    h = hashlib.sha256()
-    body = c.get_object(Bucket=bucket, Key=key)["Body"]
-    for chunk in iter(lambda: body.read(CHUNK_BYTES), b""):
-        h.update(chunk)
-    return want if h.hexdigest() == want else None
-
-
 def write_planned_shard(src: str, out: str, spec: dict[str, Any], conv: dict[str, Any],
                         store: dict[str, Any], scratch: str | None,
                         after_write: Callable[[Path], None] | None = None) -> dict[str, Any]:
@@ -117,13 +94,12 @@ def write_planned_shard(src: str, out: str, spec: dict[str, Any], conv: dict[str
         status = "written"
         try:
             if remote:
-                c, bucket, prefix = _store(out, store)
-                key = f"{prefix}/{shard.filename}" if prefix else shard.filename
-                sha = _remote_complete(c, bucket, key, spec["size"])
+                dest = S3Destination(out, **store)
+                sha = dest.stored_sha(shard.filename, spec["size"])
                 if sha is None:
                     sha = _write_verified(work / shard.filename, shard, plan, reader,
                                           after_write)
-                    _upload_shard(c, bucket, key, work / shard.filename, spec["size"], sha, out)
+                    dest.put_file(work / shard.filename, shard.filename, spec["size"], sha)
                 else:
                     status = "kept"
             else:
@@ -166,21 +142,6 @@ def _write_verified(path: Path, shard: Any, plan: ConvertPlan, reader: Reader,
     finally:
         sha = w.close()
     return sha
-
-
-def _upload_shard(c: Any, bucket: str, key: str, path: Path, size: int, sha: str,
-                  url: str) -> None:
-    from modelport._io.s3_multipart import put_multipart
-    from modelport.package.upload import part_size
-
-    try:
-        put_multipart(c, bucket, key, path, size, sha, part_size(size), 4)
-        head = c.head_object(Bucket=bucket, Key=key)
-    except Exception as e:
-        raise StorageError(f"{type(e).__name__}: {e}", url=url, op=f"put {key}") from e
-    if head["ContentLength"] != size or head.get("Metadata", {}).get("sha256") != sha:
-        raise VerificationError(f"{key}: stored {head['ContentLength']} bytes, planned {size}",
-                                path=url)
 
 
 def convert_distributed(spark: Any, src: str | Path, out: str, options: ConvertOptions | None
@@ -249,19 +210,14 @@ def _driver_files(plan: ConvertPlan, out: str, store: dict[str, Any],
                             "weight_map": weight_map}, indent=2, sort_keys=True).encode() + b"\n"
     records = []
     if out.startswith("s3://"):
-        c, bucket, prefix = _store(out, store)
-        key = lambda rel: f"{prefix}/{rel}" if prefix else rel  # noqa: E731
+        dest = S3Destination(out, **store)
         items = [(rel, (root / rel).read_bytes()) for rel in rels]  # small files
         if index is not None:
             items.append((INDEX_NAME, index))
         for rel, data in items:
-            sha = hashlib.sha256(data).hexdigest()
-            try:
-                c.put_object(Bucket=bucket, Key=key(rel), Body=data, Metadata={"sha256": sha})
-            except Exception as e:
-                raise StorageError(f"{type(e).__name__}: {e}", url=out, op=f"put {rel}") from e
             records.append(FileRecord(path=rel, role="index" if rel == INDEX_NAME else
-                                      file_role(rel), size=len(data), sha256=sha))
+                                      file_role(rel), size=len(data),
+                                      sha256=dest.put_bytes(rel, data)))
         return records
     for rel in rels:
         dest = Path(out) / rel

@@ -62,7 +62,8 @@ def _select(tensors: list[DcpTensor], other: list[str], key: str | None, fits_co
     return keep, chosen, skipped
 
 
-def _config_dir(src: Path, folder: Path) -> Path | None:
+def config_dir(src: Path, folder: Path) -> Path | None:
+    """Where a training checkpoint's config.json is: its own folder, SRC, or SRC's parent."""
     for d in (folder, src, src.parent):
         if (d / "config.json").is_file():
             return d
@@ -79,7 +80,7 @@ def convert_dcp(src: Path, dst: Path, options: ConvertOptions) -> ConvertReport:
     check_output(src, dst, overwrite=options.overwrite)
     tensors, other = read_metadata(folder)
     n_in = len(tensors)
-    cfg_dir = _config_dir(src, folder)
+    cfg_dir = config_dir(src, folder)
     tensors, key, skipped = _select(tensors, other, options.state_dict_key, cfg_dir is not None)
     warnings: list[str] = []
     renamed, note = model_renaming([t.fqn for t in tensors], cfg_dir,
@@ -123,5 +124,5 @@ def convert_dcp(src: Path, dst: Path, options: ConvertOptions) -> ConvertReport:
         verify_seconds=0.0)  # the proof runs shard by shard, inside the writing
 
 
-__all__ = ["convert_dcp", "dcp_folder"]
+__all__ = ["config_dir", "convert_dcp", "dcp_folder"]
 

@@ -18,6 +18,7 @@ from modelport._io.st_header import TORCH_TO_ST
 from modelport._types import FileRecord, SkippedItem, file_role
 from modelport.convert.checkpoint import ConvertReport, InputFile
 from modelport.convert.computed import tensor_bytes, write_shards
+from modelport.convert.dcp_convert import config_dir
 from modelport.convert.options import ConvertOptions
 from modelport.convert.sources import Reader
 from modelport.convert.zero import ZeroTensor, module_weights, read_zero, zero_folder
@@ -51,13 +52,6 @@ def assemble(reader: Reader, t: ZeroTensor) -> Any:
     return out.reshape(t.shape)
 
 
-def _config_dir(src: Path, folder: Path) -> Path | None:
-    for d in (src, folder, folder.parent):
-        if (d / "config.json").is_file():
-            return d
-    return None
-
-
 def _fit(tensors: list[ZeroTensor], aliases: dict[str, str], options: ConvertOptions,
          cfg_dir: Path | None, warnings: list[str]) -> dict[str, str]:
     """Rename the tensors (and the aliases) to the model's names; the renaming."""
@@ -84,7 +78,7 @@ def convert_zero(src: Path, dst: Path, options: ConvertOptions) -> ConvertReport
     ck = read_zero(src, options.allow_globals)
     tensors = module_weights(ck) if options.zero_weights == "module" else ck.tensors
     n_in = len(tensors) + len(ck.aliases)
-    cfg_dir = _config_dir(src, folder)
+    cfg_dir = config_dir(src, folder)
     warnings: list[str] = [
         f"DeepSpeed ZeRO stage {ck.stage}, {ck.world_size} rank(s), deepspeed "
         f"{ck.ds_version or '?'}: " + ("the fp32 master weights from the optimizer partitions"

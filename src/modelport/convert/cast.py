@@ -1,12 +1,15 @@
-"""dtype casts of safetensors files, streamed: exact overflow and underflow counts, the cast
-written straight into the mapped output file, hashed as it is written, verified by hashing
-what is on disk again.
+"""dtype casts of safetensors files, streamed: exact overflow and underflow counts, each
+piece read back right after it is written and compared with what was meant, sha256 of the
+bytes read back.
 
-Writing into a mapping of a preallocated file runs at memory speed here where ``write()``
-from user memory ran at about 1 GiB/s, and the cast needs no intermediate buffer:
-``torch.Tensor.copy_`` converts from the mapped source into the mapped output.
-``posix_fallocate`` reserves every block first, so a full disk is an error before any byte is
-written (a write into a hole of a mapping on a full disk would kill the process).
+Two threads share the work, one per core: a worker casts a piece (256 Ki elements) from a map
+of the source into a buffer and writes it with ``pwrite``; the calling thread reads the piece
+back through a map of the output, compares it with the worker's buffer and hashes it, in file
+order. The proof costs one read of the output and no second cast. (``pwrite`` and not a
+writable map: on the VM we measure on, first writes into a mapped file cost 2.4 s/GiB against
+0.3 s/GiB for ``pwrite``.) bf16 → fp16 and bf16 → fp32 are cast on the bits with numpy
+(``cast_bits``); every other pair goes through torch. ``posix_fallocate`` reserves every block
+first, so a full disk is an error before any byte is written.
 """
 
 from __future__ import annotations
@@ -17,17 +20,22 @@ import os
 import queue
 import threading
 import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from pydantic import Field
 
-from modelport._io.hashing import CHUNK_BYTES, sha256_file
+from modelport._io.atomic import fsync_path
 from modelport._io.st_header import ST_DTYPES, SafetensorsHeader, build_header, read_header
 from modelport._types import Record
+from modelport.convert import cast_bits
 from modelport.errors import VerificationError
 
-ELEMENTS_PER_CHUNK = 4 * 2**20
+ELEMENTS_PER_PIECE = 256 * 1024
+_RING = 4  # output buffers in flight between the worker and the hashing thread
 
 
 class CastStat(Record):
@@ -63,9 +71,9 @@ def nonzero(x: Any) -> int:
 
 def cast_chunk(x: Any, st_to: str, clamp: bool, stat: CastStat | None = None,
                out: Any = None) -> Any:
-    """Cast one chunk (into ``out`` when given); count overflow (finite |x| beyond the target's
-    max) and values that become zero into ``stat``. With ``clamp``, finite values saturate;
-    inf and nan stay."""
+    """Cast one chunk with torch (into ``out`` when given); count overflow (finite |x| beyond
+    the target's max) and values that become zero into ``stat``. With ``clamp``, finite
+    values saturate; inf and nan stay."""
     import torch
 
     t_to = getattr(torch, ST_DTYPES[st_to][1])
@@ -93,112 +101,187 @@ def cast_chunk(x: Any, st_to: str, clamp: bool, stat: CastStat | None = None,
     return y
 
 
-class _Hasher:
-    """sha256 of buffers handed over in order, on a thread (hashlib releases the GIL)."""
+Caster = Callable[[np.ndarray, np.ndarray, CastStat], None]
 
-    def __init__(self) -> None:
-        self.sha = hashlib.sha256()
-        self._q: queue.Queue[memoryview | None] = queue.Queue(maxsize=64)
-        self._t = threading.Thread(target=self._run, daemon=True)
-        self._t.start()
 
-    def _run(self) -> None:
-        while (mv := self._q.get()) is not None:
-            self.sha.update(mv)
+def _caster(st_from: str, st_to: str, clamp: bool, sc: cast_bits.Scratch) -> Caster:
+    """The function that casts one piece (uint8 buffers in and out) and counts into a stat;
+    ``sc`` is the worker thread's scratch space."""
+    if (st_from, st_to) == ("BF16", "F16"):
+        def bits16(src: np.ndarray, dst: np.ndarray, stat: CastStat) -> None:
+            top, over, zero = cast_bits.bf16_to_f16(src.view(np.uint16), dst.view(np.uint16),
+                                                    clamp, sc)
+            stat.max_abs = max(stat.max_abs, cast_bits.bf16_bits_value(top))
+            stat.overflow += over
+            stat.to_zero += zero
+        return bits16
+    if (st_from, st_to) == ("BF16", "F32"):
+        def bits32(src: np.ndarray, dst: np.ndarray, stat: CastStat) -> None:
+            top = cast_bits.bf16_to_f32(src.view(np.uint16), dst.view(np.uint32), sc)
+            stat.max_abs = max(stat.max_abs, cast_bits.bf16_bits_value(top))
+        return bits32
 
-    def put(self, mv: memoryview) -> None:
-        for i in range(0, len(mv), CHUNK_BYTES):
-            self._q.put(mv[i: i + CHUNK_BYTES])
+    def with_torch(src: np.ndarray, dst: np.ndarray, stat: CastStat) -> None:
+        cast_chunk(as_tensor(memoryview(src), st_from), st_to, clamp, stat,
+                   out=as_tensor(memoryview(dst), st_to))
+    return with_torch
 
-    def finish(self) -> str:
-        self._q.put(None)
-        self._t.join()
-        return self.sha.hexdigest()
+
+@dataclass(frozen=True)
+class _Piece:
+    src: int  # offset in the source file
+    n_in: int
+    dst: int  # offset in the output file
+    n_out: int
+    tensor: int  # index into the file's tensors in data order
+
+
+def _pieces(h: SafetensorsHeader, order: list[Any], out_sizes: list[int], start: int
+            ) -> Iterator[_Piece]:
+    pos = start
+    for i, (t, n_out) in enumerate(zip(order, out_sizes, strict=True)):
+        if t.numel:
+            size_in, size_out = t.nbytes // t.numel, n_out // t.numel
+            for e in range(0, t.numel, ELEMENTS_PER_PIECE):
+                k = min(ELEMENTS_PER_PIECE, t.numel - e)
+                yield _Piece(h.data_start + t.begin + e * size_in, k * size_in,
+                             pos + e * size_out, k * size_out, i)
+        pos += n_out
+
+
+def _pwrite(fd: int, view: memoryview, offset: int) -> None:
+    done = 0
+    while done < len(view):
+        done += os.pwrite(fd, view[done:], offset + done)
+
+
+def _map(fd: int, length: int) -> np.ndarray:
+    """A read-only map of a file as a uint8 array (unmapped when the array is collected)."""
+    return np.frombuffer(mmap.mmap(fd, length, access=mmap.ACCESS_READ), np.uint8)
+
+
+class _Worker(threading.Thread):
+    """Casts (or copies) the pieces from the mapped source and writes them, in order; hands
+    each written buffer to the caller."""
+
+    def __init__(self, source: np.ndarray, fd_out: int, pieces: list[_Piece],
+                 casters: list[Caster | None], stats: list[CastStat | None], buf_bytes: int
+                 ) -> None:
+        super().__init__(daemon=True)
+        self.source, self.fd_out = source, fd_out
+        self.pieces, self.casters, self.stats = pieces, casters, stats
+        self.free: queue.Queue[np.ndarray] = queue.Queue()
+        for _ in range(_RING):
+            self.free.put(np.empty(buf_bytes, np.uint8))
+        self.done: queue.Queue[tuple[_Piece, np.ndarray] | BaseException | None] = \
+            queue.Queue()
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        try:
+            for p in self.pieces:
+                buf = self.free.get()
+                if self.stop.is_set():
+                    return
+                src, out = self.source[p.src: p.src + p.n_in], buf[: p.n_out]
+                caster, stat = self.casters[p.tensor], self.stats[p.tensor]
+                if caster is None or stat is None:  # not cast: the source's bytes
+                    np.copyto(out, src)
+                else:
+                    caster(src, out, stat)
+                _pwrite(self.fd_out, memoryview(out), p.dst)
+                self.done.put((p, buf))
+            self.done.put(None)
+        except BaseException as e:  # handed to the caller, who raises it
+            self.done.put(e)
+
+    def halt(self) -> None:
+        self.stop.set()
+        for _ in range(_RING):
+            self.free.put(np.empty(0, np.uint8))
+        self.join()
 
 
 def write_cast_file(src: Path, h: SafetensorsHeader, dst: Path, metadata: dict[str, str],
-                    casts: dict[str, str], clamp: bool, *, sync: bool = True
-                    ) -> tuple[int, str, list[CastStat]]:
+                    casts: dict[str, str], clamp: bool, *, verify: bool = True,
+                    sync: bool = True) -> tuple[int, str, list[CastStat]]:
     """Write ``src`` to the new file ``dst`` with a new header, casting the named tensors.
 
+    With ``verify`` every piece is read back and compared with what was meant to be written.
     Returns (size, sha256 of the bytes written, one ``CastStat`` per cast tensor). ``dst`` is
-    removed on any error. ``sync=False`` leaves the fsync to the caller (who may run it, and
-    the proof, beside the next file's cast).
+    removed on any error. ``sync=False`` leaves the fsync to the caller (who may run it beside
+    the next file's cast).
     """
     order = sorted(h.tensors.values(), key=lambda t: t.begin)
-    entries = []
+    entries, casters, stats = [], [], []
+    sc = cast_bits.Scratch(ELEMENTS_PER_PIECE)
     for t in order:
         to = casts.get(t.name, t.dtype)
         entries.append((t.name, to, t.shape, t.numel * ST_DTYPES[to][0]))
+        cast = t.name in casts
+        casters.append(_caster(t.dtype, to, clamp, sc) if cast else None)
+        stats.append(CastStat(name=t.name, from_dtype=t.dtype, to_dtype=to, max_abs=0.0,
+                              overflow=0, to_zero=0, clamped=clamp) if cast else None)
     header, _ = build_header(entries, metadata)
     total = len(header) + sum(e[3] for e in entries)
+    pieces = list(_pieces(h, order, [e[3] for e in entries], len(header)))
+    buf_bytes = max([p.n_out for p in pieces] + [1])
+    sha = hashlib.sha256()
     fd_out = os.open(dst, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
-    stats: list[CastStat] = []
-    hasher = _Hasher()
-    mo = mi = None
+    worker = None
     try:
-        os.posix_fallocate(fd_out, 0, total)  # ENOSPC/EFBIG here, never SIGBUS later
-        mo = mmap.mmap(fd_out, total, flags=mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0))
+        os.posix_fallocate(fd_out, 0, total)  # ENOSPC/EFBIG here, before any byte
+        _pwrite(fd_out, memoryview(header), 0)
+        written = _map(fd_out, total)
+        if verify:
+            _check(written, 0, np.frombuffer(header, np.uint8), dst, "the header")
+        sha.update(header)
         with open(src, "rb") as f:
-            mi = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if h.file_size else None
-        out, inp = memoryview(mo), memoryview(mi) if mi is not None else memoryview(b"")
-        out[: len(header)] = header
-        hasher.put(out[: len(header)])
-        pos = len(header)
-        for t, (_, to, _, n_out) in zip(order, entries, strict=True):
-            region = inp[h.data_start + t.begin: h.data_start + t.end]
-            dest = out[pos: pos + n_out]
-            if t.name in casts:
-                stat = CastStat(name=t.name, from_dtype=t.dtype, to_dtype=to, max_abs=0.0,
-                                overflow=0, to_zero=0, clamped=clamp)
-                xs, ys = as_tensor(region, t.dtype), as_tensor(dest, to)
-                size = ST_DTYPES[to][0]
-                for i in range(0, xs.numel(), ELEMENTS_PER_CHUNK):
-                    j = min(i + ELEMENTS_PER_CHUNK, xs.numel())
-                    cast_chunk(xs[i:j], to, clamp, stat, out=ys[i:j])
-                    hasher.put(dest[i * size: j * size])
-                stats.append(stat)
-            elif n_out:
-                dest[:] = region
-                hasher.put(region)  # the source's bytes: a matching re-read proves the copy
-            pos += n_out
-        sha = hasher.finish()
+            source = _map(f.fileno(), h.file_size)
+        worker = _Worker(source, fd_out, pieces, casters, stats, buf_bytes)
+        worker.start()
+        while (item := worker.done.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            p, buf = item
+            if verify:  # what the file now holds, read back through the map
+                _check(written, p.dst, buf[: p.n_out], dst, repr(order[p.tensor].name))
+                sha.update(written[p.dst: p.dst + p.n_out])
+            else:
+                sha.update(buf[: p.n_out])
+            worker.free.put(buf)
+        worker.join()
         if sync:
-            mo.flush()
             os.fsync(fd_out)
     except BaseException:
-        hasher.finish()
-        _close(mo, mi)
+        if worker is not None and worker.is_alive():
+            worker.halt()
         os.close(fd_out)
         dst.unlink(missing_ok=True)
         raise
-    _close(mo, mi)
     os.close(fd_out)
-    return total, sha, stats
+    return total, sha.hexdigest(), [s for s in stats if s is not None]
 
 
-def _close(*maps: mmap.mmap | None) -> None:
-    for m in maps:
-        if m is not None:
-            try:
-                m.close()
-            except BufferError:  # a view still alive: the GC unmaps it
-                pass
+def _check(written: np.ndarray, offset: int, meant: np.ndarray, path: Path, what: str
+           ) -> None:
+    """The bytes at ``offset`` of the written file equal ``meant``."""
+    got = written[offset: offset + len(meant)]
+    if len(meant) % 8 == 0 and offset % 8 == 0:
+        got, meant = got.view(np.uint64), meant.view(np.uint64)
+    if not np.array_equal(got, meant):
+        raise VerificationError(f"the bytes of {what} on disk differ from those written",
+                                path=path, hint="check the disk; nothing was kept")
 
 
-def verify_cast_file(dst: Path, h: SafetensorsHeader, casts: dict[str, str], sha: str, *,
+def verify_cast_file(dst: Path, h: SafetensorsHeader, casts: dict[str, str], *,
                      sync: bool = False) -> None:
-    """The written file parses (safetensors' own reader), has every tensor with its new dtype
-    and shape, and its bytes on disk hash to what was written (``sync``: fsync it first)."""
+    """The written file parses (safetensors' own reader) and has every tensor with its new
+    dtype and shape (``sync``: fsync it first). Its bytes were proven as they were written."""
     from safetensors import safe_open
 
     if sync:
-        fd = os.open(dst, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
+        fsync_path(dst)
     with safe_open(str(dst), "np") as f:
         if set(f.keys()) != set(h.tensors) or (f.metadata() or {}).get("format") != "pt":
             raise VerificationError("tensor names or metadata changed", path=dst)
@@ -209,9 +292,6 @@ def verify_cast_file(dst: Path, h: SafetensorsHeader, casts: dict[str, str], sha
                 o.nbytes != t.numel * ST_DTYPES[o.dtype][0]:
             raise VerificationError(f"tensor {name!r} has the wrong dtype or shape", path=dst,
                                     hint="this is a modelport bug; please report it")
-    if sha256_file(dst) != sha:
-        raise VerificationError("the bytes on disk differ from the bytes written", path=dst,
-                                hint="check the disk; nothing was kept")
 
 
 __all__ = ["CastStat", "as_tensor", "cast_chunk", "nonzero", "verify_cast_file",

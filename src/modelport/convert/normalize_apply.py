@@ -13,7 +13,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from modelport._io import hashcache
-from modelport._io.atomic import TMP_MARK, fsync_dir, write_bytes_atomic
+from modelport._io.atomic import TMP_MARK, fsync_dir, fsync_path, write_bytes_atomic
 from modelport._io.hashing import HashingWriter, copy_hashed, sha256_file
 from modelport._io.paths import inside
 from modelport._io.st_header import SafetensorsHeader, build_header, read_header
@@ -111,14 +111,16 @@ def _rewrite(folder: Path, n: str, h: SafetensorsHeader, target: Path, r: FileRe
     clamp = opts.on_overflow == "clamp"
     try:
         if casts:
-            deferred = proofs is not None and opts.verify
+            deferred = proofs is not None
             size, sha, stats = write_cast_file(folder / n, h, target, metadata, casts, clamp,
-                                               sync=not deferred)
+                                               verify=opts.verify, sync=not deferred)
             _check_overflow(stats, folder / n, opts)
-            if deferred:
-                proof = proofs.submit(verify_cast_file, target, h, casts, sha, sync=True)
+            if deferred and opts.verify:
+                proof = proofs.submit(verify_cast_file, target, h, casts, sync=True)
+            elif deferred:
+                proof = proofs.submit(fsync_path, target)
             elif opts.verify:
-                verify_cast_file(target, h, casts, sha)
+                verify_cast_file(target, h, casts)
         else:
             w = _write_file(folder / n, h, target, metadata)
             size, sha, stats = w.size, w.sha256, []

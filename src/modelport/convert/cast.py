@@ -36,6 +36,7 @@ from modelport.errors import VerificationError
 
 ELEMENTS_PER_PIECE = 256 * 1024
 _RING = 4  # output buffers in flight between the worker and the hashing thread
+FLUSH_BYTES = 256 * 2**20  # start writing back every 256 MiB, not all at the final fsync
 
 
 class CastStat(Record):
@@ -202,6 +203,32 @@ class _Worker(threading.Thread):
         self.join()
 
 
+class _Flusher:
+    """``fdatasync`` on a thread every ``FLUSH_BYTES`` written, one at a time: the disk
+    writes while the cast goes on, and the final fsync of a large file has little left.
+    Each sync has its own duplicate of the descriptor, so closing the file never races it."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd, self.mark = fd, 0
+        self.thread: threading.Thread | None = None
+
+    def written(self, upto: int) -> None:
+        if upto - self.mark >= FLUSH_BYTES and not (self.thread and self.thread.is_alive()):
+            self.thread = threading.Thread(target=self._sync, args=(os.dup(self.fd),),
+                                           daemon=True)
+            self.thread.start()
+            self.mark = upto
+
+    @staticmethod
+    def _sync(fd: int) -> None:
+        try:
+            os.fdatasync(fd)
+        except OSError:  # only a head start: the final fsync reports any error
+            pass
+        finally:
+            os.close(fd)
+
+
 def write_cast_file(src: Path, h: SafetensorsHeader, dst: Path, metadata: dict[str, str],
                     casts: dict[str, str], clamp: bool, *, verify: bool = True,
                     sync: bool = True) -> tuple[int, str, list[CastStat]]:
@@ -228,7 +255,7 @@ def write_cast_file(src: Path, h: SafetensorsHeader, dst: Path, metadata: dict[s
     buf_bytes = max([p.n_out for p in pieces] + [1])
     sha = hashlib.sha256()
     fd_out = os.open(dst, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
-    worker = None
+    worker, flusher = None, _Flusher(fd_out)
     try:
         os.posix_fallocate(fd_out, 0, total)  # ENOSPC/EFBIG here, before any byte
         _pwrite(fd_out, memoryview(header), 0)
@@ -250,6 +277,7 @@ def write_cast_file(src: Path, h: SafetensorsHeader, dst: Path, metadata: dict[s
             else:
                 sha.update(buf[: p.n_out])
             worker.free.put(buf)
+            flusher.written(p.dst + p.n_out)
         worker.join()
         if sync:
             os.fsync(fd_out)

@@ -13,7 +13,7 @@ from safetensors.torch import load_file, save_file
 
 from modelport._io.st_header import read_header
 from modelport.convert import cast
-from modelport.errors import VerificationError
+from modelport.errors import InputError, VerificationError
 
 ALL_BF16 = torch.from_numpy(np.arange(65536, dtype=np.int32).astype(np.int16)).view(
     torch.bfloat16)
@@ -119,3 +119,14 @@ def test_an_existing_output_is_never_overwritten(tmp_path: Path) -> None:
     with pytest.raises(FileExistsError):
         _write(tmp_path, "out.safetensors")
     assert (tmp_path / "out.safetensors").read_bytes() == b"keep me"
+
+
+def test_a_source_that_changed_since_its_header_was_read_is_refused(tmp_path: Path) -> None:
+    src, _ = _source(tmp_path)
+    h = read_header(src)
+    with open(src, "ab") as f:
+        f.write(b"\0" * 64)
+    with pytest.raises(InputError, match="changed since its header"):
+        cast.write_cast_file(src, h, tmp_path / "out.safetensors", {"format": "pt"}, CASTS,
+                             False)
+    assert not (tmp_path / "out.safetensors").exists()

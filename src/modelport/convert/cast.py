@@ -29,10 +29,16 @@ import numpy as np
 from pydantic import Field
 
 from modelport._io.atomic import fsync_path
-from modelport._io.st_header import ST_DTYPES, SafetensorsHeader, build_header, read_header
+from modelport._io.st_header import (
+    ST_DTYPES,
+    SafetensorsHeader,
+    TensorEntry,
+    build_header,
+    read_header,
+)
 from modelport._types import Record
 from modelport.convert import cast_bits
-from modelport.errors import VerificationError
+from modelport.errors import InputError, VerificationError
 
 ELEMENTS_PER_PIECE = 256 * 1024
 _RING = 4  # output buffers in flight between the worker and the hashing thread
@@ -137,7 +143,7 @@ class _Piece:
     tensor: int  # index into the file's tensors in data order
 
 
-def _pieces(h: SafetensorsHeader, order: list[Any], out_sizes: list[int], start: int
+def _pieces(h: SafetensorsHeader, order: list[TensorEntry], out_sizes: list[int], start: int
             ) -> Iterator[_Piece]:
     pos = start
     for i, (t, n_out) in enumerate(zip(order, out_sizes, strict=True)):
@@ -264,6 +270,9 @@ def write_cast_file(src: Path, h: SafetensorsHeader, dst: Path, metadata: dict[s
             _check(written, 0, np.frombuffer(header, np.uint8), dst, "the header")
         sha.update(header)
         with open(src, "rb") as f:
+            if os.fstat(f.fileno()).st_size != h.file_size:
+                raise InputError("the file changed since its header was read", path=src,
+                                 hint="run again when nothing else writes to it")
             source = _map(f.fileno(), h.file_size)
         worker = _Worker(source, fd_out, pieces, casters, stats, buf_bytes)
         worker.start()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 from pathlib import Path
 
@@ -127,6 +128,30 @@ def test_a_source_that_changed_since_its_header_was_read_is_refused(tmp_path: Pa
     with open(src, "ab") as f:
         f.write(b"\0" * 64)
     with pytest.raises(InputError, match="changed since its header"):
+        cast.write_cast_file(src, h, tmp_path / "out.safetensors", {"format": "pt"}, CASTS,
+                             False)
+    assert not (tmp_path / "out.safetensors").exists()
+
+
+def test_a_source_cut_short_during_the_cast_is_an_error_not_a_crash(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Read with pread, a source truncated mid-cast gives a short read and a clear error
+    (through a map it would kill the process with SIGBUS)."""
+    src, _ = _source(tmp_path)
+    h = read_header(src)
+    real = cast._caster
+
+    def truncating(*args: object) -> object:
+        run = real(*args)  # type: ignore[arg-type]
+
+        def cut(*a: object) -> None:
+            os.truncate(src, h.data_start + 16)
+            run(*a)  # type: ignore[operator]
+        return cut
+
+    monkeypatch.setattr(cast, "_caster", truncating)
+    monkeypatch.setattr(cast, "ELEMENTS_PER_PIECE", 1000)
+    with pytest.raises(InputError, match="ended early"):
         cast.write_cast_file(src, h, tmp_path / "out.safetensors", {"format": "pt"}, CASTS,
                              False)
     assert not (tmp_path / "out.safetensors").exists()

@@ -2,14 +2,15 @@
 piece read back right after it is written and compared with what was meant, sha256 of the
 bytes read back.
 
-Two threads share the work, one per core: a worker casts a piece (256 Ki elements) from a map
-of the source into a buffer and writes it with ``pwrite``; the calling thread reads the piece
-back through a map of the output, compares it with the worker's buffer and hashes it, in file
-order. The proof costs one read of the output and no second cast. (``pwrite`` and not a
-writable map: on the VM we measure on, first writes into a mapped file cost 2.4 s/GiB against
-0.3 s/GiB for ``pwrite``.) bf16 → fp16 and bf16 → fp32 are cast on the bits with numpy
-(``cast_bits``); every other pair goes through torch. ``posix_fallocate`` reserves every block
-first, so a full disk is an error before any byte is written.
+Two threads share the work, one per core: a worker reads a piece (256 Ki elements) with
+``pread`` (a source cut short is an error; through a map it would kill the process), casts it
+into a buffer and writes it with ``pwrite``; the calling thread reads the piece back through a
+map of the output, compares it with the worker's buffer and hashes it, in file order. The
+proof costs one read of the output and no second cast. (``pwrite`` and not a writable map: on
+the VM we measure on, first writes into a mapped file cost 2.4 s/GiB against 0.3 s/GiB for
+``pwrite``.) bf16 → fp16 and bf16 → fp32 are cast on the bits with numpy (``cast_bits``);
+every other pair goes through torch. ``posix_fallocate`` reserves every block first, so a
+full disk is an error before any byte is written.
 """
 
 from __future__ import annotations
@@ -156,10 +157,50 @@ def _pieces(h: SafetensorsHeader, order: list[TensorEntry], out_sizes: list[int]
         pos += n_out
 
 
+@dataclass
+class _Plan:
+    """One file's new header, its pieces, and per tensor (in data order) how to cast it."""
+
+    header: bytes
+    total: int
+    order: list[TensorEntry]
+    pieces: list[_Piece]
+    casters: list[Caster | None]
+    stats: list[CastStat | None]
+
+
+def _plan(h: SafetensorsHeader, metadata: dict[str, str], casts: dict[str, str], clamp: bool
+          ) -> _Plan:
+    order = sorted(h.tensors.values(), key=lambda t: t.begin)
+    entries, casters, stats = [], [], []
+    sc = cast_bits.Scratch(ELEMENTS_PER_PIECE)  # the worker thread's
+    for t in order:
+        to = casts.get(t.name, t.dtype)
+        entries.append((t.name, to, t.shape, t.numel * ST_DTYPES[to][0]))
+        cast = t.name in casts
+        casters.append(_caster(t.dtype, to, clamp, sc) if cast else None)
+        stats.append(CastStat(name=t.name, from_dtype=t.dtype, to_dtype=to, max_abs=0.0,
+                              overflow=0, to_zero=0, clamped=clamp) if cast else None)
+    header, _ = build_header(entries, metadata)
+    total = len(header) + sum(e[3] for e in entries)
+    pieces = list(_pieces(h, order, [e[3] for e in entries], len(header)))
+    return _Plan(header, total, order, pieces, casters, stats)
+
+
 def _pwrite(fd: int, view: memoryview, offset: int) -> None:
     done = 0
     while done < len(view):
         done += os.pwrite(fd, view[done:], offset + done)
+
+
+def _pread(fd: int, buf: np.ndarray, offset: int, path: Path) -> None:
+    view, done = memoryview(buf), 0
+    while done < len(view):
+        k = os.preadv(fd, [view[done:]], offset + done)
+        if k == 0:
+            raise InputError("the file ended early: was it changed while modelport read it?",
+                             path=path, hint="run again when nothing else writes to it")
+        done += k
 
 
 def _map(fd: int, length: int) -> np.ndarray:
@@ -168,15 +209,16 @@ def _map(fd: int, length: int) -> np.ndarray:
 
 
 class _Worker(threading.Thread):
-    """Casts (or copies) the pieces from the mapped source and writes them, in order; hands
-    each written buffer to the caller."""
+    """Reads the pieces (``pread``: a source cut short is an error, where a map would kill
+    the process), casts or copies them and writes them, in order; hands each written buffer
+    to the caller."""
 
-    def __init__(self, source: np.ndarray, fd_out: int, pieces: list[_Piece],
-                 casters: list[Caster | None], stats: list[CastStat | None], buf_bytes: int
+    def __init__(self, fd_in: int, src: Path, fd_out: int, plan: _Plan, buf_bytes: int
                  ) -> None:
         super().__init__(daemon=True)
-        self.source, self.fd_out = source, fd_out
-        self.pieces, self.casters, self.stats = pieces, casters, stats
+        self.fd_in, self.src, self.fd_out = fd_in, src, fd_out
+        self.pieces, self.casters, self.stats = plan.pieces, plan.casters, plan.stats
+        self.inb = np.empty(max([p.n_in for p in plan.pieces] + [1]), np.uint8)
         self.free: queue.Queue[np.ndarray] = queue.Queue()
         for _ in range(_RING):
             self.free.put(np.empty(buf_bytes, np.uint8))
@@ -190,11 +232,13 @@ class _Worker(threading.Thread):
                 buf = self.free.get()
                 if self.stop.is_set():
                     return
-                src, out = self.source[p.src: p.src + p.n_in], buf[: p.n_out]
+                out = buf[: p.n_out]
                 caster, stat = self.casters[p.tensor], self.stats[p.tensor]
                 if caster is None or stat is None:  # not cast: the source's bytes
-                    np.copyto(out, src)
+                    _pread(self.fd_in, out, p.src, self.src)
                 else:
+                    src = self.inb[: p.n_in]
+                    _pread(self.fd_in, src, p.src, self.src)
                     caster(src, out, stat)
                 _pwrite(self.fd_out, memoryview(out), p.dst)
                 self.done.put((p, buf))
@@ -245,43 +289,39 @@ def write_cast_file(src: Path, h: SafetensorsHeader, dst: Path, metadata: dict[s
     removed on any error. ``sync=False`` leaves the fsync to the caller (who may run it beside
     the next file's cast).
     """
-    order = sorted(h.tensors.values(), key=lambda t: t.begin)
-    entries, casters, stats = [], [], []
-    sc = cast_bits.Scratch(ELEMENTS_PER_PIECE)
-    for t in order:
-        to = casts.get(t.name, t.dtype)
-        entries.append((t.name, to, t.shape, t.numel * ST_DTYPES[to][0]))
-        cast = t.name in casts
-        casters.append(_caster(t.dtype, to, clamp, sc) if cast else None)
-        stats.append(CastStat(name=t.name, from_dtype=t.dtype, to_dtype=to, max_abs=0.0,
-                              overflow=0, to_zero=0, clamped=clamp) if cast else None)
-    header, _ = build_header(entries, metadata)
-    total = len(header) + sum(e[3] for e in entries)
-    pieces = list(_pieces(h, order, [e[3] for e in entries], len(header)))
-    buf_bytes = max([p.n_out for p in pieces] + [1])
+    plan = _plan(h, metadata, casts, clamp)
+    fd_in = os.open(src, os.O_RDONLY)
+    try:
+        if os.fstat(fd_in).st_size != h.file_size:
+            raise InputError("the file changed since its header was read", path=src,
+                             hint="run again when nothing else writes to it")
+        sha = _write(fd_in, src, dst, plan, verify=verify, sync=sync)
+    finally:
+        os.close(fd_in)
+    return plan.total, sha, [s for s in plan.stats if s is not None]
+
+
+def _write(fd_in: int, src: Path, dst: Path, plan: _Plan, *, verify: bool, sync: bool) -> str:
+    """Run the worker and prove its pieces; returns the sha256 of the new file."""
+    buf_bytes = max([p.n_out for p in plan.pieces] + [1])
     sha = hashlib.sha256()
     fd_out = os.open(dst, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
     worker, flusher = None, _Flusher(fd_out)
     try:
-        os.posix_fallocate(fd_out, 0, total)  # ENOSPC/EFBIG here, before any byte
-        _pwrite(fd_out, memoryview(header), 0)
-        written = _map(fd_out, total)
+        os.posix_fallocate(fd_out, 0, plan.total)  # ENOSPC/EFBIG here, before any byte
+        _pwrite(fd_out, memoryview(plan.header), 0)
+        written = _map(fd_out, plan.total)
         if verify:
-            _check(written, 0, np.frombuffer(header, np.uint8), dst, "the header")
-        sha.update(header)
-        with open(src, "rb") as f:
-            if os.fstat(f.fileno()).st_size != h.file_size:
-                raise InputError("the file changed since its header was read", path=src,
-                                 hint="run again when nothing else writes to it")
-            source = _map(f.fileno(), h.file_size)
-        worker = _Worker(source, fd_out, pieces, casters, stats, buf_bytes)
+            _check(written, 0, np.frombuffer(plan.header, np.uint8), dst, "the header")
+        sha.update(plan.header)
+        worker = _Worker(fd_in, src, fd_out, plan, buf_bytes)
         worker.start()
         while (item := worker.done.get()) is not None:
             if isinstance(item, BaseException):
                 raise item
             p, buf = item
             if verify:  # what the file now holds, read back through the map
-                _check(written, p.dst, buf[: p.n_out], dst, repr(order[p.tensor].name))
+                _check(written, p.dst, buf[: p.n_out], dst, repr(plan.order[p.tensor].name))
                 sha.update(written[p.dst: p.dst + p.n_out])
             else:
                 sha.update(buf[: p.n_out])
@@ -297,7 +337,7 @@ def write_cast_file(src: Path, h: SafetensorsHeader, dst: Path, metadata: dict[s
         dst.unlink(missing_ok=True)
         raise
     os.close(fd_out)
-    return total, sha.hexdigest(), [s for s in stats if s is not None]
+    return sha.hexdigest()
 
 
 def _check(written: np.ndarray, offset: int, meant: np.ndarray, path: Path, what: str

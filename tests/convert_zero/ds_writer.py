@@ -62,7 +62,14 @@ def main() -> None:
     if int(os.environ["RANK"]) == 0:
         cfg.architectures = [type(model).__name__]
         cfg.save_pretrained(out)
+    torch.distributed.barrier()  # every rank's files are written before any rank leaves
 
 
 if __name__ == "__main__":
     main()
+    # Leave without running C++ destructors: under load, DeepSpeed's CPU shared-memory comm
+    # op sometimes aborts at teardown ("terminate called without an active exception") after
+    # the checkpoint is complete. The tests check the checkpoint itself, tensor by tensor.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)

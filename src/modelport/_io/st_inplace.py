@@ -21,6 +21,7 @@ from pathlib import Path
 
 from modelport._io import jsonio
 from modelport._io.atomic import fsync_dir, write_bytes_atomic
+from modelport._io.fileio import pwrite_all
 from modelport._io.st_header import SafetensorsHeader, read_header
 from modelport.errors import CheckpointError
 
@@ -100,7 +101,7 @@ def rewrite_header(path: Path, h: SafetensorsHeader, metadata: dict[str, str],
             except OSError:
                 journal.unlink()
                 raise
-        os.pwrite(fd, new, 0)
+        pwrite_all(fd, new, 0)
         os.fsync(fd)
     finally:
         os.close(fd)
@@ -142,7 +143,7 @@ def recover(folder: Path) -> list[str]:
                     raise CheckpointError(
                         f"size {size} matches neither the old ({old_size}) nor the grown file",
                         path=path, hint="restore the file from its source")
-                os.pwrite(fd, old, 0)
+                pwrite_all(fd, old, 0)
                 os.fsync(fd)
             finally:
                 os.close(fd)

@@ -26,6 +26,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from modelport._io.fileio import pwrite_all
 from modelport._io.hashing import CHUNK_BYTES
 from modelport.convert.sources import PICKLE_SUFFIXES, SourceSet, SourceTensor
 from modelport.errors import InputError, StorageError
@@ -201,7 +202,7 @@ class RemoteMirror:
     def _put(self, rel: str, start: int, data: bytes) -> None:
         fd = os.open(self.root / rel, os.O_WRONLY)
         try:
-            os.pwrite(fd, data, start)
+            pwrite_all(fd, data, start)
         finally:
             os.close(fd)
         self._present[rel].append((start, start + len(data)))

@@ -82,7 +82,7 @@ def test_bytes_equal_torch_casts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 
 def test_a_write_that_lands_wrong_is_caught_and_nothing_kept(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    real = cast._pwrite
+    real = cast.pwrite_all
     calls = []
 
     def bad_disk(fd: int, view: memoryview, offset: int) -> None:
@@ -93,7 +93,7 @@ def test_a_write_that_lands_wrong_is_caught_and_nothing_kept(
             view = memoryview(data)
         real(fd, view, offset)
 
-    monkeypatch.setattr(cast, "_pwrite", bad_disk)
+    monkeypatch.setattr(cast, "pwrite_all", bad_disk)
     monkeypatch.setattr(cast, "ELEMENTS_PER_PIECE", 1000)
     with pytest.raises(VerificationError, match="on disk differ"):
         _write(tmp_path, "out.safetensors")

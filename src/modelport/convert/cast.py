@@ -30,6 +30,7 @@ import numpy as np
 from pydantic import Field
 
 from modelport._io.atomic import fsync_path
+from modelport._io.fileio import pwrite_all
 from modelport._io.st_header import (
     ST_DTYPES,
     SafetensorsHeader,
@@ -165,32 +166,30 @@ class _Plan:
     total: int
     order: list[TensorEntry]
     pieces: list[_Piece]
-    casters: list[Caster | None]
-    stats: list[CastStat | None]
+    casts: list[tuple[Caster, CastStat] | None]  # None: the tensor is copied as it is
+
+    @property
+    def stats(self) -> list[CastStat]:
+        return [c[1] for c in self.casts if c is not None]
 
 
 def _plan(h: SafetensorsHeader, metadata: dict[str, str], casts: dict[str, str], clamp: bool
           ) -> _Plan:
     order = sorted(h.tensors.values(), key=lambda t: t.begin)
-    entries, casters, stats = [], [], []
+    entries: list[tuple[str, str, tuple[int, ...], int]] = []
+    jobs: list[tuple[Caster, CastStat] | None] = []
     sc = cast_bits.Scratch(ELEMENTS_PER_PIECE)  # the worker thread's
     for t in order:
         to = casts.get(t.name, t.dtype)
         entries.append((t.name, to, t.shape, t.numel * ST_DTYPES[to][0]))
-        cast = t.name in casts
-        casters.append(_caster(t.dtype, to, clamp, sc) if cast else None)
-        stats.append(CastStat(name=t.name, from_dtype=t.dtype, to_dtype=to, max_abs=0.0,
-                              overflow=0, to_zero=0, clamped=clamp) if cast else None)
+        jobs.append((_caster(t.dtype, to, clamp, sc),
+                     CastStat(name=t.name, from_dtype=t.dtype, to_dtype=to, max_abs=0.0,
+                              overflow=0, to_zero=0, clamped=clamp))
+                    if t.name in casts else None)
     header, _ = build_header(entries, metadata)
     total = len(header) + sum(e[3] for e in entries)
     pieces = list(_pieces(h, order, [e[3] for e in entries], len(header)))
-    return _Plan(header, total, order, pieces, casters, stats)
-
-
-def _pwrite(fd: int, view: memoryview, offset: int) -> None:
-    done = 0
-    while done < len(view):
-        done += os.pwrite(fd, view[done:], offset + done)
+    return _Plan(header, total, order, pieces, jobs)
 
 
 def _pread(fd: int, buf: np.ndarray, offset: int, path: Path) -> None:
@@ -213,11 +212,11 @@ class _Worker(threading.Thread):
     the process), casts or copies them and writes them, in order; hands each written buffer
     to the caller."""
 
-    def __init__(self, fd_in: int, src: Path, fd_out: int, plan: _Plan, buf_bytes: int
-                 ) -> None:
+    def __init__(self, fd_in: int, src: Path, fd_out: int, plan: _Plan) -> None:
         super().__init__(daemon=True)
         self.fd_in, self.src, self.fd_out = fd_in, src, fd_out
-        self.pieces, self.casters, self.stats = plan.pieces, plan.casters, plan.stats
+        self.pieces, self.casts = plan.pieces, plan.casts
+        buf_bytes = max([p.n_out for p in plan.pieces] + [1])
         self.inb = np.empty(max([p.n_in for p in plan.pieces] + [1]), np.uint8)
         self.free: queue.Queue[np.ndarray] = queue.Queue()
         for _ in range(_RING):
@@ -233,14 +232,15 @@ class _Worker(threading.Thread):
                 if self.stop.is_set():
                     return
                 out = buf[: p.n_out]
-                caster, stat = self.casters[p.tensor], self.stats[p.tensor]
-                if caster is None or stat is None:  # not cast: the source's bytes
+                job = self.casts[p.tensor]
+                if job is None:  # not cast: the source's bytes
                     _pread(self.fd_in, out, p.src, self.src)
                 else:
                     src = self.inb[: p.n_in]
                     _pread(self.fd_in, src, p.src, self.src)
+                    caster, stat = job
                     caster(src, out, stat)
-                _pwrite(self.fd_out, memoryview(out), p.dst)
+                pwrite_all(self.fd_out, out, p.dst)
                 self.done.put((p, buf))
             self.done.put(None)
         except BaseException as e:  # handed to the caller, who raises it
@@ -298,23 +298,22 @@ def write_cast_file(src: Path, h: SafetensorsHeader, dst: Path, metadata: dict[s
         sha = _write(fd_in, src, dst, plan, verify=verify, sync=sync)
     finally:
         os.close(fd_in)
-    return plan.total, sha, [s for s in plan.stats if s is not None]
+    return plan.total, sha, plan.stats
 
 
 def _write(fd_in: int, src: Path, dst: Path, plan: _Plan, *, verify: bool, sync: bool) -> str:
     """Run the worker and prove its pieces; returns the sha256 of the new file."""
-    buf_bytes = max([p.n_out for p in plan.pieces] + [1])
     sha = hashlib.sha256()
     fd_out = os.open(dst, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
     worker, flusher = None, _Flusher(fd_out)
     try:
         os.posix_fallocate(fd_out, 0, plan.total)  # ENOSPC/EFBIG here, before any byte
-        _pwrite(fd_out, memoryview(plan.header), 0)
+        pwrite_all(fd_out, plan.header, 0)
         written = _map(fd_out, plan.total)
         if verify:
             _check(written, 0, np.frombuffer(plan.header, np.uint8), dst, "the header")
         sha.update(plan.header)
-        worker = _Worker(fd_in, src, fd_out, plan, buf_bytes)
+        worker = _Worker(fd_in, src, fd_out, plan)
         worker.start()
         while (item := worker.done.get()) is not None:
             if isinstance(item, BaseException):

@@ -7,6 +7,7 @@ import errno
 import json
 import mmap
 import os
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -111,16 +112,12 @@ def _rewrite(folder: Path, n: str, h: SafetensorsHeader, target: Path, r: FileRe
     clamp = opts.on_overflow == "clamp"
     try:
         if casts:
-            deferred = proofs is not None
             size, sha, stats = write_cast_file(folder / n, h, target, metadata, casts, clamp,
-                                               verify=opts.verify, sync=not deferred)
+                                               verify=opts.verify, sync=False)
             _check_overflow(stats, folder / n, opts)
-            if deferred and opts.verify:
-                proof = proofs.submit(verify_cast_file, target, h, casts, sync=True)
-            elif deferred:
-                proof = proofs.submit(fsync_path, target)
-            elif opts.verify:
-                verify_cast_file(target, h, casts)
+            settle = partial(verify_cast_file, target, h, casts, sync=True) if opts.verify \
+                else partial(fsync_path, target)
+            proof = proofs.submit(settle) if proofs is not None else settle()
         else:
             w = _write_file(folder / n, h, target, metadata)
             size, sha, stats = w.size, w.sha256, []

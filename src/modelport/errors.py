@@ -2,12 +2,16 @@
 
 Each class says when it is raised, carries typed fields and a ``hint`` (what to do next).
 ``str(err)`` is the message followed by the hint, so the CLI can print it in one or two lines.
+Message, path and hint pass through :func:`modelport._io.redact.redact`: no error carries a
+credential.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+
+from modelport._io.redact import redact
 
 
 def _short_list(items: Iterable[str], limit: int = 10) -> str:
@@ -25,10 +29,10 @@ class ModelportError(Exception):
     exit_code: int = 1
 
     def __init__(self, message: str, *, path: str | Path | None = None, hint: str = "") -> None:
-        self.message = message
-        self.path = str(path) if path is not None else None
-        self.hint = hint
-        super().__init__(message)
+        self.message = redact(message)
+        self.path = redact(str(path)) if path is not None else None
+        self.hint = redact(hint)
+        super().__init__(self.message)
 
     def __str__(self) -> str:
         where = f"{self.path}: " if self.path else ""
@@ -109,6 +113,20 @@ class UnsupportedError(ModelportError):
         super().__init__(what, path=path, hint=hint)
 
 
+class RemoteCodeError(InputError):
+    """Raised when a model folder needs its own Python code (``auto_map``) for a step and
+    running it was not asked for; ``entries`` are the ``auto_map`` values. Nothing ran."""
+
+    def __init__(self, entries: Sequence[str], *, path: str | Path | None = None,
+                 hint: str = "") -> None:
+        self.entries = list(entries)
+        super().__init__(
+            f"the model needs its own code (auto_map: {_short_list(self.entries, 4)}); "
+            "modelport does not run a model folder's code, nothing was run", path=path,
+            hint=hint or "use a model whose class transformers ships, or add "
+            "\"architectures\" naming such a class to config.json")
+
+
 class VerificationError(ModelportError):
     """Raised when a written output differs from its source; the output is removed."""
 
@@ -125,9 +143,9 @@ class StorageError(ModelportError):
     exit_code = 6
 
     def __init__(self, message: str, *, url: str, op: str, hint: str = "") -> None:
-        self.url = url
+        self.url = redact(url)
         self.op = op
-        super().__init__(f"{op} {url}: {message}", hint=hint)
+        super().__init__(f"{op} {self.url}: {message}", hint=hint)
 
 
 class RemoteIntegrityError(StorageError):

@@ -9,6 +9,7 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+from modelport._io.urls import local_path
 from modelport.errors import ModelportError, OutputExistsError, OutputWriteError
 
 TMP_MARK = ".modelport-tmp-"
@@ -61,7 +62,7 @@ def atomic_dir(dst: Path, *, overwrite: bool = False) -> Iterator[Path]:
     Raises:
         OutputExistsError: ``dst`` exists and ``overwrite`` is False.
     """
-    dst = Path(dst)
+    dst = local_path(dst)  # a store URL, or one Path folded to s3:/x, is never a folder
     if dst.exists() and not overwrite:
         raise OutputExistsError("already exists", path=dst,
                                 hint="choose another destination or pass --overwrite")

@@ -10,6 +10,7 @@ import queue
 import threading
 from pathlib import Path
 from types import TracebackType
+from typing import BinaryIO
 
 CHUNK_BYTES = 32 * 2**20
 
@@ -137,11 +138,12 @@ def copy_hashed(src: Path, dst: Path) -> tuple[int, str]:
         return w.size, w.sha256
 
 
-def sha256_file(path: Path, start: int = 0) -> str:
-    """sha256 of a file from byte ``start`` to its end, through a map (no copies; hashlib
-    releases the GIL, so several files hash on several cores)."""
+def sha256_file(path: Path | BinaryIO, start: int = 0) -> str:
+    """sha256 of a file (a path, or a file already open) from byte ``start`` to its end,
+    through a map (no copies; hashlib releases the GIL, so several files hash on several
+    cores)."""
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    with open(path, "rb") if isinstance(path, (str, os.PathLike)) else path as f:
         if os.fstat(f.fileno()).st_size > start:
             with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
                 view = memoryview(m)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 from pathlib import Path
+from typing import BinaryIO
 
+from modelport._io.urls import refuse_folded
 from modelport.errors import CheckpointError, InputError, OutputExistsError
 
 
@@ -57,6 +61,7 @@ def check_output(src: Path, dst: Path, *, overwrite: bool = False) -> None:
     Raises:
         InputError, OutputExistsError.
     """
+    refuse_folded(dst, what="output")
     s = src.resolve()
     d = dst.resolve() if dst.exists() else dst.absolute()
     if d == s:
@@ -74,3 +79,71 @@ def check_output(src: Path, dst: Path, *, overwrite: bool = False) -> None:
     if dst.exists() and not overwrite:
         raise OutputExistsError("already exists", path=dst,
                                 hint="choose another destination or pass --overwrite")
+
+
+_LINK_HINT = ("a bundle holds only regular files: re-create it with modelport package "
+              "(which copies what links point to)")
+
+
+def links_under(root: Path) -> list[str]:
+    """Every symbolic link under ``root``, hidden entries included, as relative paths."""
+    found: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        for name in dirnames + filenames:
+            p = os.path.join(dirpath, name)
+            if os.path.islink(p):
+                found.append(os.path.relpath(p, root))
+    return sorted(found)
+
+
+def refuse_links(root: Path) -> None:
+    """Refuse a bundle that holds a symbolic link anywhere, naming the links.
+
+    Raises:
+        InputError: one or more links.
+    """
+    found = links_under(root)
+    if found:
+        shown = ", ".join(found[:5]) + (f" and {len(found) - 5} more" if len(found) > 5 else "")
+        raise InputError(f"the bundle holds symbolic link(s): {shown}; nothing was read "
+                         "through them", path=root, hint=_LINK_HINT)
+
+
+def open_no_follow(root: Path, rel: str) -> BinaryIO:
+    """Open ``root/rel`` for reading without following a link anywhere below ``root``: each
+    folder and the file itself are opened with ``O_NOFOLLOW`` relative to the one before, so a
+    link swapped in after a check is refused too.
+
+    Raises:
+        InputError: ``rel`` leaves ``root``, or a part of it is a link or not a regular file.
+    """
+    parts = Path(rel).parts
+    if not parts or os.path.isabs(rel) or ".." in parts:
+        raise InputError(f"{rel!r} is not a path inside the bundle", path=root, hint=_LINK_HINT)
+    nofollow = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for part in parts[:-1]:
+            try:
+                nxt = os.open(part, nofollow | os.O_DIRECTORY, dir_fd=fd)
+            except OSError as e:
+                raise _not_regular(root, rel, e) from e
+            os.close(fd)
+            fd = nxt
+        try:
+            ffd = os.open(parts[-1], nofollow, dir_fd=fd)
+        except OSError as e:
+            raise _not_regular(root, rel, e) from e
+    finally:
+        os.close(fd)
+    if not stat.S_ISREG(os.fstat(ffd).st_mode):
+        os.close(ffd)
+        raise InputError(f"{rel} is not a regular file", path=root, hint=_LINK_HINT)
+    return os.fdopen(ffd, "rb")
+
+
+def _not_regular(root: Path, rel: str, e: OSError) -> Exception:
+    if e.errno in (errno.ELOOP, errno.ENOTDIR):
+        return InputError(f"{rel} is a symbolic link (or passes through one); nothing was read "
+                          "through it", path=root, hint=_LINK_HINT)
+    return e

@@ -16,10 +16,11 @@ import hashlib
 import math
 import re
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 _MD5 = re.compile(r'^"?([0-9a-f]{32})"?$')
 MIN_S3_PART = 5 * 2**20
@@ -75,12 +76,14 @@ def _resumable(parts: dict[int, tuple[str, int]], size: int, max_parts: int
     return ps
 
 
-def put_multipart(c: Any, bucket: str, key: str, path: Path, size: int, sha256: str,
-                  part_bytes: int, concurrency: int, progress: Any = None,
-                  max_parts: int = 10_000, resume: bool = True) -> PartsSent:
-    """Upload ``path`` to ``key`` with ``Metadata={"sha256": sha256}``, resuming an upload an
-    earlier run left open (``resume=False``: abort it and start afresh). Raises ``ValueError``
-    when the local bytes do not hash to ``sha256`` (the upload is aborted, nothing completed)."""
+def put_multipart(c: Any, bucket: str, key: str, path: Path | Callable[[], BinaryIO],
+                  size: int, sha256: str, part_bytes: int, concurrency: int,
+                  progress: Any = None, max_parts: int = 10_000, resume: bool = True
+                  ) -> PartsSent:
+    """Upload ``path`` (or the file a callable opens: without following links, say) to ``key``
+    with ``Metadata={"sha256": sha256}``, resuming an upload an earlier run left open
+    (``resume=False``: abort it and start afresh). Raises ``ValueError`` when the local bytes
+    do not hash to ``sha256`` (the upload is aborted, nothing completed)."""
     res = PartsSent(size=size)
     stored: dict[int, tuple[str, int]] = {}
     upload_id, ps = None, part_bytes
@@ -123,7 +126,8 @@ def put_multipart(c: Any, bucket: str, key: str, path: Path, size: int, sha256: 
             res.sent_parts += 1
 
     try:
-        with open(path, "rb") as f, ThreadPoolExecutor(max_workers=concurrency) as pool:
+        opened = path() if callable(path) else open(path, "rb")  # noqa: SIM115
+        with opened as f, ThreadPoolExecutor(max_workers=concurrency) as pool:
             for num in range(1, n + 1):
                 data = f.read(ps)
                 sha.update(data)

@@ -9,32 +9,33 @@ from pydantic import ValidationError
 
 from modelport.cli._base import (
     EXIT_FINDINGS,
+    LOCAL,
+    LOCATION,
     Output,
     cli,
     common,
     endpoint_option,
     handle_errors,
     human_bytes,
-    source_path,
     store_of,
 )
 from modelport.errors import InputError
 
 
 @cli.command()
-@click.argument("path")
+@click.argument("path", type=LOCATION)
 @click.option("--allow-global", "allow_globals", multiple=True, metavar="MODULE.NAME",
               help="accept this pickle global as an inert record (never imported)")
 @endpoint_option
 @common
 @handle_errors
-def inspect(path: str, allow_globals: tuple[str, ...], endpoint_url: str | None,
+def inspect(path: str | Path, allow_globals: tuple[str, ...], endpoint_url: str | None,
             as_json: bool, quiet: bool, debug: bool) -> None:
     """Describe a model folder, weight file or s3://bucket/prefix without loading tensor
     data (a bucket: ranged reads of the headers)."""
     from modelport.convert.inspect import inspect as run
 
-    rep = run(source_path(path), allow_globals=allow_globals, store=store_of(endpoint_url))
+    rep = run(path, allow_globals=allow_globals, store=store_of(endpoint_url))
     lines = [f"{rep.path} ({rep.kind})"]
     if rep.config:
         c = rep.config
@@ -65,8 +66,8 @@ def inspect(path: str, allow_globals: tuple[str, ...], endpoint_url: str | None,
 
 
 @cli.command()
-@click.argument("src")
-@click.argument("dst", type=click.Path(path_type=Path))
+@click.argument("src", type=LOCATION)
+@click.argument("dst", type=LOCATION)
 @click.option("--max-shard-size", default="5GB", show_default=True,
               help="largest output shard (5GB, 512MiB, bytes)")
 @click.option("--state-dict-key", default=None, help="where the tensors are, e.g. state_dict")
@@ -84,7 +85,7 @@ def inspect(path: str, allow_globals: tuple[str, ...], endpoint_url: str | None,
 @endpoint_option
 @common
 @handle_errors
-def convert(src: str, dst: Path, max_shard_size: str, state_dict_key: str | None,
+def convert(src: str | Path, dst: str | Path, max_shard_size: str, state_dict_key: str | None,
             strip_prefix: str | None, aliases: str, allow_globals: tuple[str, ...],
             zero_weights: str, no_verify: bool, overwrite: bool, dry_run: bool,
             endpoint_url: str | None, as_json: bool, quiet: bool, debug: bool) -> None:
@@ -104,8 +105,8 @@ def convert(src: str, dst: Path, max_shard_size: str, state_dict_key: str | None
     if dry_run:
         from modelport.convert.plan import plan_convert
 
-        if "://" in str(src):
-            raise InputError("--dry-run reads local sources only", hint="drop --dry-run, or "
+        if isinstance(src, str) or isinstance(dst, str):
+            raise InputError("--dry-run plans local folders only", hint="drop --dry-run, or "
                              "run modelport inspect on the URL")
         plan = plan_convert(src, dst, opts)
         data = {
@@ -126,7 +127,7 @@ def convert(src: str, dst: Path, max_shard_size: str, state_dict_key: str | None
         return
     from modelport.convert.checkpoint import convert as run
 
-    rep = run(source_path(src), dst, opts, progress=out.progress, store=store_of(endpoint_url))
+    rep = run(src, dst, opts, progress=out.progress, store=store_of(endpoint_url))
     rate = rep.total_bytes / rep.seconds if rep.seconds else 0.0
     lines = [
         f"converted {rep.tensors_in} tensors ({rep.parameters:,} parameters, "
@@ -151,8 +152,8 @@ def convert(src: str, dst: Path, max_shard_size: str, state_dict_key: str | None
 
 
 @cli.command()
-@click.argument("folder", type=click.Path(path_type=Path))
-@click.option("--out", "out", type=click.Path(path_type=Path), default=None,
+@click.argument("folder", type=LOCAL)
+@click.option("--out", "out", type=LOCAL, default=None,
               help="write the normalized folder here (default mode)")
 @click.option("--in-place", is_flag=True, help="change FOLDER itself, each file atomically")
 @click.option("--dtype", type=click.Choice(["fp16", "bf16", "fp32"]), default=None,
@@ -206,8 +207,8 @@ def normalize(folder: Path, out: Path | None, in_place: bool, dtype: str | None,
 
 
 @cli.command("tokenizer")
-@click.argument("folder", type=click.Path(path_type=Path))
-@click.option("--out", type=click.Path(path_type=Path), default=None,
+@click.argument("folder", type=LOCAL)
+@click.option("--out", type=LOCAL, default=None,
               help="write a copy of FOLDER with tokenizer.json there (default: into FOLDER)")
 @click.option("--family", default=None,
               help="the tokenizer class the model was trained with, when the files do not "
@@ -272,9 +273,9 @@ def tokenizer_cmd(folder: Path, out: Path | None, family: str | None, accept_gue
 
 
 @cli.command("merge")
-@click.argument("base", type=click.Path(path_type=Path))
-@click.argument("adapter", type=click.Path(path_type=Path))
-@click.option("--out", type=click.Path(path_type=Path), required=True,
+@click.argument("base", type=LOCAL)
+@click.argument("adapter", type=LOCAL)
+@click.option("--out", type=LOCAL, required=True,
               help="folder for the merged full weights")
 @click.option("--max-shard-size", default="5GB", show_default=True)
 @click.option("--no-verify", is_flag=True, help="skip re-reading the written tensors")
@@ -300,7 +301,7 @@ def merge_cmd(base: Path, adapter: Path, out: Path, max_shard_size: str, no_veri
 
 
 @cli.command("tsfm-config")
-@click.argument("folder", type=click.Path(path_type=Path))
+@click.argument("folder", type=LOCAL)
 @click.option("--check", "check_only", is_flag=True, help="validate the existing file only")
 @click.option("--min-context", type=int, default=None, help="minimum_context_length")
 @click.option("--max-context", type=int, default=None, help="maximum_context_length")

@@ -1,4 +1,5 @@
-"""One sink for CLI output: results to stdout (human or JSON), errors to stderr."""
+"""One sink for CLI output: results to stdout (human or JSON), errors to stderr; every text
+passes through the one redaction of secrets."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import sys
 from typing import Any
 
 import click
+
+from modelport._io.redact import redact
 
 
 class Output:
@@ -17,9 +20,9 @@ class Output:
     def result(self, obj: Any, human: str) -> None:
         if self.as_json:
             data = obj.model_dump(mode="json") if hasattr(obj, "model_dump") else obj
-            click.echo(json.dumps(data, indent=2))
+            click.echo(redact(json.dumps(data, indent=2)))
         elif not self.quiet:
-            click.echo(human)
+            click.echo(redact(human))
 
     @property
     def progress(self) -> bool | None:
@@ -35,4 +38,4 @@ def human_bytes(n: float) -> str:
 
 
 def err(msg: str) -> None:
-    click.echo(msg, err=True, file=sys.stderr)
+    click.echo(redact(msg), err=True, file=sys.stderr)

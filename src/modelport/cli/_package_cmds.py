@@ -9,13 +9,14 @@ import click
 
 from modelport.cli._base import (
     EXIT_FINDINGS,
+    LOCAL,
+    LOCATION,
     Output,
     cli,
     common,
     endpoint_option,
     handle_errors,
     human_bytes,
-    source_path,
     store_of,
 )
 
@@ -70,20 +71,20 @@ def targets_show(target: str, as_json: bool) -> None:
 
 
 @cli.command()
-@click.argument("folder")
+@click.argument("folder", type=LOCATION)
 @click.option("--target", "-t", "target_names", multiple=True, default=("watsonx-saas",),
               show_default=True, help="import target (repeat for several; see `modelport targets`)")
 @click.option("--spec", default=None, help="software specification, e.g. caikit-1.0")
 @endpoint_option
 @common
 @handle_errors
-def check(folder: str, target_names: tuple[str, ...], spec: str | None,
+def check(folder: str | Path, target_names: tuple[str, ...], spec: str | None,
           endpoint_url: str | None, as_json: bool, quiet: bool, debug: bool) -> None:
     """Will FOLDER (or s3://bucket/prefix) deploy on the target(s)? Exit 0: no errors,
     1: errors, 2: bad input."""
     from modelport.package.check import check as run
 
-    rep = run(source_path(folder), list(target_names), spec=spec,
+    rep = run(folder, list(target_names), spec=spec,
               store=store_of(endpoint_url))
     f = rep.facts
     lines = [f"{rep.path}: {f.model_type} {', '.join(f.architectures)}, "
@@ -141,10 +142,10 @@ def _manifest_lines(m: object) -> list[str]:
 
 
 @cli.command("package")
-@click.argument("folder", type=click.Path(path_type=Path))
+@click.argument("folder", type=LOCAL)
 @click.option("--target", "-t", "target_names", multiple=True, default=("watsonx-saas",),
               show_default=True)
-@click.option("--out", type=click.Path(path_type=Path), required=True, help="bundle folder")
+@click.option("--out", type=LOCAL, required=True, help="bundle folder")
 @click.option("--force", is_flag=True, help="package despite check errors (recorded)")
 @click.option("--copy", is_flag=True, help="copy files instead of hard-linking them")
 @click.option("--overwrite", is_flag=True)
@@ -161,8 +162,8 @@ def package_cmd(folder: Path, target_names: tuple[str, ...], out: Path, force: b
 
 
 @cli.command("upload")
-@click.argument("bundle", type=click.Path(path_type=Path))
-@click.argument("url")
+@click.argument("bundle", type=LOCAL)
+@click.argument("url", type=LOCATION)
 @store_options
 @common
 @handle_errors
@@ -181,12 +182,13 @@ def upload_cmd(bundle: Path, url: str, endpoint_url: str | None, region: str | N
 
 
 @cli.command("verify")
-@click.argument("target")
+@click.argument("target", type=LOCATION)
 @store_options
 @common
 @handle_errors
-def verify_cmd(target: str, endpoint_url: str | None, region: str | None, profile: str | None,
-               concurrency: int, as_json: bool, quiet: bool, debug: bool) -> None:
+def verify_cmd(target: str | Path, endpoint_url: str | None, region: str | None,
+               profile: str | None, concurrency: int, as_json: bool, quiet: bool,
+               debug: bool) -> None:
     """Re-read a local bundle or s3:// bundle; every file against the manifest."""
     from modelport.package.upload import verify
 
@@ -202,15 +204,16 @@ def verify_cmd(target: str, endpoint_url: str | None, region: str | None, profil
 
 
 @cli.command("prepare")
-@click.argument("src")
+@click.argument("src", type=LOCATION)
 @click.option("--target", "-t", "target_names", multiple=True, default=("watsonx-saas",),
               show_default=True)
-@click.option("--out", type=click.Path(path_type=Path), required=True, help="bundle folder")
-@click.option("--upload", "upload_url", default=None, help="s3://bucket/prefix to upload to")
+@click.option("--out", type=LOCAL, required=True, help="bundle folder")
+@click.option("--upload", "upload_url", type=LOCATION, default=None,
+              help="s3://bucket/prefix (or file://, gs://, ...) to upload to")
 @click.option("--dtype", type=click.Choice(["fp16", "bf16", "fp32"]), default=None)
 @click.option("--quantize", type=click.Choice(["gptq", "awq"]), default=None,
               help="add a verified 4-bit quantization (needs modelport[quantize])")
-@click.option("--adapter", type=click.Path(path_type=Path), default=None,
+@click.option("--adapter", type=LOCAL, default=None,
               help="a PEFT LoRA adapter folder to merge into SRC first")
 @click.option("--tokenizer-family", default=None, help="the tokenizer class, when the slow "
               "tokenizer files do not state it (see `modelport tokenizer --help`)")
@@ -221,7 +224,7 @@ def verify_cmd(target: str, endpoint_url: str | None, region: str | None, profil
 @store_options
 @common
 @handle_errors
-def prepare_cmd(src: str, target_names: tuple[str, ...], out: Path, upload_url: str | None,
+def prepare_cmd(src: str | Path, target_names: tuple[str, ...], out: Path, upload_url: str | None,
                 dtype: str | None, quantize: str | None, adapter: Path | None,
                 tokenizer_family: str | None,
                 accept_tokenizer_guess: bool, force: bool, overwrite: bool,
@@ -234,7 +237,7 @@ def prepare_cmd(src: str, target_names: tuple[str, ...], out: Path, upload_url: 
     from modelport.pipeline.prepare import prepare
 
     o = Output(as_json, quiet)
-    rep = prepare(source_path(src), out, target_names, upload_url=upload_url, dtype=dtype,
+    rep = prepare(src, out, target_names, upload_url=upload_url, dtype=dtype,
                   force=force, store={"endpoint_url": endpoint_url, "region": region,
                                       "profile": profile},
                   overwrite=overwrite, progress=o.progress, quantize=quantize,
@@ -260,7 +263,7 @@ def prepare_cmd(src: str, target_names: tuple[str, ...], out: Path, upload_url: 
 @click.argument("src")
 @click.option("--target", "-t", default="databricks", show_default=True,
               help="whose fine-tuning rules (Databricks foundation model fine-tuning)")
-@click.option("--model", "model", type=click.Path(path_type=Path), default=None,
+@click.option("--model", "model", type=LOCAL, default=None,
               help="model folder with tokenizer.json (exact token counts) and config.json")
 @click.option("--context-length", type=int, default=None,
               help="tokens in one context (default: the model's, else 131072)")
@@ -288,22 +291,25 @@ def check_data_cmd(src: str, target: str, model: Path | None, context_length: in
 
 
 @cli.command("mlflow-log")
-@click.argument("folder", type=click.Path(path_type=Path))
+@click.argument("folder", type=LOCAL)
 @click.option("--task", type=click.Choice(["llm/v1/chat", "llm/v1/completions",
                                            "llm/v1/embeddings"]),
               default="llm/v1/completions", show_default=True)
 @click.option("--tracking-uri", default=None, help="MLflow tracking URI (e.g. databricks)")
 @click.option("--registered-model-name", default=None, help="catalog.schema.model")
+@click.option("--trust-remote-code", is_flag=True, help="run the model folder's own Python "
+              "code (auto_map) to load it; only for code you have read (recorded)")
 @common
 @handle_errors
 def mlflow_log_cmd(folder: Path, task: str, tracking_uri: str | None,
-                   registered_model_name: str | None, as_json: bool, quiet: bool,
-                   debug: bool) -> None:
+                   registered_model_name: str | None, trust_remote_code: bool, as_json: bool,
+                   quiet: bool, debug: bool) -> None:
     """Databricks: log FOLDER as an MLflow transformers model with its weights and task."""
     from modelport.package.mlflow_log import log_mlflow
 
     rep = log_mlflow(folder, task, tracking_uri=tracking_uri,  # type: ignore[arg-type]
-                     registered_model_name=registered_model_name)
+                     registered_model_name=registered_model_name,
+                     trust_remote_code=trust_remote_code)
     Output(as_json, quiet).result(rep, f"logged {folder} as {rep.model_uri} (run {rep.run_id},"
                                        f" task {rep.task})")
 

@@ -7,13 +7,13 @@ from pathlib import Path
 import click
 from pydantic import ValidationError
 
-from modelport.cli._base import Output, cli, common, handle_errors, human_bytes
+from modelport.cli._base import LOCAL, Output, cli, common, handle_errors, human_bytes
 from modelport.errors import InputError
 
 
 @cli.command()
-@click.argument("src", type=click.Path(path_type=Path))
-@click.option("--out", "dst", type=click.Path(path_type=Path), required=True,
+@click.argument("src", type=LOCAL)
+@click.option("--out", "dst", type=LOCAL, required=True,
               help="the quantized folder to write")
 @click.option("--method", type=click.Choice(["gptq", "awq"]), default="gptq", show_default=True)
 @click.option("--bits", type=int, default=4, show_default=True, help="4 or 8 (GPTQ), 4 (AWQ)")
@@ -34,13 +34,16 @@ from modelport.errors import InputError
 @click.option("--no-logit-check", is_flag=True,
               help="skip comparing the dequantized model's logits with the original")
 @click.option("--no-memory-check", is_flag=True, help="do not refuse on the memory estimate")
+@click.option("--trust-remote-code", is_flag=True, help="run the model folder's own Python "
+              "code (auto_map) to load it; only for code you have read (recorded)")
 @click.option("--overwrite", is_flag=True, help="replace --out if it exists")
 @common
 @handle_errors
 def quantize(src: Path, dst: Path, method: str, bits: int, group_size: int, desc_act: bool,
              asym: bool | None, calibration: str, samples: int, seqlen: int,
              target: str | None, device: str, no_logit_check: bool, no_memory_check: bool,
-             overwrite: bool, as_json: bool, quiet: bool, debug: bool) -> None:
+             trust_remote_code: bool, overwrite: bool, as_json: bool, quiet: bool,
+             debug: bool) -> None:
     """Quantize SRC to 4-bit GPTQ (v1) or AWQ (GEMM), verified, for TGI / vLLM runtimes."""
     from modelport.quantize.options import QuantizeOptions
 
@@ -50,7 +53,8 @@ def quantize(src: Path, dst: Path, method: str, bits: int, group_size: int, desc
             sym=None if not asym else False, calibration=calibration, samples=samples,
             seqlen=seqlen, target=target, device=device,
             verify_logits=False if no_logit_check else None,
-            memory_check=not no_memory_check, overwrite=overwrite)
+            memory_check=not no_memory_check, overwrite=overwrite,
+            trust_remote_code=trust_remote_code)
     except ValidationError as e:
         raise InputError("; ".join(x["msg"] for x in e.errors()),
                          hint="see modelport quantize --help") from e

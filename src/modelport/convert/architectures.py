@@ -16,8 +16,10 @@ from typing import Any
 from modelport._io import jsonio
 from modelport._io.st_header import read_header
 from modelport._types import Record
+from modelport.convert.trust import guard
 from modelport.errors import InputError
 
+_NO_CODE_HINT = "add \"architectures\" naming a class transformers ships to config.json"
 MAPPINGS = ("MODEL_FOR_CAUSAL_LM_MAPPING_NAMES", "MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES",
             "MODEL_FOR_MASKED_LM_MAPPING_NAMES", "MODEL_MAPPING_NAMES")
 
@@ -64,12 +66,13 @@ def candidates(model_type: str) -> list[str]:
 
 
 def load_config(folder: Path) -> Any:
-    """transformers' config of the folder, its warnings kept quiet."""
+    """transformers' config of the folder, its warnings kept quiet; never the folder's own
+    code (a config that needs it raises :class:`RemoteCodeError`)."""
     import transformers
 
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), guard(folder, hint=_NO_CODE_HINT):
         warnings.simplefilter("ignore")
-        return transformers.AutoConfig.from_pretrained(folder)
+        return transformers.AutoConfig.from_pretrained(folder, trust_remote_code=False)
 
 
 def built(classes: list[str], config: Any) -> list[tuple[str, set[str], set[str]]]:

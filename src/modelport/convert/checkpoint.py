@@ -17,6 +17,7 @@ from modelport._io.atomic import atomic_dir
 from modelport._io.hashcache import record as record_hashes
 from modelport._io.hashing import HashingWriter, copy_hashed
 from modelport._io.st_header import TORCH_TO_ST, build_header, read_header
+from modelport._io.urls import location
 from modelport._types import FileRecord, Record, SkippedItem, file_role
 from modelport._version import __version__
 from modelport.convert.options import ConvertOptions
@@ -285,11 +286,12 @@ def convert(
     from modelport.convert.meta_llama import convert_meta, is_meta_layout
     from modelport.convert.zero import zero_folder
 
-    if "://" in str(src) or str(dst).startswith("s3://"):
+    src, dst = location(src, what="SRC"), location(dst, what="DST")
+    if isinstance(src, str) or isinstance(dst, str):
         from modelport.convert.remote_convert import convert_remote
 
         return convert_remote(src, dst, options, progress=progress, store=store)
-    path = Path(src)
+    path = src
     if dcp_folder(path) is not None:  # torch.distributed.checkpoint (FSDP, torchtitan)
         return convert_dcp(path, Path(dst), options)
     if zero_folder(path) is not None:  # DeepSpeed ZeRO 1/2/3

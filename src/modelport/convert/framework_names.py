@@ -15,6 +15,7 @@ from pathlib import Path
 
 from modelport._io import jsonio
 from modelport.convert.architectures import built, candidates, load_config
+from modelport.errors import RemoteCodeError
 
 INFIXES = ("_fsdp_wrapped_module.", "_checkpoint_wrapped_module.")
 LEADING = ("_orig_mod.", "module.", "model.", "_forward_module.", "state_dict.")
@@ -49,6 +50,9 @@ def _model_names(folder: Path) -> list[tuple[str, set[str], set[str]]]:
     archs = [a for a in raw.get("architectures") or [] if isinstance(a, str)]
     try:
         config = load_config(folder)
+    except RemoteCodeError as e:  # the names cannot be fitted without the folder's code
+        e.hint = "pass --strip-prefix to remove a training framework's prefix by hand"
+        raise
     except (OSError, ValueError, KeyError):
         return []
     return built(archs or candidates(raw["model_type"]), config)

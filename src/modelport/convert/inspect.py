@@ -10,7 +10,9 @@ from pydantic import Field
 
 from modelport._io import jsonio
 from modelport._io.paths import inside
+from modelport._io.redact import redact
 from modelport._io.st_header import ST_DTYPES, read_header
+from modelport._io.urls import location
 from modelport._types import Record, file_role, model_kind
 from modelport.convert.plan import find_aliases
 from modelport.convert.sources import (
@@ -282,15 +284,15 @@ def inspect(path: str | Path, *, allow_globals: tuple[str, ...] = (),
     Raises:
         InputError: ``path`` does not exist. Broken files are reported in ``problems``.
     """
-    if isinstance(path, str) and "://" in path:
+    path = location(path)
+    if isinstance(path, str):
         from modelport.convert.remote import RemoteMirror
 
-        with RemoteMirror(str(path), **(store or {})) as m:
-            rep = inspect(m.root, allow_globals=allow_globals)
-        rep.path = str(path)
+        with RemoteMirror(path, **(store or {})) as m:
+            rep = m.as_url(inspect(m.root, allow_globals=allow_globals))
+        rep.path = redact(path)
         rep.remote_bytes_fetched = m.fetched
         return rep
-    path = Path(path)
     if not path.exists():
         raise InputError("does not exist", path=path, hint="check the path")
     problems: list[Problem] = []

@@ -18,19 +18,25 @@ import base64
 import ctypes
 import ctypes.util
 import hashlib
+import json
 import os
 import shutil
 import tempfile
 import threading
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
 
 from modelport._io.fileio import pwrite_all
 from modelport._io.hashing import CHUNK_BYTES
+from modelport._io.redact import redact
+from modelport._io.s3 import storage_error
 from modelport.convert.sources import PICKLE_SUFFIXES, SourceSet, SourceTensor
-from modelport.errors import InputError, StorageError
+from modelport.errors import InputError, ModelportError, StorageError
 
+R = TypeVar("R", bound=BaseModel)
 SMALL_FILE_LIMIT = 64 * 2**20  # non-weight files above this are not mirrored
 _FALLOC_FL_KEEP_SIZE, _FALLOC_FL_PUNCH_HOLE = 0x01, 0x02
 
@@ -140,8 +146,7 @@ class RemoteMirror:
                 body = self._c.get_object(Bucket=self.bucket, Key=self._key(rel),
                                           Range=f"bytes={start}-{end - 1}")["Body"].read()
         except Exception as e:
-            raise StorageError(f"{type(e).__name__}: {e}", url=f"{self.url}/{rel}",
-                               op="get") from e
+            raise storage_error(e, f"{self.url}/{rel}", "get") from e
         if len(body) != end - start:
             raise StorageError(f"asked for {end - start} bytes, got {len(body)}",
                                url=f"{self.url}/{rel}", op="get")
@@ -158,7 +163,7 @@ class RemoteMirror:
                 found = self._fs.find(self.prefix, detail=True) if self._fs.isdir(
                     self.prefix) else {}
             except Exception as e:
-                raise StorageError(f"{type(e).__name__}: {e}", url=self.url, op="list") from e
+                raise storage_error(e, self.url, "list") from e
             for path, info in found.items():
                 rel = str(path)[len(base):] if str(path).startswith(base) else ""
                 if rel and not any(p.startswith(".") for p in rel.split("/")):
@@ -173,7 +178,7 @@ class RemoteMirror:
                             p.startswith(".") or p == ".." for p in rel.split("/")):
                         out[rel] = int(o["Size"])
         except Exception as e:
-            raise StorageError(f"{type(e).__name__}: {e}", url=self.url, op="list") from e
+            raise storage_error(e, self.url, "list") from e
         return out
 
     # -- the mirror -----------------------------------------------------------------------
@@ -276,10 +281,31 @@ class RemoteMirror:
     def close(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
 
+    def speak_url(self, text: str) -> str:
+        """``text`` with the mirror's scratch folder (gone after :meth:`close`) said as the
+        URL it stands for."""
+        return text.replace(str(self.root), redact(self.url))
+
+    def as_url(self, rec: R) -> R:
+        """A report about the mirror, re-said about the URL (paths, findings and hints)."""
+        root = json.dumps(str(self.root))[1:-1]
+        return type(rec).model_validate_json(
+            rec.model_dump_json().replace(root, json.dumps(redact(self.url))[1:-1]))
+
     def __enter__(self) -> RemoteMirror:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def error_as_url(self, exc: BaseException) -> None:
+        """Re-say a :class:`ModelportError` about the URL: its hint must not name the scratch
+        folder."""
+        if isinstance(exc, ModelportError):
+            exc.message, exc.hint = self.speak_url(exc.message), self.speak_url(exc.hint)
+            exc.path = self.speak_url(exc.path) if exc.path else exc.path
+            exc.args = (exc.message,)
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc is not None:
+            self.error_as_url(exc)
         self.close()
 
 
@@ -370,8 +396,7 @@ class S3Destination:
             raise StorageError(f"{rel} changed on local disk after it was written",
                                url=self.url, op="put") from e
         except Exception as e:
-            raise StorageError(f"{type(e).__name__}: {e}", url=f"{self.url}/{rel}",
-                               op="put") from e
+            raise storage_error(e, f"{self.url}/{rel}", "put") from e
         self._check(rel, size, sha256)
 
     def put_bytes(self, rel: str, data: bytes) -> str:
@@ -382,8 +407,7 @@ class S3Destination:
             self._c.put_object(Bucket=self.bucket, Key=self._key(rel), Body=data,
                                Metadata={"sha256": sha}, ContentMD5=md5)
         except Exception as e:
-            raise StorageError(f"{type(e).__name__}: {e}", url=f"{self.url}/{rel}",
-                               op="put") from e
+            raise storage_error(e, f"{self.url}/{rel}", "put") from e
         self._check(rel, len(data), sha)
         return sha
 
@@ -391,8 +415,7 @@ class S3Destination:
         try:
             head = self._c.head_object(Bucket=self.bucket, Key=self._key(rel))
         except Exception as e:
-            raise StorageError(f"{type(e).__name__}: {e}", url=f"{self.url}/{rel}",
-                               op="head") from e
+            raise storage_error(e, f"{self.url}/{rel}", "head") from e
         if head["ContentLength"] != size or head.get("Metadata", {}).get("sha256") != sha256:
             raise StorageError(f"{rel}: the store holds {head['ContentLength']} bytes, "
                                f"{size} were written", url=self.url, op="verify")

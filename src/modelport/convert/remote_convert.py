@@ -14,6 +14,7 @@ from modelport.convert.checkpoint import ConvertReport, execute
 from modelport.convert.options import ConvertOptions
 from modelport.convert.plan import ShardPlan, plan_convert
 from modelport.convert.remote import RemoteMirror, S3Destination
+from modelport.errors import InputError
 
 
 def convert_remote(src: str | Path, dst: str | Path, options: ConvertOptions, *,
@@ -24,8 +25,12 @@ def convert_remote(src: str | Path, dst: str | Path, options: ConvertOptions, *,
     it is verified. A destination gets each shard by a resumable multipart upload as soon as
     it is written and verified (the local copy is then removed), the other files and the
     index last; local scratch space stays about a shard at each end."""
-    mirror = RemoteMirror(str(src), **(store or {})) if "://" in str(src) else None
-    dest = S3Destination(str(dst), **(store or {})) if str(dst).startswith("s3://") else None
+    if isinstance(dst, str) and not dst.startswith("s3://"):
+        raise InputError(f"convert writes to s3:// or a local folder, not {dst.split('://')[0]}://",
+                         hint="convert to a local folder, then modelport package and "
+                         "modelport upload BUNDLE URL (which takes file://, gs://, ...)")
+    mirror = RemoteMirror(src, **(store or {})) if isinstance(src, str) else None
+    dest = S3Destination(dst, **(store or {})) if isinstance(dst, str) else None
     scratch = Path(tempfile.mkdtemp(prefix="modelport-out-")) if dest else None
     local_dst = scratch / "out" if scratch else Path(dst)
     try:
@@ -59,6 +64,10 @@ def convert_remote(src: str | Path, dst: str | Path, options: ConvertOptions, *,
             rep.remote_scratch_peak = peak[0]
             rep.warnings += [f"{r}: not copied (over 64 MiB and not weights)"
                              for r in mirror.not_mirrored]
+    except BaseException as e:
+        if mirror:
+            mirror.error_as_url(e)
+        raise
     finally:
         if mirror:
             mirror.close()

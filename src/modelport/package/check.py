@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from modelport._io import jsonio
+from modelport._io.redact import redact
 from modelport._io.st_header import read_header
+from modelport._io.urls import location
 from modelport._types import model_kind
 from modelport.convert.inspect import InspectReport, inspect
 from modelport.errors import CheckpointError, InputError
@@ -102,15 +104,16 @@ def check(path: str | Path, targets: list[str] | tuple[str, ...] = ("watsonx-saa
         A :class:`CheckReport`; ``ok`` is False when any target has an error. Never raises
         for findings, only for bad input (:class:`InputError`).
     """
-    if isinstance(path, str) and "://" in path:  # headers and small files: ranged reads
+    path = location(path)
+    if isinstance(path, str):  # headers and small files: ranged reads
         from modelport.convert.remote import RemoteMirror
 
-        with RemoteMirror(str(path), **(store or {})) as m:
-            rep = check(m.root, targets, spec=spec)
-        rep.path = str(path)
+        with RemoteMirror(path, **(store or {})) as m:
+            rep = m.as_url(check(m.root, targets, spec=spec))
+        rep.path = redact(path)
         return rep
     t0 = time.perf_counter()
-    root = Path(path)
+    root = path
     if not root.is_dir():
         raise InputError("is not a folder", path=root, hint="check takes a model folder")
     targets = [resolve_target(t) for t in targets]

@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from modelport._io import jsonio
+from modelport._io.paths import open_no_follow
 from modelport._types import MANIFEST
 from modelport.errors import InputError
 
@@ -115,11 +116,13 @@ def read_manifest(data: bytes, where: str) -> Manifest:
 
 
 def load_manifest(bundle: Path) -> Manifest:
+    """The bundle's manifest, read without following a link."""
     p = bundle / MANIFEST
     if not p.is_file():
         raise InputError(f"no {MANIFEST}", path=bundle,
                          hint="create the bundle with modelport package")
-    return read_manifest(p.read_bytes(), str(p))
+    with open_no_follow(bundle, MANIFEST) as fh:
+        return read_manifest(fh.read(), str(p))
 
 
 def schema() -> str:

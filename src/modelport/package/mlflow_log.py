@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from modelport._types import Record
-from modelport.errors import InputError, MissingDependencyError
+from modelport.convert.trust import guard
+from modelport.errors import InputError, MissingDependencyError, RemoteCodeError
 
 Task = Literal["llm/v1/chat", "llm/v1/completions", "llm/v1/embeddings"]
 
@@ -22,12 +23,16 @@ class MlflowReport(Record):
     model_uri: str
     task: str
     registered_model: str | None = None
+    trust_remote_code: bool = False
 
 
 def log_mlflow(folder: str | Path, task: Task = "llm/v1/completions", *,
                tracking_uri: str | None = None, registered_model_name: str | None = None,
-               metadata: dict[str, Any] | None = None) -> MlflowReport:
+               metadata: dict[str, Any] | None = None, trust_remote_code: bool = False
+               ) -> MlflowReport:
     """Log ``folder`` (weights, tokenizer) as an MLflow transformers model with ``task``.
+    The folder's own code (``auto_map``) runs only with ``trust_remote_code`` (recorded in
+    the report and in the logged model's metadata).
 
     Raises:
         MissingDependencyError: mlflow is not installed; InputError: the folder does not load.
@@ -44,8 +49,11 @@ def log_mlflow(folder: str | Path, task: Task = "llm/v1/completions", *,
                          "or llm/v1/embeddings")
     cls = AutoModel if task == "llm/v1/embeddings" else AutoModelForCausalLM
     try:
-        model = cls.from_pretrained(folder)
-        tok = AutoTokenizer.from_pretrained(folder)
+        with guard(folder, hint="pass --trust-remote-code if you have read the folder's code"):
+            model = cls.from_pretrained(folder, trust_remote_code=trust_remote_code)
+            tok = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code)
+    except RemoteCodeError:
+        raise
     except (OSError, ValueError) as e:
         raise InputError(f"transformers cannot load the folder ({e})", path=folder) from e
     if tracking_uri:
@@ -58,7 +66,10 @@ def log_mlflow(folder: str | Path, task: Task = "llm/v1/completions", *,
     with mlflow.start_run() as run:
         info = mlflow.transformers.log_model(
             transformers_model={"model": model, "tokenizer": tok}, name="model", task=task,
-            save_pretrained=True, metadata=metadata, pip_requirements=reqs,
+            save_pretrained=True, pip_requirements=reqs,
+            metadata={**(metadata or {}), **({"trust_remote_code": True}
+                                              if trust_remote_code else {})} or None,
             registered_model_name=registered_model_name)
     return MlflowReport(run_id=run.info.run_id, model_uri=info.model_uri, task=task,
-                        registered_model=registered_model_name)
+                        registered_model=registered_model_name,
+                        trust_remote_code=trust_remote_code)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from modelport._io.hashing import CHUNK_BYTES
+from modelport._io.paths import open_no_follow
 from modelport.errors import MissingDependencyError, RemoteIntegrityError, StorageError
 from modelport.package.manifest import MANIFEST, read_manifest
 
@@ -60,7 +61,7 @@ def upload_fs(bundle: Path, url: str, files: list[Any], progress: Any) -> tuple[
             partial = f"{dest}.modelport-partial"
             h = hashlib.sha256()
             n = 0
-            with open(bundle / f.path, "rb") as src, fs.open(partial, "wb") as out:
+            with open_no_follow(bundle, f.path) as src, fs.open(partial, "wb") as out:
                 while chunk := src.read(CHUNK_BYTES):
                     h.update(chunk)
                     out.write(chunk)
@@ -76,7 +77,8 @@ def upload_fs(bundle: Path, url: str, files: list[Any], progress: Any) -> tuple[
             fs.mv(partial, dest)
             sent += n
             uploaded.append(f.path)
-        fs.put_file(str(bundle / MANIFEST), f"{root}/{MANIFEST}")
+        with open_no_follow(bundle, MANIFEST) as src, fs.open(f"{root}/{MANIFEST}", "wb") as out:
+            out.write(src.read())
     except (StorageError, MissingDependencyError):
         raise
     except OSError as e:

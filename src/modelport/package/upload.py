@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import math
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -24,8 +25,11 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from modelport._io.hashing import CHUNK_BYTES, sha256_file
+from modelport._io.paths import open_no_follow, refuse_links
 from modelport._io.s3 import parse_s3, s3_client
+from modelport._io.s3 import storage_error as _storage_error
 from modelport._io.s3_multipart import PartsSent, put_multipart
+from modelport._io.urls import local_path, location
 from modelport._types import Record
 from modelport.convert.sources import _walk_files
 from modelport.errors import InputError, RemoteIntegrityError, StorageError
@@ -98,38 +102,18 @@ def _client(o: UploadOptions) -> Any:
                      max(10, o.concurrency * 2))
 
 
-def _storage_error(e: Exception, url: str, op: str) -> StorageError:
-    from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
-
-    if isinstance(e, ClientError):
-        code = str(e.response.get("Error", {}).get("Code", ""))
-        hints = {
-            "NoSuchBucket": "create the bucket first, or check its name",
-            "404": "create the bucket first, or check its name",
-            "InvalidAccessKeyId": "check AWS_ACCESS_KEY_ID / the profile's HMAC keys",
-            "SignatureDoesNotMatch": "check AWS_SECRET_ACCESS_KEY / the profile's HMAC keys",
-            "AccessDenied": "the credentials may not write to this bucket",
-            "403": "check the credentials and the bucket's permissions",
-        }
-        return StorageError(f"{code or 'error'}: {e.response.get('Error', {}).get('Message', e)}",
-                            url=url, op=op, hint=hints.get(code, "see the store's documentation"))
-    if isinstance(e, NoCredentialsError):
-        return StorageError("no credentials", url=url, op=op,
-                            hint="set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or --profile")
-    if isinstance(e, EndpointConnectionError):
-        return StorageError("endpoint unreachable", url=url, op=op,
-                            hint="check --endpoint-url and the network")
-    return StorageError(f"{type(e).__name__}: {e}", url=url, op=op)
-
-
 def _check_local(bundle: Path, m: Manifest) -> None:
+    """Every listed file is in the bundle, a regular file of its size; no link anywhere."""
+    refuse_links(bundle)
     for f in m.files:
         p = bundle / f.path
         if not p.is_file():
             raise InputError(f"{f.path} is in the manifest but not in the bundle", path=bundle,
                              hint="re-create the bundle with modelport package")
-        if p.stat().st_size != f.size:
-            raise InputError(f"{f.path} has {p.stat().st_size} bytes, the manifest says "
+        with open_no_follow(bundle, f.path) as fh:
+            size = os.fstat(fh.fileno()).st_size
+        if size != f.size:
+            raise InputError(f"{f.path} has {size} bytes, the manifest says "
                              f"{f.size}", path=bundle, hint="re-create the bundle")
 
 
@@ -143,7 +127,11 @@ def upload(bundle: str | Path, url: str, options: UploadOptions | None = None, *
             arrived differs from the manifest (the object is deleted).
     """
     o = options or UploadOptions(**kwargs)
-    bundle = Path(bundle)
+    bundle = local_path(bundle, what="bundle")
+    loc = location(url, what="upload URL")
+    if not isinstance(loc, str):
+        raise InputError(f"upload URL {str(url)!r} is not a store URL",
+                         hint="e.g. s3://bucket/models/llama, or file:///path for a folder")
     t0 = time.perf_counter()
     m = load_manifest(bundle)
     _check_local(bundle, m)
@@ -193,7 +181,7 @@ def upload(bundle: str | Path, url: str, options: UploadOptions | None = None, *
                 if "404" not in str(e) and "Not Found" not in str(e):
                     raise _storage_error(e, url, f"head {k}") from e
             try:
-                res = _put(c, bucket, k, bundle / f.path, f.size, f.sha256,
+                res = _put(c, bucket, k, bundle, f.path, f.size, f.sha256,
                            part_size(f.size, o.part_size_bytes), o.concurrency, bar)
             except ValueError as e:
                 raise RemoteIntegrityError(
@@ -208,8 +196,8 @@ def upload(bundle: str | Path, url: str, options: UploadOptions | None = None, *
                 # the open upload was begun for other contents of this file: the parts whose
                 # MD5 matched were kept and the rest sent, so the bytes are right (their
                 # sha256 was checked on the way), but the metadata it was created with is not
-                head = _replace_sha_metadata(c, bucket, k, f.size, f.sha256, res, o, bundle
-                                             / f.path)
+                head = _replace_sha_metadata(c, bucket, k, f.size, f.sha256, res, o, bundle,
+                                             f.path)
             if head["ContentLength"] != f.size or head.get("Metadata", {}).get(
                     "sha256") != f.sha256:
                 c.delete_object(Bucket=bucket, Key=k)
@@ -222,7 +210,11 @@ def upload(bundle: str | Path, url: str, options: UploadOptions | None = None, *
             kept += res.kept_bytes
             uploaded.append(ObjectResult(key=k, size=f.size, status="uploaded",
                                          parts_sent=res.sent_parts, parts_kept=res.kept_parts))
-        data = (bundle / MANIFEST).read_bytes()
+        with open_no_follow(bundle, MANIFEST) as fh:
+            data = fh.read()
+        if read_manifest(data, str(bundle / MANIFEST)) != m:
+            raise InputError(f"{MANIFEST} changed during the upload", path=bundle,
+                             hint="run upload again")
         c.put_object(Bucket=bucket, Key=key(MANIFEST), Body=data,
                      Metadata={"sha256": hashlib.sha256(data).hexdigest()})
         uploaded.append(ObjectResult(key=key(MANIFEST), size=len(data), status="manifest"))
@@ -240,7 +232,7 @@ def upload(bundle: str | Path, url: str, options: UploadOptions | None = None, *
 
 
 def _replace_sha_metadata(c: Any, bucket: str, k: str, size: int, sha: str, res: PartsSent,
-                          o: UploadOptions, path: Path) -> Any:
+                          o: UploadOptions, bundle: Path, rel: str) -> Any:
     """Set the object's sha256 metadata: a server-side copy onto itself (no bytes sent) up to
     S3's 5 GiB copy limit, else the file is sent again."""
     if size <= MAX_PART:
@@ -248,20 +240,22 @@ def _replace_sha_metadata(c: Any, bucket: str, k: str, size: int, sha: str, res:
                       Metadata={"sha256": sha}, MetadataDirective="REPLACE")
     else:
         c.delete_object(Bucket=bucket, Key=k)
-        again = _put(c, bucket, k, path, size, sha, part_size(size, o.part_size_bytes),
+        again = _put(c, bucket, k, bundle, rel, size, sha, part_size(size, o.part_size_bytes),
                      o.concurrency, None, resume=False)
         res.sent_parts += again.sent_parts
         res.kept_parts, res.kept_bytes = 0, 0
     return c.head_object(Bucket=bucket, Key=k)
 
 
-def _put(c: Any, bucket: str, k: str, path: Path, size: int, sha: str, ps: int,
+def _put(c: Any, bucket: str, k: str, bundle: Path, rel: str, size: int, sha: str, ps: int,
          concurrency: int, bar: Any, resume: bool = True) -> PartsSent:
-    """One object: a single PUT below one part (with its MD5), else a resumable multipart."""
+    """One object: a single PUT below one part (with its MD5), else a resumable multipart.
+    The file is opened without following links (``open_no_follow``)."""
     if size >= ps:
-        return put_multipart(c, bucket, k, path, size, sha, ps, concurrency, bar,
-                             resume=resume)
-    data = path.read_bytes()
+        return put_multipart(c, bucket, k, lambda: open_no_follow(bundle, rel), size, sha, ps,
+                             concurrency, bar, resume=resume)
+    with open_no_follow(bundle, rel) as fh:
+        data = fh.read()
     got = hashlib.sha256(data).hexdigest()
     if got != sha or len(data) != size:
         raise ValueError(got)
@@ -304,23 +298,26 @@ def verify(target: str | Path, options: UploadOptions | None = None, **kwargs: A
     """Re-read a local bundle, an ``s3://`` one or one in another store (``file://``,
     ``gs://``, ...) and check every file against the manifest (streaming sha256, nothing
     downloaded to disk)."""
-    if str(target).startswith("s3://"):
-        return _verify_remote(str(target), options or UploadOptions(**kwargs))
-    if "://" in str(target):
+    target = location(target, what="bundle")
+    if isinstance(target, str) and target.startswith("s3://"):
+        return _verify_remote(target, options or UploadOptions(**kwargs))
+    if isinstance(target, str):
         from modelport.package.stores import verify_fs
 
         n, missing, extra, changed = verify_fs(str(target))
         return VerifyReport(target=str(target), checked=n, missing=missing, extra=extra,
                             changed=changed)
-    bundle = Path(target)
+    bundle = local_path(target, what="bundle")
+    refuse_links(bundle)
     m = load_manifest(bundle)
     missing, changed = [], []
     for f in m.files:
-        p = bundle / f.path
-        if not p.is_file():
+        if not (bundle / f.path).is_file():
             missing.append(f.path)
-        elif p.stat().st_size != f.size or sha256_file(p) != f.sha256:
-            changed.append(f.path)
+            continue
+        with open_no_follow(bundle, f.path) as fh:
+            if os.fstat(fh.fileno()).st_size != f.size or sha256_file(fh) != f.sha256:
+                changed.append(f.path)
     listed = {f.path for f in m.files} | {MANIFEST}
     extra = [r for r in _walk_files(bundle) if r not in listed]
     return VerifyReport(target=str(bundle), checked=len(m.files), missing=missing, extra=extra,

@@ -16,6 +16,8 @@ from typing import Any
 from modelport._io import jsonio
 from modelport._io.atomic import write_bytes_atomic
 from modelport._io.paths import check_output
+from modelport._io.redact import redact
+from modelport._io.urls import local_path, location
 from modelport._types import Record
 from modelport.convert.architectures import infer_architecture
 from modelport.convert.checkpoint import convert
@@ -24,7 +26,7 @@ from modelport.convert.lora import merge
 from modelport.convert.normalize import normalize
 from modelport.convert.tokenizer import SPM_FILES, tokenizer
 from modelport.convert.tsfm import TSFM_FILE, tsfm_config
-from modelport.errors import InputError, TargetCheckFailed
+from modelport.errors import InputError, RemoteCodeError, TargetCheckFailed
 from modelport.package.bundle import package
 from modelport.package.manifest import Manifest, Step
 from modelport.package.upload import UploadOptions, UploadReport, VerifyReport, upload, verify
@@ -56,10 +58,13 @@ def prepare(src: str | Path, out: str | Path, targets: list[str] | tuple[str, ..
     SRC may be ``s3://bucket/prefix`` (``store``: ``endpoint_url``, ``region``, ``profile``):
     its weights are converted from the bucket with ranged reads into the work folder first.
     """
-    label = str(src)
-    remote = "://" in label
-    out = Path(out)
-    src = Path(src) if not remote else out.parent / f".{out.name}.modelport-work" / "fetched"
+    loc = location(src, what="SRC")
+    label = redact(str(loc))
+    remote = isinstance(loc, str)
+    out = local_path(out, what="--out")
+    if upload_url is not None:
+        location(upload_url, what="--upload")
+    src = loc if isinstance(loc, Path) else out.parent / f".{out.name}.modelport-work" / "fetched"
     if not remote and not src.exists():
         raise InputError("does not exist", path=src)
     if remote and out.exists() and not overwrite:
@@ -75,7 +80,7 @@ def prepare(src: str | Path, out: str | Path, targets: list[str] | tuple[str, ..
 
     try:
         if remote:
-            fetched = convert(label, src, progress=progress, store=store)
+            fetched = convert(loc, src, progress=progress, store=store)
             step("fetch", True, f"{fetched.tensors_written} tensors converted from {label} "
                  f"with ranged reads ({fetched.remote_bytes_fetched:,} bytes in "
                  f"{fetched.remote_requests} requests), verified")
@@ -165,7 +170,11 @@ def _repair_architectures(src: Path, folder: Path) -> str | None:
     if not isinstance(cfg, dict) or cfg.get("architectures") or not cfg.get("model_type") \
             or cfg.get("model_type") == "tinytimemixer":
         return None
-    inf = infer_architecture(folder)
+    try:
+        inf = infer_architecture(folder)
+    except RemoteCodeError as e:  # say it of the user's folder, not the work copy
+        e.path = str(src / "config.json")
+        raise
     if inf.certain is None:
         which = (f"fit {len(inf.fits)} classes: {', '.join(inf.fits)}" if inf.fits else
                  f"fit none of the classes of model_type {inf.model_type}: "

@@ -36,6 +36,8 @@ class QuantizeOptions(BaseModel):
                                        "model has at most 3B parameters)")
     memory_check: bool = Field(True, description="estimate the memory first and refuse "
                                "when it is not there")
+    trust_remote_code: bool = Field(False, description="run the model folder's own code "
+                                    "(auto_map) to load it; recorded in the report")
     overwrite: bool = False
 
     @model_validator(mode="after")

@@ -24,10 +24,12 @@ from modelport._io.hashing import sha256_file
 from modelport._io.paths import check_output
 from modelport._types import MANIFEST, FileRecord, Record, file_role
 from modelport._version import __version__
+from modelport.convert.trust import guard
 from modelport.errors import (
     CheckpointError,
     InputError,
     InsufficientMemoryError,
+    RemoteCodeError,
     UnsupportedError,
 )
 from modelport.quantize import calibration, engine, names
@@ -61,6 +63,8 @@ class QuantizeReport(Record):
     bytes_out: int
     calibration: calibration.Calibration
     device: str
+    trust_remote_code: bool = Field(False, description="the folder's own code was run "
+                                    "(--trust-remote-code)")
     seconds: float
     quantize_seconds: float
     verify_seconds: float
@@ -194,7 +198,7 @@ def quantize(src: str | Path, dst: str | Path, options: QuantizeOptions | None =
     available = _available_memory()
     if opt.memory_check and need > available:
         raise InsufficientMemoryError(need, available, path=src)
-    tok = _tokenizer(src)
+    tok = _tokenizer(src, opt.trust_remote_code)
     calib, calib_rec = calibration.samples(tok, opt.calibration, n=opt.samples,
                                            seqlen=opt.seqlen)
     with tempfile.TemporaryDirectory(prefix=f".{dst.name}.modelport-work-",
@@ -215,7 +219,8 @@ def quantize(src: str | Path, dst: str | Path, options: QuantizeOptions | None =
             held_out = _held_out(tok) if check_logits else None
             with engine.quiet():  # transformers' loading bars and warnings
                 ver = verify(source, tmp, layout, logits_of=held_out,
-                             tied_head=bool(cfg.get("tie_word_embeddings", True)))
+                             tied_head=bool(cfg.get("tie_word_embeddings", True)),
+                             trust_remote_code=opt.trust_remote_code)
             verify_s = time.perf_counter() - v0
             _merge_log(ver.layers, run["layers"])
             outputs = _records(tmp)
@@ -226,6 +231,7 @@ def quantize(src: str | Path, dst: str | Path, options: QuantizeOptions | None =
                 model_type=model_type, parameters=rep.parameters, bytes_in=rep.weight_bytes,
                 bytes_out=sum(o.size for o in outputs if o.role == "weights"),
                 calibration=calib_rec, device=run["device"],
+                trust_remote_code=opt.trust_remote_code,
                 seconds=0.0, quantize_seconds=run["seconds"], verify_seconds=round(verify_s, 3),
                 peak_rss_bytes=run["peak_rss_bytes"], peak_gpu_bytes=run["peak_gpu_bytes"],
                 estimated_memory_bytes=need, layers=ver.layers,
@@ -287,11 +293,18 @@ def _preflight(target: TargetCheck, model_type: str, planned: dict[str, Any], sr
                                "(modelport targets show TARGET)")
 
 
-def _tokenizer(src: Path) -> Any:
+_TRUST_HINT = ("quantize a model whose class transformers ships, or pass --trust-remote-code "
+               "if you have read the folder's code (recorded in the report)")
+
+
+def _tokenizer(src: Path, trust_remote_code: bool = False) -> Any:
     from transformers import AutoTokenizer
 
     try:
-        return AutoTokenizer.from_pretrained(str(src))
+        with guard(src, hint=_TRUST_HINT):
+            return AutoTokenizer.from_pretrained(str(src), trust_remote_code=trust_remote_code)
+    except RemoteCodeError:
+        raise
     except (OSError, ValueError, TypeError, KeyError) as e:
         raise InputError(f"cannot load the tokenizer for calibration: {e}", path=src,
                          hint="run modelport tokenizer on the folder first") from e

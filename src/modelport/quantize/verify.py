@@ -65,7 +65,8 @@ def open_tensors(folder: Path) -> Iterator[dict[str, Any]]:
 
 
 def verify(src: Path, out: Path, layout: Layout, *, tied_head: bool = False,
-           logits_of: list[list[int]] | None = None) -> Verification:
+           logits_of: list[list[int]] | None = None, trust_remote_code: bool = False
+           ) -> Verification:
     """Check ``out`` against ``src``; raise :class:`VerificationError` on any mismatch."""
     import torch
 
@@ -119,7 +120,7 @@ def verify(src: Path, out: Path, layout: Layout, *, tied_head: bool = False,
                                 path=out, hint="this is a bug; the output was not kept")
     result = Verification(quantized_layers=len(layers), kept_tensors=kept, layers=layers)
     if logits_of:
-        result.logit_error = logit_error(src, out, layout, logits_of)
+        result.logit_error = logit_error(src, out, layout, logits_of, trust_remote_code)
     return result
 
 
@@ -153,7 +154,8 @@ def dequantized_state_dict(out: Path, layout: Layout) -> dict[str, Any]:
     return sd
 
 
-def logit_error(src: Path, out: Path, layout: Layout, windows: list[list[int]]) -> float:
+def logit_error(src: Path, out: Path, layout: Layout, windows: list[list[int]],
+                trust_remote_code: bool = False) -> float:
     """Relative error ``|L_q - L| / |L|`` of the dequantized output's logits, float32.
 
     The dequantized tensors are saved under the output's own names and loaded with
@@ -165,7 +167,8 @@ def logit_error(src: Path, out: Path, layout: Layout, windows: list[list[int]]) 
     from safetensors.torch import save_file
     from transformers import AutoModelForCausalLM
 
-    ref = AutoModelForCausalLM.from_pretrained(str(src), dtype=torch.float32)
+    ref = AutoModelForCausalLM.from_pretrained(str(src), dtype=torch.float32,
+                                               trust_remote_code=trust_remote_code)
     with tempfile.TemporaryDirectory(prefix=".dequantized-", dir=out.parent) as d:
         cfg = json.loads((out / "config.json").read_text())
         cfg.pop("quantization_config", None)
@@ -174,7 +177,8 @@ def logit_error(src: Path, out: Path, layout: Layout, windows: list[list[int]]) 
         save_file(sd, str(Path(d) / "model.safetensors"), metadata={"format": "pt"})
         del sd
         q, info = AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32,
-                                                       output_loading_info=True)
+                                                       output_loading_info=True,
+                                                       trust_remote_code=trust_remote_code)
     bad = [k for k in ("missing_keys", "unexpected_keys", "mismatched_keys") if info.get(k)]
     if bad:
         raise VerificationError("the dequantized output does not load: "

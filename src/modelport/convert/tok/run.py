@@ -165,10 +165,13 @@ def _transformers_parity(data: bytes, tc_bytes: bytes, tok: Any, texts: list[str
 
     from transformers import AutoTokenizer
 
+    from modelport.convert.trust import guard
+
     with tempfile.TemporaryDirectory(prefix="modelport-tok-") as d:
         Path(d, "tokenizer.json").write_bytes(data)
         Path(d, "tokenizer_config.json").write_bytes(tc_bytes)
-        hf = AutoTokenizer.from_pretrained(d)
+        with guard(d):
+            hf = AutoTokenizer.from_pretrained(d, trust_remote_code=False)
         return sum(hf(t, add_special_tokens=True)["input_ids"] == tok.encode(t).ids
                    for t in texts)
 

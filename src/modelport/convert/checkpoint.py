@@ -21,7 +21,7 @@ from modelport._io.urls import location
 from modelport._types import FileRecord, Record, SkippedItem, file_role
 from modelport._version import __version__
 from modelport.convert.options import ConvertOptions
-from modelport.convert.plan import ConvertPlan, ShardPlan, plan_convert
+from modelport.convert.plan import ConvertPlan, ShardPlan, check_source, plan_convert
 from modelport.convert.sources import Reader, SourceTensor
 from modelport.errors import CheckpointError, ModelportError, VerificationError
 
@@ -292,6 +292,7 @@ def convert(
 
         return convert_remote(src, dst, options, progress=progress, store=store)
     path = src
+    check_source(path)
     if dcp_folder(path) is not None:  # torch.distributed.checkpoint (FSDP, torchtitan)
         return convert_dcp(path, Path(dst), options)
     if zero_folder(path) is not None:  # DeepSpeed ZeRO 1/2/3

@@ -111,6 +111,12 @@ def model_renaming(names: list[str], cfg_dir: Path | None, *, strip_prefix: str 
         return {n: n[len(strip_prefix):] for n in names if n.startswith(strip_prefix)}, None
     if not fit or cfg_dir is None or not looks_wrapped(names):
         return {}, None
+    if not (cfg_dir / "config.json").is_file():
+        marks = sorted({p for n in names for p in (*LEADING, *INFIXES) if n.startswith(p)
+                        or (p in INFIXES and p in n)})
+        return {}, (f"tensor names carry a training framework's marks ({', '.join(marks)}) "
+                    "and there is no config.json to fit them to: written unchanged; pass "
+                    "--strip-prefix to remove a prefix, and add the model's config.json")
     mapping, note = fit_names(names, cfg_dir)
     if mapping is None:
         return {}, note

@@ -295,6 +295,7 @@ def inspect(path: str | Path, *, allow_globals: tuple[str, ...] = (),
         return rep
     if not path.exists():
         raise InputError("does not exist", path=path, hint="check the path")
+    jsonio.require_valid(path)
     problems: list[Problem] = []
     names: dict[str, str] = {}  # tensor name -> file, for safetensors
     pt_names: dict[str, str] = {}  # the same for pickled weights (a folder may hold both)

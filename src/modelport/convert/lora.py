@@ -156,6 +156,8 @@ def merge(base: str | Path, adapter: str | Path, out: str | Path, *, overwrite: 
     """
     t0 = time.perf_counter()
     base, adapter, out = Path(base), Path(adapter), Path(out)
+    jsonio.require_valid(base)
+    jsonio.require_valid(adapter)
     if not base.is_dir():
         raise InputError("is not a model folder", path=base)
     check_output(base, out, overwrite=overwrite)

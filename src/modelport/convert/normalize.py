@@ -122,6 +122,7 @@ def normalize(folder: str | Path, out: str | Path | None = None,
     if options is not None and kwargs:
         opts = options.model_copy(update=kwargs)
     folder = Path(folder)
+    jsonio.require_valid(folder)
     if not folder.is_dir():
         raise InputError("is not a folder", path=folder, hint="normalize takes a model folder")
     if not opts.in_place and not opts.dry_run and out is None:

@@ -47,6 +47,22 @@ class ConvertPlan:
         return sum(s.nbytes for s in self.shards)
 
 
+def check_source(src: Path) -> None:
+    """What every conversion refuses before reading weights: a missing path, a JSON side file
+    that does not parse, a PEFT adapter (merged, not converted).
+
+    Raises:
+        InputError.
+    """
+    if not src.exists():
+        raise InputError("does not exist", path=src, hint="check the path")
+    jsonio.require_valid(src)
+    if src.is_dir() and (src / "adapter_config.json").is_file():
+        raise InputError("is a PEFT adapter (adapter_config.json), not a model: its weights "
+                         "are deltas that no platform loads alone", path=src,
+                         hint=f"use modelport merge BASE {src} --out OUT")
+
+
 def _tied_embeddings_off(src: SourceSet) -> bool:
     if src.root is None or not (src.root / "config.json").is_file():
         return False
@@ -119,8 +135,7 @@ def plan_convert(
     """
     options = options or ConvertOptions()
     src, dst = Path(src), Path(dst)
-    if not src.exists():
-        raise InputError("does not exist", path=src, hint="check the path")
+    check_source(src)
     check_output(src, dst, overwrite=options.overwrite)
     source = open_source(src, state_dict_key=options.state_dict_key,
                          strip_prefix=options.strip_prefix, allow_globals=options.allow_globals)

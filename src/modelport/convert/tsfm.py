@@ -169,6 +169,7 @@ def tsfm_config(folder: str | Path, options: TsfmOptions | None = None, *,
             ``overwrite`` or ``check_only``).
     """
     folder = Path(folder)
+    jsonio.require_valid(folder)
     target = folder / TSFM_FILE
     if check_only:
         try:

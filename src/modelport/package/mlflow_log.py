@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
+from modelport._io import jsonio
 from modelport._types import Record
 from modelport.convert.trust import guard
 from modelport.errors import InputError, MissingDependencyError, RemoteCodeError
@@ -47,6 +48,7 @@ def log_mlflow(folder: str | Path, task: Task = "llm/v1/completions", *,
     if task not in ("llm/v1/chat", "llm/v1/completions", "llm/v1/embeddings"):
         raise InputError(f"unknown task {task!r}", hint="llm/v1/chat, llm/v1/completions "
                          "or llm/v1/embeddings")
+    jsonio.require_valid(folder)
     cls = AutoModel if task == "llm/v1/embeddings" else AutoModelForCausalLM
     try:
         with guard(folder, hint="pass --trust-remote-code if you have read the folder's code"):

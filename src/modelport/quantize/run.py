@@ -158,6 +158,7 @@ def quantize(src: str | Path, dst: str | Path, options: QuantizeOptions | None =
     src, dst = Path(src), Path(dst)
     if not src.is_dir():
         raise InputError("is not a folder", path=src, hint="quantize takes a model folder")
+    jsonio.require_valid(src)
     check_output(src, dst, overwrite=opt.overwrite)
     cfg = _config(src)
     model_type = str(cfg.get("model_type") or "")

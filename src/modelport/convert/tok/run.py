@@ -203,6 +203,7 @@ def tokenizer(folder: str | Path, out: str | Path | None = None,
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError("is not a folder", path=folder)
+    jsonio.require_valid(folder)
     existing = folder / "tokenizer.json"
     if existing.exists() and not (o.check or o.overwrite or out is not None):
         raise OutputExistsError("tokenizer.json already exists", path=existing,

@@ -70,9 +70,17 @@ def load_config(folder: Path) -> Any:
     code (a config that needs it raises :class:`RemoteCodeError`)."""
     import transformers
 
-    with warnings.catch_warnings(), guard(folder, hint=_NO_CODE_HINT):
-        warnings.simplefilter("ignore")
-        return transformers.AutoConfig.from_pretrained(folder, trust_remote_code=False)
+    try:
+        with warnings.catch_warnings(), guard(folder, hint=_NO_CODE_HINT):
+            warnings.simplefilter("ignore")
+            return transformers.AutoConfig.from_pretrained(folder, trust_remote_code=False)
+    except InputError:
+        raise
+    except (TypeError, KeyError, AttributeError, ValueError) as e:  # a malformed value
+        first = (str(e).splitlines() or [""])[0][:200]
+        raise InputError(f"transformers cannot read it ({type(e).__name__}: {first})",
+                         path=Path(folder) / "config.json",
+                         hint="fix the value it names (compare with the model's source)") from e
 
 
 def built(classes: list[str], config: Any) -> list[tuple[str, set[str], set[str]]]:
@@ -100,9 +108,9 @@ def infer_architecture(folder: str | Path) -> ArchitectureInference:
         raw = jsonio.load(cfg_path)
     except (OSError, ValueError) as e:
         raise InputError(f"cannot read config.json ({e})", path=cfg_path) from e
-    model_type = str(raw.get("model_type") or "") if isinstance(raw, dict) else ""
-    if not model_type:
-        raise InputError("config.json has no model_type", path=cfg_path)
+    model_type = raw.get("model_type") if isinstance(raw, dict) else None
+    if not model_type or not isinstance(model_type, str):
+        raise InputError("config.json has no model_type (a string)", path=cfg_path)
     classes = candidates(model_type)
     names = _tensor_names(folder)
     if not names:

@@ -45,9 +45,10 @@ def _model_names(folder: Path) -> list[tuple[str, set[str], set[str]]]:
         raw = jsonio.load(folder / "config.json")
     except (OSError, ValueError):
         return []
-    if not isinstance(raw, dict) or not raw.get("model_type"):
+    if not isinstance(raw, dict) or not isinstance(raw.get("model_type"), str):
         return []
-    archs = [a for a in raw.get("architectures") or [] if isinstance(a, str)]
+    archs = raw.get("architectures")
+    archs = [a for a in archs if isinstance(a, str)] if isinstance(archs, list) else []
     try:
         config = load_config(folder)
     except RemoteCodeError as e:  # the names cannot be fitted without the folder's code

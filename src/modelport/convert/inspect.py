@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any, Literal
@@ -196,14 +197,25 @@ def _config(root: Path, problems: list[Problem]) -> ConfigInfo | None:
     except (OSError, ValueError) as e:
         problems.append(Problem(severity="error", file="config.json", message=f"unreadable: {e}"))
         return None
-    q = cfg.get("quantization_config")
+    def typed(key: str, kind: type | tuple[type, ...], what: str) -> Any:
+        v = cfg.get(key)
+        if v is None or (isinstance(v, kind) and not (kind is not bool and isinstance(v, bool))):
+            return v
+        problems.append(Problem(severity="error", file="config.json",
+                                message=f"{key} is {json.dumps(v)[:40]}, not {what}"))
+        return None
+
+    q = typed("quantization_config", dict, "an object")
+    archs = typed("architectures", list, "a list of class names") or []
+    method = q.get("quant_method") if q else None
     info = ConfigInfo(
-        model_type=cfg.get("model_type") if isinstance(cfg.get("model_type"), str) else None,
-        architectures=[a for a in cfg.get("architectures") or [] if isinstance(a, str)],
-        torch_dtype=str(cfg.get("torch_dtype") or cfg.get("dtype") or "") or None,
-        quantization=q.get("quant_method") if isinstance(q, dict) else None,
+        model_type=typed("model_type", str, "a string"),
+        architectures=[a for a in archs if isinstance(a, str)],
+        torch_dtype=typed("torch_dtype", str, "a dtype name") or typed("dtype", str,
+                                                                         "a dtype name"),
+        quantization=method if isinstance(method, str) else None,
         remote_code="auto_map" in cfg,
-        tie_word_embeddings=cfg.get("tie_word_embeddings"),
+        tie_word_embeddings=typed("tie_word_embeddings", bool, "true or false"),
     )
     if not info.model_type:
         problems.append(Problem(severity="error", file="config.json", message="no model_type"))

@@ -22,11 +22,11 @@ SIDE_FILES = ("config.json", "tokenizer_config.json")
 _TRANSFORMERS_SAYS = ("trust_remote_code", "custom code", "contains custom code")
 
 
-def auto_map_entries(folder: str | Path) -> list[str]:
+def auto_map_entries(folder: str | Path, names: tuple[str, ...] = SIDE_FILES) -> list[str]:
     """The ``auto_map`` values of the folder's config.json and tokenizer_config.json
-    (``AutoConfig -> configuration_x.XConfig``), in file order."""
+    (``AutoConfig -> configuration_x.XConfig``), in file order; malformed ones skipped."""
     out: list[str] = []
-    for name in SIDE_FILES:
+    for name in names:
         try:
             obj = jsonio.load(Path(folder) / name)
         except (OSError, ValueError):

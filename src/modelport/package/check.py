@@ -57,8 +57,8 @@ def _facts(root: Path, rep: InspectReport, config: dict[str, Any] | None) -> Fac
     mt = config.get("model_type") if config else None
     return Facts(
         model_type=mt if isinstance(mt, str) else None,
-        architectures=[a for a in (config or {}).get("architectures") or [] if isinstance(a, str)],
-        model_kind=model_kind(mt),
+        architectures=rep.config.architectures if rep.config else [],
+        model_kind=model_kind(mt if isinstance(mt, str) else None),
         quant_method=qm if isinstance(qm, str) else None,
         quant_bits=bits if isinstance(bits, int) else None,
         parameters=params, tensors=rep.tensors, weight_bytes=rep.weight_bytes,
@@ -136,10 +136,10 @@ def check(path: str | Path, targets: list[str] | tuple[str, ...] = ("watsonx-saa
             if not _applies(c, facts, chosen):
                 continue
             for file, detail in CHECKS[c.kind](c, ctx):
-                detail, _, sev = detail.partition("@")
+                sev = getattr(detail, "severity", c.severity)  # check_kinds.graded
                 findings.append(Finding(
-                    rule_id=c.id, severity=sev or c.severity, file=file,  # type: ignore[arg-type]
-                    message=c.message, detail=detail, fix=c.fix,
+                    rule_id=c.id, severity=sev, file=file,
+                    message=c.message, detail=str(detail), fix=c.fix,
                     command=c.autofix.format(dir=root) if c.autofix else None,
                     unconfirmed=c.unconfirmed or any(
                         rules.sources[s].unconfirmed for s in c.sources),

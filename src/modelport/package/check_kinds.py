@@ -14,6 +14,7 @@ from typing import Any
 from modelport._io import jsonio
 from modelport.convert.inspect import InspectReport
 from modelport.convert.sources import ST_INDEX
+from modelport.convert.trust import auto_map_entries
 from modelport.package.check_records import Facts, HardwareAdvice
 from modelport.package.rules import Check, TargetRules
 
@@ -34,6 +35,18 @@ class _Ctx:
 
 Result = list[tuple[str | None, str]]  # (file, detail) per failure; empty: the check passed
 
+
+class Graded(str):
+    """A finding's detail that carries its own severity (the check's otherwise); never read
+    from the text, so a value quoted from config.json cannot set one."""
+
+    severity: str
+
+
+def graded(detail: str, severity: str) -> Graded:
+    g = Graded(detail)
+    g.severity = severity
+    return g
 
 def _config_present(c: Check, x: _Ctx) -> Result:
     return [] if x.config is not None else [("config.json", "missing or not a JSON object")]
@@ -58,8 +71,9 @@ def _arch_supported(c: Check, x: _Ctx) -> Result:
     arch = x.rules.arch(mt)
     if arch is None:
         if mt in x.rules.vllm_model_types or not x.rules.vllm_model_types:
-            return [("config.json", f"model_type {mt!r} is not certified; vLLM supports it, so "
-                                    f"it may deploy@{c.severity_uncertified or c.severity}")]
+            return [("config.json", graded(f"model_type {mt!r} is not certified; vLLM supports "
+                                           "it, so it may deploy",
+                                           c.severity_uncertified or c.severity))]
         return [("config.json", f"model_type {mt!r} is not supported")]
     if x.spec and arch.specs and x.spec not in arch.specs:
         return [("config.json", f"model_type {mt!r} is not available on {x.spec} "
@@ -72,8 +86,8 @@ def _quant_allowed(c: Check, x: _Ctx) -> Result:
     if arch is None or q is None or q in arch.quantization:
         return []
     if q in arch.unconfirmed_quantization:
-        return [("config.json", f"{q} for {arch.model_type} is listed only by example "
-                                "(unconfirmed)@warning")]
+        return [("config.json", graded(f"{q} for {arch.model_type} is listed only by example "
+                                       "(unconfirmed)", "warning"))]
     allowed = ", ".join(arch.quantization) or "none"
     return [("config.json", f"{q} is not allowed for {arch.model_type} (allowed: {allowed})")]
 
@@ -131,14 +145,14 @@ def _weights_safetensors(c: Check, x: _Ctx) -> Result:
     st = [p for p, f in fmts.items() if f == "safetensors"]
     pk = [p for p, f in fmts.items() if "pickle" in f]
     if not fmts:
-        return [(None, "no weight files@error")]
+        return [(None, graded("no weight files", "error"))]
     if not st and not pk:
-        return [(next(iter(fmts)), "no readable weight file@error")]
+        return [(next(iter(fmts)), graded("no readable weight file", "error"))]
     if not st:
         return [(pk[0], f"{len(pk)} pickled weight file(s), no safetensors")]
     if pk:
-        return [(pk[0], f"{len(pk)} pickle(s) beside the safetensors: leave them out of the "
-                        "upload@info")]
+        return [(pk[0], graded(f"{len(pk)} pickle(s) beside the safetensors: leave them out "
+                               "of the upload", "info"))]
     return []
 
 
@@ -148,7 +162,7 @@ def _st_metadata(c: Check, x: _Ctx) -> Result:
         if w.format != "safetensors":
             continue
         if w.has_metadata is False:
-            out.append((w.path, f"no metadata@{c.severity_missing or c.severity}"))
+            out.append((w.path, graded("no metadata", c.severity_missing or c.severity)))
         elif w.has_metadata and w.metadata_format != "pt":
             out.append((w.path, f"metadata format {w.metadata_format!r}"))
     return out
@@ -178,7 +192,8 @@ def _chat_template(c: Check, x: _Ctx) -> Result:
 
 def _remote_code(c: Check, x: _Ctx) -> Result:
     if x.config is not None and "auto_map" in x.config:
-        return [("config.json", f"auto_map: {', '.join(map(str, x.config['auto_map']))}")]
+        entries = auto_map_entries(x.root, ("config.json",))
+        return [("config.json", f"auto_map: {', '.join(entries) or 'present, malformed'}")]
     return []
 
 

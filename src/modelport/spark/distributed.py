@@ -26,6 +26,7 @@ from typing import Any
 from modelport._io.atomic import fsync_dir, write_bytes_atomic
 from modelport._io.hashing import copy_hashed, sha256_file
 from modelport._io.st_header import TORCH_TO_ST, build_header
+from modelport._io.urls import location
 from modelport._types import FileRecord, Record, file_role
 from modelport.convert.checkpoint import INDEX_NAME, shard_metadata, verify_shard, write_shard
 from modelport.convert.options import ConvertOptions
@@ -162,8 +163,10 @@ def convert_distributed(spark: Any, src: str | Path, out: str, options: ConvertO
     o = options or ConvertOptions(**kwargs)
     conv = o.model_dump()
     store = {"endpoint_url": endpoint_url, "region": region, "profile": profile}
-    remote = out.startswith("s3://")
-    source = str(src)
+    where = location(out, what="out", stores=("s3",))  # the one parser: never a folder "s3:"
+    remote = isinstance(where, str)
+    out = str(where)
+    source = str(location(src, what="src"))
     # an s3:// source: the driver plans from the headers (ranged reads), as convert does
     mirror = RemoteMirror(source, scratch_dir=scratch_dir, **store) \
         if "://" in source else None

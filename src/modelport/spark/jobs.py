@@ -29,6 +29,12 @@ _PREPARE_KEYS = {"dtype", "force", "overwrite", "quantize", "tokenizer_family",
 _STORE_KEYS = {"endpoint_url", "region", "profile"}
 
 
+def _location(value: str) -> object:
+    from modelport._io.urls import location
+
+    return location(value, what="destination")
+
+
 def _verdicts(targets: Iterable[Any]) -> str:
     """``target: ok`` or ``target: N error(s), M warning(s)``, joined by ``; ``."""
     return "; ".join(
@@ -69,7 +75,7 @@ def _prepare(source: str, destination: str, targets: list[str], options: Mapping
     from modelport.pipeline.prepare import prepare
 
     kw = {k: v for k, v in options.items() if k in _PREPARE_KEYS}
-    if "://" not in destination:
+    if not isinstance(_location(destination), str):
         rep = prepare(source, destination, targets, progress=False, **kw)
         data = (Path(destination) / MANIFEST).read_bytes()
     else:

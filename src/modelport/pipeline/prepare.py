@@ -67,6 +67,8 @@ def prepare(src: str | Path, out: str | Path, targets: list[str] | tuple[str, ..
     src = loc if isinstance(loc, Path) else out.parent / f".{out.name}.modelport-work" / "fetched"
     if not remote and not src.exists():
         raise InputError("does not exist", path=src)
+    if not remote:
+        jsonio.require_valid(src)
     if not remote and (src / "adapter_config.json").is_file():
         raise InputError("is a PEFT adapter (adapter_config.json), not a model", path=src,
                          hint=f"modelport prepare BASE --adapter {src} --out {out}")

@@ -214,9 +214,13 @@ def test_other_gpt2_vocabularies_are_named(tmp_path: Path) -> None:
     assert not list((tmp_path / "hf").glob("tokenizer*"))
 
 
-def test_written_gguf_vocabulary_equals_its_sentencepiece_model(tmp_path: Path) -> None:
+@pytest.mark.parametrize("pad", [None, 0xFFFFFFFF])
+def test_written_gguf_vocabulary_equals_its_sentencepiece_model(tmp_path: Path,
+                                                                pad: int | None) -> None:
     """A SentencePiece BPE model trained here, its pieces written into a GGUF with the gguf
-    writer: the converted tokenizer.json gives the trained model's ids."""
+    writer: the converted tokenizer.json gives the trained model's ids. ``pad`` 0xFFFFFFFF is
+    how llama.cpp's converter stores "no padding token" (it was passed on as an id and
+    stopped the conversion with an internal error)."""
     import sentencepiece as spm
     from sentencepiece import sentencepiece_model_pb2 as pb
 
@@ -237,10 +241,14 @@ def test_written_gguf_vocabulary_equals_its_sentencepiece_model(tmp_path: Path) 
         w.add_bos_token_id(m.trainer_spec.bos_id)
         w.add_eos_token_id(m.trainer_spec.eos_id)
         w.add_unk_token_id(m.trainer_spec.unk_id)
+        if pad is not None:
+            w.add_pad_token_id(pad)
 
     _gguf_with_vocab(tmp_path, vocab, len(m.pieces))
     rep = modelport.convert(tmp_path / "v.gguf", tmp_path / "hf", progress=False)
     assert "as LlamaTokenizer" in rep.warnings[0], rep.warnings
+    tc = json.loads((tmp_path / "hf" / "tokenizer_config.json").read_text())
+    assert "pad_token" not in tc  # "none" is no token
     lines = _lines()
     assert _ids_of(tmp_path / "hf" / "tokenizer.json", lines) == _spm_ids(
         tmp_path / "sp.model", lines, bos=m.trainer_spec.bos_id)

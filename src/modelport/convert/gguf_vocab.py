@@ -27,12 +27,20 @@ from modelport.errors import UnsupportedError
 BYTE = 6  # SentencePiece's (and GGUF's) piece type of <0xNN> pieces
 
 
+NONE_IDS = (0xFFFFFFFF, -1)  # llama.cpp's "no such token" (LLAMA_TOKEN_NULL, as uint32)
+
+
 def field(r: Any, key: str, default: Any = None) -> Any:
-    """A GGUF metadata value (a scalar, a string or a list), or ``default``."""
+    """A GGUF metadata value (a scalar, a string or a list), or ``default``; a token id that
+    means "none" (``0xFFFFFFFF``, as llama.cpp's converter writes an absent padding token) is
+    ``default`` too."""
     f = r.fields.get(key)
     if f is None or not f.data:
         return default
-    return f.contents()
+    value = f.contents()
+    if key.endswith("_token_id") and value in NONE_IDS:
+        return default
+    return value
 
 
 def gguf_vocab_type(r: Any) -> str | None:

@@ -103,6 +103,19 @@ def test_missing_rank_and_unstated_rope_factor(tmp_path: Path) -> None:
     with pytest.raises(InputError, match=r"Llama 3\.2 uses 32"):
         modelport.convert(tmp_path / "s", tmp_path / "o2", progress=False)
     assert not (tmp_path / "o").exists() and not (tmp_path / "o2").exists()
+    # the flag the refusal names exists, and only the Meta route takes it
+    from click.testing import CliRunner
+
+    from modelport.cli.main import cli
+
+    r = CliRunner().invoke(cli, ["convert", str(tmp_path / "s"), str(tmp_path / "o3"),
+                                 "--rope-scaling-factor", "8"])
+    assert r.exit_code == 0, r.output
+    cfg = json.loads((tmp_path / "o3" / "config.json").read_text())
+    assert cfg["rope_scaling"]["factor"] == 8.0 and cfg["rope_scaling"]["rope_type"] == "llama3"
+    r = CliRunner().invoke(cli, ["convert", str(tmp_path / "o3"), str(tmp_path / "o4"),
+                                 "--rope-scaling-factor", "8"])
+    assert r.exit_code == 2 and "Meta's original layout" in r.stderr, r.output
 
 
 @pytest.mark.real

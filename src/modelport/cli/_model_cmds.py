@@ -79,6 +79,9 @@ def inspect(path: str | Path, allow_globals: tuple[str, ...], endpoint_url: str 
 @click.option("--weights", "zero_weights", type=click.Choice(["fp32", "module"]),
               default="fp32", show_default=True,
               help="DeepSpeed ZeRO: fp32 master weights, or the module's 16-bit weights")
+@click.option("--rope-scaling-factor", type=float, default=None,
+              help="Meta's original Llama 3.1+ layout whose params.json sets use_scaled_rope "
+              "without a factor: 8 (Llama 3.1, 3.3) or 32 (Llama 3.2)")
 @click.option("--no-verify", is_flag=True, help="skip re-reading and comparing the output")
 @click.option("--overwrite", is_flag=True, help="replace DST if it exists")
 @click.option("--dry-run", is_flag=True, help="print the plan; write nothing")
@@ -87,8 +90,9 @@ def inspect(path: str | Path, allow_globals: tuple[str, ...], endpoint_url: str 
 @handle_errors
 def convert(src: str | Path, dst: str | Path, max_shard_size: str, state_dict_key: str | None,
             strip_prefix: str | None, aliases: str, allow_globals: tuple[str, ...],
-            zero_weights: str, no_verify: bool, overwrite: bool, dry_run: bool,
-            endpoint_url: str | None, as_json: bool, quiet: bool, debug: bool) -> None:
+            zero_weights: str, rope_scaling_factor: float | None, no_verify: bool,
+            overwrite: bool, dry_run: bool, endpoint_url: str | None, as_json: bool,
+            quiet: bool, debug: bool) -> None:
     """Convert pickled (or safetensors) weights in SRC into verified safetensors in DST.
     SRC may be s3://bucket/prefix: ranged reads, about one shard of local scratch space."""
     from modelport.convert.options import ConvertOptions
@@ -97,7 +101,8 @@ def convert(src: str | Path, dst: str | Path, max_shard_size: str, state_dict_ke
         opts = ConvertOptions(max_shard_bytes=max_shard_size, state_dict_key=state_dict_key,
                               strip_prefix=strip_prefix, aliases=aliases,
                               allow_globals=allow_globals, verify=not no_verify,
-                              overwrite=overwrite, zero_weights=zero_weights)
+                              overwrite=overwrite, zero_weights=zero_weights,
+                              rope_scaling_factor=rope_scaling_factor)
     except ValidationError as e:
         raise InputError("; ".join(x["msg"] for x in e.errors()),
                          hint="see modelport convert --help") from e

@@ -23,7 +23,7 @@ from modelport._version import __version__
 from modelport.convert.options import ConvertOptions
 from modelport.convert.plan import ConvertPlan, ShardPlan, check_source, plan_convert
 from modelport.convert.sources import Reader, SourceTensor
-from modelport.errors import CheckpointError, ModelportError, VerificationError
+from modelport.errors import CheckpointError, InputError, ModelportError, VerificationError
 
 INDEX_NAME = "model.safetensors.index.json"
 
@@ -301,6 +301,10 @@ def convert(
         return convert_zero(path, Path(dst), options)
     if is_meta_layout(path):  # Meta's / Mistral's params.json + consolidated weights
         return convert_meta(path, dst, options)
+    if options.rope_scaling_factor is not None:
+        raise InputError("--rope-scaling-factor applies to Meta's original layout "
+                         "(params.json) only; this source's config.json says its rope scaling",
+                         path=path, hint="drop --rope-scaling-factor")
     if path.is_file() and path.suffix == ".gguf":  # llama.cpp
         from modelport.convert.gguf_source import convert_gguf
 

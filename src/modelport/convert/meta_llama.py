@@ -202,7 +202,7 @@ def convert_meta(src: str | Path, out: str | Path, options: ConvertOptions | Non
             nbytes //= pick[1]
             shape = shape[::-1] if pick[2] else shape
         entries.append((hf, t0_.dtype, tuple(shape), nbytes, meta, split, heads, pick))
-    cfg = _config(params, entries, rope_scaling_factor, src, mistral)
+    cfg = _config(params, entries, rope_scaling_factor or o.rope_scaling_factor, src, mistral)
     outputs: list[FileRecord] = []
     tok_note = None
     try:

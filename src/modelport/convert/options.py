@@ -59,6 +59,10 @@ class ConvertOptions(BaseModel):
         "optimizer partitions ('fp32', what zero_to_fp32.py writes) or the 16-bit weights "
         "of the engine's module ('module', stages 1 and 2)",
     )
+    rope_scaling_factor: float | None = Field(
+        None, gt=0, description="Meta's original layout with use_scaled_rope and no factor in "
+        "params.json: Llama 3.1 and 3.3 use 8, Llama 3.2 uses 32",
+    )
 
     @field_validator("max_shard_bytes", mode="before")
     @classmethod

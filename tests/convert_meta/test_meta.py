@@ -73,7 +73,8 @@ def test_meta_layout_round_trip(tmp_path: Path, ranks: int, kv: int) -> None:
     _meta(model, tmp_path / "meta", ranks)
     rep = modelport.convert(tmp_path / "meta", tmp_path / "hf", progress=False)
     assert rep.verified and any("q/k weights permuted" in w for w in rep.warnings)
-    assert [s.name for s in rep.skipped_entries] == ["rope.freqs (recomputed from config.json)"]
+    assert [s.name for s in rep.skipped_entries] == [
+        "rope.freqs (a buffer, not a weight: recomputed at load)"]
     ours = load_file(tmp_path / "hf" / "model.safetensors")
     for k, v in model.state_dict().items():
         assert torch.equal(ours[k], v), k
@@ -83,6 +84,29 @@ def test_meta_layout_round_trip(tmp_path: Path, ranks: int, kv: int) -> None:
     ids = torch.randint(0, 256, (1, 12))
     with torch.no_grad():
         assert torch.equal(reloaded(ids).logits, model(ids).logits)
+
+
+def test_executorch_buffers_are_left_out(tmp_path: Path) -> None:
+    """An executorch-style export keeps a causal mask per layer and the rotary cos/sin tables
+    beside the weights: they are left out with a note, and the weights convert exactly."""
+    from safetensors.torch import load_file
+
+    model = _hf(4)
+    _meta(model, tmp_path / "meta", 1)
+    p = tmp_path / "meta" / "consolidated.00.pth"
+    sd = torch.load(p, weights_only=True)  # noqa: TID251 - the file this test wrote
+    for i in range(model.config.num_hidden_layers):
+        sd[f"layers.{i}.attention.mask"] = torch.full((16, 16), float("-inf")).triu(1)
+    sd["freqs_cos"], sd["freqs_sin"] = torch.ones(16, 8), torch.zeros(16, 8)
+    torch.save(sd, p)
+    rep = modelport.convert(tmp_path / "meta", tmp_path / "hf", progress=False)
+    left = sorted(s.name.split(" ")[0] for s in rep.skipped_entries)
+    assert left == ["freqs_cos", "freqs_sin", "layers.0.attention.mask",
+                    "layers.1.attention.mask", "rope.freqs"]
+    ours = load_file(tmp_path / "hf" / "model.safetensors")
+    assert set(ours) == set(model.state_dict())
+    for k, v in model.state_dict().items():
+        assert torch.equal(ours[k], v), k
 
 
 def test_permute_is_inverted() -> None:

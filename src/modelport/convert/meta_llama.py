@@ -54,7 +54,10 @@ _STACKED = re.compile(r"^block_sparse_moe\.w([123])$")
 _GATES = ("feed_forward.gate.weight", "block_sparse_moe.gate.weight")
 _TOP_MAP = {"norm.weight": ("model.norm.weight", None), "output.weight": ("lm_head.weight", 0),
             "tok_embeddings.weight": ("model.embed_tokens.weight", -1)}  # -1: by shape
-_SKIP = {"rope.freqs"}
+# buffers that are not weights: rotary tables at the top, and what executorch's and other
+# exports keep per layer (the causal mask, a KV cache); the model recomputes them at load
+_SKIP = {"rope.freqs", "freqs_cis", "freqs_cos", "freqs_sin"}
+_LAYER_BUFFERS = re.compile(r"^attention\.(mask|kv_cache\.[kv]_cache|rope\.freqs)$")
 
 
 def is_meta_layout(folder: Path) -> bool:
@@ -162,8 +165,8 @@ def convert_meta(src: str | Path, out: str | Path, options: ConvertOptions | Non
         elif name in _TOP_MAP:
             hf, d = _TOP_MAP[name]
             plan.append((name, hf, d, 0, None))
-        elif name in _SKIP:
-            left_out.append(f"{name} (recomputed from config.json)")
+        elif name in _SKIP or (m and _LAYER_BUFFERS.match(rest)):
+            left_out.append(f"{name} (a buffer, not a weight: recomputed at load)")
         else:
             raise UnsupportedError(f"tensor {name!r} is not part of the Llama layout", path=src)
     missing = [(i, p[0]) for i in range(1, n) for p in plan if p[0] not in by_rank[i]]

@@ -166,8 +166,9 @@ def hostile_table() -> str:
     total = [sum(v[i] for v in HOSTILE_RESULTS.values()) for i in (0, 1)]
     rows.append(f"| **all** | {sum(total)} | {total[0]} | {total[1]} |")
     n = os.environ.get("MODELPORT_FUZZ_EXAMPLES", "150")
-    rows.append(f"\nEach fuzz test ran {n} generated examples (MODELPORT_FUZZ_EXAMPLES; "
-                "`make bench` runs 25 000 per test, 125 000 in all).")
+    rows.append(f"\nEach parser fuzz test ran {n} generated examples, the config.json fuzz "
+                f"{int(n) // 3} per verb, each a whole CLI run (MODELPORT_FUZZ_EXAMPLES; "
+                "`make bench` runs 25 000 per parser test and 8 333 per verb).")
     return "\n".join(rows)
 
 

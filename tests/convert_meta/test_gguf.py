@@ -98,6 +98,47 @@ def test_written_gguf_equals_transformers_loading(tmp_path: Path, qtype: str) ->
         assert torch.equal(v.float(), theirs[k]), k
 
 
+def test_every_verb_knows_a_gguf(tmp_path: Path) -> None:
+    """inspect reads a .gguf (file or a folder holding one) from its header; convert takes
+    the folder too and applies --max-shard-size; --dry-run and options the route does not
+    apply are refused in one line instead of being ignored."""
+    import gguf
+    from click.testing import CliRunner
+    from safetensors.torch import load_file
+
+    from modelport.cli.main import cli
+
+    d = tmp_path / "folder"
+    d.mkdir()
+    _write_gguf(d / "tiny.gguf", "Q8_0")
+    r = gguf.GGUFReader(d / "tiny.gguf")
+    for target in (d / "tiny.gguf", d):
+        info = modelport.inspect(target)
+        assert info.ok and info.weight_files[0].format == "GGUF (llama)"
+        assert info.tensors == len(r.tensors)
+        assert info.dtypes == {k: sum(t.tensor_type.name == k for t in r.tensors)
+                               for k in {t.tensor_type.name for t in r.tensors}}
+        assert any("dequantized" in p.message for p in info.problems)
+    one = modelport.convert(d / "tiny.gguf", tmp_path / "one", progress=False)
+    rep = modelport.convert(d, tmp_path / "sharded", progress=False, max_shard_bytes=4096)
+    assert sum(o.role == "weights" for o in rep.outputs) > 1
+    assert (tmp_path / "sharded" / "model.safetensors.index.json").is_file()
+    merged: dict[str, torch.Tensor] = {}
+    for o in rep.outputs:
+        if o.role == "weights":
+            merged.update(load_file(tmp_path / "sharded" / o.path))
+    whole = load_file(tmp_path / "one" / "model.safetensors")
+    assert merged.keys() == whole.keys() and all(torch.equal(merged[k], whole[k]) for k in whole)
+    assert one.tensors_written == rep.tensors_written
+    for args, says in ((["--dry-run"], "do not plan yet"),
+                       (["--aliases", "copy"], "--aliases does not apply to a GGUF"),
+                       (["--weights", "module"], "--weights does not apply to a GGUF")):
+        res = CliRunner().invoke(cli, ["convert", str(d), str(tmp_path / "x"), *args])
+        assert res.exit_code == 2 and says in res.stderr, res.output
+        assert len(res.stderr.strip().splitlines()) <= 2
+    assert not (tmp_path / "x").exists()
+
+
 def test_damaged_gguf_is_refused(tmp_path: Path) -> None:
     src = tmp_path / "bad.gguf"
     src.write_bytes(b"GGUF" + b"\x03\x00\x00\x00" + b"\xff" * 40)

@@ -139,7 +139,7 @@ def test_missing_rank_and_unstated_rope_factor(tmp_path: Path) -> None:
     assert cfg["rope_scaling"]["factor"] == 8.0 and cfg["rope_scaling"]["rope_type"] == "llama3"
     r = CliRunner().invoke(cli, ["convert", str(tmp_path / "o3"), str(tmp_path / "o4"),
                                  "--rope-scaling-factor", "8"])
-    assert r.exit_code == 2 and "Meta's original layout" in r.stderr, r.output
+    assert r.exit_code == 2 and "--rope-scaling-factor does not apply" in r.stderr, r.output
 
 
 @pytest.mark.real
@@ -199,6 +199,16 @@ def test_mistral_original_layout(tmp_path: Path) -> None:
     ids = torch.randint(0, 256, (1, 12))
     with torch.no_grad():
         assert torch.equal(reloaded(ids).logits, model(ids).logits)
+    # every verb knows the folder: inspect says what convert makes of it, and prepare
+    # converts it (consolidated.safetensors is not "safetensors already")
+    info = modelport.inspect(d)
+    assert any("Meta's or Mistral's original layout" in p.message for p in info.problems)
+    rep = modelport.prepare(d, tmp_path / "bundle", ["watsonx-saas"], force=True)
+    assert next(s for s in rep.steps if s.verb == "convert").status == "done"
+    cfg = json.loads((tmp_path / "bundle" / "config.json").read_text())
+    assert cfg["architectures"] == ["MistralForCausalLM"]
+    ours = load_file(tmp_path / "bundle" / "model.safetensors")
+    assert all(torch.equal(ours[k], v) for k, v in model.state_dict().items())
 
 
 @pytest.mark.parametrize("layout", ["per-expert", "stacked"])

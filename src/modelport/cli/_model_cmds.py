@@ -19,6 +19,7 @@ from modelport.cli._base import (
     human_bytes,
     store_of,
 )
+from modelport.convert.formats import options_help
 from modelport.errors import InputError
 
 
@@ -65,7 +66,7 @@ def inspect(path: str | Path, allow_globals: tuple[str, ...], endpoint_url: str 
         raise SystemExit(EXIT_FINDINGS)
 
 
-@cli.command()
+@cli.command(epilog=options_help())
 @click.argument("src", type=LOCATION)
 @click.argument("dst", type=LOCATION)
 @click.option("--max-shard-size", default="5GB", show_default=True,

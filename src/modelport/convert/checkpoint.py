@@ -20,10 +20,11 @@ from modelport._io.st_header import TORCH_TO_ST, build_header, read_header
 from modelport._io.urls import location
 from modelport._types import FileRecord, Record, SkippedItem, file_role
 from modelport._version import __version__
+from modelport.convert.formats import check_options, detect
 from modelport.convert.options import ConvertOptions
 from modelport.convert.plan import ConvertPlan, ShardPlan, check_source, plan_convert
 from modelport.convert.sources import Reader, SourceTensor
-from modelport.errors import CheckpointError, InputError, ModelportError, VerificationError
+from modelport.errors import CheckpointError, ModelportError, VerificationError
 
 INDEX_NAME = "model.safetensors.index.json"
 
@@ -282,33 +283,30 @@ def convert(
         options = ConvertOptions(**kwargs)  # type: ignore[arg-type]
     elif kwargs:
         options = options.model_copy(update=kwargs)
-    from modelport.convert.dcp_convert import convert_dcp, dcp_folder
-    from modelport.convert.meta_llama import convert_meta, is_meta_layout
-    from modelport.convert.zero import zero_folder
-
     src, dst = location(src, what="SRC"), location(dst, what="DST")
     if isinstance(src, str) or isinstance(dst, str):
         from modelport.convert.remote_convert import convert_remote
 
         return convert_remote(src, dst, options, progress=progress, store=store)
-    path = src
-    check_source(path)
-    if dcp_folder(path) is not None:  # torch.distributed.checkpoint (FSDP, torchtitan)
-        return convert_dcp(path, Path(dst), options)
-    if zero_folder(path) is not None:  # DeepSpeed ZeRO 1/2/3
+    check_source(src)
+    fmt, root = detect(src)
+    check_options(fmt, options)
+    if fmt.name == "dcp":  # torch.distributed.checkpoint (FSDP, torchtitan)
+        from modelport.convert.dcp_convert import convert_dcp
+
+        return convert_dcp(src, dst, options)
+    if fmt.name == "zero":  # DeepSpeed ZeRO 1/2/3
         from modelport.convert.zero_convert import convert_zero
 
-        return convert_zero(path, Path(dst), options)
-    if is_meta_layout(path):  # Meta's / Mistral's params.json + consolidated weights
-        return convert_meta(path, dst, options)
-    if options.rope_scaling_factor is not None:
-        raise InputError("--rope-scaling-factor applies to Meta's original layout "
-                         "(params.json) only; this source's config.json says its rope scaling",
-                         path=path, hint="drop --rope-scaling-factor")
-    if path.is_file() and path.suffix == ".gguf":  # llama.cpp
+        return convert_zero(src, dst, options)
+    if fmt.name == "meta":  # Meta's / Mistral's params.json + consolidated weights
+        from modelport.convert.meta_llama import convert_meta
+
+        return convert_meta(root, dst, options)
+    if fmt.name == "gguf":  # llama.cpp
         from modelport.convert.gguf_source import convert_gguf
 
-        return convert_gguf(path, dst, options)
+        return convert_gguf(root, dst, options)
     return execute(plan_convert(src, dst, options), progress=progress)
 
 

@@ -23,7 +23,7 @@ from modelport._io.hashing import sha256_file
 from modelport._io.paths import check_output
 from modelport._types import FileRecord, file_role
 from modelport.convert.checkpoint import ConvertReport, InputFile
-from modelport.convert.computed import tensor_bytes, verify_shard, write_shard
+from modelport.convert.computed import tensor_bytes, write_shards
 from modelport.convert.gguf_vocab import field
 from modelport.convert.meta_llama import permute
 from modelport.convert.options import ConvertOptions
@@ -131,18 +131,15 @@ def convert_gguf(src: str | Path, out: str | Path, options: ConvertOptions | Non
     note = ("every weight is as stored (F32/F16/BF16)" if not deq else
             f"{deq} tensor(s) dequantized to float32: not the original weights "
             f"(error bound: {'; '.join(bounds)})")
-    outputs: list[FileRecord] = []
     with atomic_dir(out, overwrite=overwrite) as tmp:
-        w = write_shard(tmp / "model.safetensors", entries,
-                        lambda i, w: w.write(tensor_bytes(value(i))))
-        if verify:
-            verify_shard(tmp / "model.safetensors", names, w.sha256)
-        outputs.append(FileRecord(path="model.safetensors", role="weights", size=w.size,
-                                  sha256=w.sha256, tensors=len(entries)))
+        outputs, tensor_map = write_shards(
+            tmp, list(range(len(entries))), lambda i: entries[i],
+            lambda i, w: w.write(tensor_bytes(value(i))), o.max_shard_bytes, verify)
+        written = {x.path for x in outputs}
         (tmp / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
         note += f"; {_vocabulary(r, tmp, src)}"
         for f in sorted(tmp.iterdir()):
-            if f.is_file() and f.name != "model.safetensors" and not f.name.startswith("."):
+            if f.is_file() and f.name not in written and not f.name.startswith("."):
                 outputs.append(FileRecord(path=f.name, role=file_role(f.name),
                                           size=f.stat().st_size, sha256=sha256_file(f)))
     return ConvertReport(
@@ -151,7 +148,7 @@ def convert_gguf(src: str | Path, out: str | Path, options: ConvertOptions | Non
         state_dict_key=None, tensors_in=len(entries), tensors_written=len(entries),
         parameters=sum(e[3] // {"F32": 4, "F16": 2, "BF16": 2}[e[1]] for e in entries),
         total_bytes=sum(e[3] for e in entries), dtypes=types, outputs=outputs, aliases={},
-        overlapping_views=[], tensor_map={e[0]: "model.safetensors" for e in entries},
+        overlapping_views=[], tensor_map=tensor_map,
         renamed={t.name: e[0] for (t, _), e in zip(plan, entries, strict=True)},
         skipped_entries=[], skipped_files=[], verified=verify, verify_seconds=0.0,
         warnings=[f"GGUF: {note}"], seconds=round(time.perf_counter() - t0, 3))

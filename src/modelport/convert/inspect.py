@@ -7,14 +7,21 @@ import math
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
-
 from modelport._io import jsonio
 from modelport._io.paths import inside
 from modelport._io.redact import redact
 from modelport._io.st_header import ST_DTYPES, read_header
 from modelport._io.urls import location
-from modelport._types import Record, file_role, model_kind
+from modelport._types import file_role, model_kind
+from modelport.convert.formats import detect
+from modelport.convert.inspect_formats import inspect_dcp, inspect_gguf, inspect_zero
+from modelport.convert.inspect_records import (
+    ConfigInfo,
+    IndexInfo,
+    InspectReport,
+    Problem,
+    WeightFile,
+)
 from modelport.convert.plan import find_aliases
 from modelport.convert.sources import (
     PICKLE_SUFFIXES,
@@ -29,66 +36,6 @@ from modelport.convert.torch_files import load_pickle_checkpoint
 from modelport.errors import CheckpointError, InputError, ModelportError
 
 _FORMAT_NAMES = {"zip": "zip pickle", "legacy": "legacy pickle", "safetensors": "safetensors"}
-
-
-class Problem(Record):
-    severity: Literal["error", "warning"]
-    file: str | None
-    message: str
-
-
-class WeightFile(Record):
-    path: str
-    format: str  # safetensors, zip pickle, legacy pickle, unreadable
-    size: int
-    tensors: int = 0
-    parameters: int = 0
-    tensor_bytes: int = 0
-    dtypes: dict[str, int] = Field(default_factory=dict)
-    metadata_format: str | None = None  # safetensors __metadata__["format"], if any
-    has_metadata: bool | None = None
-    state_dict_key: str | None = None
-    aliases: int = 0
-
-
-class IndexInfo(Record):
-    path: str
-    files: list[str]
-    tensors: int
-    total_size: int | None
-    consistent: bool
-
-
-class ConfigInfo(Record):
-    model_type: str | None = None
-    architectures: list[str] = Field(default_factory=list)
-    torch_dtype: str | None = None
-    quantization: str | None = None
-    remote_code: bool = False
-    tie_word_embeddings: bool | None = None
-
-
-class InspectReport(Record):
-    """What ``inspect`` found; ``problems`` holds everything that would stop a platform."""
-
-    path: str
-    kind: Literal["folder", "file"]
-    weight_files: list[WeightFile]
-    indexes: list[IndexInfo]
-    config: ConfigInfo | None
-    tokenizer_files: list[str]
-    other_files: list[str]
-    tensors: int
-    parameters: int
-    weight_bytes: int
-    dtypes: dict[str, int]
-    problems: list[Problem]
-
-    @property
-    def ok(self) -> bool:
-        return not any(p.severity == "error" for p in self.problems)
-    remote_bytes_fetched: int | None = Field(
-        None, description="s3:// paths: bytes read from the store (headers only)")
 
 
 def _count(dtypes: dict[str, int], d: str) -> None:
@@ -228,65 +175,6 @@ def _config(root: Path, problems: list[Problem]) -> ConfigInfo | None:
     return info
 
 
-def _inspect_dcp(path: Path, folder: Path, problems: list[Problem]) -> WeightFile:
-    """A distributed checkpoint as one weight entry: its model tensors, from .metadata."""
-    from modelport.convert.dcp import read_metadata
-    from modelport.convert.dcp_convert import TRAINING_STATE
-    from modelport.convert.pickle_safe import element_size
-
-    rel = folder.relative_to(path).as_posix() if folder != path else "."
-    ranks = len(list(folder.glob("*.distcp")))
-    wf = WeightFile(path=rel, format=f"distributed checkpoint ({ranks} files)",
-                    size=sum(p.stat().st_size for p in folder.glob("*.distcp")))
-    try:
-        tensors, _ = read_metadata(folder)
-    except ModelportError as e:
-        problems.append(Problem(severity="error", file=rel, message=e.message))
-        return wf
-    missing = sorted({c.file for t in tensors for c in t.chunks
-                      if not (folder / c.file).is_file()})
-    if missing:
-        problems.append(Problem(severity="error", file=rel, message=f"{len(missing)} file(s) "
-                                f"named in .metadata are missing: {', '.join(missing[:3])}"))
-    model = [t for t in tensors if t.fqn.split(".", 1)[0] not in TRAINING_STATE]
-    wf.tensors = len(model)
-    wf.tensor_bytes = sum(t.nbytes for t in model)
-    wf.parameters = sum(t.nbytes // element_size(t.dtype) for t in model)
-    for t in model:
-        wf.dtypes[t.dtype] = wf.dtypes.get(t.dtype, 0) + 1
-    problems.append(Problem(severity="warning", file=rel, message=(
-        "a training checkpoint (torch.distributed.checkpoint): modelport convert reassembles "
-        "it into safetensors")))
-    return wf
-
-
-def _inspect_zero(path: Path, folder: Path, problems: list[Problem],
-                  allow_globals: tuple[str, ...]) -> WeightFile:
-    """A DeepSpeed ZeRO checkpoint as one weight entry: the parameters its model states list."""
-    from modelport.convert.zero import read_zero
-
-    rel = folder.relative_to(path).as_posix() if folder != path else "."
-    files = [p for p in folder.iterdir() if p.name.endswith(("_optim_states.pt",
-                                                             "_model_states.pt"))]
-    wf = WeightFile(path=rel, format="DeepSpeed ZeRO", size=sum(p.stat().st_size
-                                                                for p in files))
-    try:
-        ck = read_zero(path, allow_globals)
-    except ModelportError as e:
-        problems.append(Problem(severity="error", file=rel, message=e.message))
-        return wf
-    wf.format = f"DeepSpeed ZeRO-{ck.stage} ({ck.world_size} ranks)"
-    wf.tensors = len(ck.tensors)
-    wf.parameters = sum(math.prod(t.shape) for t in ck.tensors)
-    wf.tensor_bytes = sum(t.nbytes for t in ck.tensors)
-    for t in ck.tensors:
-        wf.dtypes[t.dtype] = wf.dtypes.get(t.dtype, 0) + 1
-    problems.append(Problem(severity="warning", file=rel, message=(
-        f"a training checkpoint (DeepSpeed ZeRO stage {ck.stage}, {ck.world_size} ranks): "
-        "modelport convert writes its fp32 master weights as safetensors")))
-    return wf
-
-
 def inspect(path: str | Path, *, allow_globals: tuple[str, ...] = (),
             store: dict[str, Any] | None = None) -> InspectReport:
     """Describe a model folder or a weight file, reading headers and pickles but no data.
@@ -316,24 +204,28 @@ def inspect(path: str | Path, *, allow_globals: tuple[str, ...] = (),
     config = None
     tok: list[str] = []
     other: list[str] = []
-    from modelport.convert.dcp_convert import dcp_folder
-    from modelport.convert.zero import zero_folder
-
-    dcp = dcp_folder(path) if path.is_dir() else None
-    zero = zero_folder(path) if path.is_dir() and dcp is None else None
-    if path.is_file():
+    fmt, root = detect(path)
+    dcp = root if fmt.name == "dcp" else None
+    zero = root if fmt.name == "zero" else None
+    if fmt.name == "gguf":
+        kind: Literal["folder", "file"] = "file" if path.is_file() else "folder"
+        weights.append(inspect_gguf(path, root, problems))
+        rels = [r for r in _walk_files(path) if not r.endswith(".gguf")] if path.is_dir() else []
+        tok = [r for r in rels if file_role(r) == "tokenizer"]
+        other = [r for r in rels if file_role(r) != "tokenizer"]
+    elif path.is_file():
         weights.append(_inspect_weight(path, path.name, names, problems, allow_globals))
-        kind: Literal["folder", "file"] = "file"
+        kind = "file"
     elif dcp is not None:
         kind = "folder"
-        weights.append(_inspect_dcp(path, dcp, problems))
+        weights.append(inspect_dcp(path, dcp, problems))
         rels = [r for r in _walk_files(path) if not r.endswith(".distcp")]
         tok = [r for r in rels if file_role(r) == "tokenizer"]
         other = [r for r in rels if file_role(r) != "tokenizer"]
         config = _config(path, problems) if (path / "config.json").is_file() else None
     elif zero is not None:
         kind = "folder"
-        weights.append(_inspect_zero(path, zero, problems, allow_globals))
+        weights.append(inspect_zero(path, zero, problems, allow_globals))
         rels = [r for r in _walk_files(path) if not r.endswith(("_states.pt", "latest"))
                 and not r.startswith(zero.relative_to(path).as_posix() + "/")]
         tok = [r for r in rels if file_role(r) == "tokenizer"]
@@ -366,7 +258,11 @@ def inspect(path: str | Path, *, allow_globals: tuple[str, ...] = (),
         for rel, seen in ((ST_INDEX, names), (PT_INDEX, pt_names)):
             if (path / rel).is_file():
                 indexes.append(_inspect_index(path, rel, seen, problems))
-        if rels:
+        if rels and fmt.name == "meta":
+            problems.append(Problem(severity="warning", file="params.json", message=(
+                "Meta's or Mistral's original layout: modelport convert writes config.json and "
+                "the Hugging Face tensor names")))
+        elif rels:
             config = _config(path, problems)
         if not weights and rels:
             problems.append(Problem(severity="error", file=None, message="no weight files"))

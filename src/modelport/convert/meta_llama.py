@@ -60,6 +60,11 @@ _SKIP = {"rope.freqs", "freqs_cis", "freqs_cos", "freqs_sin"}
 _LAYER_BUFFERS = re.compile(r"^attention\.(mask|kv_cache\.[kv]_cache|rope\.freqs)$")
 
 
+def meta_root(path: Path) -> Path | None:
+    """``path`` when it is Meta's or Mistral's original folder (for the format registry)."""
+    return path if is_meta_layout(path) else None
+
+
 def is_meta_layout(folder: Path) -> bool:
     """Meta's (and Mistral's) original folder: params.json beside consolidated weights."""
     return folder.is_dir() and (folder / "params.json").is_file() and (
@@ -128,7 +133,7 @@ def convert_meta(src: str | Path, out: str | Path, options: ConvertOptions | Non
     check_output(src, out, overwrite=overwrite)
     params = _params(src)
     files = _ranks(src)
-    sets: list[SourceSet] = [open_source(f) for f in files]
+    sets: list[SourceSet] = [open_source(f, allow_globals=o.allow_globals) for f in files]
     readers = [Reader(s.files) for s in sets]
     by_rank = [{t.name: t for t in s.tensors} for s in sets]
     mistral = "hidden_dim" in params or files[0].suffix == ".safetensors" or \

@@ -12,6 +12,7 @@ from typing import Any
 from modelport._io import jsonio
 from modelport._io.paths import check_output
 from modelport._io.st_header import TORCH_TO_ST
+from modelport.convert.formats import check_options, detect
 from modelport.convert.options import ConvertOptions
 from modelport.convert.sources import SourceSet, SourceTensor, open_source
 from modelport.errors import InputError, UnsupportedError
@@ -136,6 +137,13 @@ def plan_convert(
     options = options or ConvertOptions()
     src, dst = Path(src), Path(dst)
     check_source(src)
+    fmt, _ = detect(src)
+    if not fmt.planned:  # its route computes its tensors: not (yet) a plan of this kind
+        raise UnsupportedError(
+            f"a {fmt.label} is converted by its own route, which --dry-run, s3:// sources and "
+            "Spark's convert_distributed do not plan yet", path=src,
+            hint="run modelport convert SRC DST on a local copy")
+    check_options(fmt, options)
     check_output(src, dst, overwrite=options.overwrite)
     source = open_source(src, state_dict_key=options.state_dict_key,
                          strip_prefix=options.strip_prefix, allow_globals=options.allow_globals)

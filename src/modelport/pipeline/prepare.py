@@ -21,6 +21,7 @@ from modelport._io.urls import local_path, location
 from modelport._types import Record
 from modelport.convert.architectures import infer_architecture
 from modelport.convert.checkpoint import convert
+from modelport.convert.formats import detect
 from modelport.convert.inspect import inspect
 from modelport.convert.lora import merge
 from modelport.convert.normalize import normalize
@@ -92,8 +93,9 @@ def prepare(src: str | Path, out: str | Path, targets: list[str] | tuple[str, ..
         info = inspect(src)
         step("inspect", True, f"{info.tensors} tensors, {info.parameters:,} parameters, "
              f"{', '.join(sorted({w.format for w in info.weight_files}))}")
-        pickled = info.weight_files and all("pickle" in w.format or w.format.startswith(
-            ("distributed", "DeepSpeed ZeRO")) for w in info.weight_files)
+        fmt, _ = detect(src)  # the one registry says what SRC is
+        pickled = fmt.name != "hf" or (bool(info.weight_files) and all(
+            w.format in ("zip pickle", "legacy pickle") for w in info.weight_files))
         stage = work / "converted"
         if pickled:
             rep = convert(src, stage, progress=progress)

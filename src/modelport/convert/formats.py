@@ -1,0 +1,115 @@
+"""What a path is, decided in one place: the ordered registry of checkpoint formats.
+
+``detect`` asks each format in turn, cheaply and without importing torch, whether it claims
+the path (and which root: a ZeRO tag folder, DCP's Trainer subfolder, the ``.gguf`` file of a
+folder); the Hugging Face reader (a folder of safetensors or pickles, or one weight file)
+takes the rest. ``convert``, ``inspect``, ``prepare``, ``--dry-run`` and the Spark jobs ask it.
+Each format also says which convert options it applies; :func:`check_options` refuses, in one
+line, an option a route would otherwise ignore.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from modelport.errors import InputError
+
+# switches that turn a step off are honoured by every route (a route without the step)
+_ALWAYS = {"verify", "overwrite", "fit_names", "copy_other_files"}
+_FLAGS = {"max_shard_bytes": "--max-shard-size", "state_dict_key": "--state-dict-key",
+          "strip_prefix": "--strip-prefix", "aliases": "--aliases",
+          "allow_globals": "--allow-global", "zero_weights": "--weights",
+          "rope_scaling_factor": "--rope-scaling-factor"}
+
+
+@dataclass(frozen=True)
+class Format:
+    name: str
+    label: str
+    detector: str | None  # "module:function": path -> the root it claims, or None
+    options: frozenset[str]  # ConvertOptions fields this route applies, beyond _ALWAYS
+    planned: bool  # plan_convert (``--dry-run``, Spark) describes exactly what it writes
+
+
+REGISTRY: tuple[Format, ...] = (
+    Format("dcp", "torch.distributed.checkpoint",
+           "modelport.convert.dcp_convert:dcp_folder",
+           frozenset({"max_shard_bytes", "state_dict_key", "strip_prefix"}), False),
+    Format("zero", "DeepSpeed ZeRO checkpoint", "modelport.convert.zero:zero_folder",
+           frozenset({"max_shard_bytes", "strip_prefix", "allow_globals", "zero_weights"}),
+           False),
+    Format("meta", "Meta's or Mistral's original layout (params.json)",
+           "modelport.convert.meta_llama:meta_root",
+           frozenset({"max_shard_bytes", "allow_globals", "rope_scaling_factor"}), False),
+    Format("gguf", "GGUF (llama.cpp)", "modelport.convert.formats:gguf_file",
+           frozenset({"max_shard_bytes"}), False),
+    Format("hf", "Hugging Face weights (safetensors or pickles)", None,
+           frozenset({"max_shard_bytes", "state_dict_key", "strip_prefix", "aliases",
+                      "allow_globals"}), True),
+)
+BY_NAME = {f.name: f for f in REGISTRY}
+
+
+def gguf_file(path: Path) -> Path | None:
+    """A ``.gguf`` file, or the one ``.gguf`` of a folder that holds no other weights."""
+    if path.is_file():
+        return path if path.suffix == ".gguf" else None
+    if not path.is_dir():
+        return None
+    ggufs = sorted(p for p in path.iterdir() if p.suffix == ".gguf" and p.is_file())
+    others = [p for p in path.iterdir() if p.suffix in (".safetensors", ".bin", ".pt", ".pth")]
+    return ggufs[0] if len(ggufs) == 1 and not others else None
+
+
+def _call(spec: str, path: Path) -> Any:
+    module, func = spec.split(":")
+    return getattr(importlib.import_module(module), func)(path)
+
+
+def detect(path: str | Path) -> tuple[Format, Path]:
+    """(format, root): the first format of :data:`REGISTRY` that claims ``path``."""
+    path = Path(path)
+    for fmt in REGISTRY:
+        if fmt.detector is None:
+            return fmt, path
+        root = _call(fmt.detector, path)
+        if root is not None:
+            return fmt, Path(root)
+    raise AssertionError("the registry ends with a format that takes every path")
+
+
+def options_help() -> str:
+    """The options each format applies, for ``modelport convert --help`` (from the registry,
+    so the help cannot drift from what is refused)."""
+    lines = ["\b", "Options by format (another is refused, never ignored):"]
+    order = list(_FLAGS)
+    for fmt in REGISTRY:
+        flags = [_FLAGS[o] for o in sorted(fmt.options, key=order.index)]
+        lines.append(f"  {fmt.name:5s} {' '.join(flags)}")
+    planned = ", ".join(f.name for f in REGISTRY if f.planned)
+    lines.append(f"--dry-run, s3:// sources and Spark plan: {planned}")
+    return "\n".join(lines)
+
+
+def check_options(fmt: Format, options: Any) -> None:
+    """Refuse an option set away from its default that this format's route does not apply.
+
+    Raises:
+        InputError: naming the flag and the format.
+    """
+    defaults = type(options)()
+    for name in type(options).model_fields:
+        if name in _ALWAYS or name in fmt.options:
+            continue
+        if getattr(options, name) != getattr(defaults, name):
+            flag = _FLAGS.get(name, name)
+            raise InputError(f"{flag} does not apply to a {fmt.label}",
+                             hint=f"drop {flag}; `modelport convert --help` says which "
+                             "options each format takes")
+
+
+__all__ = ["BY_NAME", "REGISTRY", "Format", "check_options", "detect", "gguf_file",
+           "options_help"]

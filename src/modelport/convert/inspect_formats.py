@@ -1,0 +1,113 @@
+"""``inspect`` of the formats that are not a Hugging Face folder: each as one weight entry
+with its tensors, parameters and dtypes, read from headers and metadata only, and a warning
+saying what ``modelport convert`` makes of it."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from modelport.convert.inspect_records import Problem, WeightFile
+from modelport.errors import ModelportError
+
+
+def inspect_dcp(path: Path, folder: Path, problems: list[Problem]) -> WeightFile:
+    """A distributed checkpoint as one weight entry: its model tensors, from .metadata."""
+    from modelport.convert.dcp import read_metadata
+    from modelport.convert.dcp_convert import TRAINING_STATE
+    from modelport.convert.pickle_safe import element_size
+
+    rel = folder.relative_to(path).as_posix() if folder != path else "."
+    ranks = len(list(folder.glob("*.distcp")))
+    wf = WeightFile(path=rel, format=f"distributed checkpoint ({ranks} files)",
+                    size=sum(p.stat().st_size for p in folder.glob("*.distcp")))
+    try:
+        tensors, _ = read_metadata(folder)
+    except ModelportError as e:
+        problems.append(Problem(severity="error", file=rel, message=e.message))
+        return wf
+    missing = sorted({c.file for t in tensors for c in t.chunks
+                      if not (folder / c.file).is_file()})
+    if missing:
+        problems.append(Problem(severity="error", file=rel, message=f"{len(missing)} file(s) "
+                                f"named in .metadata are missing: {', '.join(missing[:3])}"))
+    model = [t for t in tensors if t.fqn.split(".", 1)[0] not in TRAINING_STATE]
+    wf.tensors = len(model)
+    wf.tensor_bytes = sum(t.nbytes for t in model)
+    wf.parameters = sum(t.nbytes // element_size(t.dtype) for t in model)
+    for t in model:
+        wf.dtypes[t.dtype] = wf.dtypes.get(t.dtype, 0) + 1
+    problems.append(Problem(severity="warning", file=rel, message=(
+        "a training checkpoint (torch.distributed.checkpoint): modelport convert reassembles "
+        "it into safetensors")))
+    return wf
+
+
+def inspect_zero(path: Path, folder: Path, problems: list[Problem],
+                  allow_globals: tuple[str, ...]) -> WeightFile:
+    """A DeepSpeed ZeRO checkpoint as one weight entry: the parameters its model states list."""
+    from modelport.convert.zero import read_zero
+
+    rel = folder.relative_to(path).as_posix() if folder != path else "."
+    files = [p for p in folder.iterdir() if p.name.endswith(("_optim_states.pt",
+                                                             "_model_states.pt"))]
+    wf = WeightFile(path=rel, format="DeepSpeed ZeRO", size=sum(p.stat().st_size
+                                                                for p in files))
+    try:
+        ck = read_zero(path, allow_globals)
+    except ModelportError as e:
+        problems.append(Problem(severity="error", file=rel, message=e.message))
+        return wf
+    wf.format = f"DeepSpeed ZeRO-{ck.stage} ({ck.world_size} ranks)"
+    wf.tensors = len(ck.tensors)
+    wf.parameters = sum(math.prod(t.shape) for t in ck.tensors)
+    wf.tensor_bytes = sum(t.nbytes for t in ck.tensors)
+    for t in ck.tensors:
+        wf.dtypes[t.dtype] = wf.dtypes.get(t.dtype, 0) + 1
+    problems.append(Problem(severity="warning", file=rel, message=(
+        f"a training checkpoint (DeepSpeed ZeRO stage {ck.stage}, {ck.world_size} ranks): "
+        "modelport convert writes its fp32 master weights as safetensors")))
+    return wf
+
+
+def inspect_gguf(path: Path, file: Path, problems: list[Problem]) -> WeightFile:
+    """A llama.cpp GGUF file: its tensors and their stored types, from the header."""
+    rel = file.name
+    wf = WeightFile(path=rel, format="GGUF", size=file.stat().st_size)
+    try:
+        import gguf
+    except ImportError:
+        problems.append(Problem(severity="error", file=rel, message=(
+            "reading GGUF needs the optional package gguf: pip install 'modelport[gguf]'")))
+        return wf
+    try:
+        r = gguf.GGUFReader(file)
+    except Exception as e:  # the reader raises ValueError/struct errors on damaged files
+        problems.append(Problem(severity="error", file=rel, message=(
+            f"not a readable GGUF file ({type(e).__name__}: {str(e)[:120]})")))
+        return wf
+    from modelport.convert.gguf_source import KEPT
+    from modelport.convert.gguf_vocab import field
+
+    arch = field(r, "general.architecture")
+    wf.format = f"GGUF ({arch})"
+    quantized = 0
+    for t in r.tensors:
+        kind = t.tensor_type.name
+        wf.dtypes[kind] = wf.dtypes.get(kind, 0) + 1
+        wf.parameters += int(math.prod(int(x) for x in t.shape.tolist()))
+        wf.tensor_bytes += int(t.n_bytes)
+        quantized += kind not in KEPT
+    wf.tensors = len(r.tensors)
+    what = (f"{quantized} quantized tensor(s) are dequantized to float32, not the original "
+            "weights" if quantized else "F32/F16/BF16 tensors are kept as stored")
+    problems.append(Problem(severity="warning" if arch == "llama" else "error", file=rel,
+                            message=(f"a GGUF file (llama.cpp, architecture {arch}): modelport "
+                                     f"convert writes safetensors and config.json; {what}"
+                                     if arch == "llama" else
+                                     f"a GGUF file of architecture {arch!r}: modelport "
+                                     "convert reads the llama architecture only")))
+    return wf
+
+
+__all__ = ["inspect_dcp", "inspect_gguf", "inspect_zero"]

@@ -20,7 +20,7 @@ from modelport._io.st_header import TORCH_TO_ST, build_header, read_header
 from modelport._io.urls import location
 from modelport._types import FileRecord, Record, SkippedItem, file_role
 from modelport._version import __version__
-from modelport.convert.formats import check_options, detect
+from modelport.convert.formats import check_options, detect, load
 from modelport.convert.options import ConvertOptions
 from modelport.convert.plan import ConvertPlan, ShardPlan, check_source, plan_convert
 from modelport.convert.sources import Reader, SourceTensor
@@ -260,7 +260,8 @@ def convert(
         src: a model folder, a single ``.bin``/``.pt``/``.pth``/``.ckpt``/``.safetensors``
             file, a ``torch.distributed.checkpoint`` folder (``.metadata`` + ``.distcp``), a
             DeepSpeed ZeRO checkpoint (a folder with ``latest``, or ``global_stepN/``), Meta's
-            or Mistral's original layout, or a ``.gguf`` file.
+            or Mistral's original layout, a ``.gguf`` file (or a folder holding one), or a
+            llama2.c ``ckpt.pt``; :mod:`modelport.convert.formats` decides which.
         dst: the output folder (created; must not exist unless ``overwrite``).
         options: a :class:`ConvertOptions`; keyword arguments build one when omitted.
         progress: show a progress bar (None: only on a terminal or notebook).
@@ -289,26 +290,18 @@ def convert(
 
         return convert_remote(src, dst, options, progress=progress, store=store)
     check_source(src)
-    fmt, root = detect(src)
+    fmt, _ = detect(src)
     check_options(fmt, options)
-    if fmt.name == "dcp":  # torch.distributed.checkpoint (FSDP, torchtitan)
-        from modelport.convert.dcp_convert import convert_dcp
+    if fmt.planned:
+        return convert_planned(src, dst, options, progress=progress)
+    return load(fmt.converter)(src, dst, options)  # type: ignore[no-any-return]
 
-        return convert_dcp(src, dst, options)
-    if fmt.name == "zero":  # DeepSpeed ZeRO 1/2/3
-        from modelport.convert.zero_convert import convert_zero
 
-        return convert_zero(src, dst, options)
-    if fmt.name == "meta":  # Meta's / Mistral's params.json + consolidated weights
-        from modelport.convert.meta_llama import convert_meta
-
-        return convert_meta(root, dst, options)
-    if fmt.name == "gguf":  # llama.cpp
-        from modelport.convert.gguf_source import convert_gguf
-
-        return convert_gguf(root, dst, options)
+def convert_planned(src: Path, dst: Path, options: ConvertOptions, *,
+                    progress: bool | None = None) -> ConvertReport:
+    """The Hugging Face route: plan (names, aliases, shards), then write and prove it."""
     return execute(plan_convert(src, dst, options), progress=progress)
 
 
-__all__ = ["INDEX_NAME", "ConvertReport", "convert", "execute", "shard_metadata", "verify_shard",
-           "write_shard"]
+__all__ = ["INDEX_NAME", "ConvertReport", "convert", "convert_planned", "execute",
+           "shard_metadata", "verify_shard", "write_shard"]

@@ -27,28 +27,35 @@ _FLAGS = {"max_shard_bytes": "--max-shard-size", "state_dict_key": "--state-dict
 
 @dataclass(frozen=True)
 class Format:
+    """One checkpoint format: how it is recognised and which route converts it."""
+
     name: str
     label: str
     detector: str | None  # "module:function": path -> the root it claims, or None
+    converter: str  # "module:function": (src, dst, ConvertOptions) -> ConvertReport
     options: frozenset[str]  # ConvertOptions fields this route applies, beyond _ALWAYS
-    planned: bool  # plan_convert (``--dry-run``, Spark) describes exactly what it writes
+    planned: bool = False  # plan_convert (``--dry-run``, Spark) describes what it writes
 
 
+_M = "modelport.convert."
 REGISTRY: tuple[Format, ...] = (
-    Format("dcp", "torch.distributed.checkpoint",
-           "modelport.convert.dcp_convert:dcp_folder",
-           frozenset({"max_shard_bytes", "state_dict_key", "strip_prefix"}), False),
-    Format("zero", "DeepSpeed ZeRO checkpoint", "modelport.convert.zero:zero_folder",
-           frozenset({"max_shard_bytes", "strip_prefix", "allow_globals", "zero_weights"}),
-           False),
+    Format("dcp", "torch.distributed.checkpoint", _M + "dcp_convert:dcp_folder",
+           _M + "dcp_convert:convert_dcp",
+           frozenset({"max_shard_bytes", "state_dict_key", "strip_prefix"})),
+    Format("zero", "DeepSpeed ZeRO checkpoint", _M + "zero:zero_folder",
+           _M + "zero_convert:convert_zero",
+           frozenset({"max_shard_bytes", "strip_prefix", "allow_globals", "zero_weights"})),
     Format("meta", "Meta's or Mistral's original layout (params.json)",
-           "modelport.convert.meta_llama:meta_root",
-           frozenset({"max_shard_bytes", "allow_globals", "rope_scaling_factor"}), False),
-    Format("gguf", "GGUF (llama.cpp)", "modelport.convert.formats:gguf_file",
-           frozenset({"max_shard_bytes"}), False),
+           _M + "meta_llama:meta_root", _M + "meta_llama:convert_meta",
+           frozenset({"max_shard_bytes", "allow_globals", "rope_scaling_factor"})),
+    Format("gguf", "GGUF (llama.cpp)", _M + "formats:gguf_file",
+           _M + "gguf_source:convert_gguf", frozenset({"max_shard_bytes"})),
+    Format("llama2c", "llama2.c training checkpoint", _M + "llama2c:llama2c_file",
+           _M + "llama2c:convert_llama2c", frozenset({"max_shard_bytes", "allow_globals"})),
     Format("hf", "Hugging Face weights (safetensors or pickles)", None,
+           _M + "checkpoint:convert_planned",
            frozenset({"max_shard_bytes", "state_dict_key", "strip_prefix", "aliases",
-                      "allow_globals"}), True),
+                      "allow_globals"}), planned=True),
 )
 BY_NAME = {f.name: f for f in REGISTRY}
 
@@ -64,9 +71,10 @@ def gguf_file(path: Path) -> Path | None:
     return ggufs[0] if len(ggufs) == 1 and not others else None
 
 
-def _call(spec: str, path: Path) -> Any:
+def load(spec: str) -> Any:
+    """The function a ``"module:function"`` spec names, imported only now."""
     module, func = spec.split(":")
-    return getattr(importlib.import_module(module), func)(path)
+    return getattr(importlib.import_module(module), func)
 
 
 def detect(path: str | Path) -> tuple[Format, Path]:
@@ -75,7 +83,7 @@ def detect(path: str | Path) -> tuple[Format, Path]:
     for fmt in REGISTRY:
         if fmt.detector is None:
             return fmt, path
-        root = _call(fmt.detector, path)
+        root = load(fmt.detector)(path)
         if root is not None:
             return fmt, Path(root)
     raise AssertionError("the registry ends with a format that takes every path")
@@ -111,5 +119,5 @@ def check_options(fmt: Format, options: Any) -> None:
                              "options each format takes")
 
 
-__all__ = ["BY_NAME", "REGISTRY", "Format", "check_options", "detect", "gguf_file",
+__all__ = ["BY_NAME", "REGISTRY", "Format", "check_options", "detect", "gguf_file", "load",
            "options_help"]

@@ -59,6 +59,9 @@ def convert_gguf(src: str | Path, out: str | Path, options: ConvertOptions | Non
     overwrite, verify = o.overwrite, o.verify
     t0 = time.perf_counter()
     src, out = Path(src), Path(out)
+    from modelport.convert.formats import gguf_file
+
+    src = gguf_file(src) or src  # a folder holding one .gguf: that file
     if not src.is_file():
         raise InputError("not a file", path=src)
     check_output(src, out, overwrite=overwrite)

@@ -17,6 +17,7 @@ import json
 import re
 import time
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -120,20 +121,38 @@ def _params(folder: Path) -> dict[str, Any]:
     return p
 
 
+@dataclass
+class MetaSource:
+    """Meta's layout as another format holds it (a llama2.c training checkpoint): the
+    params.json values, the files, how to open each, and what to call them."""
+
+    params: dict[str, Any]
+    files: list[Path]
+    state_dict_key: str | None = None
+    strip_prefix: str | None = None
+    label: str = "meta consolidated"
+    origin: str = "params.json"
+
+
 def convert_meta(src: str | Path, out: str | Path, options: ConvertOptions | None = None, *,
-                 rope_scaling_factor: float | None = None) -> ConvertReport:
-    """Convert Meta's (or Mistral's) original checkpoint folder into a Hugging Face folder."""
+                 rope_scaling_factor: float | None = None, source: MetaSource | None = None
+                 ) -> ConvertReport:
+    """Convert Meta's (or Mistral's) original checkpoint folder into a Hugging Face folder
+    (or the Meta layout that ``source`` describes)."""
     o = options or ConvertOptions()
     overwrite, verify, max_shard_size = o.overwrite, o.verify, o.max_shard_bytes
     t0 = time.perf_counter()
     src, out = Path(src), Path(out)
-    if not is_meta_layout(src):
+    if source is None and not is_meta_layout(src):
         raise InputError("not a Meta layout folder (params.json + consolidated.NN.pth)",
                          path=src)
     check_output(src, out, overwrite=overwrite)
-    params = _params(src)
-    files = _ranks(src)
-    sets: list[SourceSet] = [open_source(f, allow_globals=o.allow_globals) for f in files]
+    if source is None:
+        source = MetaSource(params=_params(src), files=_ranks(src))
+    params, files = source.params, source.files
+    sets: list[SourceSet] = [open_source(f, allow_globals=o.allow_globals,
+                                         state_dict_key=source.state_dict_key,
+                                         strip_prefix=source.strip_prefix) for f in files]
     readers = [Reader(s.files) for s in sets]
     by_rank = [{t.name: t for t in s.tensors} for s in sets]
     mistral = "hidden_dim" in params or files[0].suffix == ".safetensors" or \
@@ -223,7 +242,7 @@ def convert_meta(src: str | Path, out: str | Path, options: ConvertOptions | Non
             (tmp / "generation_config.json").write_text(json.dumps(
                 {"bos_token_id": cfg["bos_token_id"], "eos_token_id": cfg["eos_token_id"],
                  "do_sample": True, "temperature": 0.6, "top_p": 0.9}, indent=2) + "\n")
-            tok_note = _tokenizer(src, tmp, params)
+            tok_note = _tokenizer(src, tmp, params) if src.is_dir() else None
             for p in sorted(tmp.rglob("*")):
                 rel = p.relative_to(tmp).as_posix()
                 if p.is_file() and not rel.startswith(".") and rel not in written:
@@ -237,7 +256,7 @@ def convert_meta(src: str | Path, out: str | Path, options: ConvertOptions | Non
     dtypes = Counter(e[1] for e in entries)
     return ConvertReport(
         src=str(src), dst=str(out),
-        inputs=[InputFile(path=str(p), format="meta consolidated", size=p.stat().st_size)
+        inputs=[InputFile(path=str(p), format=source.label, size=p.stat().st_size)
                 for p in files],
         state_dict_key=None, tensors_in=len(entries) + len(left_out),
         tensors_written=len(entries),
@@ -248,7 +267,7 @@ def convert_meta(src: str | Path, out: str | Path, options: ConvertOptions | Non
         skipped_entries=[SkippedItem(name=x, reason="left out") for x in left_out],
         skipped_files=[], verified=verify, verify_seconds=0.0,
         warnings=[f"Meta layout, {n} rank(s) merged; {permuted} q/k weights permuted to the "
-                  "Hugging Face rotary order; config.json from params.json"
+                  f"Hugging Face rotary order; config.json from {source.origin}"
                   + (f"; Mixtral: {experts} expert weights" if experts else "")]
                  + ([f"tokenizer: {tok_note}"] if tok_note else []),
         seconds=round(time.perf_counter() - t0, 3))

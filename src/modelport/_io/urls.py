@@ -3,8 +3,8 @@
 Every verb and the CLI parse a SRC or DST through :func:`location`, so ``s3://``, ``file://``
 and the other fsspec URLs always mean a store and never a local folder whose name happens to
 contain ``://``; a path that only looks like a URL once ``Path`` folded its ``//`` (``s3:/x``)
-is refused instead of being created on disk. :func:`redact` removes credentials from any text
-modelport prints, logs or records.
+is refused instead of being created on disk. Credentials inside a URL are refused; texts that
+quote one go through :func:`modelport._io.redact.redact`.
 """
 
 from __future__ import annotations
@@ -20,10 +20,6 @@ from modelport.errors import InputError
 STORE_SCHEMES = ("s3", "file", "gs", "gcs", "abfs", "az", "oci")
 _URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 _FOLDED = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):/(?!/)")
-def is_store_url(value: object) -> bool:
-    """``scheme://…``: a store, whatever the scheme (unknown ones are refused by
-    :func:`location`)."""
-    return isinstance(value, str) and _URL.match(value) is not None
 
 
 def refuse_folded(path: str | Path, *, what: str = "path") -> None:
@@ -94,5 +90,5 @@ def endpoint(url: str | None) -> str | None:
     return url
 
 
-__all__ = ["STORE_SCHEMES", "endpoint", "has_userinfo", "is_store_url", "local_path", "location",
-           "redact", "refuse_folded"]
+__all__ = ["STORE_SCHEMES", "endpoint", "has_userinfo", "local_path", "location",
+           "refuse_folded"]

@@ -13,7 +13,8 @@ from modelport._types import FileRecord
 from modelport.convert.checkpoint import ConvertReport, execute
 from modelport.convert.options import ConvertOptions
 from modelport.convert.plan import ShardPlan, plan_convert
-from modelport.convert.remote import RemoteMirror, S3Destination
+from modelport.convert.remote import RemoteMirror
+from modelport.convert.remote_dest import S3Destination
 from modelport.errors import InputError
 
 

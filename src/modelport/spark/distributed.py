@@ -31,7 +31,8 @@ from modelport._types import FileRecord, Record, file_role
 from modelport.convert.checkpoint import INDEX_NAME, shard_metadata, verify_shard, write_shard
 from modelport.convert.options import ConvertOptions
 from modelport.convert.plan import ConvertPlan, plan_convert
-from modelport.convert.remote import RemoteMirror, S3Destination
+from modelport.convert.remote import RemoteMirror
+from modelport.convert.remote_dest import S3Destination
 from modelport.convert.sources import Reader
 from modelport.errors import InputError, VerificationError
 

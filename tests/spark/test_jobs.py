@@ -57,6 +57,32 @@ def test_prepare_many_rows_with_one_broken_model(spark, tmp_path: Path, s3: Loca
     assert not list(tmp_path.glob(".*modelport-work"))
 
 
+def test_prepare_many_reads_sources_from_the_bucket(spark, tmp_path: Path, s3: LocalS3,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """The endpoint reaches s3:// sources as well as destinations (it used to go to AWS's
+    default endpoint for the source and fail every row)."""
+    import boto3
+
+    a = llama_folder(tmp_path / "a", seed=3)
+    c = boto3.client("s3", endpoint_url=s3.endpoint, aws_access_key_id=s3.access_key,
+                     aws_secret_access_key=s3.secret_key, region_name="us-east-1")
+    for p in sorted(a.iterdir()):
+        c.upload_file(str(p), "models", f"src/a/{p.name}")
+    for k, v in s3.env().items():
+        monkeypatch.setenv(k, v)
+    jobs = [("s3://models/src/a", "s3://models/from-bucket/a"),
+            ("s3://models/src/a", str(tmp_path / "out-local"))]
+    rows = [r.asDict() for r in prepare_many(spark, jobs, "watsonx-saas",
+                                             endpoint_url=s3.endpoint).collect()]
+    assert all(r["ok"] for r in rows), [(r["error_class"], r["error_message"]) for r in rows]
+    from modelport.package.upload import UploadOptions
+
+    assert modelport.verify("s3://models/from-bucket/a",
+                            UploadOptions(endpoint_url=s3.endpoint)).ok
+    assert rows[0]["bytes"] == rows[1]["bytes"] and rows[0]["files"] == rows[1]["files"]
+    assert (tmp_path / "out-local" / "model.safetensors").is_file()
+
+
 def test_check_errors_are_reported_as_verdicts(spark, tmp_path: Path) -> None:
     src = llama_folder(tmp_path / "m")
     cfg = json.loads((src / "config.json").read_text())

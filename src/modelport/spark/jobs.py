@@ -75,6 +75,8 @@ def _prepare(source: str, destination: str, targets: list[str], options: Mapping
     from modelport.pipeline.prepare import prepare
 
     kw = {k: v for k, v in options.items() if k in _PREPARE_KEYS}
+    # one store for both ends: an s3:// source is read with the same endpoint and keys
+    kw["store"] = {k: options.get(k) for k in _STORE_KEYS}
     if not isinstance(_location(destination), str):
         rep = prepare(source, destination, targets, progress=False, **kw)
         data = (Path(destination) / MANIFEST).read_bytes()
@@ -128,7 +130,8 @@ def prepare_many(spark: Any, jobs: Any, target: str | list[str] = "watsonx-saas"
         jobs: a DataFrame with ``source`` and ``destination`` columns, or an iterable of
             ``(source, destination)`` pairs or mappings.
         target: one target name or several (``modelport targets`` lists them).
-        endpoint_url, region, profile: the object store of ``s3://`` destinations.
+        endpoint_url, region, profile: the object store of ``s3://`` sources and
+            destinations.
         scratch_dir: where executors build bundles bound for object storage (default: the
             executor's temp dir).
         quiet: switch third-party log records and warnings off in the Python workers (the

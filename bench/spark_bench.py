@@ -81,7 +81,7 @@ from modelport.spark import convert_distributed
 src, url, endpoint, scratch = sys.argv[1:5]
 s = SparkSession.builder.master("local[2]").config("spark.ui.enabled", "false").getOrCreate()
 s.sparkContext.setLogLevel("ERROR")
-rep = convert_distributed(s, src, url, max_shard_bytes="250MB", endpoint_url=endpoint,
+rep = convert_distributed(s, src, url, max_shard_size="250MB", endpoint_url=endpoint,
                           scratch_dir=scratch)
 print("shards", len(rep.shards))
 """
@@ -91,7 +91,7 @@ from modelport._quiet import quiet_third_party
 quiet_third_party()
 src, url, endpoint, scratch = sys.argv[1:5]
 tempfile.tempdir = scratch
-modelport.convert(src, url, max_shard_bytes="250MB", progress=False,
+modelport.convert(src, url, max_shard_size="250MB", progress=False,
                   store={"endpoint_url": endpoint})
 """
 SEQ = r"""
@@ -106,7 +106,7 @@ for o in c.list_objects_v2(Bucket=bucket, Prefix=src_prefix + "/")["Contents"]:
     p = down / o["Key"][len(src_prefix) + 1:]
     p.parent.mkdir(parents=True, exist_ok=True)
     c.download_file(bucket, o["Key"], str(p))
-modelport.convert(down, Path(work) / "out", max_shard_bytes="250MB", progress=False)
+modelport.convert(down, Path(work) / "out", max_shard_size="250MB", progress=False)
 for p in sorted((Path(work) / "out").iterdir()):
     if p.is_file():
         c.upload_file(str(p), bucket, f"{out_prefix}/{p.name}")

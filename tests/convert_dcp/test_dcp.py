@@ -69,7 +69,7 @@ def test_single_process_state_dict(model_dir: Path, tmp_path: Path) -> None:
     ckpt = tmp_path / "ck"
     dcp.save(tiny_model("llama").state_dict(), checkpoint_id=ckpt)
     rep = modelport.convert(_with_config(ckpt, model_dir), tmp_path / "out", progress=False,
-                            max_shard_bytes=60_000)
+                            max_shard_size=60_000)
     assert rep.inputs[0].format == "dcp" and rep.verified and len(rep.outputs) > 3
     _same(tmp_path / "out", _anchor(ckpt, tmp_path), rep.renamed)
 

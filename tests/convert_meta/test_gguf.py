@@ -120,7 +120,7 @@ def test_every_verb_knows_a_gguf(tmp_path: Path) -> None:
                                for k in {t.tensor_type.name for t in r.tensors}}
         assert any("dequantized" in p.message for p in info.problems)
     one = modelport.convert(d / "tiny.gguf", tmp_path / "one", progress=False)
-    rep = modelport.convert(d, tmp_path / "sharded", progress=False, max_shard_bytes=4096)
+    rep = modelport.convert(d, tmp_path / "sharded", progress=False, max_shard_size=4096)
     assert sum(o.role == "weights" for o in rep.outputs) > 1
     assert (tmp_path / "sharded" / "model.safetensors.index.json").is_file()
     merged: dict[str, torch.Tensor] = {}

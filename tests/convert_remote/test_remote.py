@@ -80,9 +80,9 @@ def test_convert_from_a_bucket(kind: str, tmp_path: Path, s3: LocalS3,
                                store: dict[str, Any]) -> None:
     src = _model(tmp_path / "m", kind)
     size = _upload(s3, src, f"remote/{kind}")
-    local = modelport.convert(src, tmp_path / "local", max_shard_bytes=SHARD, progress=False)
+    local = modelport.convert(src, tmp_path / "local", max_shard_size=SHARD, progress=False)
     rep = modelport.convert(f"s3://models/remote/{kind}", tmp_path / "out",
-                            max_shard_bytes=SHARD, progress=False, store=store)
+                            max_shard_size=SHARD, progress=False, store=store)
     assert [o.path for o in rep.outputs] == [o.path for o in local.outputs]
     for o, lo in zip(rep.outputs, local.outputs, strict=True):
         assert o.sha256 == lo.sha256, o.path  # byte for byte
@@ -157,9 +157,9 @@ def test_bucket_to_bucket(tmp_path: Path, s3: LocalS3, store: dict[str, Any]) ->
     copy removed; the index last; the objects are the bytes of a local convert."""
     src = _model(tmp_path / "m", "pickle")
     _upload(s3, src, "remote/b2b-src")
-    local = modelport.convert(src, tmp_path / "local", max_shard_bytes=SHARD, progress=False)
+    local = modelport.convert(src, tmp_path / "local", max_shard_size=SHARD, progress=False)
     rep = modelport.convert("s3://models/remote/b2b-src", "s3://models/remote/b2b-out",
-                            max_shard_bytes=SHARD, progress=False, store=store)
+                            max_shard_size=SHARD, progress=False, store=store)
     assert rep.dst == "s3://models/remote/b2b-out"
     c = _client(s3)
     for o in local.outputs:
@@ -175,8 +175,8 @@ def test_any_fsspec_url_is_read_the_same_way(tmp_path: Path) -> None:
     """file:// through fsspec (gs://, abfs://, oci:// take the same path with their
     packages): ranged reads, the bytes of a local convert, fewer bytes than the files hold."""
     src = _model(tmp_path / "m", "pickle")
-    local = modelport.convert(src, tmp_path / "local", max_shard_bytes=SHARD, progress=False)
-    rep = modelport.convert(f"file://{src}", tmp_path / "out", max_shard_bytes=SHARD,
+    local = modelport.convert(src, tmp_path / "local", max_shard_size=SHARD, progress=False)
+    rep = modelport.convert(f"file://{src}", tmp_path / "out", max_shard_size=SHARD,
                             progress=False)
     assert [o.sha256 for o in rep.outputs] == [o.sha256 for o in local.outputs]
     size = sum(p.stat().st_size for p in src.iterdir())

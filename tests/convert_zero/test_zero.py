@@ -82,7 +82,7 @@ def test_identical_to_zero_to_fp32(case: str, ckpts: dict[str, Path], tmp_path: 
     from transformers import AutoConfig, AutoModelForCausalLM
 
     src = ckpts[case]
-    rep = modelport.convert(src, tmp_path / "out", max_shard_bytes=40_000, progress=False)
+    rep = modelport.convert(src, tmp_path / "out", max_shard_size=40_000, progress=False)
     ours, ref = _ours(tmp_path / "out"), _anchor(src, tmp_path)
     written = set(ours)
     # tied parameters are written once; the anchor repeats them under the shared name

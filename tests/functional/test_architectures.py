@@ -27,7 +27,7 @@ def test_convert_reload_identical_logits(model_type: str, tmp_path: Path) -> Non
     save_bin(state, src, shards=SHARDED.get(model_type, 1), legacy=model_type in LEGACY)
     before = tree_snapshot(src)
 
-    rep = modelport.convert(src, tmp_path / "out", max_shard_bytes="150KB", progress=False)
+    rep = modelport.convert(src, tmp_path / "out", max_shard_size="150KB", progress=False)
 
     assert tree_snapshot(src) == before  # SRC untouched
     assert rep.verified

@@ -70,7 +70,7 @@ def test_kill_9_mid_write_leaves_nothing_complete_and_rerun_succeeds(tmp_path: P
     src, state = _src(tmp_path, n=32, size=1024)
     out = tmp_path / "out"
     code = ("import modelport, sys; modelport.convert(sys.argv[1], sys.argv[2], "
-            "max_shard_bytes='4MiB', progress=False)")
+            "max_shard_size='4MiB', progress=False)")
     killed_mid_write = 0
     for delay in (0.3, 0.8, 1.5):
         proc = subprocess.Popen([sys.executable, "-c", code, str(src), str(out)], cwd=ROOT)
@@ -85,7 +85,7 @@ def test_kill_9_mid_write_leaves_nothing_complete_and_rerun_succeeds(tmp_path: P
         assert _leftovers(tmp_path), "a killed run leaves only its hidden temp folder"
         killed_mid_write += 1
     assert killed_mid_write >= 1
-    rep = modelport.convert(src, out, max_shard_bytes="4MiB", progress=False, overwrite=True)
+    rep = modelport.convert(src, out, max_shard_size="4MiB", progress=False, overwrite=True)
     assert rep.verified
     assert _leftovers(tmp_path) == []
     for o in rep.outputs:

@@ -157,7 +157,7 @@ def test_sharded_input_with_other_files(tmp_path: Path) -> None:
     (src / "1_Pooling").mkdir()
     (src / "1_Pooling" / "config.json").write_text("{}")
     torch.save({"x": 1}, src / "training_args.bin")
-    rep = modelport.convert(src, tmp_path / "out", max_shard_bytes=40_000, progress=False)
+    rep = modelport.convert(src, tmp_path / "out", max_shard_size=40_000, progress=False)
     names = sorted(o.path for o in rep.outputs)
     assert "1_Pooling/config.json" in names
     assert "tokenizer_config.json" in names
@@ -201,7 +201,7 @@ def test_safetensors_input_is_resharded_with_format_pt(tmp_path: Path) -> None:
     src = tmp_path / "src"
     src.mkdir()
     save_file(state, src / "model.safetensors")  # no metadata
-    rep = modelport.convert(src, tmp_path / "out", max_shard_bytes=4096, progress=False)
+    rep = modelport.convert(src, tmp_path / "out", max_shard_size=4096, progress=False)
     assert len([o for o in rep.outputs if o.role == "weights"]) == 3
     assert rep.inputs[0].format == "safetensors"
     index = json.loads((tmp_path / "out" / "model.safetensors.index.json").read_text())

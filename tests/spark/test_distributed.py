@@ -46,14 +46,14 @@ def src(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def local(src: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("local") / "out"
-    modelport.convert(src, out, max_shard_bytes=SHARD, progress=False)
+    modelport.convert(src, out, max_shard_size=SHARD, progress=False)
     return out
 
 
 def test_folder_to_folder_with_a_killed_task(spark, src: Path, local: Path, tmp_path: Path
                                              ) -> None:
     out = tmp_path / "dist"
-    rep = convert_distributed(spark, src, str(out), max_shard_bytes=SHARD,
+    rep = convert_distributed(spark, src, str(out), max_shard_size=SHARD,
                               _after_write=_die_once)
     n = len(list(local.glob("*.safetensors")))
     assert n >= 3 and len(rep.shards) == n and all(s.status == "written" for s in rep.shards)
@@ -66,7 +66,7 @@ def test_folder_to_folder_with_a_killed_task(spark, src: Path, local: Path, tmp_
     index = json.loads((out / "model.safetensors.index.json").read_text())
     assert set(index["weight_map"]) == set(_tensors(out))
     # a rerun finds every shard complete and keeps it
-    again = convert_distributed(spark, src, str(out), max_shard_bytes=SHARD, overwrite=True)
+    again = convert_distributed(spark, src, str(out), max_shard_size=SHARD, overwrite=True)
     assert {s.status for s in again.shards} == {"kept"}
     assert [s.sha256 for s in again.shards] == [s.sha256 for s in rep.shards]
 
@@ -81,21 +81,21 @@ def _client(s3: LocalS3):  # type: ignore[no-untyped-def]
 def test_folder_and_bucket_to_bucket(spark, src: Path, local: Path) -> None:
     with LocalS3(local.parent.parent / "weed-dist", bucket="models") as s3:
         url = "s3://models/dist/llama"
-        rep = convert_distributed(spark, src, url, max_shard_bytes=SHARD,
+        rep = convert_distributed(spark, src, url, max_shard_size=SHARD,
                                   endpoint_url=s3.endpoint)
         assert rep.files[-1].path == "model.safetensors.index.json"  # written last
         client = _client(s3)
         for f in rep.files:
             body = client.get_object(Bucket="models", Key=f"dist/llama/{f.path}")["Body"].read()
             assert body == (local / f.path).read_bytes(), f.path
-        again = convert_distributed(spark, src, url, max_shard_bytes=SHARD,
+        again = convert_distributed(spark, src, url, max_shard_size=SHARD,
                                     endpoint_url=s3.endpoint)
         assert {s.status for s in again.shards} == {"kept"}
         # bucket to bucket: the source read with ranged GETs, each task its shard's bytes
         for p in src.iterdir():
             client.upload_file(str(p), "models", f"dist/src/{p.name}")
         b2b = convert_distributed(spark, "s3://models/dist/src", "s3://models/dist/b2b",
-                                  max_shard_bytes=SHARD, endpoint_url=s3.endpoint)
+                                  max_shard_size=SHARD, endpoint_url=s3.endpoint)
         assert [f.path for f in b2b.files] == [f.path for f in rep.files]
         for f in b2b.files:
             body = client.get_object(Bucket="models", Key=f"dist/b2b/{f.path}")["Body"].read()
@@ -142,12 +142,12 @@ def test_object_server_restarted_mid_job(spark, src: Path, local: Path, tmp_path
         th = threading.Thread(target=stopper)
         th.start()
         with pytest.raises(Exception, match=r"(?s)put|Connect|endpoint|Storage"):
-            convert_distributed(spark, src, "s3://models/restart", max_shard_bytes=SHARD,
+            convert_distributed(spark, src, "s3://models/restart", max_shard_size=SHARD,
                                 endpoint_url=s3.endpoint,
                                 _after_write=functools.partial(_pause_for_the_server, flags))
         th.join()
         s3.start()  # the same data folder and ports
-        rep = convert_distributed(spark, src, "s3://models/restart", max_shard_bytes=SHARD,
+        rep = convert_distributed(spark, src, "s3://models/restart", max_shard_size=SHARD,
                                   endpoint_url=s3.endpoint)
         assert "written" in {x.status for x in rep.shards}  # what had not arrived
         client = _client(s3)
@@ -169,5 +169,5 @@ def test_a_broken_source_fails_on_the_driver(spark, src: Path, tmp_path: Path) -
     shard = bad / "pytorch_model-00002-of-00003.bin"
     shard.write_bytes(shard.read_bytes()[:1000])
     with pytest.raises(CheckpointError, match="00002-of-00003"):
-        convert_distributed(spark, bad, str(tmp_path / "o"), max_shard_bytes=SHARD)
+        convert_distributed(spark, bad, str(tmp_path / "o"), max_shard_size=SHARD)
     assert not (tmp_path / "o").exists()

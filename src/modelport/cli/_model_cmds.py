@@ -99,7 +99,7 @@ def convert(src: str | Path, dst: str | Path, max_shard_size: str, state_dict_ke
     from modelport.convert.options import ConvertOptions
 
     try:
-        opts = ConvertOptions(max_shard_bytes=max_shard_size, state_dict_key=state_dict_key,
+        opts = ConvertOptions(max_shard_size=max_shard_size, state_dict_key=state_dict_key,
                               strip_prefix=strip_prefix, aliases=aliases,
                               allow_globals=allow_globals, verify=not no_verify,
                               overwrite=overwrite, zero_weights=zero_weights,

@@ -277,13 +277,13 @@ def convert(
         VerificationError: nothing is left at ``dst`` in every case.
 
     Example:
-        >>> report = modelport.convert("llama-bin/", "llama-st/", max_shard_bytes="2GB")
+        >>> report = modelport.convert("llama-bin/", "llama-st/", max_shard_size="2GB")
         >>> report.outputs[0].sha256
     """
     if options is None:
         options = ConvertOptions(**kwargs)  # type: ignore[arg-type]
-    elif kwargs:
-        options = options.model_copy(update=kwargs)
+    elif kwargs:  # validated (model_copy would take "2GB" as it is)
+        options = ConvertOptions(**{**options.model_dump(), **kwargs})
     src, dst = location(src, what="SRC"), location(dst, what="DST")
     if isinstance(src, str) or isinstance(dst, str):
         from modelport.convert.remote_convert import convert_remote

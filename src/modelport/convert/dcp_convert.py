@@ -98,7 +98,7 @@ def convert_dcp(src: Path, dst: Path, options: ConvertOptions) -> ConvertReport:
     with atomic_dir(dst, overwrite=options.overwrite) as tmp:
         outputs, tensor_map = write_shards(
             tmp, tensors, lambda t: (t.fqn, TORCH_TO_ST[t.dtype], t.shape, t.nbytes),
-            lambda t, w: w.write(tensor_bytes(assemble(folder, t))), options.max_shard_bytes,
+            lambda t, w: w.write(tensor_bytes(assemble(folder, t))), options.max_shard_size,
             options.verify)
         if options.copy_other_files and cfg_dir is not None:
             for p in sorted(cfg_dir.iterdir()):

@@ -19,7 +19,7 @@ from modelport.errors import InputError
 
 # switches that turn a step off are honoured by every route (a route without the step)
 _ALWAYS = {"verify", "overwrite", "fit_names", "copy_other_files"}
-_FLAGS = {"max_shard_bytes": "--max-shard-size", "state_dict_key": "--state-dict-key",
+_FLAGS = {"max_shard_size": "--max-shard-size", "state_dict_key": "--state-dict-key",
           "strip_prefix": "--strip-prefix", "aliases": "--aliases",
           "allow_globals": "--allow-global", "zero_weights": "--weights",
           "rope_scaling_factor": "--rope-scaling-factor"}
@@ -41,20 +41,20 @@ _M = "modelport.convert."
 REGISTRY: tuple[Format, ...] = (
     Format("dcp", "torch.distributed.checkpoint", _M + "dcp_convert:dcp_folder",
            _M + "dcp_convert:convert_dcp",
-           frozenset({"max_shard_bytes", "state_dict_key", "strip_prefix"})),
+           frozenset({"max_shard_size", "state_dict_key", "strip_prefix"})),
     Format("zero", "DeepSpeed ZeRO checkpoint", _M + "zero:zero_folder",
            _M + "zero_convert:convert_zero",
-           frozenset({"max_shard_bytes", "strip_prefix", "allow_globals", "zero_weights"})),
+           frozenset({"max_shard_size", "strip_prefix", "allow_globals", "zero_weights"})),
     Format("meta", "Meta's or Mistral's original layout (params.json)",
            _M + "meta_llama:meta_root", _M + "meta_llama:convert_meta",
-           frozenset({"max_shard_bytes", "allow_globals", "rope_scaling_factor"})),
+           frozenset({"max_shard_size", "allow_globals", "rope_scaling_factor"})),
     Format("gguf", "GGUF (llama.cpp)", _M + "formats:gguf_file",
-           _M + "gguf_source:convert_gguf", frozenset({"max_shard_bytes"})),
+           _M + "gguf_source:convert_gguf", frozenset({"max_shard_size"})),
     Format("llama2c", "llama2.c training checkpoint", _M + "llama2c:llama2c_file",
-           _M + "llama2c:convert_llama2c", frozenset({"max_shard_bytes", "allow_globals"})),
+           _M + "llama2c:convert_llama2c", frozenset({"max_shard_size", "allow_globals"})),
     Format("hf", "Hugging Face weights (safetensors or pickles)", None,
            _M + "checkpoint:convert_planned",
-           frozenset({"max_shard_bytes", "state_dict_key", "strip_prefix", "aliases",
+           frozenset({"max_shard_size", "state_dict_key", "strip_prefix", "aliases",
                       "allow_globals"}), planned=True),
 )
 BY_NAME = {f.name: f for f in REGISTRY}

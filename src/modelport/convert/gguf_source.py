@@ -137,7 +137,7 @@ def convert_gguf(src: str | Path, out: str | Path, options: ConvertOptions | Non
     with atomic_dir(out, overwrite=overwrite) as tmp:
         outputs, tensor_map = write_shards(
             tmp, list(range(len(entries))), lambda i: entries[i],
-            lambda i, w: w.write(tensor_bytes(value(i))), o.max_shard_bytes, verify)
+            lambda i, w: w.write(tensor_bytes(value(i))), o.max_shard_size, verify)
         written = {x.path for x in outputs}
         (tmp / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
         note += f"; {_vocabulary(r, tmp, src)}"

@@ -140,7 +140,7 @@ def convert_meta(src: str | Path, out: str | Path, options: ConvertOptions | Non
     """Convert Meta's (or Mistral's) original checkpoint folder into a Hugging Face folder
     (or the Meta layout that ``source`` describes)."""
     o = options or ConvertOptions()
-    overwrite, verify, max_shard_size = o.overwrite, o.verify, o.max_shard_bytes
+    overwrite, verify, max_shard_size = o.overwrite, o.verify, o.max_shard_size
     t0 = time.perf_counter()
     src, out = Path(src), Path(out)
     if source is None and not is_meta_layout(src):

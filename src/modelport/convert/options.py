@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
+import warnings
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
           "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
@@ -26,7 +27,7 @@ class ConvertOptions(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    max_shard_bytes: int = Field(
+    max_shard_size: int = Field(
         5 * 10**9, gt=0, description="largest output shard in bytes (the Hub's 5GB default)"
     )
     state_dict_key: str | None = Field(
@@ -64,7 +65,20 @@ class ConvertOptions(BaseModel):
         "params.json: Llama 3.1 and 3.3 use 8, Llama 3.2 uses 32",
     )
 
-    @field_validator("max_shard_bytes", mode="before")
+    @model_validator(mode="before")
+    @classmethod
+    def _old_names(cls, data: object) -> object:
+        """``max_shard_bytes`` (modelport 0.1) is ``max_shard_size`` now, as transformers,
+        huggingface_hub and the CLI spell it; the old name still works, with a warning."""
+        if isinstance(data, dict) and "max_shard_bytes" in data:
+            warnings.warn("max_shard_bytes is now max_shard_size (an int of bytes or a size "
+                          "such as '5GB')", DeprecationWarning, stacklevel=4)
+            data = dict(data)
+            old = data.pop("max_shard_bytes")
+            data.setdefault("max_shard_size", old)
+        return data
+
+    @field_validator("max_shard_size", mode="before")
     @classmethod
     def _size(cls, v: object) -> object:
         return parse_size(v) if isinstance(v, str) else v

@@ -172,5 +172,5 @@ def plan_convert(
                             "written once per name")
         aliases = {}
     written = [t for t in source.tensors if t.name not in aliases]
-    return ConvertPlan(source, dst, options, shard(written, options.max_shard_bytes), aliases,
+    return ConvertPlan(source, dst, options, shard(written, options.max_shard_size), aliases,
                        overlapping, warnings, renamed)

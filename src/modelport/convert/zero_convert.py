@@ -100,7 +100,7 @@ def convert_zero(src: Path, dst: Path, options: ConvertOptions) -> ConvertReport
                 tmp, tensors,
                 lambda t: (t.name, TORCH_TO_ST[t.dtype], t.shape, t.nbytes),
                 lambda t, w: w.write(tensor_bytes(assemble(reader, t))),
-                options.max_shard_bytes, options.verify)
+                options.max_shard_size, options.verify)
             if options.copy_other_files and cfg_dir is not None:
                 for p in sorted(cfg_dir.iterdir()):
                     if not p.is_file() or p.name.startswith("."):

@@ -23,9 +23,10 @@ $(STAMP): pyproject.toml constraints.txt $(ORACLE)
 	$(PIP) "torch==2.13.0"
 	$(PIP) -e ".[test,quantize]"
 	# granite-tsfm (IBM's TinyTimeMixer code, for the tsfm tests) pins torch<2.12 in its
-	# metadata but runs on 2.13: install it without letting it downgrade the stack
-	$(PIP) --no-deps "granite-tsfm==0.3.11"
+	# metadata but runs on 2.13: its needs first, then it without letting it downgrade the
+	# stack, last (a pip run after it would print a resolver ERROR about that pin)
 	$(PIP) einops "scikit-learn<1.8" "pandas>=2.3.3,<4" deprecated datasets
+	$(PIP) --no-deps "granite-tsfm==0.3.11"
 	test -x $(TOKREF)/bin/python || $(PY) -m venv $(TOKREF)
 	$(TOKREF)/bin/python -m pip install --quiet --disable-pip-version-check -r $(ORACLE)
 	touch $(STAMP)

@@ -183,3 +183,98 @@ def test_any_fsspec_url_is_read_the_same_way(tmp_path: Path) -> None:
     assert rep.remote_bytes_fetched is not None and rep.remote_bytes_fetched <= size
     info = modelport.inspect(f"file://{src}")
     assert info.tensors == modelport.inspect(src).tensors
+
+
+class _ResettingProxy:
+    """A TCP proxy to the S3 server that resets a connection (RST) once it has passed
+    ``cut_after`` bytes of response, ``resets`` times; ``done`` counts the resets that landed
+    (each one inside a response body bigger than ``cut_after``)."""
+
+    def __init__(self, upstream: str, cut_after: int, resets: int) -> None:
+        import socket
+        import threading
+        from urllib.parse import urlparse
+
+        u = urlparse(upstream)
+        self.up = (u.hostname or "127.0.0.1", u.port or 80)
+        self.cut_after, self.left, self.done = cut_after, resets, 0
+        self.lock = threading.Lock()
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.endpoint = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.stop = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import socket
+        import threading
+
+        while not self.stop:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            server = socket.create_connection(self.up)
+            threading.Thread(target=self._pump, args=(client, server, False), daemon=True).start()
+            threading.Thread(target=self._pump, args=(server, client, True), daemon=True).start()
+
+    def _pump(self, a, b, response: bool) -> None:  # type: ignore[no-untyped-def]
+        import socket
+        import struct
+
+        passed = 0
+        try:
+            while data := a.recv(65536):
+                passed += len(data)
+                if response and passed > self.cut_after:
+                    with self.lock:
+                        cut = self.left > 0
+                        self.left -= cut
+                        self.done += cut
+                    if cut:  # send part, then reset both ends mid-body (shutdown first:
+                        b.sendall(data[: len(data) // 2])  # it wakes the other pump's recv)
+                        for s in (a, b):
+                            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                         struct.pack("ii", 1, 0))
+                            s.shutdown(socket.SHUT_RDWR)
+                            s.close()
+                        return
+                b.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (a, b):
+                try:
+                    s.close()
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self.stop = True
+        self.sock.close()
+
+
+def test_reads_survive_connections_reset_mid_body(tmp_path: Path, s3: LocalS3,
+                                                  store: dict[str, Any]) -> None:
+    """Through a proxy that resets connections in the middle of response bodies, convert
+    from a bucket resumes each cut read where it stopped and writes the local bytes."""
+    from safetensors.torch import save_file
+
+    src = tmp_path / "m"
+    model = tiny_model("llama")
+    model.config.save_pretrained(src)
+    big = {k: v.contiguous() for k, v in model.state_dict().items()}
+    big["extra.weight"] = torch.randn(512, 1024)  # 2 MiB: a body the proxy cuts
+    save_file(big, src / "model.safetensors", metadata={"format": "pt"})
+    _upload(s3, src, "remote/reset")
+    local = modelport.convert(src, tmp_path / "local", progress=False)
+    proxy = _ResettingProxy(s3.endpoint, cut_after=256 * 1024, resets=3)
+    try:
+        rep = modelport.convert("s3://models/remote/reset", tmp_path / "out", progress=False,
+                                store={"endpoint_url": proxy.endpoint})
+    finally:
+        proxy.close()
+    assert proxy.done == 3  # the resets landed, mid-body
+    assert [o.sha256 for o in rep.outputs] == [o.sha256 for o in local.outputs]
+    assert rep.remote_requests is not None and rep.remote_requests >= 3

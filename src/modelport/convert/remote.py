@@ -21,6 +21,7 @@ import os
 import shutil
 import tempfile
 import threading
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -34,6 +35,7 @@ from modelport.convert.sources import PICKLE_SUFFIXES, SourceSet, SourceTensor
 from modelport.errors import InputError, ModelportError, StorageError
 
 R = TypeVar("R", bound=BaseModel)
+READ_RETRIES = 5  # resumed reads of one range before the error is the user's
 SMALL_FILE_LIMIT = 64 * 2**20  # non-weight files above this are not mirrored
 _FALLOC_FL_KEEP_SIZE, _FALLOC_FL_PUNCH_HOLE = 0x01, 0x02
 
@@ -116,6 +118,7 @@ class RemoteMirror:
                                                                   region, profile)
         self.fetched = 0
         self.requests = 0
+        self.retries = 0  # reads cut mid-body and resumed
         self._lock = threading.Lock()
         self.dir = Path(tempfile.mkdtemp(prefix="modelport-remote-", dir=scratch_dir))
         self.root = self.dir / (self.prefix.rsplit("/", 1)[-1] or self.bucket)
@@ -135,22 +138,51 @@ class RemoteMirror:
         return f"{self.prefix}/{rel}" if self.prefix else rel
 
     def get_range(self, rel: str, start: int, end: int) -> bytes:
-        """Bytes [start, end) of ``rel`` (one ranged GET)."""
-        try:
-            if self._fs is not None:
-                body = self._fs.cat_file(f"{self.prefix}/{rel}", start=start, end=end)
-            else:
-                body = self._c.get_object(Bucket=self.bucket, Key=self._key(rel),
-                                          Range=f"bytes={start}-{end - 1}")["Body"].read()
-        except Exception as e:
-            raise storage_error(e, f"{self.url}/{rel}", "get") from e
-        if len(body) != end - start:
-            raise StorageError(f"asked for {end - start} bytes, got {len(body)}",
+        """Bytes [start, end) of ``rel`` by ranged GETs. A read cut mid-body (a reset
+        connection, a timeout) is read again from where it stopped, the bytes received kept,
+        up to :data:`READ_RETRIES` times with backoff; an answer of the store (403, 404) is
+        not retried."""
+        got = bytearray()
+        failures = 0
+        while start + len(got) < end:
+            err: Exception | None = None
+            try:
+                self._read_into(got, rel, start + len(got), end)
+            except Exception as e:
+                if _answered(e):
+                    raise storage_error(e, f"{self.url}/{rel}", "get") from e
+                err = e
+            with self._lock:
+                self.requests += 1
+            if start + len(got) >= end:
+                break
+            if failures >= READ_RETRIES:  # cut again and again, or a body that ends early
+                if err is not None:
+                    raise storage_error(err, f"{self.url}/{rel}", "get") from err
+                break
+            failures += 1
+            with self._lock:
+                self.retries += 1
+            time.sleep(min(0.1 * 2 ** failures, 5.0))
+        if len(got) != end - start:
+            raise StorageError(f"asked for {end - start} bytes, got {len(got)}",
                                url=f"{self.url}/{rel}", op="get")
         with self._lock:
-            self.fetched += len(body)
-            self.requests += 1
-        return body
+            self.fetched += len(got)
+        return bytes(got)
+
+    def _read_into(self, got: bytearray, rel: str, pos: int, end: int) -> None:
+        """Append bytes [pos, end) of ``rel`` to ``got`` as they arrive (one request)."""
+        if self._fs is not None:
+            got += self._fs.cat_file(f"{self.prefix}/{rel}", start=pos, end=end)
+            return
+        body = self._c.get_object(Bucket=self.bucket, Key=self._key(rel),
+                                  Range=f"bytes={pos}-{end - 1}")["Body"]
+        try:
+            while chunk := body.read(1 << 20):
+                got += chunk
+        finally:
+            body.close()
 
     def _list(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -304,6 +336,12 @@ class RemoteMirror:
         if exc is not None:
             self.error_as_url(exc)
         self.close()
+
+
+def _answered(e: Exception) -> bool:
+    """The store answered (403, 404, an invalid range): retrying changes nothing."""
+    return type(e).__name__ == "ClientError" or isinstance(e, (FileNotFoundError,
+                                                               PermissionError))
 
 
 def _merge(ranges: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from modelport.cli import _model_cmds, _package_cmds, _quant_cmds  # noqa: F401 - they register
+from modelport.cli import (  # noqa: F401 - they register
+    _model_cmds,
+    _package_cmds,
+    _quant_cmds,
+    _store_cmds,
+)
 from modelport.cli._base import cli
 
 

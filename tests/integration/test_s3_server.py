@@ -1,0 +1,56 @@
+"""``modelport s3-server`` as a user runs it: a real server process, its printed endpoint and
+keys work for an upload, and SIGINT stops it (the port closes, the process exits 0)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import modelport
+
+pytestmark = pytest.mark.s3
+MODELPORT = str(Path(sys.executable).parent / "modelport")
+
+
+def test_s3_server_prints_what_to_export_and_stops_on_sigint(tmp_path: Path) -> None:
+    import torch
+    from safetensors.torch import save_file
+
+    p = subprocess.Popen([MODELPORT, "s3-server", "--dir", str(tmp_path / "data"), "--json"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = p.stdout.readline()  # type: ignore[union-attr]
+        info = json.loads(line)
+        env = info["env"]
+        assert info["bucket"] == "models" and env["AWS_ENDPOINT_URL"] == info["endpoint"]
+        d = tmp_path / "m"
+        d.mkdir()
+        save_file({"w": torch.ones(4)}, d / "model.safetensors", metadata={"format": "pt"})
+        (d / "config.json").write_text(json.dumps({"model_type": "llama",
+                                                   "architectures": ["LlamaForCausalLM"]}))
+        (d / "tokenizer.json").write_text("{}")
+        modelport.package(d, tmp_path / "b", force=True)
+        # the exports are all a boto3 user needs: no --endpoint-url
+        r = subprocess.run([MODELPORT, "upload", str(tmp_path / "b"), "s3://models/try"],
+                           env={**os.environ, **env}, capture_output=True, text=True,
+                           timeout=120)
+        assert r.returncode == 0, r.stderr
+        r = subprocess.run([MODELPORT, "verify", "s3://models/try"], env={**os.environ, **env},
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0 and "all match" in r.stdout, r.stdout + r.stderr
+        port = int(info["endpoint"].rsplit(":", 1)[1])
+        p.send_signal(signal.SIGINT)
+        assert p.wait(60) == 0
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", port), timeout=2)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()

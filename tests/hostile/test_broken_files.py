@@ -20,7 +20,7 @@ from safetensors.torch import save_file
 import modelport
 from modelport.cli.main import cli
 from modelport.errors import ModelportError
-from tests.conftest import real_path, save_bin
+from tests.conftest import save_bin
 
 Maker = Callable[[Path], Path]
 CFG = json.dumps({"model_type": "llama", "architectures": ["LlamaForCausalLM"]})
@@ -277,13 +277,9 @@ def test_broken_input(tmp_path: Path, maker: Maker, verb: str) -> None:
     before = sorted(p.name for p in tmp_path.rglob("*"))
     _library(verb, d, tmp_path)
     r = CliRunner().invoke(cli, _cli(verb, d, tmp_path))
-    assert r.exit_code != 0, r.output
+    assert r.exit_code not in (0, 70), r.output  # refused, and not as an internal error
     assert "Traceback" not in r.output + r.stderr
     assert len(r.stderr.strip().splitlines()) <= 2, r.stderr
     assert not (tmp_path / "out").exists() and not (tmp_path / "store").exists()
     assert sorted(p.name for p in tmp_path.rglob("*")) == before  # nothing written, nothing lost
 
-
-def test_kinds_are_counted() -> None:
-    assert len(CHECKPOINT) + len(SAFETENSORS) + len(TOKENIZER) + len(BUNDLE) >= 30
-    assert real_path  # the real files are exercised by the functional tests

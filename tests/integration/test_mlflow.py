@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import mlflow
 import pytest
 import torch
 from click.testing import CliRunner
@@ -13,8 +14,6 @@ from modelport.cli.main import cli
 from modelport.package.mlflow_log import log_mlflow
 from tests.conftest import logits, tiny_model
 from tests.integration.test_real_minilm import minilm_dir
-
-mlflow = pytest.importorskip("mlflow")
 
 
 @pytest.fixture(autouse=True)

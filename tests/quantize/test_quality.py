@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import gptqmodel  # noqa: F401 - make setup installs the quantize extra; never skipped
 import pytest
 
 import modelport
@@ -19,8 +20,6 @@ from tests.quantize.models import (
     trained_model,
     windows,
 )
-
-pytest.importorskip("gptqmodel", reason="the quantize extra is part of make test's setup")
 
 STEPS = 400
 

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import gptqmodel  # noqa: F401 - make setup installs the quantize extra; never skipped
 import numpy as np
 import pytest
 import torch
@@ -26,8 +27,6 @@ from modelport.quantize import run as qrun
 from tests.conftest import save_bin
 from tests.quantize.models import numpy_tensors, random_model, reference_model, source_model
 from tests.quantize.reference import schema_problems
-
-pytest.importorskip("gptqmodel", reason="the quantize extra is part of make test's setup")
 
 IDS = torch.randint(2, 512, (4, 48), generator=torch.Generator().manual_seed(3))
 

@@ -13,8 +13,6 @@ import pytest
 from modelport.package.localstore import LocalS3
 from tests.conftest import VOCAB, save_bin, tiny_model
 
-pyspark = pytest.importorskip("pyspark", reason="pip install 'modelport[spark]'")
-
 
 @pytest.fixture(scope="session")
 def spark() -> Iterator[object]:

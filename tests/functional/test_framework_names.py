@@ -66,4 +66,14 @@ def test_names_that_fit_nothing_are_kept_and_said(tmp_path: Path) -> None:
     assert rep.renamed == {} and "module.backbone.model.embed_tokens.weight" in rep.tensor_map
     assert any("--strip-prefix" in w for w in rep.warnings)
     off = modelport.convert(d, tmp_path / "out2", progress=False, fit_names=False)
-    assert not any("--strip-prefix" in w for w in off.warnings) or off.renamed == {}
+    assert off.renamed == {} and not any("--strip-prefix" in w for w in off.warnings)
+
+
+def test_fit_names_false_keeps_names_that_would_fit(tmp_path: Path) -> None:
+    """fit_names=False is the off switch: DDP's prefix, which fitting removes, stays."""
+    d = _folder(tmp_path, lambda k: "module." + k, name="pytorch_model.bin")
+    on = modelport.convert(d, tmp_path / "on", progress=False)
+    assert on.renamed and "model.embed_tokens.weight" in on.tensor_map
+    off = modelport.convert(d, tmp_path / "off", progress=False, fit_names=False)
+    assert off.renamed == {} and "module.model.embed_tokens.weight" in off.tensor_map
+    assert not any(w.startswith("tensor names: removed") for w in off.warnings)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -147,12 +146,17 @@ def test_store_errors(bundle: Path, s3: LocalS3, monkeypatch: pytest.MonkeyPatch
 
 def test_server_stopped_mid_upload_then_rerun(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
                                               ) -> None:
+    """The server is stopped right after the 6th part lands (no timer: the upload's own
+    part calls say when): the first file is complete, the second has 2 of its 4 parts. The
+    rerun skips the first, keeps the second's 2 parts (sent once), and the bucket verifies."""
     g = torch.Generator().manual_seed(0)
     d = tmp_path / "big"
     d.mkdir()
     from safetensors.torch import save_file
 
-    for i in range(4):  # 4 x 24 MiB, multipart
+    import modelport.package.upload as up
+
+    for i in range(4):  # 4 x (24 MiB + a header): 4 parts of at most 8 MiB each
         save_file({f"w{i}": torch.randn(6 * 2**20, generator=g)},
                   d / f"model-{i + 1:05d}-of-00004.safetensors", metadata={"format": "pt"})
     (d / "config.json").write_text(json.dumps({"model_type": "llama",
@@ -162,21 +166,39 @@ def test_server_stopped_mid_upload_then_rerun(tmp_path: Path, monkeypatch: pytes
     modelport.package(d, tmp_path / "b", ["watsonx-saas"], force=True)
     server = LocalS3(tmp_path / "weed", bucket="models")
     server.start()
+    landed: list[int] = []
+    real_client = up._client
+
+    def stopping_client(o: UploadOptions):  # type: ignore[no-untyped-def]
+        c = real_client(o)
+        part = c.upload_part
+
+        def upload_part(**kw):  # type: ignore[no-untyped-def]
+            res = part(**kw)
+            landed.append(kw["PartNumber"])
+            if len(landed) == 6:
+                server.stop()  # the interrupt, after exactly six parts
+            return res
+        c.upload_part = upload_part
+        return c
+
     try:
         for k, v in server.env().items():
             monkeypatch.setenv(k, v)
-        opts = UploadOptions(endpoint_url=server.endpoint, retries=0, concurrency=2)
-        stopper = threading.Timer(0.8, server.stop)
-        stopper.start()
+        opts = UploadOptions(endpoint_url=server.endpoint, retries=0, concurrency=1)
+        monkeypatch.setattr(up, "_client", stopping_client)
         with pytest.raises(StorageError):
             modelport.upload(tmp_path / "b", "s3://models/big", opts, progress=False)
-        stopper.join()
+        assert landed == [1, 2, 3, 4, 1, 2]  # it landed mid-way through the second file
+        monkeypatch.setattr(up, "_client", real_client)
         server.start()  # same data folder, same ports
         rep = modelport.upload(tmp_path / "b", "s3://models/big", opts, progress=False)
         assert modelport.verify("s3://models/big", opts).ok
         assert rep.uploaded[-1].status == "manifest"
-        uploaded_again = {o.key for o in rep.uploaded}
-        assert all(o.key not in uploaded_again for o in rep.skipped)
+        assert len(rep.skipped) == 1  # the file completed before the stop
+        resumed = [o for o in rep.uploaded if o.parts_kept]
+        assert [(o.parts_kept, o.parts_sent) for o in resumed] == [(2, 2)]
+        assert rep.bytes_kept == 2 * 8 * 2**20
     finally:
         server.stop()
 

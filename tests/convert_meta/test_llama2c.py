@@ -2,8 +2,8 @@
 loads with the original model's logits.
 
 The checkpoint is built here from a tiny Hugging Face Llama by the inverse of transformers' own
-Meta conversion (``convert_llama_weights_to_hf.permute``), written out in this file rather
-than taken from modelport: llama2.c's names, Meta's interleaved rotary rows, the output tied to
+Meta conversion (``convert_llama_weights_to_hf.permute``; ``tests/convert_meta/layouts.py``),
+not by modelport's code: llama2.c's names, Meta's interleaved rotary rows, the output tied to
 the embeddings as llama2.c ties them, ``model_args`` as train.py saves it, plus the optimizer
 and bookkeeping entries a real ``ckpt.pt`` carries."""
 
@@ -18,6 +18,7 @@ from click.testing import CliRunner
 
 import modelport
 from modelport.cli.main import cli
+from tests.convert_meta.layouts import to_meta_rows
 
 
 def _tiny():  # type: ignore[no-untyped-def]
@@ -34,13 +35,6 @@ def _tiny():  # type: ignore[no-untyped-def]
     return model
 
 
-def _to_meta_rows(w: torch.Tensor, n_heads: int) -> torch.Tensor:
-    """HF's rotate-half row order back to Meta's interleaved pairs (the inverse of
-    ``w.view(n, d // n // 2, 2, k).transpose(1, 2).reshape(d, k)``)."""
-    d, k = w.shape
-    return w.view(n_heads, 2, d // n_heads // 2, k).transpose(1, 2).reshape(d, k)
-
-
 def _llama2c(model, path: Path, compiled: bool) -> None:  # type: ignore[no-untyped-def]
     c, sd = model.config, model.state_dict()
     emb = sd["model.embed_tokens.weight"].clone()
@@ -49,9 +43,9 @@ def _llama2c(model, path: Path, compiled: bool) -> None:  # type: ignore[no-unty
     for i in range(c.num_hidden_layers):
         p = f"model.layers.{i}."
         out |= {
-            f"layers.{i}.attention.wq.weight": _to_meta_rows(
+            f"layers.{i}.attention.wq.weight": to_meta_rows(
                 sd[p + "self_attn.q_proj.weight"], c.num_attention_heads),
-            f"layers.{i}.attention.wk.weight": _to_meta_rows(
+            f"layers.{i}.attention.wk.weight": to_meta_rows(
                 sd[p + "self_attn.k_proj.weight"], c.num_key_value_heads),
             f"layers.{i}.attention.wv.weight": sd[p + "self_attn.v_proj.weight"],
             f"layers.{i}.attention.wo.weight": sd[p + "self_attn.o_proj.weight"],

@@ -11,9 +11,10 @@ import pytest
 import torch
 
 import modelport
-from modelport.convert.meta_llama import permute, unpermute
+from modelport.convert.meta_llama import permute
 from modelport.errors import CheckpointError, InputError
 from tests.conftest import files_match_report, real_path
+from tests.convert_meta.layouts import to_meta_rows
 
 
 def _hf(kv: int):  # type: ignore[no-untyped-def]
@@ -42,9 +43,9 @@ def _meta(model, folder: Path, ranks: int, llama3_embeddings: bool = False) -> N
     for i in range(c.num_hidden_layers):
         p = f"model.layers.{i}."
         full[f"layers.{i}.attention.wq.weight"] = (
-            unpermute(sd[p + "self_attn.q_proj.weight"], c.num_attention_heads), 0)
+            to_meta_rows(sd[p + "self_attn.q_proj.weight"], c.num_attention_heads), 0)
         full[f"layers.{i}.attention.wk.weight"] = (
-            unpermute(sd[p + "self_attn.k_proj.weight"], c.num_key_value_heads), 0)
+            to_meta_rows(sd[p + "self_attn.k_proj.weight"], c.num_key_value_heads), 0)
         full[f"layers.{i}.attention.wv.weight"] = (sd[p + "self_attn.v_proj.weight"], 0)
         full[f"layers.{i}.attention.wo.weight"] = (sd[p + "self_attn.o_proj.weight"], 1)
         full[f"layers.{i}.feed_forward.w1.weight"] = (sd[p + "mlp.gate_proj.weight"], 0)
@@ -112,8 +113,8 @@ def test_executorch_buffers_are_left_out(tmp_path: Path) -> None:
 
 def test_permute_is_inverted() -> None:
     w = torch.randn(32, 16)
-    assert torch.equal(permute(unpermute(w, 4), 4), w)
-    assert not torch.equal(unpermute(w, 4), w)
+    assert torch.equal(permute(to_meta_rows(w, 4), 4), w)  # modelport's permute inverts
+    assert not torch.equal(to_meta_rows(w, 4), w)  # the published layout
 
 
 def test_missing_rank_and_unstated_rope_factor(tmp_path: Path) -> None:
@@ -237,8 +238,8 @@ def test_mixtral_original_layouts(tmp_path: Path, layout: str) -> None:
         "norm.weight": ref["model.norm.weight"], "output.weight": ref["lm_head.weight"]}
     for i in range(2):
         p, q = f"model.layers.{i}.", f"layers.{i}."
-        sd[q + "attention.wq.weight"] = unpermute(ref[p + "self_attn.q_proj.weight"], 4)
-        sd[q + "attention.wk.weight"] = unpermute(ref[p + "self_attn.k_proj.weight"], 2)
+        sd[q + "attention.wq.weight"] = to_meta_rows(ref[p + "self_attn.q_proj.weight"], 4)
+        sd[q + "attention.wk.weight"] = to_meta_rows(ref[p + "self_attn.k_proj.weight"], 2)
         sd[q + "attention.wv.weight"] = ref[p + "self_attn.v_proj.weight"]
         sd[q + "attention.wo.weight"] = ref[p + "self_attn.o_proj.weight"]
         sd[q + "attention_norm.weight"] = ref[p + "input_layernorm.weight"]

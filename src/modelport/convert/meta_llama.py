@@ -94,12 +94,6 @@ def permute(w: Any, n_heads: int) -> Any:
     return w.view(n_heads, rows // n_heads // 2, 2, cols).transpose(1, 2).reshape(rows, cols)
 
 
-def unpermute(w: Any, n_heads: int) -> Any:
-    """The inverse of :func:`permute` (Hugging Face -> Meta), for tests."""
-    rows, cols = w.shape
-    return w.view(n_heads, 2, rows // n_heads // 2, cols).transpose(1, 2).reshape(rows, cols)
-
-
 def _params(folder: Path) -> dict[str, Any]:
     p = jsonio.load(folder / "params.json")
     if not isinstance(p, dict):
@@ -348,4 +342,4 @@ def _tokenizer(src: Path, tmp: Path, params: dict[str, Any]) -> str | None:
             "identical")
 
 
-__all__ = ["convert_meta", "is_meta_layout", "permute", "unpermute"]
+__all__ = ["MetaSource", "convert_meta", "is_meta_layout", "meta_root", "permute"]

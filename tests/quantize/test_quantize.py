@@ -256,6 +256,27 @@ def test_cli_json_is_clean_and_errors_are_one_line(src: Path, quantized: dict[st
     assert len(p.stderr.strip().splitlines()) <= 2
 
 
+def test_an_error_past_the_bound_is_refused(src: Path, quantized: dict[str, Path],
+                                           tmp_path: Path) -> None:
+    """quantize measures the error of what it wrote and refuses (exit 4, nothing kept) past
+    a bound; the defaults pass the runs above, a bound below their measured error does not."""
+    from click.testing import CliRunner
+
+    from modelport.cli.main import cli
+
+    rep = json.loads((quantized["gptq"] / ".modelport" / "quantize.json").read_text())
+    mean = rep["mean_weight_error"]
+    assert 0 < mean < 0.3 and rep["logit_error"] < 1.0  # within the default bounds
+    for flag, value, says in (("--max-weight-error", mean / 2, "mean relative weight error"),
+                              ("--max-logit-error", rep["logit_error"] / 2,
+                               "relative logit error")):
+        r = CliRunner().invoke(cli, ["quantize", str(src), "--out", str(tmp_path / "q"),
+                                     "--samples", "16", "--seqlen", "64", flag, str(value)])
+        assert r.exit_code == 4, r.output
+        assert says in r.stderr and "past the" in r.stderr, r.stderr
+        assert not (tmp_path / "q").exists()
+
+
 def test_same_input_gives_the_same_bytes(src: Path, quantized: dict[str, Path],
                                          tmp_path: Path, capfd: pytest.CaptureFixture[str]
                                          ) -> None:

@@ -34,6 +34,11 @@ from modelport.errors import InputError
 @click.option("--no-logit-check", is_flag=True,
               help="skip comparing the dequantized model's logits with the original")
 @click.option("--no-memory-check", is_flag=True, help="do not refuse on the memory estimate")
+@click.option("--max-weight-error", type=float, default=None,
+              help="refuse when the mean relative weight error passes this "
+              "(default 0.3 at 4 bits, 0.05 at 8)")
+@click.option("--max-logit-error", type=float, default=None,
+              help="refuse when the relative logit error passes this (default 1.0)")
 @click.option("--trust-remote-code", is_flag=True, help="run the model folder's own Python "
               "code (auto_map) to load it; only for code you have read (recorded)")
 @click.option("--overwrite", is_flag=True, help="replace --out if it exists")
@@ -42,6 +47,7 @@ from modelport.errors import InputError
 def quantize(src: Path, dst: Path, method: str, bits: int, group_size: int, desc_act: bool,
              asym: bool | None, calibration: str, samples: int, seqlen: int,
              target: str | None, device: str, no_logit_check: bool, no_memory_check: bool,
+             max_weight_error: float | None, max_logit_error: float | None,
              trust_remote_code: bool, overwrite: bool, as_json: bool, quiet: bool,
              debug: bool) -> None:
     """Quantize SRC to 4-bit GPTQ (v1) or AWQ (GEMM), verified, for TGI / vLLM runtimes."""
@@ -54,6 +60,7 @@ def quantize(src: Path, dst: Path, method: str, bits: int, group_size: int, desc
             seqlen=seqlen, target=target, device=device,
             verify_logits=False if no_logit_check else None,
             memory_check=not no_memory_check, overwrite=overwrite,
+            max_weight_error=max_weight_error, max_logit_error=max_logit_error,
             trust_remote_code=trust_remote_code)
     except ValidationError as e:
         raise InputError("; ".join(x["msg"] for x in e.errors()),

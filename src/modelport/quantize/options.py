@@ -34,6 +34,11 @@ class QuantizeOptions(BaseModel):
     verify_logits: bool | None = Field(None, description="compare the logits of the "
                                        "dequantized output with the original (None: when the "
                                        "model has at most 3B parameters)")
+    max_weight_error: float | None = Field(None, gt=0, description="refuse the output when "
+                                           "the mean relative weight error passes this "
+                                           "(default: 0.3 at 4 bits, 0.05 at 8)")
+    max_logit_error: float | None = Field(None, gt=0, description="refuse the output when "
+                                          "the relative logit error passes this (default 1.0)")
     memory_check: bool = Field(True, description="estimate the memory first and refuse "
                                "when it is not there")
     trust_remote_code: bool = Field(False, description="run the model folder's own code "

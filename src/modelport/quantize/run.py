@@ -36,7 +36,7 @@ from modelport.quantize import calibration, engine, names
 from modelport.quantize.formats import Layout
 from modelport.quantize.options import QuantizeOptions
 from modelport.quantize.target import TargetCheck
-from modelport.quantize.verify import LayerResult, verify
+from modelport.quantize.verify import LayerResult, check_bounds, verify
 
 REPORT = ".modelport/quantize.json"
 LOGIT_CHECK_MAX_PARAMS = 3_000_000_000
@@ -222,6 +222,8 @@ def quantize(src: str | Path, dst: str | Path, options: QuantizeOptions | None =
                 ver = verify(source, tmp, layout, logits_of=held_out,
                              tied_head=bool(cfg.get("tie_word_embeddings", True)),
                              trust_remote_code=opt.trust_remote_code)
+            check_bounds(ver, opt.bits, max_weight_error=opt.max_weight_error,
+                         max_logit_error=opt.max_logit_error, path=src)
             verify_s = time.perf_counter() - v0
             _merge_log(ver.layers, run["layers"])
             outputs = _records(tmp)
@@ -289,9 +291,8 @@ def _preflight(target: TargetCheck, model_type: str, planned: dict[str, Any], sr
     errors = target.preflight(model_type, planned)
     if errors:
         raise UnsupportedError(f"{target.name} does not load this: {'; '.join(errors)}",
-                               path=src,
-                               hint="pick the method, bits and group size the target lists "
-                               "(modelport targets show TARGET)")
+                               path=src, hint="pick the method, bits and group size the "
+                               "target lists (modelport targets show TARGET)")
 
 
 _TRUST_HINT = ("quantize a model whose class transformers ships, or pass --trust-remote-code "

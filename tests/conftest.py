@@ -36,6 +36,31 @@ def files_match_report(folder: Path, outputs) -> None:  # type: ignore[no-untype
         assert len(data) == o.size and hashlib.sha256(data).hexdigest() == o.sha256, o.path
 
 
+def kill_when(cmd: list[str], landed, cwd: Path | None = None,  # type: ignore[no-untyped-def]
+              env: dict[str, str] | None = None, timeout: float = 120) -> bool:
+    """Run ``cmd`` and SIGKILL it as soon as ``landed()`` sees the operation part-way (a file
+    or an object it writes as it goes, never a timer). True when the kill landed so; False
+    when the process finished first."""
+    import signal
+    import subprocess
+    import time
+
+    proc = subprocess.Popen(cmd, cwd=cwd, env={**os.environ, **(env or {})},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + timeout
+    try:
+        while proc.poll() is None and time.monotonic() < deadline:
+            if landed():
+                proc.send_signal(signal.SIGKILL)
+                return proc.wait() == -signal.SIGKILL
+            time.sleep(0.002)
+        return False
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def real_path(*parts: str) -> Path:
     p = REAL.joinpath(*parts)
     if not p.exists():

@@ -5,11 +5,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import struct
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +18,7 @@ from safetensors.torch import load_file, save_file
 import modelport
 from modelport._io.st_header import read_header
 from modelport.errors import CheckpointError, InputError
-from tests.conftest import real_path, tree_snapshot
+from tests.conftest import kill_when, real_path, tree_snapshot
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -268,7 +265,12 @@ def test_real_safetensors_files(tmp_path: Path, case: str) -> None:
 
 
 @pytest.mark.hostile_class("kill -9 and full disk")
-def test_kill_9_in_place_leaves_old_or_new_and_rerun_completes(tmp_path: Path) -> None:
+@pytest.mark.parametrize("dtype", ["", "bf16", "fp16"])
+def test_kill_9_in_place_leaves_old_or_new_and_rerun_completes(tmp_path: Path,
+                                                               dtype: str) -> None:
+    """Killed when the run is seen part-way (a cast file being written, a header journal, or
+    some files changed and some not): every file is its old or its new self, and the rerun
+    rolls a journaled header back (``recovered``) and finishes with the right tensors."""
     g = torch.Generator().manual_seed(0)
     base = tmp_path / "base"
     base.mkdir()
@@ -278,35 +280,41 @@ def test_kill_9_in_place_leaves_old_or_new_and_rerun_completes(tmp_path: Path) -
     expected = {p.name: load_file(p) for p in base.glob("*.safetensors")}
     code = ("import sys, modelport; modelport.normalize(sys.argv[1], in_place=True, "
             "dtype=sys.argv[2] or None)")
-    kills = 0
-    for run, (delay, dtype) in enumerate([(0.05, ""), (0.15, ""), (0.3, "bf16"),
-                                          (0.6, "bf16"), (0.9, "fp16"), (1.2, "fp16")]):
+    landed_runs = 0
+    for run in range(6):
         d = tmp_path / f"run{run}"
         shutil.copytree(base, d)
-        proc = subprocess.Popen([sys.executable, "-c", code, str(d), dtype], cwd=ROOT)
-        time.sleep(delay)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        kills += proc.returncode == -signal.SIGKILL
-        journals = {p.name for p in d.glob(".*.modelport-journal")}
+
+        def part_way(d: Path = d) -> bool:
+            if any(d.glob(".*.modelport-journal")) or any(
+                    p.stat().st_size > 0 for p in d.glob(".*.modelport-tmp-*")):
+                return True
+            metas = [_meta(p) for p in d.glob("*.safetensors")]
+            return any(metas) and not all(metas)  # some files done, some not
+        if not kill_when([sys.executable, "-c", code, str(d), dtype], part_way, cwd=ROOT):
+            continue
+        landed_runs += 1
+        journaled = {p.name for p in d.glob(".*.modelport-journal")}
         for p in d.glob("*.safetensors"):
-            if f".{p.name}.modelport-journal" in journals:
-                continue  # mid-header: the next run rolls it back or accepts it
+            if f".{p.name}.modelport-journal" in journaled:
+                continue  # mid-header: the next run rolls it back
             got = load_file(p)  # every file is whole: it parses and has every tensor
             assert got.keys() == expected[p.name].keys()
             meta = _meta(p)
-            old = meta is None
-            assert old or meta == {"format": "pt"}
+            assert meta is None or meta == {"format": "pt"}
             for k, v in got.items():
                 ref = expected[p.name][k]
                 assert torch.equal(v, ref) or torch.equal(v, ref.to(v.dtype)), (p, k)
         rep = modelport.normalize(d, in_place=True, dtype=dtype or None)
+        if journaled:
+            assert rep.recovered, "a journaled header was not rolled back"
         for p in d.glob("*.safetensors"):
             assert _meta(p) == {"format": "pt"}
             for k, v in load_file(p).items():
                 ref = expected[p.name][k]
                 assert torch.equal(v, ref.to(v.dtype) if dtype else ref)
         assert not modelport.normalize(d, in_place=True, dtype=dtype or None).changed
-        assert rep.files
         assert not [p for p in d.iterdir() if p.name.startswith(".")]
-    assert kills >= 3  # most runs were really interrupted
+        if landed_runs >= 2:
+            break
+    assert landed_runs >= 1, "no kill landed part-way in 6 runs"

@@ -5,11 +5,8 @@ the same result as an uninterrupted run."""
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -19,7 +16,7 @@ from safetensors.torch import save_file
 import modelport
 from modelport.package.localstore import LocalS3
 from modelport.package.upload import UploadOptions
-from tests.conftest import tree_snapshot
+from tests.conftest import kill_when, tree_snapshot
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -35,29 +32,6 @@ def _model(d: Path, n: int = 6) -> Path:
     (d / "tokenizer.json").write_text("{}")
     modelport.normalize(d, in_place=True)
     return d
-
-
-def _kill_when(cmd: list[str], landed: Callable[[], bool], env: dict[str, str] | None = None,
-               timeout: float = 120) -> bool:
-    """Run ``cmd`` and SIGKILL it as soon as ``landed()`` sees the operation part-way (a
-    file or an object it writes as it goes). True when the kill landed so; False when the
-    process finished before the state was seen."""
-    import os
-
-    proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **(env or {})},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + timeout
-    try:
-        while proc.poll() is None and time.monotonic() < deadline:
-            if landed():
-                proc.send_signal(signal.SIGKILL)
-                return proc.wait() == -signal.SIGKILL
-            time.sleep(0.002)
-        return False
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 def _manifest_files(b: Path) -> list[dict]:
@@ -82,8 +56,8 @@ def test_kill_package_then_rerun(tmp_path: Path) -> None:
 
     landed = 0
     for _ in range(5):
-        landed += _kill_when([sys.executable, "-c", code, str(src), str(tmp_path / "b")],
-                             mid_copy)
+        landed += kill_when([sys.executable, "-c", code, str(src), str(tmp_path / "b")],
+                            mid_copy, cwd=ROOT)
         if landed:
             break
     assert landed, "the kill never landed mid-copy"
@@ -123,8 +97,8 @@ def test_kill_upload_then_rerun(tmp_path: Path) -> None:
         def first_object() -> bool:
             return bool(keys())
 
-        assert _kill_when([sys.executable, "-c", code, str(tmp_path / "b"), s3.endpoint],
-                          first_object, s3.env())
+        assert kill_when([sys.executable, "-c", code, str(tmp_path / "b"), s3.endpoint],
+                         first_object, cwd=ROOT, env=s3.env())
         stored = keys()
         assert stored and "k/modelport.manifest.json" not in stored
         rep = modelport.upload(tmp_path / "b", "s3://models/k", opts, progress=False)

@@ -4,9 +4,9 @@ Read with the ``gguf`` package (the format's reference reader, ``pip install
 'modelport[gguf]'``), tensor by tensor: F32/F16/BF16 kept as they are, quantized types
 dequantized to float32 by ``gguf.quants`` (the weights are then *not* the original ones: the
 report says so, with the type's error bound), llama.cpp's names mapped back, and its q/k
-permutation undone. config.json comes from the GGUF metadata. The embedded vocabulary is not
-turned into tokenizer.json yet (said in the report). Anchor: transformers' GGUF loading
-(``from_pretrained(..., gguf_file=...)``, the whole model dequantized in memory).
+permutation undone. config.json comes from the GGUF metadata; the embedded vocabulary becomes
+tokenizer files (``gguf_vocab``). Anchor: transformers' GGUF loading (its ``gguf_file=``
+argument, the whole model dequantized in memory).
 """
 
 from __future__ import annotations

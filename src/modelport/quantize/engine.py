@@ -133,8 +133,8 @@ def run(src: Path, out: Path, work: Path, calib: list[dict[str, list[int]]],
     with open(log_path, "wb") as log, quiet(log.fileno()) as err:
         bar = _LayerBar(layers, progress, opt.method, err)
         try:
-            model = GPTQModel.load(str(src), qc, dtype=torch.float16, device=device,
-                                   trust_remote_code=opt.trust_remote_code)
+            model = GPTQModel.load(str(src), qc, trust_remote_code=opt.trust_remote_code,
+                                   dtype=torch.float16, device=device)
             t_load = time.perf_counter() - t0
             model.layer_callback = bar
             model.quantize(calib, batch_size=1, **kw)

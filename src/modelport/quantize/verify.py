@@ -202,8 +202,9 @@ def logit_error(src: Path, out: Path, layout: Layout, windows: list[list[int]],
     from safetensors.torch import save_file
     from transformers import AutoModelForCausalLM
 
-    ref = AutoModelForCausalLM.from_pretrained(str(src), dtype=torch.float32,
-                                               trust_remote_code=trust_remote_code)
+    # the folder's own code only with --trust-remote-code (False unless the user passed it)
+    ref = AutoModelForCausalLM.from_pretrained(str(src), trust_remote_code=trust_remote_code,
+                                               dtype=torch.float32)
     with tempfile.TemporaryDirectory(prefix=".dequantized-", dir=out.parent) as d:
         cfg = json.loads((out / "config.json").read_text())
         cfg.pop("quantization_config", None)
@@ -211,9 +212,9 @@ def logit_error(src: Path, out: Path, layout: Layout, windows: list[list[int]],
         sd = {k: v.contiguous() for k, v in dequantized_state_dict(out, layout).items()}
         save_file(sd, str(Path(d) / "model.safetensors"), metadata={"format": "pt"})
         del sd
-        q, info = AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32,
-                                                       output_loading_info=True,
-                                                       trust_remote_code=trust_remote_code)
+        q, info = AutoModelForCausalLM.from_pretrained(d, trust_remote_code=trust_remote_code,
+                                                       dtype=torch.float32,
+                                                       output_loading_info=True)
     bad = [k for k in ("missing_keys", "unexpected_keys", "mismatched_keys") if info.get(k)]
     if bad:
         raise VerificationError("the dequantized output does not load: "

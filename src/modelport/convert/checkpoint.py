@@ -289,11 +289,11 @@ def convert(
         from modelport.convert.remote_convert import convert_remote
 
         return convert_remote(src, dst, options, progress=progress, store=store)
-    check_source(src)
     fmt, _ = detect(src)
-    check_options(fmt, options)
-    if fmt.planned:
+    if fmt.planned:  # plan_convert checks the source and the options itself
         return convert_planned(src, dst, options, progress=progress)
+    check_source(src)
+    check_options(fmt, options)
     return load(fmt.converter)(src, dst, options)  # type: ignore[no-any-return]
 
 

@@ -52,11 +52,6 @@ LOCATION = _Where(local=False)  # SRC or DST: a local path or a store URL
 LOCAL = _Where(local=True)  # a folder this verb reads or writes on the local disk
 
 
-def source_path(value: str) -> str | Path:
-    """A local path, or a store URL kept as it is (``Path`` would fold its ``//``)."""
-    return location(value)
-
-
 endpoint_option = click.option(
     "--endpoint-url", default=None,
     help="S3 endpoint for s3:// sources (IBM COS, OCI, MinIO, ...); or AWS_ENDPOINT_URL")
@@ -79,4 +74,4 @@ def cli() -> None:
 
 
 __all__ = ["EXIT_FINDINGS", "LOCAL", "LOCATION", "Output", "Refused", "cli", "common",
-           "endpoint_option", "handle_errors", "human_bytes", "source_path", "store_of"]
+           "endpoint_option", "handle_errors", "human_bytes", "store_of"]

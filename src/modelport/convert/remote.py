@@ -40,11 +40,6 @@ SMALL_FILE_LIMIT = 64 * 2**20  # non-weight files above this are not mirrored
 _FALLOC_FL_KEEP_SIZE, _FALLOC_FL_PUNCH_HOLE = 0x01, 0x02
 
 
-def is_remote(src: object) -> bool:
-    """``s3://…`` or another fsspec URL (``gs://``, ``abfs://``, ``oci://``, ``file://``)."""
-    return isinstance(src, str) and "://" in src
-
-
 class _RangeFile:
     """A read-only, seekable file object over one object: each read fetches what the sparse
     file lacks (at least 1 KiB at a time) and is served from it, so whatever a parser reads
@@ -394,4 +389,4 @@ def _punch(fd: int, offset: int, length: int) -> None:
         return
 
 
-__all__ = ["RemoteMirror", "is_remote", "open_store"]
+__all__ = ["RemoteMirror", "open_store"]

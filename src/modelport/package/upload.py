@@ -26,8 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from modelport._io.hashing import CHUNK_BYTES, sha256_file
 from modelport._io.paths import open_no_follow, refuse_links
-from modelport._io.s3 import parse_s3, s3_client
-from modelport._io.s3 import storage_error as _storage_error
+from modelport._io.s3 import parse_s3, s3_client, storage_error
 from modelport._io.s3_multipart import PartsSent, put_multipart
 from modelport._io.urls import local_path, location
 from modelport._types import Record
@@ -155,7 +154,7 @@ def upload(bundle: str | Path, url: str, options: UploadOptions | None = None, *
                                              UploadId=u["UploadId"])
                     aborted += 1
     except Exception as e:
-        raise _storage_error(e, url, "open") from e
+        raise storage_error(e, url, "open") from e
     total = sum(f.size for f in m.files)
     bar = None
     if progress is not False:
@@ -179,7 +178,7 @@ def upload(bundle: str | Path, url: str, options: UploadOptions | None = None, *
                     continue
             except Exception as e:
                 if "404" not in str(e) and "Not Found" not in str(e):
-                    raise _storage_error(e, url, f"head {k}") from e
+                    raise storage_error(e, url, f"head {k}") from e
             try:
                 res = _put(c, bucket, k, bundle, f.path, f.size, f.sha256,
                            part_size(f.size, o.part_size_bytes), o.concurrency, bar)
@@ -189,7 +188,7 @@ def upload(bundle: str | Path, url: str, options: UploadOptions | None = None, *
                     f"{f.sha256[:12]}…", url=url, op="verify",
                     hint="the local file changed after packaging: re-create the bundle") from e
             except Exception as e:
-                raise _storage_error(e, url, f"put {k}") from e
+                raise storage_error(e, url, f"put {k}") from e
             aborted += len(res.aborted)
             head = c.head_object(Bucket=bucket, Key=k)
             if res.kept_parts and head.get("Metadata", {}).get("sha256") != f.sha256:
@@ -221,7 +220,7 @@ def upload(bundle: str | Path, url: str, options: UploadOptions | None = None, *
     except (StorageError, InputError):
         raise
     except Exception as e:
-        raise _storage_error(e, url, "upload") from e
+        raise storage_error(e, url, "upload") from e
     finally:
         if bar is not None:
             bar.close()
@@ -354,7 +353,7 @@ def _verify_remote(url: str, o: UploadOptions) -> VerifyReport:
     except (InputError, StorageError):
         raise
     except Exception as e:
-        raise _storage_error(e, url, "verify") from e
+        raise storage_error(e, url, "verify") from e
     listed = {key(f.path) for f in m.files} | {key(MANIFEST)}
     strip = len(prefix) + 1 if prefix else 0
     extra = sorted(k[strip:] for k in present if k not in listed)

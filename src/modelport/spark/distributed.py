@@ -79,9 +79,10 @@ def write_planned_shard(src: str, out: str, spec: dict[str, Any], conv: dict[str
     from pyspark import TaskContext
 
     ctx = TaskContext.get()
-    remote = out.startswith("s3://")
+    remote = isinstance(location(out), str)  # the driver's strings, through the one parser
     work = Path(tempfile.mkdtemp(prefix="modelport-shard-", dir=scratch))
-    mirror = RemoteMirror(src, scratch_dir=work, **store) if "://" in src else None
+    mirror = RemoteMirror(src, scratch_dir=work, **store) \
+        if isinstance(location(src), str) else None
     try:
         plan = plan_convert(mirror.root if mirror else src, work / "plan",
                             ConvertOptions(**conv))
@@ -167,10 +168,11 @@ def convert_distributed(spark: Any, src: str | Path, out: str, options: ConvertO
     where = location(out, what="out", stores=("s3",))  # the one parser: never a folder "s3:"
     remote = isinstance(where, str)
     out = str(where)
-    source = str(location(src, what="src"))
+    src_loc = location(src, what="src")
+    source = str(src_loc)
     # an s3:// source: the driver plans from the headers (ranged reads), as convert does
     mirror = RemoteMirror(source, scratch_dir=scratch_dir, **store) \
-        if "://" in source else None
+        if isinstance(src_loc, str) else None
     try:
         with tempfile.TemporaryDirectory(prefix="modelport-plan-") as tmp:
             dst = Path(tmp) / "out" if remote else Path(out)
@@ -213,7 +215,7 @@ def _driver_files(plan: ConvertPlan, out: str, store: dict[str, Any],
         index = json.dumps({"metadata": {"total_size": plan.total_bytes},
                             "weight_map": weight_map}, indent=2, sort_keys=True).encode() + b"\n"
     records = []
-    if out.startswith("s3://"):
+    if isinstance(location(out), str):
         dest = S3Destination(out, **store)
         items = [(rel, (root / rel).read_bytes()) for rel in rels]  # small files
         if index is not None:

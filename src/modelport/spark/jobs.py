@@ -29,12 +29,6 @@ _PREPARE_KEYS = {"dtype", "force", "overwrite", "quantize", "tokenizer_family",
 _STORE_KEYS = {"endpoint_url", "region", "profile"}
 
 
-def _location(value: str) -> object:
-    from modelport._io.urls import location
-
-    return location(value, what="destination")
-
-
 def _verdicts(targets: Iterable[Any]) -> str:
     """``target: ok`` or ``target: N error(s), M warning(s)``, joined by ``; ``."""
     return "; ".join(
@@ -77,7 +71,9 @@ def _prepare(source: str, destination: str, targets: list[str], options: Mapping
     kw = {k: v for k, v in options.items() if k in _PREPARE_KEYS}
     # one store for both ends: an s3:// source is read with the same endpoint and keys
     kw["store"] = {k: options.get(k) for k in _STORE_KEYS}
-    if not isinstance(_location(destination), str):
+    from modelport._io.urls import location
+
+    if not isinstance(location(destination, what="destination"), str):
         rep = prepare(source, destination, targets, progress=False, **kw)
         data = (Path(destination) / MANIFEST).read_bytes()
     else:

@@ -21,6 +21,19 @@ SEQ2SEQ = {"t5", "mt5"}
 VOCAB = 256
 
 
+def st_folder(d: Path) -> Path:
+    """The smallest folder every verb takes: one safetensors tensor, a llama config.json with
+    its architectures, and a tokenizer.json."""
+    from safetensors.torch import save_file
+
+    d.mkdir(parents=True)
+    save_file({"w": torch.arange(8.0)}, d / "model.safetensors", metadata={"format": "pt"})
+    (d / "config.json").write_text(json.dumps({"model_type": "llama",
+                                               "architectures": ["LlamaForCausalLM"]}))
+    (d / "tokenizer.json").write_text("{}")
+    return d
+
+
 def files_match_report(folder: Path, outputs) -> None:  # type: ignore[no-untyped-def]
     """What the report says of each written file holds on disk, hashed here with hashlib
     (not modelport's hashing), and the folder holds nothing it does not list."""

@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from safetensors.torch import save_file
 
 from modelport.cli.main import cli
+from tests.conftest import st_folder
 
 MODELPORT = str(Path(sys.executable).parent / "modelport")
 YES = b"y\n" * 200
@@ -127,11 +128,7 @@ SIDE_VERBS = {
 @pytest.mark.parametrize("verb", list(SIDE_VERBS))
 @pytest.mark.parametrize("side", SIDE)
 def test_broken_side_json(tmp_path: Path, side: str, verb: str) -> None:
-    d = tmp_path / "m"
-    d.mkdir()
-    save_file({"w": torch.ones(4)}, d / "model.safetensors", metadata={"format": "pt"})
-    (d / "config.json").write_text(json.dumps({"model_type": "llama",
-                                               "architectures": ["LlamaForCausalLM"]}))
+    d = st_folder(tmp_path / "m")
     (d / "vocab.txt").write_text("[UNK]\n[CLS]\n[SEP]\na\n")
     (d / side).write_text('{\n  "model_type": "llama",\n  "x": nope\n}')
     before = sorted(p.name for p in tmp_path.rglob("*"))

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
-from safetensors.torch import save_file
 
 import modelport
 from modelport._io.paths import open_no_follow
@@ -19,6 +18,7 @@ from modelport._io.redact import redact
 from modelport.cli.main import cli
 from modelport.errors import InputError
 from modelport.package.localstore import LocalS3
+from tests.conftest import st_folder
 
 SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
 KEY = "AKIAIOSFODNN7EXAMPLE"
@@ -40,19 +40,10 @@ def _keys(s3: LocalS3, prefix: str = "") -> list[str]:
     return sorted(o["Key"] for o in out)
 
 
-def _model(d: Path) -> Path:
-    d.mkdir(parents=True)
-    save_file({"w": torch.arange(8.0)}, d / "model.safetensors", metadata={"format": "pt"})
-    (d / "config.json").write_text(json.dumps({"model_type": "llama",
-                                               "architectures": ["LlamaForCausalLM"]}))
-    (d / "tokenizer.json").write_text("{}")
-    return d
-
-
 def _linked_bundle(tmp: Path, how: str) -> Path:
     """A bundle whose tokenizer.json is a link to a file outside it, the manifest edited so
     that its size and sha256 are the outside file's (what an attacker would do)."""
-    modelport.package(_model(tmp / "src"), tmp / "b", ["watsonx-saas"], force=True)
+    modelport.package(st_folder(tmp / "src"), tmp / "b", ["watsonx-saas"], force=True)
     b = tmp / "b"
     secret = tmp / "outside.txt"
     secret.write_text("root:x:0:0:secret\n")
@@ -128,7 +119,7 @@ def test_a_link_swapped_in_after_the_check_is_not_followed(tmp_path: Path) -> No
     ["upload", "BUNDLE", f"file://{KEY}:{SECRET}@localhost/tmp/x"],
 ], ids=lambda a: " ".join(a[:2]) + (" endpoint" if "--endpoint-url" in a else ""))
 def test_no_secret_is_printed(tmp_path: Path, args: list[str]) -> None:
-    src = _model(tmp_path / "src")
+    src = st_folder(tmp_path / "src")
     modelport.package(src, tmp_path / "bundle", ["watsonx-saas"], force=True)
     subst = {"SRC": str(src), "OUT": str(tmp_path / "out"), "BUNDLE": str(tmp_path / "bundle")}
     for json_flag in ([], ["--json"], ["--debug"]):
@@ -146,7 +137,7 @@ def test_a_refused_secret_from_the_environment_is_not_printed(
         tmp_path: Path, s3: LocalS3, monkeypatch: pytest.MonkeyPatch) -> None:
     """Wrong credentials against a real server: one line with the store's code, no botocore
     internals, and the secret (from the environment) appears nowhere, --debug included."""
-    modelport.package(_model(tmp_path / "src"), tmp_path / "b", ["watsonx-saas"], force=True)
+    modelport.package(st_folder(tmp_path / "src"), tmp_path / "b", ["watsonx-saas"], force=True)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", KEY)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
     for extra in ([], ["--debug"]):
@@ -173,7 +164,7 @@ def test_cli_convert_to_a_bucket_uploads(tmp_path: Path, s3: LocalS3,
                                          monkeypatch: pytest.MonkeyPatch) -> None:
     for k, v in s3.env().items():
         monkeypatch.setenv(k, v)
-    src = _model(tmp_path / "src")
+    src = st_folder(tmp_path / "src")
     monkeypatch.chdir(tmp_path)
     r = CliRunner().invoke(cli, ["convert", str(src), "s3://models/cli-convert/m",
                                  "--endpoint-url", s3.endpoint, "--json"])
@@ -210,7 +201,7 @@ def test_cli_convert_to_a_bucket_uploads(tmp_path: Path, s3: LocalS3,
 ], ids=lambda a: " ".join(a))
 def test_store_urls_are_stores_never_folders(tmp_path: Path, args: list[str],
                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    src = _model(tmp_path / "src")
+    src = st_folder(tmp_path / "src")
     monkeypatch.chdir(tmp_path)
     before = sorted(p.name for p in tmp_path.rglob("*"))
     subst = {"SRC": str(src), "OUT": str(tmp_path / "out")}

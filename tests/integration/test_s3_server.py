@@ -14,14 +14,13 @@ from pathlib import Path
 import pytest
 
 import modelport
+from tests.conftest import st_folder
 
 pytestmark = pytest.mark.s3
 MODELPORT = str(Path(sys.executable).parent / "modelport")
 
 
 def test_s3_server_prints_what_to_export_and_stops_on_sigint(tmp_path: Path) -> None:
-    import torch
-    from safetensors.torch import save_file
 
     p = subprocess.Popen([MODELPORT, "s3-server", "--dir", str(tmp_path / "data"), "--json"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -30,13 +29,7 @@ def test_s3_server_prints_what_to_export_and_stops_on_sigint(tmp_path: Path) -> 
         info = json.loads(line)
         env = info["env"]
         assert info["bucket"] == "models" and env["AWS_ENDPOINT_URL"] == info["endpoint"]
-        d = tmp_path / "m"
-        d.mkdir()
-        save_file({"w": torch.ones(4)}, d / "model.safetensors", metadata={"format": "pt"})
-        (d / "config.json").write_text(json.dumps({"model_type": "llama",
-                                                   "architectures": ["LlamaForCausalLM"]}))
-        (d / "tokenizer.json").write_text("{}")
-        modelport.package(d, tmp_path / "b", force=True)
+        modelport.package(st_folder(tmp_path / "m"), tmp_path / "b", force=True)
         # the exports are all a boto3 user needs: no --endpoint-url
         r = subprocess.run([MODELPORT, "upload", str(tmp_path / "b"), "s3://models/try"],
                            env={**os.environ, **env}, capture_output=True, text=True,

@@ -144,9 +144,9 @@ def _config(root: Path, problems: list[Problem]) -> ConfigInfo | None:
     except (OSError, ValueError) as e:
         problems.append(Problem(severity="error", file="config.json", message=f"unreadable: {e}"))
         return None
-    def typed(key: str, kind: type | tuple[type, ...], what: str) -> Any:
+    def typed(key: str, kind: type, what: str) -> Any:
         v = cfg.get(key)
-        if v is None or (isinstance(v, kind) and not (kind is not bool and isinstance(v, bool))):
+        if v is None or isinstance(v, kind):
             return v
         problems.append(Problem(severity="error", file="config.json",
                                 message=f"{key} is {json.dumps(v)[:40]}, not {what}"))

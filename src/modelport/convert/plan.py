@@ -48,9 +48,10 @@ class ConvertPlan:
         return sum(s.nbytes for s in self.shards)
 
 
-def check_source(src: Path) -> None:
-    """What every conversion refuses before reading weights: a missing path, a JSON side file
-    that does not parse, a PEFT adapter (merged, not converted).
+def check_source(src: Path, *, adapter_hint: str | None = None) -> None:
+    """What every conversion (and ``prepare``) refuses before reading weights: a missing
+    path, a JSON side file that does not parse, a PEFT adapter (merged, not converted;
+    ``adapter_hint`` is the verb's way to merge it).
 
     Raises:
         InputError.
@@ -61,7 +62,7 @@ def check_source(src: Path) -> None:
     if src.is_dir() and (src / "adapter_config.json").is_file():
         raise InputError("is a PEFT adapter (adapter_config.json), not a model: its weights "
                          "are deltas that no platform loads alone", path=src,
-                         hint=f"use modelport merge BASE {src} --out OUT")
+                         hint=adapter_hint or f"use modelport merge BASE {src} --out OUT")
 
 
 def _tied_embeddings_off(src: SourceSet) -> bool:

@@ -25,6 +25,7 @@ from modelport.convert.formats import detect
 from modelport.convert.inspect import inspect
 from modelport.convert.lora import merge
 from modelport.convert.normalize import normalize
+from modelport.convert.plan import check_source
 from modelport.convert.tokenizer import SPM_FILES, tokenizer
 from modelport.convert.tsfm import TSFM_FILE, tsfm_config
 from modelport.errors import InputError, RemoteCodeError, TargetCheckFailed
@@ -66,13 +67,8 @@ def prepare(src: str | Path, out: str | Path, targets: list[str] | tuple[str, ..
     if upload_url is not None:
         location(upload_url, what="--upload")
     src = loc if isinstance(loc, Path) else out.parent / f".{out.name}.modelport-work" / "fetched"
-    if not remote and not src.exists():
-        raise InputError("does not exist", path=src)
     if not remote:
-        jsonio.require_valid(src)
-    if not remote and (src / "adapter_config.json").is_file():
-        raise InputError("is a PEFT adapter (adapter_config.json), not a model", path=src,
-                         hint=f"modelport prepare BASE --adapter {src} --out {out}")
+        check_source(src, adapter_hint=f"modelport prepare BASE --adapter {src} --out {out}")
     if remote and out.exists() and not overwrite:
         raise InputError("exists", path=out, hint="choose a new folder, or --overwrite")
     if not remote:

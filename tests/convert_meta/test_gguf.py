@@ -208,21 +208,46 @@ def _gguf_with_vocab(tmp: Path, vocab: Any, n_vocab: int) -> Path:
     return tmp / "v.gguf"
 
 
+# Meta's meta-llama/llama3 tokenizer.py (April 2024), copied here so that the truth is not
+# modelport's own constants: its pat_str and its 256 special tokens
+LLAMA3_PAT_STR = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}|"
+                  r" ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+LLAMA3_SPECIALS = [
+    "<|begin_of_text|>", "<|end_of_text|>", "<|reserved_special_token_0|>",
+    "<|reserved_special_token_1|>", "<|reserved_special_token_2|>",
+    "<|reserved_special_token_3|>", "<|start_header_id|>", "<|end_header_id|>",
+    "<|reserved_special_token_4|>", "<|eot_id|>",
+] + [f"<|reserved_special_token_{i}|>" for i in range(5, 256 - 5)]
+
+
+def _gpt2_bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's published byte-to-character table (openai/gpt-2 encoder.py), which llama.cpp's
+    converter uses to store byte-level pieces."""
+    bs = (list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
+          + list(range(ord("®"), ord("ÿ") + 1)))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return dict(zip(bs, (chr(c) for c in cs), strict=True))
+
+
 @pytest.mark.real
 def test_llama3_gguf_vocabulary_equals_tiktoken(tmp_path: Path) -> None:
     """A gpt2-type GGUF vocabulary holding Llama 3's tokenizer (Meta's tiktoken file, as
     llama.cpp's converter stores it: byte-level strings, then the 256 special tokens): the
     converted tokenizer.json gives tiktoken's ids on that file, plus <|begin_of_text|>."""
     import tiktoken
+    from tiktoken.load import load_tiktoken_bpe
 
-    from modelport.convert.gguf_vocab import _byte_decoder
-    from modelport.convert.tok.tiktoken_ import LLAMA3_PATTERN, llama3_specials, read_ranks
-
-    ranks = read_ranks(real_path("tok2", "llama3_meta_tiktoken", "tokenizer.model"))
-    enc = {v: k for k, v in _byte_decoder().items()}
+    ranks = load_tiktoken_bpe(str(real_path("tok2", "llama3_meta_tiktoken", "tokenizer.model")))
+    enc = _gpt2_bytes_to_unicode()
     base = [("".join(enc[b] for b in tok)) for tok, _ in sorted(ranks.items(),
                                                                 key=lambda kv: kv[1])]
-    specials = llama3_specials("llama3")
+    specials = LLAMA3_SPECIALS
 
     def vocab(w: Any) -> None:
         w.add_tokenizer_model("gpt2")
@@ -235,7 +260,7 @@ def test_llama3_gguf_vocabulary_equals_tiktoken(tmp_path: Path) -> None:
     src = _gguf_with_vocab(tmp_path, vocab, len(base) + len(specials))
     rep = modelport.convert(src, tmp_path / "hf", progress=False)
     assert "embedded gpt2 vocabulary" in rep.warnings[0], rep.warnings
-    truth = tiktoken.Encoding(name="llama3", pat_str=LLAMA3_PATTERN, mergeable_ranks=ranks,
+    truth = tiktoken.Encoding(name="llama3", pat_str=LLAMA3_PAT_STR, mergeable_ranks=ranks,
                               special_tokens={})
     lines = _lines()
     assert _ids_of(tmp_path / "hf" / "tokenizer.json", lines) == [

@@ -25,6 +25,23 @@ STATED = ["tok/armberta", "tok/bertino_distilbert_it", "tok/opt_erebus",
           "tok2/t5_base_qa_shymaa", "tok2/trocr_roberta_felipemarcelino",
           "tok2/whisper_base_theonlyengine"]
 REFUSED = {"tok/opus_mt_en_mg": "Marian"}
+# (lines, lines whose ids equal the truth) per case, pinned: a line that differs must be one the
+# report lists as a known difference, and this many, no more (T5 `</s>`, ALBERT `9,`, Llama
+# `legacy: false`'s leading space); the README's "all lines" figure is their sum
+PINNED = {
+    "tok/armberta": (75, 75), "tok/bert_base_cased_torchtext": (75, 75),
+    "tok/bertino_distilbert_it": (75, 75), "tok/llama2c_llama2": (63, 63),
+    "tok/opt_erebus": (57, 57), "tok/spm_test_model_stub": (63, 63),
+    "tok/t5_base_torchtext": (83, 81), "tok2/albert_hebrew_asafam": (81, 79),
+    "tok2/chinese_llama_compat_canvachen": (63, 57), "tok2/gpt1_openai_original": (50, 50),
+    "tok2/llama3_meta_tiktoken": (87, 87), "tok2/mbart_trimmed_sign2text": (81, 81),
+    "tok2/mistral_common_v1": (63, 63), "tok2/mistral_common_v3": (88, 88),
+    "tok2/phi2_codegen_bacoco": (81, 81), "tok2/qwen2_molmo7b_reubzdubz": (91, 91),
+    "tok2/spm350m_llama_syclient": (81, 81), "tok2/t5_base_qa_shymaa": (83, 81),
+    "tok2/torchtune_t5_spiece": (83, 81), "tok2/torchtune_tiktoken_small": (87, 87),
+    "tok2/trocr_roberta_felipemarcelino": (75, 75),
+    "tok2/whisper_base_theonlyengine": (121, 121),
+}
 
 
 def real_cases() -> list[Case]:

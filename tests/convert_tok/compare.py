@@ -2,7 +2,7 @@
 
 Shared by the tests (assertions) and ``bench/tokenizer_parity.py`` (the README table). The
 truth for a line is the authors' tokenizer.json where the case ships one, else the slow class
-of transformers 4.57.6 (or tiktoken / mistral-common for their files).
+of transformers 4.57.6 (or Meta's llama-models / mistral-common for their files).
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from typing import Any
 from modelport.convert.tok import run
 from modelport.convert.tok.classes import resolve
 from modelport.convert.tok.source import Source
-from modelport.convert.tok.tiktoken_ import LLAMA3_PATTERN, llama3_specials
 from tests.convert_tok.oracle_client import ask
 
 
@@ -26,7 +25,7 @@ class Case:
     family: str | None = None  # what the test passes as --family (bare files)
     oracle_class: str | None = None  # the slow class, when the folder does not state it
     oracle_init: dict[str, Any] = field(default_factory=dict)
-    tiktoken: str | None = None  # llama3 / llama3.1: the oracle is tiktoken itself
+    tiktoken: str | None = None  # llama3.1: the oracle is Meta's own tokenizer.py
     tekken: bool = False  # the oracle is mistral-common
 
 
@@ -81,9 +80,7 @@ def run_case(case: Case, out: Path, with_transformers5: bool = False) -> Row:
     req: dict[str, Any] = {"folder": str(case.folder), "texts": texts, "ours": str(out),
                            "class": case.oracle_class, "init": case.oracle_init}
     if case.tiktoken:
-        n = sum(1 for _ in (case.folder / "tokenizer.model").open("rb"))
-        req["tiktoken"] = {"pattern": LLAMA3_PATTERN, "bos": n, "specials": {
-            t: n + i for i, t in enumerate(llama3_specials(case.tiktoken))}}
+        req["tiktoken"] = case.tiktoken
     if case.tekken:
         req["tekken"] = True
     authors = case.folder / "ref" / "tokenizer.json"

@@ -1,12 +1,13 @@
 """The tests' tokenizer oracle: transformers 4.57.6's slow classes and converters.
 
 Runs only inside the test-only virtual environment ``.venv-tokref`` (transformers 4.57.6,
-tokenizers 0.22, sentencepiece, protobuf, tiktoken; no torch), never beside modelport's
-transformers 5. The tests call it in a subprocess: a JSON request on stdin, a JSON answer on
+tokenizers 0.22, sentencepiece, protobuf, tiktoken, Meta's llama-models; no torch), never
+beside modelport's transformers 5. The tests call it in a subprocess: a JSON request on stdin,
+a JSON answer on
 stdout.
 
 Request: {"folder": str, "class": str | null, "init": {...}, "texts": [str],
-          "ref": str | null, "tiktoken": {"pattern": str, "specials": {str: int}} | null,
+          "ref": str | null, "tiktoken": "llama3.1" | null,
           "decode": [[int]] | null, "ours": str | null}
 Answer:  {"class": str, "slow": [[int]] | null, "fast": [[int]] | null, "ref": [[int]] | null,
           "slow_decode": [[str, str]], "ours": [[int]], "ours_decode": [[str, str]], ...}
@@ -65,24 +66,17 @@ def main() -> None:
                                None] for i in out["slow"]]
         slow = None
     elif req.get("tiktoken"):
-        import base64
+        # Meta's own tokenizer.py for Llama 3.1 (llama-models 0.0.19): its pattern, its 256
+        # special tokens, tiktoken's file reader; nothing of modelport's
+        from llama_models.llama3.api.tokenizer import Tokenizer
 
-        import tiktoken
-
-        tt = req["tiktoken"]
-        ranks = {}
-        with open(req["folder"] + "/tokenizer.model", "rb") as f:
-            for line in f.read().splitlines():
-                if line:
-                    tok_b64, rank = line.split()
-                    ranks[base64.b64decode(tok_b64)] = int(rank)
-        enc = tiktoken.Encoding(name="oracle", pat_str=tt["pattern"], mergeable_ranks=ranks,
-                                special_tokens=tt["specials"])
-        bos = tt.get("bos")
-        out["class"] = "tiktoken"
-        out["slow"] = [([bos] if bos is not None else []) + enc.encode(t, allowed_special="all")
+        if req["tiktoken"] != "llama3.1":
+            raise SystemExit(f"no Meta tokenizer for {req['tiktoken']!r} in the oracle")
+        meta = Tokenizer(req["folder"] + "/tokenizer.model")
+        out["class"] = "Meta llama_models 0.0.19 Tokenizer (tiktoken)"
+        out["slow"] = [meta.encode(t, bos=True, eos=False, allowed_special="all")
                        for t in texts]
-        out["slow_decode"] = [[enc.decode(i), None] for i in out["slow"]]
+        out["slow_decode"] = [[meta.decode(i), None] for i in out["slow"]]
         slow = None
     else:
         cls_name = req.get("class")

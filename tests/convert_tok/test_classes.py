@@ -126,6 +126,11 @@ CLASSES = {
 }
 
 
+# lines whose ids differ from the oracle, each a difference the report lists: pinned per case
+DIFFER = {"albert_cased": 2, "longformer_prefix": 23, "mistral_v03": 15, "t5_legacy": 2,
+          "t5_nonlegacy": 2, "xlnet": 2}
+
+
 @pytest.fixture(scope="module")
 def text(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return T.training_text(tmp_path_factory.mktemp("text"))
@@ -139,6 +144,7 @@ def test_trained_class_matches_the_oracle(tmp_path: Path, text: Path, name: str)
     assert row.false_certificates == []
     assert row.unexplained == []
     assert row.reported_mismatch == 0
+    assert row.lines - row.identical == DIFFER.get(name, 0), "known differences are pinned"
     assert row.transformers4_load == row.identical
     written = json.loads((tmp_path / "out" / "tokenizer_config.json").read_text())
     assert written["tokenizer_class"] == "PreTrainedTokenizerFast"

@@ -13,7 +13,7 @@ import pytest
 from modelport.convert.tokenizer import tokenizer
 from modelport.errors import AmbiguousTokenizerError, UnsupportedError
 from tests.conftest import real_path
-from tests.convert_tok.cases import BARE, REFUSED, TIKTOKEN, real_cases
+from tests.convert_tok.cases import BARE, PINNED, REFUSED, TIKTOKEN, real_cases
 from tests.convert_tok.compare import Case, Row, run_case
 
 pytestmark = pytest.mark.real
@@ -30,8 +30,23 @@ def test_real_case_matches_the_oracle(tmp_path: Path, case: Case) -> None:
     assert row.unexplained == [], "lines differ from the truth without being listed"
     assert row.reported_mismatch == 0
     assert row.identical + row.reported_known >= row.lines
+    assert (row.lines, row.identical) == PINNED[case.name], "known differences are pinned"
     # transformers 4 loads the written files and gives the same ids
     assert row.transformers4_load == row.identical
+
+
+def test_the_readme_total_is_the_sum_of_the_pinned_cases() -> None:
+    import re
+
+    lines = sum(n for n, _ in PINNED.values())
+    same = sum(k for _, k in PINNED.values())
+    readme = " ".join((Path(__file__).parents[2] / "README.md").read_text().split())
+    m = re.search(r"all lines: (\d+)/(\d+) ids identical to the truth \(([\d.]+)%\)", readme)
+    assert m, "the README's tokenizer total is gone"
+    assert (int(m[1]), int(m[2])) == (same, lines)
+    assert m[3] == f"{100 * same / lines:.2f}"
+    assert f"the {lines - same} other lines are the listed known differences" in readme
+    assert sorted(PINNED) == sorted(c.name for c in real_cases())
 
 
 @pytest.mark.parametrize("name", sorted(BARE) + sorted(TIKTOKEN))

@@ -301,7 +301,9 @@ def test_certified_architectures(model_type: str, method: str, layers: int,
     rep = modelport.quantize(src, tmp_path / "q", method=method, target="watsonx-saas",
                              progress=False)
     assert len(rep.layers) == layers and rep.target_errors == 0
-    assert rep.logit_error is not None and rep.logit_error < 0.5
+    # the error as the tests' own numpy dequantizer and transformers see it, not the report's
+    ref = _logits(source_model(src))
+    assert _rel(_logits(reference_model(tmp_path / "q")), ref) < 0.5
     names = set(numpy_tensors(tmp_path / "q"))
     source = set(numpy_tensors(src))
     quantized = {n.rsplit(".", 1)[0] + ".weight" for n in names if n.endswith(".qweight")}

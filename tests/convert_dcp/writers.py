@@ -13,9 +13,8 @@ import torch.distributed.checkpoint as dcp
 from pathlib import Path
 rank, world, out, mode = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
 model_dir = sys.argv[5]
-os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=sys.argv[6], RANK=str(rank),
-                  WORLD_SIZE=str(world))
-dist.init_process_group("gloo", rank=rank, world_size=world)
+# a file rendezvous: no port to choose, so no race with other tests for one
+dist.init_process_group("gloo", init_method=sys.argv[6], rank=rank, world_size=world)
 from torch.distributed.device_mesh import init_device_mesh
 from transformers import AutoModelForCausalLM
 mesh = init_device_mesh("cpu", (world,))
@@ -44,24 +43,18 @@ dist.destroy_process_group()
 '''
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def save_distributed(model_dir: Path, out: Path, world: int, mode: str) -> None:
     """Run ``world`` gloo processes that save ``model_dir``'s model as a DCP at ``out``."""
+    import secrets
     import subprocess
 
-    port = free_port()
+    rdzv = out.parent / f".rdzv-{out.name}-{secrets.token_hex(4)}"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TRANSFORMERS_VERBOSITY": "error"}
     procs = [subprocess.Popen([sys.executable, "-W", "ignore", "-c", SCRIPT, str(r), str(world),
-                               str(out), mode, str(model_dir), str(port)], env=env,
+                               str(out), mode, str(model_dir), f"file://{rdzv}"], env=env,
                               stderr=subprocess.PIPE, text=True) for r in range(world)]
     errs = [p.communicate(timeout=300)[1] for p in procs]
+    rdzv.unlink(missing_ok=True)
     bad = [e for p, e in zip(procs, errs, strict=True) if p.returncode]
     if bad:
         raise RuntimeError(bad[0][-3000:])

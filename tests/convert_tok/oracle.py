@@ -3,8 +3,7 @@
 Runs only inside the test-only virtual environment ``.venv-tokref`` (transformers 4.57.6,
 tokenizers 0.22, sentencepiece, protobuf, tiktoken, Meta's llama-models; no torch), never
 beside modelport's transformers 5. The tests call it in a subprocess: a JSON request on stdin,
-a JSON answer on
-stdout.
+a JSON answer on stdout.
 
 Request: {"folder": str, "class": str | null, "init": {...}, "texts": [str],
           "ref": str | null, "tiktoken": "llama3.1" | null,

@@ -1,6 +1,6 @@
 """One rank of a DeepSpeed training run on the CPU that saves a ZeRO checkpoint.
 
-Run by ``writers.write_zero`` once per rank (RANK, WORLD_SIZE, MASTER_ADDR/PORT set):
+Run by ``writers.write_zero`` once per rank (RANK, WORLD_SIZE, MODELPORT_RDZV set):
 ``python ds_writer.py OUT STAGE DTYPE MODEL [freeze]``. The model is built from a config with
 transformers, trained two steps, and saved by DeepSpeed itself (``save_checkpoint``) in the
 layout the HF Trainer uses: OUT/config.json, OUT/latest, OUT/global_step2/.
@@ -49,6 +49,10 @@ def main() -> None:
           "zero_optimization": {"stage": stage}, "steps_per_print": 1000}
     if dtype == "bf16":
         ds["bf16"] = {"enabled": True}
+    deepspeed.init_distributed(dist_backend="gloo", init_method=os.environ["MODELPORT_RDZV"],
+                               rank=int(os.environ["RANK"]),
+                               world_size=int(os.environ["WORLD_SIZE"]), verbose=False,
+                               auto_mpi_discovery=False)
     engine, *_ = deepspeed.initialize(
         model=model, model_parameters=[p for p in model.parameters() if p.requires_grad],
         config=ds)

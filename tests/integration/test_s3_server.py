@@ -47,3 +47,30 @@ def test_s3_server_prints_what_to_export_and_stops_on_sigint(tmp_path: Path) -> 
         if p.poll() is None:
             p.kill()
             p.wait()
+
+
+def test_a_port_taken_before_the_server_binds_it_gets_a_new_set(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another process (a parallel test) takes a chosen port before weed binds it: the
+    server starts on a new set instead of failing."""
+    from modelport.package import localstore
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        taken = s.getsockname()[1]
+        sets: list[dict[str, int]] = []
+        new = localstore.LocalS3._new_ports
+
+        def first_has_the_taken_port() -> dict[str, int]:
+            ports = new()
+            if not sets:
+                ports["s3.port"] = taken
+            sets.append(ports)
+            return ports
+
+        monkeypatch.setattr(localstore.LocalS3, "_new_ports",
+                            staticmethod(first_has_the_taken_port))
+        with localstore.LocalS3(tmp_path / "s3") as s3:
+            assert len(sets) == 2 and s3.ports["s3.port"] != taken
+            assert s3._bucket_ready()

@@ -181,7 +181,8 @@ def test_huge_sparse_model_checks_fast_and_reads_no_data(tmp_path: Path) -> None
     assert (d / "model.safetensors").stat().st_size > 10**11
     t0 = time.perf_counter()
     rep = check(d, target_names())
-    assert time.perf_counter() - t0 < 2.0
+    # reading the 140 GB hole would take minutes: 30 s is far from both, on a busy machine too
+    assert time.perf_counter() - t0 < 30
     assert rep.facts.parameters == 70 * 10**9
     assert (d / "model.safetensors").stat().st_blocks < 100  # still sparse: nothing written
 

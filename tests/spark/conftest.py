@@ -18,25 +18,27 @@ from tests.conftest import VOCAB, save_bin, tiny_model
 def spark() -> Iterator[object]:
     if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
         pytest.fail("Spark needs Java 17: apt-get install openjdk-17-jre-headless")
-    os.environ["PYSPARK_PYTHON"] = sys.executable  # workers run this interpreter
-    # the Python workers inherit the JVM's environment, fixed when it starts: the credentials
-    # of the tests' LocalS3 servers (one fixed key pair), as spark.executorEnv would give them
-    os.environ.update({"AWS_ACCESS_KEY_ID": LocalS3.access_key,
-                       "AWS_SECRET_ACCESS_KEY": LocalS3.secret_key,
-                       "AWS_DEFAULT_REGION": "us-east-1"})
-    os.environ["PYSPARK_DRIVER_PYTHON"] = sys.executable
-    # workers import the tests' own helpers (a fault to inject) by the names pytest gave them
-    tests = Path(__file__).resolve().parents[1]
-    os.environ["PYTHONPATH"] = os.pathsep.join(
-        [str(tests.parent), str(tests), *filter(None, [os.environ.get("PYTHONPATH")])])
-    from pyspark.sql import SparkSession
+    with pytest.MonkeyPatch.context() as mp:  # every variable set here is restored after
+        mp.setenv("PYSPARK_PYTHON", sys.executable)  # workers run this interpreter
+        # the Python workers inherit the JVM's environment, fixed when it starts: the
+        # credentials of the tests' LocalS3 servers (one fixed key pair), as
+        # spark.executorEnv would give them
+        mp.setenv("AWS_ACCESS_KEY_ID", LocalS3.access_key)
+        mp.setenv("AWS_SECRET_ACCESS_KEY", LocalS3.secret_key)
+        mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        mp.setenv("PYSPARK_DRIVER_PYTHON", sys.executable)
+        # workers import the tests' own helpers (a fault to inject) by the names pytest gave
+        tests = Path(__file__).resolve().parents[1]
+        mp.setenv("PYTHONPATH", os.pathsep.join(
+            [str(tests.parent), str(tests), *filter(None, [os.environ.get("PYTHONPATH")])]))
+        from pyspark.sql import SparkSession
 
-    s = (SparkSession.builder.master("local[2,3]").appName("modelport-tests")
-         .config("spark.ui.enabled", "false").config("spark.sql.shuffle.partitions", "2")
-         .config("spark.python.worker.reuse", "true").getOrCreate())
-    s.sparkContext.setLogLevel("ERROR")
-    yield s
-    s.stop()
+        s = (SparkSession.builder.master("local[2,3]").appName("modelport-tests")
+             .config("spark.ui.enabled", "false").config("spark.sql.shuffle.partitions", "2")
+             .config("spark.python.worker.reuse", "true").getOrCreate())
+        s.sparkContext.setLogLevel("ERROR")
+        yield s
+        s.stop()
 
 
 def write_wordlevel_tokenizer(folder: Path) -> None:

@@ -55,8 +55,13 @@ class LocalS3:
                  ) -> None:
         self.data_dir = Path(data_dir)
         self.bucket = bucket
-        self.ports = ports or dict(zip(_PORT_FLAGS, _free_ports(len(_PORT_FLAGS)), strict=True))
+        self._chosen = ports is None  # ours to choose again when another process took one
+        self.ports = ports or self._new_ports()
         self.proc: subprocess.Popen[bytes] | None = None
+
+    @staticmethod
+    def _new_ports() -> dict[str, int]:
+        return dict(zip(_PORT_FLAGS, _free_ports(len(_PORT_FLAGS)), strict=True))
 
     @property
     def endpoint(self) -> str:
@@ -68,11 +73,26 @@ class LocalS3:
                 "AWS_DEFAULT_REGION": "us-east-1"}
 
     def start(self, timeout_s: float = 60) -> LocalS3:
+        """Start the server and wait for its bucket. A port that another process took between
+        choosing and binding ("address already in use") gets a new set, up to three times."""
+        for attempt in range(3):
+            try:
+                return self._start_once(timeout_s)
+            except StorageError:
+                log = (self.data_dir / "weed.log").read_text(errors="replace")
+                taken = ("address already in use" in log or "is not available" in log)
+                if not (self._chosen and attempt < 2 and taken):
+                    raise
+                self.ports = self._new_ports()
+        raise AssertionError("unreachable")
+
+    def _start_once(self, timeout_s: float) -> LocalS3:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         args = [weed_binary(), "mini", f"-dir={self.data_dir}", "-ip=127.0.0.1",
                 "-ip.bind=127.0.0.1", f"-bucket={self.bucket}"]
         args += [f"-{flag}={port}" for flag, port in self.ports.items()]
         env = {**os.environ, **self.env()}
+        (self.data_dir / "weed.log").write_bytes(b"")  # this attempt's lines only
         with open(self.data_dir / "weed.log", "ab") as log:  # the child keeps its own copy
             self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env,
                                          start_new_session=True)

@@ -146,6 +146,7 @@ def test_real_minilm_vocab_matches_its_authors_tokenizer_json(tmp_path: Path) ->
     assert checked.parity.rate == 1.0 and not checked.written
 
 
+@pytest.mark.real
 def test_cased_vocab_is_not_lowercased(tmp_path: Path) -> None:
     d = tmp_path / "c"
     shutil.copytree(real_path("tok", "bert_base_cased_torchtext"), d)
@@ -290,6 +291,7 @@ def test_mecab_japanese_bert_is_refused_with_what_to_do(tmp_path: Path) -> None:
     assert not (d / "tokenizer.json").exists()
 
 
+@pytest.mark.real
 def test_report_lists_flags_applied_and_carried(tmp_path: Path) -> None:
     d = tmp_path / "w"
     shutil.copytree(real_path("tok2", "whisper_base_theonlyengine"), d,

@@ -211,6 +211,7 @@ def test_safetensors_input_is_resharded_with_format_pt(tmp_path: Path) -> None:
             assert torch.equal(fh.get_tensor(name), state[name])
 
 
+@pytest.mark.real
 def test_real_legacy_checkpoint_matches_torch_load(tmp_path: Path) -> None:
     p = real_path("ckpt", "legacy_lenet_weights", "LeNet_Weights.pt")
     rep = modelport.convert(p, tmp_path / "out", progress=False)
@@ -221,6 +222,7 @@ def test_real_legacy_checkpoint_matches_torch_load(tmp_path: Path) -> None:
     assert all(torch.equal(out[k], ref[k]) for k in ref)
 
 
+@pytest.mark.real
 @pytest.mark.parametrize(("rel", "key"), [
     (("ckpt", "lightning_eyetrack", "read_features_last.ckpt"), "state_dict"),
     (("ckpt", "burn_checkpoint_nested", "checkpoint.pt"), "model_state_dict"),

@@ -247,6 +247,7 @@ def test_bad_headers_change_nothing(tmp_path: Path, raw: bytes | None, match: st
     assert tree_snapshot(d) == before
 
 
+@pytest.mark.real
 @pytest.mark.parametrize("case", ["astrodata_model", "burn_multi_layer", "pjrt_hello",
                                   "peft_gpt2_lora"])
 def test_real_safetensors_files(tmp_path: Path, case: str) -> None:

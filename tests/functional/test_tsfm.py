@@ -85,6 +85,7 @@ def test_check_reports_each_finding(tmp_path: Path, edit: dict, key: str) -> Non
     assert r.exit_code == 1 and key in r.stdout
 
 
+@pytest.mark.real
 def test_real_ttm_r2_config(tmp_path: Path) -> None:
     src = real_path("ttm", "granite_ttm_cl512_fl96")
     shutil.copytree(src, tmp_path / "m")

@@ -93,6 +93,7 @@ def test_allowed_global_is_rebuilt_as_inert_record(tmp_path: Path) -> None:
     assert rep.tensors_written == 1
 
 
+@pytest.mark.real
 def test_real_training_args_pickle_is_refused(tmp_path: Path) -> None:
     p = real_path("ckpt", "hf_training_args_neg", "training_args.bin")
     with pytest.raises(UnsafeCheckpointError) as ei:

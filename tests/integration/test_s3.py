@@ -44,18 +44,22 @@ def _client(s3: LocalS3):  # type: ignore[no-untyped-def]
 
 @pytest.fixture(scope="module")
 def llama_src(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A pickled llama checkpoint with a sentencepiece tokenizer and no tokenizer.json."""
+    """A pickled llama checkpoint with a sentencepiece tokenizer and no tokenizer.json (nor
+    tokenizer_config.json: config.json's model_type says LlamaTokenizer)."""
     d = tmp_path_factory.mktemp("src") / "llama"
     model = tiny_model("llama")
     model.config.architectures = ["LlamaForCausalLM"]
     model.config.save_pretrained(d)
     save_bin(model.state_dict(), d, shards=2)
-    from tests.conftest import REAL
+    # a Llama-style sentencepiece BPE trained here, so that these tests need nothing from
+    # ../shared and run in CI
+    from tests.convert_tok import trained
 
-    spm = REAL / "tok" / "llama2c_llama2" / "tokenizer.model"
-    if not spm.exists():
-        pytest.skip("real tokenizer not available")
-    (d / "tokenizer.model").write_bytes(spm.read_bytes())
+    tok = tmp_path_factory.mktemp("tok")
+    trained.spm(tok / "spm", trained.training_text(tok), "tokenizer.model",
+                {"tokenizer_class": "LlamaTokenizer"}, model_type="bpe", byte_fallback=True,
+                normalization_rule_name="identity", remove_extra_whitespaces=False)
+    (d / "tokenizer.model").write_bytes((tok / "spm" / "tokenizer.model").read_bytes())
     return d
 
 

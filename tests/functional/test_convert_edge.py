@@ -211,6 +211,27 @@ def test_safetensors_input_is_resharded_with_format_pt(tmp_path: Path) -> None:
             assert torch.equal(fh.get_tensor(name), state[name])
 
 
+def test_hidden_files_and_folders_are_left_out(tmp_path: Path) -> None:
+    """.git, .cache and other hidden entries of SRC never reach DST; the visible ones do."""
+    src = tmp_path / "src"
+    save_bin({"w": torch.arange(6.0)}, src)
+    (src / "config.json").write_text(json.dumps({"model_type": "llama"}))
+    for hidden in (".git/objects/ab", ".cache/huggingface", ".ipynb_checkpoints"):
+        (src / hidden).mkdir(parents=True)
+        (src / hidden / "f.json").write_text("{}")
+    (src / ".env").write_text("AWS_SECRET_ACCESS_KEY=x\n")
+    (src / "notes").mkdir()
+    (src / "notes" / ".hidden.txt").write_text("x")
+    (src / "notes" / "seen.txt").write_text("x")
+    rep = modelport.convert(src, tmp_path / "out", progress=False)
+    on_disk = sorted(p.relative_to(tmp_path / "out").as_posix()
+                     for p in (tmp_path / "out").rglob("*") if p.is_file())
+    assert [p for p in on_disk if not p.startswith(".modelport/")] == [
+        "config.json", "model.safetensors", "notes/seen.txt"]
+    assert sorted(o.path for o in rep.outputs) == ["config.json", "model.safetensors",
+                                                   "notes/seen.txt"]
+
+
 @pytest.mark.real
 def test_real_legacy_checkpoint_matches_torch_load(tmp_path: Path) -> None:
     p = real_path("ckpt", "legacy_lenet_weights", "LeNet_Weights.pt")

@@ -92,6 +92,13 @@ def test_upload_verify_resume(bundle: Path, creds: UploadOptions, s3: LocalS3) -
     v = modelport.verify(url, creds)
     assert v.ok and v.checked == len(first.uploaded) - 1
     c = _client(s3)
+    import hashlib
+
+    for f in (p for p in bundle.rglob("*") if p.is_file()):  # digest metadata, by hashlib
+        key = "t1/llama/" + f.relative_to(bundle).as_posix()
+        head = c.head_object(Bucket="models", Key=key)
+        assert head["ContentLength"] == f.stat().st_size
+        assert head["Metadata"]["sha256"] == hashlib.sha256(f.read_bytes()).hexdigest(), key
     c.put_object(Bucket="models", Key="t1/llama/config.json", Body=b"{}")  # changed on server
     c.put_object(Bucket="models", Key="t1/llama/stray.txt", Body=b"x")
     v = modelport.verify(url, creds)

@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import struct
+import subprocess
 import sys
 from pathlib import Path
 
@@ -263,6 +264,47 @@ def test_real_safetensors_files(tmp_path: Path, case: str) -> None:
     assert _data(f) == data
     with safe_open(f, "pt") as fh:
         assert len(list(fh.keys())) == len(read_header(f).tensors)
+
+
+CRASH_MID_HEADER = """
+import os, sys
+import modelport._io.st_inplace as m
+real = m.pwrite_all
+def half_then_die(fd, data, offset):
+    real(fd, data[: len(data) // 2], offset)  # half of the new header reaches the file
+    os.fsync(fd)
+    os._exit(9)  # the process dies mid-header, as a power cut would leave it
+m.pwrite_all = half_then_die
+import modelport
+modelport.normalize(sys.argv[1], in_place=True)
+"""
+
+
+@pytest.mark.parametrize("room", ["padding", "insert-range"])
+def test_a_crash_mid_header_is_rolled_back_from_the_journal(tmp_path: Path, room: str) -> None:
+    """The process dies with half of a new header written (deterministically, not by a
+    timer): the journal is there, and the next run rolls the file back to its old header and
+    then finishes; the tensor bytes never change."""
+    d = _folder(tmp_path, None)
+    p = d / "model.safetensors"
+    if room == "padding":  # a header with room to spare: the new one is written in place
+        raw = p.read_bytes()
+        (n,) = struct.unpack("<Q", raw[:8])
+        pad = 64 - (n + 64) % 8 + 64
+        p.write_bytes(struct.pack("<Q", n + pad) + raw[8: 8 + n] + b" " * pad + raw[8 + n:])
+    before, data = p.read_bytes(), _data(p)
+    r = subprocess.run([sys.executable, "-c", CRASH_MID_HEADER, str(d)], cwd=ROOT,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 9, r.stderr
+    assert [j.name for j in d.glob(".*.modelport-journal")] == [
+        ".model.safetensors.modelport-journal"]
+    assert p.read_bytes() != before  # the crash did land mid-header
+    rep = modelport.normalize(d, in_place=True)
+    assert rep.recovered == ["model.safetensors: interrupted header rewrite rolled back"]
+    assert _meta(p) == {"format": "pt"} and _data(p) == data
+    path = "header-in-padding" if room == "padding" else "header-insert-range"
+    assert {f.action for f in rep.files} == {path}
+    assert not list(d.glob(".*"))
 
 
 @pytest.mark.hostile_class("kill -9 and full disk")

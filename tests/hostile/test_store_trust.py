@@ -47,6 +47,9 @@ def _linked_bundle(tmp: Path, how: str) -> Path:
     b = tmp / "b"
     secret = tmp / "outside.txt"
     secret.write_text("root:x:0:0:secret\n")
+    if how == "unlisted link":  # a link the manifest does not name: only the walk sees it
+        (b / "notes.txt").symlink_to(secret)
+        return b
     if how == "file link":
         (b / "tokenizer.json").unlink()
         (b / "tokenizer.json").symlink_to(secret)
@@ -66,7 +69,7 @@ def _linked_bundle(tmp: Path, how: str) -> Path:
 
 
 @pytest.mark.hostile_class("links in bundles")
-@pytest.mark.parametrize("how", ["file link", "folder link"])
+@pytest.mark.parametrize("how", ["file link", "folder link", "unlisted link"])
 @pytest.mark.parametrize("verb", ["verify", "upload file://", "upload s3://"])
 def test_links_in_bundles_are_refused(tmp_path: Path, s3: LocalS3, how: str, verb: str,
                                       monkeypatch: pytest.MonkeyPatch) -> None:
@@ -80,7 +83,9 @@ def test_links_in_bundles_are_refused(tmp_path: Path, s3: LocalS3, how: str, ver
                              s3.endpoint]}[verb]
     r = CliRunner().invoke(cli, args)
     assert r.exit_code == 2, r.output
-    assert "symbolic link" in r.stderr and ("tokenizer.json" in r.stderr or "sub" in r.stderr)
+    assert "symbolic link" in r.stderr
+    assert {"file link": "tokenizer.json", "folder link": "sub",
+            "unlisted link": "notes.txt"}[how] in r.stderr
     assert not (tmp_path / "store").exists()
     assert _keys(s3, prefix) == []
 

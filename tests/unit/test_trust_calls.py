@@ -38,3 +38,21 @@ def test_every_loader_says_trust_remote_code() -> None:
                if not any(k.arg == "trust_remote_code" and k.lineno == call.lineno
                           for k in call.keywords)]
     assert missing == []
+
+
+def test_no_loader_says_true() -> None:
+    """The value is False, or the user's own flag (a name such as ``trust_remote_code`` or
+    ``opt.trust_remote_code`` that only --trust-remote-code sets): never the constant True."""
+    allowed = {"trust_remote_code", "opt.trust_remote_code"}
+    bad = []
+    for f, line, call in _calls():
+        for k in call.keywords:
+            if k.arg != "trust_remote_code":
+                continue
+            v = k.value
+            if isinstance(v, ast.Constant) and v.value is False:
+                continue
+            if ast.unparse(v) in allowed:
+                continue
+            bad.append(f"{f}:{line}: trust_remote_code={ast.unparse(v)}")
+    assert bad == []

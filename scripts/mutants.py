@@ -1,0 +1,113 @@
+"""Break each promised behaviour once and show that its tests fail (`make mutants`).
+
+Each mutant replaces one exact piece of source text, runs the tests named for that behaviour,
+and restores the file, whatever happens. A mutant whose tests still pass is a test that cannot
+fail: the script lists it and exits 1. Results go to docs/mutants.md.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SRC = ROOT / "src" / "modelport"
+
+# (what breaks, file, exact old text, new text, tests that must fail)
+MUTANTS: list[tuple[str, str, str, str, list[str]]] = [
+    ("the pickle allow-list lets every global through", "convert/pickle_safe.py",
+     "        if key in self.extra_allowed or key in INERT_BY_DEFAULT:",
+     "        if True:",
+     ["tests/hostile/test_pickle_payloads.py::test_every_offending_global_is_named"]),
+    ("convert's re-read compares nothing", "convert/checkpoint.py",
+     "            if not _equal(got, reader.tensor_bytes(t)):",
+     "            if False:",
+     ["tests/functional/test_convert_atomic.py::test_verification_failure_removes_output"]),
+    ("secrets are printed", "_io/redact.py",
+     "    text = _USERINFO.sub(r\"\\1***@\", text)",
+     "    return text",
+     ["tests/hostile/test_store_trust.py::test_redact"]),
+    ("a loader runs the folder's code", "convert/architectures.py",
+     "AutoConfig.from_pretrained(folder, trust_remote_code=False)",
+     "AutoConfig.from_pretrained(folder, trust_remote_code=True)",
+     ["tests/unit/test_trust_calls.py::test_no_loader_says_true"]),
+    ("bundles follow links", "_io/paths.py",
+     "def refuse_links(root: Path) -> None:\n",
+     "def refuse_links(root: Path) -> None:\n    return\n",
+     ["tests/hostile/test_store_trust.py::test_links_in_bundles_are_refused"]),
+    ("quantize keeps any error", "quantize/verify.py",
+     "    if mean > w_bound:", "    if False:",
+     ["tests/quantize/test_quantize.py::test_an_error_past_the_bound_is_refused"]),
+    ("a bug exits 1, not 70", "cli/_errors.py",
+     "            sys.exit(EXIT_INTERNAL)", "            sys.exit(1)",
+     ["tests/cli/test_exit_codes.py::test_a_bug_is_exit_70_in_one_line_and_debug_shows_the_traceback"]),
+    ("Ctrl-C is not caught", "cli/_errors.py",
+     "        except KeyboardInterrupt:", "        except ZeroDivisionError:",
+     ["tests/cli/test_exit_codes.py::test_ctrl_c_mid_write_is_exit_130_and_keeps_nothing"]),
+    ("Meta's rotary rows are not permuted", "convert/meta_llama.py",
+     "    return w.view(n_heads, rows // n_heads // 2, 2, cols)",
+     "    return w  # broken:",
+     ["tests/convert_meta/test_meta.py::test_meta_layout_round_trip"]),
+    ("a changed file keeps its cached digest", "_io/hashcache.py",
+     "entry.get(\"stat\") == _key(path) and", "True and",
+     ["tests/package/test_hash_cache.py"]),
+    ("hidden files are copied", "convert/sources.py",
+     "            if fn.startswith(\".\"):", "            if fn.startswith(\"\\0\"):",
+     ["tests/functional/test_convert_edge.py::test_hidden_files_and_folders_are_left_out"]),
+    ("the journal is not rolled back", "_io/st_inplace.py",
+     "                pwrite_all(fd, old, 0)", "                pass",
+     ["tests/functional/test_normalize.py::test_a_crash_mid_header_is_rolled_back_from_the_journal"]),
+    ("T5's sentinel ids counted upwards", "convert/tok/spm_classes.py",
+     "Added(f\"<extra_id_{i}>\", len(pieces) - 1 + n_extra - i,",
+     "Added(f\"<extra_id_{i}>\", len(pieces) + i,",
+     ["tests/convert_tok/test_classes.py::test_trained_class_matches_the_oracle[t5_legacy]"]),
+    ("import modelport loads torch", "__init__.py",
+     "from typing import TYPE_CHECKING, Any\n",
+     "from typing import TYPE_CHECKING, Any\n\nimport torch  # noqa: F401\n",
+     ["tests/cli/test_exit_codes.py::test_import_modelport_loads_neither_torch_nor_transformers"]),
+    ("a resumed upload keeps a part whose bytes changed", "_io/s3_multipart.py",
+     "_md5_of_etag(have[0]) == md5.hexdigest():", "True:",
+     ["tests/package/test_multipart.py::test_parts_of_other_bytes_are_sent_again"]),
+    ("Llama 3.1's <|python_tag|> misnamed (needs ../shared/real)",
+     "convert/tok/tiktoken_.py", "\"<|python_tag|>\"]", "\"<|python_tag_|>\"]",
+     ["tests/convert_tok/test_real.py::test_real_case_matches_the_oracle[llama3_meta_tiktoken]"]),
+]
+
+
+def run(mutant: tuple[str, str, str, str, list[str]]) -> tuple[bool, float]:
+    what, rel, old, new, tests = mutant
+    path = SRC / rel
+    original = path.read_text()
+    if original.count(old) < 1:
+        raise SystemExit(f"{what}: the text to break is gone from {rel}; update the mutant")
+    t = time.monotonic()
+    try:
+        path.write_text(original.replace(old, new, 1))
+        p = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
+                            *tests], cwd=ROOT, capture_output=True, text=True, timeout=900)
+    finally:
+        path.write_text(original)
+    return p.returncode != 0, time.monotonic() - t
+
+
+def main() -> int:
+    rows, survived = [], []
+    for m in MUTANTS:
+        caught, secs = run(m)
+        print(f"{'caught  ' if caught else 'SURVIVED'} {m[0]} ({secs:.0f} s)", flush=True)
+        rows.append(f"| {m[0]} | `{m[1]}` | {', '.join(f'`{t}`' for t in m[4])} | "
+                    f"{'failed (caught)' if caught else '**passed (not caught)**'} |")
+        if not caught:
+            survived.append(m[0])
+    out = ROOT / "docs" / "mutants.md"
+    out.write_text("<!-- generated by scripts/mutants.py (make mutants) -->\n"
+                   "| broken on purpose | file | tests run | result |\n|---|---|---|---|\n"
+                   + "\n".join(rows) + f"\n\n{len(MUTANTS) - len(survived)} of {len(MUTANTS)} "
+                   "mutants caught.\n")
+    return 1 if survived else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -296,15 +296,22 @@ def advise(rules: TargetRules, facts: Facts) -> HardwareAdvice:
                               unconfirmed=hw.unconfirmed)
     bits = facts.quant_bits if facts.quant_method else None
     if hw.kind == "watsonx" and bits is not None:
+        # the pages size double-byte models; their certified Mixtral-8x7B GPTQ (46.7B, no
+        # tensor parallelism) runs on Small, which only its memory at two bytes a parameter
+        # explains: the tier and tensor-parallel rules apply to that size
+        size_b = pb * bits / 8 / hw.bytes_per_param
         factor = hw.bit_factor.get(str(bits), 1.0)
         mem = pb * hw.bytes_per_param * factor * (1 + hw.overhead)
-        gpus = max(1, math.ceil(mem / hw.gpu_gb))
-        return HardwareAdvice(
-            fits=True, gpus=gpus, gpu_memory_gb=round(mem, 1), tier="custom",
-            recommendation=f"custom hardware specification: {gpus}× {hw.gpu_gb:.0f} GB GPU "
-            f"({pb:.2f}B params × {hw.bytes_per_param:g} GB × {factor:g} for {bits}-bit "
-            f"+ {hw.overhead:.0%} = {mem:.1f} GB)", notes=notes, unconfirmed=hw.unconfirmed)
-    size_b = pb * (hw.bit_factor.get(str(bits), 1.0) if bits else 1.0)
+        notes += [f"{bits}-bit: {pb:.2f}B parameters sized as {size_b:.2f}B at "
+                  f"{hw.bytes_per_param:g} bytes a parameter (the pages give the sizes of "
+                  "double-byte models; this reading of them is not in the platform "
+                  "documentation)",
+                  f"not in the platform documentation: a custom hardware specification "
+                  f"estimate of {max(1, math.ceil(mem / hw.gpu_gb))}× {hw.gpu_gb:.0f} GB GPU "
+                  f"({pb:.2f}B × {hw.bytes_per_param:g} GB × {factor:g} + {hw.overhead:.0%} = "
+                  f"{mem:.1f} GB)"]
+    else:
+        size_b = pb * (hw.bit_factor.get(str(bits), 1.0) if bits else 1.0)
     tiers = hw.tiers
     arch = rules.arch(facts.model_type)
     if arch is not None and not arch.tensor_parallel and hw.no_tensor_parallel_tier:
@@ -314,10 +321,14 @@ def advise(rules: TargetRules, facts: Facts) -> HardwareAdvice:
     tier = next((t for t in tiers if size_b <= t.max_params_b), None)
     if tier is None:
         top = tiers[-1] if tiers else None
-        return HardwareAdvice(fits=False, notes=notes, unconfirmed=hw.unconfirmed,
-                              recommendation=f"{pb:.2f}B parameters exceed the largest usable "
-                              f"size ({top.name if top else '-'}, "
+        return HardwareAdvice(fits=False, notes=notes,
+                              unconfirmed=hw.unconfirmed or bits is not None,
+                              recommendation=f"{pb:.2f}B parameters"
+                              f"{f' (sized {size_b:.2f}B for {bits}-bit)' if bits else ''} "
+                              f"exceed the largest usable size ({top.name if top else '-'}, "
                               f"{top.max_params_b if top else 0:g}B)")
-    return HardwareAdvice(fits=True, tier=tier.name, notes=notes, unconfirmed=hw.unconfirmed,
-                          recommendation=f"{tier.name} ({pb:.2f}B parameters ≤ "
+    sized = f", sized {size_b:.2f}B for {bits}-bit" if bits else ""
+    return HardwareAdvice(fits=True, tier=tier.name, notes=notes,
+                          unconfirmed=hw.unconfirmed or bits is not None,
+                          recommendation=f"{tier.name} ({pb:.2f}B parameters{sized} ≤ "
                           f"{tier.max_params_b:g}B)")

@@ -6,6 +6,9 @@ STAMP   := $(VENV)/.modelport-installed
 # the tests' tokenizer oracle: transformers 4.57.6 (slow tokenizers) in a venv of its own
 TOKREF  ?= .venv-tokref
 ORACLE  := tests/convert_tok/oracle-requirements.txt
+# MLflow 2.x for mlflow-log's tests, over .venv's packages (a .pth file; see the requirements)
+MLFLOW2 ?= .venv-mlflow2
+MLF2REQ := tests/integration/mlflow2-requirements.txt
 PYTEST  := $(BIN)/python -m pytest
 # torch first, pinned to the CPU build (a plain `torch` requirement pulls a multi-GB CUDA build)
 # DeepSpeed (a test-only anchor) installs without compiling its ops
@@ -16,7 +19,7 @@ PIP     := $(BIN)/python -m pip install --quiet --disable-pip-version-check -c c
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml constraints.txt $(ORACLE)
+$(STAMP): pyproject.toml constraints.txt $(ORACLE) $(MLF2REQ)
 	@command -v java >/dev/null || test -x "$$JAVA_HOME/bin/java" || { echo "Spark (modelport.spark and its tests) needs Java 17:" \
 	  "sudo apt-get install -y openjdk-17-jre-headless (or set JAVA_HOME)"; exit 1; }
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -29,6 +32,11 @@ $(STAMP): pyproject.toml constraints.txt $(ORACLE)
 	$(PIP) --no-deps "granite-tsfm==0.3.11"
 	test -x $(TOKREF)/bin/python || $(PY) -m venv $(TOKREF)
 	$(TOKREF)/bin/python -m pip install --quiet --disable-pip-version-check -r $(ORACLE)
+	test -x $(MLFLOW2)/bin/python || $(BIN)/python -m venv $(MLFLOW2)
+	$(BIN)/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])" > \
+	  "$$($(MLFLOW2)/bin/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")/zz_modelport_venv.pth"
+	$(MLFLOW2)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps \
+	  --no-warn-conflicts -r $(MLF2REQ)
 	touch $(STAMP)
 
 demo: setup
@@ -64,4 +72,4 @@ lint: setup
 	$(BIN)/ruff check src tests bench scripts
 
 clean:
-	rm -rf $(VENV) $(TOKREF) build .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(TOKREF) $(MLFLOW2) build .pytest_cache .ruff_cache

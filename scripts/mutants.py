@@ -73,6 +73,10 @@ MUTANTS: list[tuple[str, str, str, str, list[str]]] = [
     ("Llama 3.1's <|python_tag|> misnamed (needs ../shared/real)",
      "convert/tok/tiktoken_.py", "\"<|python_tag|>\"]", "\"<|python_tag_|>\"]",
      ["tests/convert_tok/test_real.py::test_real_case_matches_the_oracle[llama3_meta_tiktoken]"]),
+    ("mlflow-log names the model as only MLflow 3 accepts", "package/mlflow_log.py",
+     'kw: dict[str, Any] = {"name": "model"} if major >= 3 else {"artifact_path": "model"}',
+     'kw: dict[str, Any] = {"name": "model"}',
+     ["tests/integration/test_mlflow.py::test_both_mlflow_majors_log_and_load_back"]),
 ]
 
 

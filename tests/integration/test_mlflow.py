@@ -70,3 +70,72 @@ def test_cli(tmp_path: Path) -> None:
                                  f"sqlite:///{tmp_path / 'db'}", "--json"])
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["model_uri"].startswith("models:/")
+
+
+ROOT = Path(__file__).resolve().parents[2]
+MLFLOW2 = ROOT / ".venv-mlflow2" / "bin" / "python"
+
+
+def _bf16_llama(tmp_path: Path) -> Path:
+    folder, model = _llama(tmp_path)
+    model.to(torch.bfloat16).save_pretrained(folder)  # the config says bfloat16 too
+    return folder
+
+
+@pytest.mark.parametrize("major", ["3", "2"])
+@pytest.mark.parametrize("task", ["llm/v1/completions", "llm/v1/chat"])
+def test_both_mlflow_majors_log_and_load_back(tmp_path: Path, major: str, task: str) -> None:
+    """The Databricks page: MLflow 2.11 or later (Runtime 15.0 ML's) and 3.x. The same script
+    under each major: logged with the task and metadata, the weights in their config's dtype
+    (bf16 stays bf16), MLflow's own loader gives the same outputs as transformers."""
+    import os
+    import subprocess
+    import sys
+
+    py = Path(sys.executable) if major == "3" else MLFLOW2
+    if not py.is_file():
+        pytest.fail(f"{py} is missing: run `make setup`")
+    folder = _bf16_llama(tmp_path)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
+    # MLflow 3 wants a database store; MLflow 2's sqlite store needs an older SQLAlchemy than
+    # the project's, so it gets the file store Databricks users of 2.x had locally
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}" if major == "3" else \
+        (tmp_path / "mlruns").as_uri()
+    r = subprocess.run([str(py), str(ROOT / "tests" / "integration" / "mlflow_roundtrip.py"),
+                        str(folder), uri, task], cwd=tmp_path,
+                       env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    got = json.loads(r.stdout.strip().splitlines()[-1])
+    assert got["mlflow"].split(".")[0] == major and got["reported"] == got["mlflow"]
+    assert got["dtype"] == "bfloat16" and got["loaded_dtype"] == "torch.bfloat16"
+    assert got["same_outputs"] and got["weights"] and got["input_example"]
+    assert got["task_in_mlmodel"] and got["model_type_in_mlmodel"]
+
+
+def test_the_arguments_each_mlflow_version_takes() -> None:
+    from modelport.package.mlflow_log import log_model_kwargs, registry_uri
+
+    assert log_model_kwargs("3.17.2", "llm/v1/chat", {}) == {
+        "name": "model", "task": "llm/v1/chat", "metadata": None}
+    assert log_model_kwargs("2.22.1", "llm/v1/chat", {"a": 1}) == {
+        "artifact_path": "model", "task": "llm/v1/chat", "metadata": {"a": 1}}
+    # the task argument came with 2.12; 2.11 (Databricks Runtime 15.0 ML) reads it from metadata
+    assert log_model_kwargs("2.11.3", "llm/v1/embeddings", {}) == {
+        "artifact_path": "model", "metadata": {"task": "llm/v1/embeddings"}}
+    assert registry_uri("databricks", "main.ml.llama") == "databricks-uc"
+    assert registry_uri("databricks", "llama") is None
+    assert registry_uri("file:///tmp/mlruns", "main.ml.llama") is None
+
+
+def test_cli_metadata_is_key_value(tmp_path: Path) -> None:
+    folder, _ = _llama(tmp_path)
+    r = CliRunner().invoke(cli, ["mlflow-log", str(folder), "--metadata", "model_type"])
+    assert r.exit_code == 2 and "KEY=VALUE" in r.stderr
+    uri = f"sqlite:///{tmp_path / 'db'}"
+    r = CliRunner().invoke(cli, ["mlflow-log", str(folder), "--tracking-uri", uri,
+                                 "--metadata", "model_type=gte-large", "--json"])
+    assert r.exit_code == 0, r.output
+    rep = json.loads(r.stdout)
+    mlflow.set_tracking_uri(uri)
+    local = Path(mlflow.artifacts.download_artifacts(rep["model_uri"]))
+    assert "model_type: gte-large" in (local / "MLmodel").read_text()

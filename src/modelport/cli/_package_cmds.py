@@ -19,6 +19,7 @@ from modelport.cli._base import (
     human_bytes,
     store_of,
 )
+from modelport.errors import InputError
 
 
 @cli.group(invoke_without_command=True)
@@ -299,18 +300,30 @@ def check_data_cmd(src: str, target: str, model: Path | None, context_length: in
 @click.option("--registered-model-name", default=None, help="catalog.schema.model")
 @click.option("--trust-remote-code", is_flag=True, help="run the model folder's own Python "
               "code (auto_map) to load it; only for code you have read (recorded)")
+@click.option("--metadata", "metadata", multiple=True, metavar="KEY=VALUE",
+              help="a key of the logged model's metadata (repeatable; embedding models on "
+              "Databricks need model_type, e.g. model_type=gte-large)")
 @common
 @handle_errors
 def mlflow_log_cmd(folder: Path, task: str, tracking_uri: str | None,
-                   registered_model_name: str | None, trust_remote_code: bool, as_json: bool,
-                   quiet: bool, debug: bool) -> None:
-    """Databricks: log FOLDER as an MLflow transformers model with its weights and task."""
+                   registered_model_name: str | None, trust_remote_code: bool,
+                   metadata: tuple[str, ...], as_json: bool, quiet: bool, debug: bool) -> None:
+    """Databricks: log FOLDER as an MLflow transformers model with its weights and task
+    (MLflow 2.11+ or 3.x)."""
     from modelport.package.mlflow_log import log_mlflow
 
+    meta = {}
+    for kv in metadata:
+        key, sep, value = kv.partition("=")
+        if not sep or not key:
+            raise InputError(f"--metadata {kv!r} is not KEY=VALUE", hint="e.g. --metadata "
+                             "model_type=gte-large")
+        meta[key] = value
     rep = log_mlflow(folder, task, tracking_uri=tracking_uri,  # type: ignore[arg-type]
-                     registered_model_name=registered_model_name,
+                     registered_model_name=registered_model_name, metadata=meta or None,
                      trust_remote_code=trust_remote_code)
     Output(as_json, quiet).result(rep, f"logged {folder} as {rep.model_uri} (run {rep.run_id},"
-                                       f" task {rep.task})")
+                                       f" task {rep.task}, {rep.dtype}, MLflow "
+                                       f"{rep.mlflow_version})")
 
 

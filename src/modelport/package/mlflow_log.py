@@ -25,6 +25,8 @@ class MlflowReport(Record):
     task: str
     registered_model: str | None = None
     trust_remote_code: bool = False
+    mlflow_version: str = ""
+    dtype: str = ""  # the weights' dtype as logged (the config's, never widened)
 
 
 def log_mlflow(folder: str | Path, task: Task = "llm/v1/completions", *,
@@ -52,7 +54,8 @@ def log_mlflow(folder: str | Path, task: Task = "llm/v1/completions", *,
     cls = AutoModel if task == "llm/v1/embeddings" else AutoModelForCausalLM
     try:
         with guard(folder, hint="pass --trust-remote-code if you have read the folder's code"):
-            model = cls.from_pretrained(folder, trust_remote_code=trust_remote_code)
+            model = cls.from_pretrained(folder, trust_remote_code=trust_remote_code,
+                                        dtype="auto")
             tok = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code)
     except RemoteCodeError:
         raise
@@ -60,18 +63,52 @@ def log_mlflow(folder: str | Path, task: Task = "llm/v1/completions", *,
         raise InputError(f"transformers cannot load the folder ({e})", path=folder) from e
     if tracking_uri:
         mlflow.set_tracking_uri(tracking_uri)
+    registry = registry_uri(tracking_uri or mlflow.get_tracking_uri(), registered_model_name)
+    if registry:
+        mlflow.set_registry_uri(registry)
     from importlib.metadata import version
 
     # pinned explicitly: MLflow's own inference imports optional packages (torchvision)
     reqs = [f"{p}=={version(p)}" for p in ("transformers", "tokenizers", "safetensors")]
     reqs.append(f"torch=={version('torch').split('+')[0]}")
+    meta = {**(metadata or {}), **({"trust_remote_code": True} if trust_remote_code else {})}
+    kw = log_model_kwargs(mlflow.__version__, task, meta)
     with mlflow.start_run() as run:
         info = mlflow.transformers.log_model(
-            transformers_model={"model": model, "tokenizer": tok}, name="model", task=task,
-            save_pretrained=True, pip_requirements=reqs,
-            metadata={**(metadata or {}), **({"trust_remote_code": True}
-                                              if trust_remote_code else {})} or None,
-            registered_model_name=registered_model_name)
+            transformers_model={"model": model, "tokenizer": tok}, save_pretrained=True,
+            pip_requirements=reqs, input_example=INPUT_EXAMPLES[task],
+            registered_model_name=registered_model_name, **kw)
     return MlflowReport(run_id=run.info.run_id, model_uri=info.model_uri, task=task,
                         registered_model=registered_model_name,
-                        trust_remote_code=trust_remote_code)
+                        trust_remote_code=trust_remote_code, mlflow_version=mlflow.__version__,
+                        dtype=str(model.dtype).removeprefix("torch."))
+
+
+# what each task's serving endpoint is sent (Databricks' LLM task schemas)
+INPUT_EXAMPLES: dict[str, dict[str, Any]] = {
+    "llm/v1/completions": {"prompt": "Hello"},
+    "llm/v1/chat": {"messages": [{"role": "user", "content": "Hello"}]},
+    "llm/v1/embeddings": {"input": ["Hello"]},
+}
+
+
+def log_model_kwargs(mlflow_version: str, task: str, metadata: dict[str, Any]
+                     ) -> dict[str, Any]:
+    """The arguments that differ between MLflow majors: 3.x names the model ``name``, 2.x
+    ``artifact_path``; below 2.12 the task goes in ``metadata`` (the ``task`` argument of the
+    LLM tasks came with 2.12)."""
+    major, minor = (int(x) for x in mlflow_version.split(".")[:2])
+    kw: dict[str, Any] = {"name": "model"} if major >= 3 else {"artifact_path": "model"}
+    if (major, minor) >= (2, 12):
+        kw["task"] = task
+    else:
+        metadata = {**metadata, "task": task}
+    kw["metadata"] = metadata or None
+    return kw
+
+
+def registry_uri(tracking_uri: str, name: str | None) -> str | None:
+    """Unity Catalog's registry for a three-part name logged to Databricks; else the default."""
+    if name and name.count(".") == 2 and tracking_uri.startswith("databricks"):
+        return "databricks-uc"
+    return None

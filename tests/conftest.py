@@ -218,10 +218,10 @@ def pytest_collection_modifyitems(config, items):  # type: ignore[no-untyped-def
     for item in items:
         fn = getattr(item, "function", None)
         if fn is not None and item.get_closest_marker("real") is None and \
-                "real_path(" in inspect.getsource(fn):
+                any(x in inspect.getsource(fn) for x in ("real_path(", "_targets_md(")):
             unmarked.append(item.nodeid)
     if unmarked:  # a test that skips without ../shared/real must say so by its mark
-        raise pytest.UsageError("tests that read ../shared/real must be marked "
+        raise pytest.UsageError("tests that read ../shared must be marked "
                                 "@pytest.mark.real: " + ", ".join(unmarked[:5]))
     for item in items:
         m = item.get_closest_marker("hostile_class")

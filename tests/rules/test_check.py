@@ -237,3 +237,50 @@ def test_cli_exit_codes_and_json(tmp_path: Path) -> None:
     assert r.exit_code == 0 and "watsonx-saas" in r.stdout
     r = CliRunner().invoke(cli, ["targets", "show", "oci-genai"])
     assert r.exit_code == 0 and "oci.capability.single" in r.stdout
+
+
+def test_platform_spec_names_are_taken_and_printed(tmp_path: Path) -> None:
+    """seed 000's specification column names watsonx-cfm-caikit-1.0, watsonx-cfm-caikit-1.1
+    and watsonx-tsfm-runtime-1.0: --spec takes them and the report prints them."""
+    from click.testing import CliRunner
+
+    from modelport.cli.main import cli
+
+    d = make_folder(tmp_path / "m")
+    for name, short in (("watsonx-cfm-caikit-1.0", "caikit-1.0"),
+                        ("watsonx-cfm-caikit-1.1", "caikit-1.1"), ("caikit-1.1", "caikit-1.1")):
+        t = check(d, ["watsonx-saas"], spec=name).targets[0]
+        assert (t.spec, t.spec_name) == (short, "watsonx-cfm-" + short)
+    r = CliRunner().invoke(cli, ["check", str(d), "--spec", "watsonx-cfm-caikit-1.0"])
+    assert "watsonx-saas (watsonx-cfm-caikit-1.0): OK" in r.stdout, r.output
+    r = CliRunner().invoke(cli, ["check", str(d), "--spec", "watsonx-cfm-caikit-9"])
+    assert r.exit_code == 2 and "watsonx-cfm-caikit-1.1" in r.stderr
+
+
+def test_llama_31_warning_in_a_default_check(tmp_path: Path) -> None:
+    """seed 000 (Important): 'llama 3.1 deployments might fail' — whatever the spec, so the
+    default check (caikit-1.1 for llama) warns too, citing the page."""
+    d = make_folder(tmp_path / "m", config={"rope_scaling": {"rope_type": "llama3",
+                                                             "factor": 8.0}})
+    t = check(d).targets[0]
+    assert t.spec == "caikit-1.1"
+    (f,) = [f for f in t.findings if f.rule_id == "watsonx.llama31"]
+    assert f.severity == "warning" and "seed 000" in f.sources[0]
+
+
+def test_time_series_concurrency_table_is_printed_in_text(tmp_path: Path) -> None:
+    """seed 000's table of concurrent users per size and payload, in check's and targets
+    show's text output (not only --json)."""
+    from click.testing import CliRunner
+
+    from modelport.cli.main import cli
+
+    d = make_folder(tmp_path / "m", "timeseries")
+    out = CliRunner().invoke(cli, ["check", str(d)]).stdout
+    assert "univariate 1000 / multivariate 23x100: S 6 users, M 12 users, L 25 users, " \
+           "XL 50 users" in out
+    assert "univariate 30 / multivariate 15x5: S 14 users" in out
+    shown = CliRunner().invoke(cli, ["targets", "show", "watsonx-saas"]).stdout
+    assert "  1000 / 23x100: 6, 12, 25, 50" in shown and "  30 / 15x5: 14, 28, 56, 113" in shown
+    assert "caikit-1.1 (watsonx-cfm-caikit-1.1)" in shown
+    assert "WX-S ≤ 26B, WX-M ≤ 53B, WX-L ≤ 106B" in shown

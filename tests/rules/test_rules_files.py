@@ -44,6 +44,7 @@ def _targets_md() -> str:
     return TARGETS_MD.read_text()
 
 
+@pytest.mark.real  # reads ../shared/TARGETS.md
 def test_watsonx_saas_table_rows_all_have_rules() -> None:
     text = _targets_md()
     table = text.split("Supported general-purpose architectures")[1].split("Quantization:")[0]
@@ -61,6 +62,7 @@ def test_watsonx_saas_table_rows_all_have_rules() -> None:
     assert rules.arch("tinytimemixer") is not None
 
 
+@pytest.mark.real  # reads ../shared/TARGETS.md
 @pytest.mark.parametrize(("target", "marker"), [
     ("watsonx-software-hub-5.4-lightweight", "Software Hub 5.4 lightweight engine:"),
     ("watsonx-cpd-4.8", "Cloud Pak for Data 4.8 (caikit-1.0):"),
@@ -77,6 +79,7 @@ def test_other_watsonx_catalogues_cover_their_lists(target: str, marker: str) ->
         assert arch.quantization == [q.lower() for q in quant], name
 
 
+@pytest.mark.real  # reads ../shared/TARGETS.md
 @pytest.mark.parametrize(("target", "section"), [
     ("databricks", "## Databricks"), ("databricks-custom-gpu", "## Databricks"),
     ("oci-genai", "## OCI Generative AI")])

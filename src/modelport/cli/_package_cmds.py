@@ -48,7 +48,8 @@ def targets_show(target: str, as_json: bool) -> None:
     from modelport.package.rules import load_target
 
     r = load_target(target)
-    lines = [f"{r.target}: {r.title}", f"specifications: {', '.join(r.specs)}", "checks:"]
+    specs = [s + (f" ({r.spec_names[s]})" if s in r.spec_names else "") for s in r.specs]
+    lines = [f"{r.target}: {r.title}", f"specifications: {', '.join(specs)}", "checks:"]
     lines += [f"  {c.id} [{c.severity}{', unconfirmed' if c.unconfirmed else ''}] {c.message}"
               for c in r.checks]
     if r.architectures:
@@ -66,6 +67,18 @@ def targets_show(target: str, as_json: bool) -> None:
         lines.append("families:")
         lines += [f"  {f.name}: {', '.join(f.architectures)} ({f.capability})"
                   + (f" {f.shape}" if f.shape else "") for f in r.families]
+    hw = r.hardware
+    if hw.tiers:
+        lines.append("hardware: " + ", ".join(f"{t.name} ≤ {t.max_params_b:g}B" for t in hw.tiers)
+                     + f" at {hw.bytes_per_param:g} bytes a parameter"
+                     + (f"; no tensor parallelism: {hw.no_tensor_parallel_tier} only"
+                        if hw.no_tensor_parallel_tier else ""))
+    if hw.timeseries_concurrency:
+        lines.append("time series, concurrent users per size (univariate length / "
+                     "multivariate series x targets: " + ", ".join(hw.timeseries_sizes) + "):")
+        lines += [f"  {row['univariate']} / {row['multivariate']}: "
+                  + ", ".join(str(row[s]) for s in hw.timeseries_sizes)
+                  for row in hw.timeseries_concurrency]
     lines.append("sources:")
     lines += [f"  {k}: {v.url} (read {v.retrieved})" for k, v in r.sources.items()]
     Output(as_json, False).result(r, "\n".join(lines))
@@ -75,7 +88,8 @@ def targets_show(target: str, as_json: bool) -> None:
 @click.argument("folder", type=LOCATION)
 @click.option("--target", "-t", "target_names", multiple=True, default=("watsonx-saas",),
               show_default=True, help="import target (repeat for several; see `modelport targets`)")
-@click.option("--spec", default=None, help="software specification, e.g. caikit-1.0")
+@click.option("--spec", default=None, help="software specification, as the platform names it "
+              "(watsonx-cfm-caikit-1.1) or short (caikit-1.1)")
 @endpoint_option
 @common
 @handle_errors
@@ -92,7 +106,8 @@ def check(folder: str | Path, target_names: tuple[str, ...], spec: str | None,
              f"{f.parameters / 1e9:.2f}B parameters"
              + (f", {f.quant_method} {f.quant_bits}-bit" if f.quant_method else "")]
     for t in rep.targets:
-        lines.append(f"\n{t.target}{' (' + t.spec + ')' if t.spec else ''}: "
+        spec = t.spec_name or t.spec
+        lines.append(f"\n{t.target}{' (' + spec + ')' if spec else ''}: "
                      f"{'OK' if t.ok else 'FAIL'} — {t.errors} error(s), {t.warnings} warning(s)")
         for x in sorted(t.findings, key=lambda x: ("error", "warning", "info").index(x.severity)):
             where = f"{x.file}: " if x.file else ""
@@ -105,6 +120,7 @@ def check(folder: str | Path, target_names: tuple[str, ...], spec: str | None,
                 lines.append(f"          fix: {x.fix}")
         lines.append(f"  hardware: {t.hardware.recommendation}"
                      + (" [unconfirmed]" if t.hardware.unconfirmed else ""))
+        lines += [f"    {n}" for n in t.hardware.notes]
     Output(as_json, quiet).result(rep, "\n".join(lines))
     if not rep.ok:
         raise SystemExit(EXIT_FINDINGS)

@@ -69,10 +69,11 @@ def _facts(root: Path, rep: InspectReport, config: dict[str, Any] | None) -> Fac
 
 def _choose_spec(rules: TargetRules, facts: Facts, spec: str | None) -> str | None:
     if spec is not None:
-        if spec not in rules.specs:
+        if rules.spec_id(spec) not in rules.specs:
+            names = [rules.spec_names.get(s, s) for s in rules.specs]
             raise InputError(f"target {rules.target} has no specification {spec!r}",
-                             hint=f"specifications: {', '.join(rules.specs)}")
-        return spec
+                             hint=f"specifications: {', '.join(names)}")
+        return rules.spec_id(spec)
     arch = rules.arch(facts.model_type)
     if arch is None or not arch.specs:
         return rules.specs[0] if len(rules.specs) == 1 else None
@@ -126,8 +127,8 @@ def check(path: str | Path, targets: list[str] | tuple[str, ...] = ("watsonx-saa
     reports = []
     for name in targets:
         rules = load_target(name)
-        chosen = _choose_spec(rules, facts, spec if len(targets) == 1 or spec in rules.specs
-                              else None)
+        chosen = _choose_spec(rules, facts, spec if len(targets) == 1
+                              or rules.spec_id(spec) in rules.specs else None)
         ctx = _Ctx(root, rep, config, facts, rules, chosen)
         findings = [Finding(rule_id=f"{rules.target}.inspect", severity="error", file=p.file,
                             message=p.message, sources=["modelport inspect"])
@@ -145,7 +146,9 @@ def check(path: str | Path, targets: list[str] | tuple[str, ...] = ("watsonx-saa
                         rules.sources[s].unconfirmed for s in c.sources),
                     sources=[rules.sources[s].url for s in c.sources]))
         reports.append(TargetReport(
-            target=rules.target, title=rules.title, spec=chosen, findings=findings,
+            target=rules.target, title=rules.title, spec=chosen,
+            spec_name=rules.spec_names.get(chosen, chosen) if chosen else None,
+            findings=findings,
             hardware=advise(rules, facts),
             errors=sum(f.severity == "error" for f in findings),
             warnings=sum(f.severity == "warning" for f in findings)))

@@ -288,11 +288,11 @@ def advise(rules: TargetRules, facts: Facts) -> HardwareAdvice:
         return HardwareAdvice(fits=True, recommendation="provisioned throughput sizes itself "
                               "from the model family", notes=notes, unconfirmed=hw.unconfirmed)
     if facts.model_kind == "timeseries":
-        table = "; ".join(f"{r['univariate']}/{r['multivariate']}: " + ", ".join(
-            f"{s} {r[s]}" for s in hw.timeseries_sizes) for r in hw.timeseries_concurrency)
+        rows = [f"univariate {r['univariate']} / multivariate {r['multivariate']}: " + ", ".join(
+            f"{s} {r[s]} users" for s in hw.timeseries_sizes) for r in hw.timeseries_concurrency]
         return HardwareAdvice(fits=True, recommendation="time series: pick S, M, L or XL by "
                               "concurrent users (payload: users per size)",
-                              notes=[*notes, table] if table else notes,
+                              notes=[*notes, *rows],
                               unconfirmed=hw.unconfirmed)
     bits = facts.quant_bits if facts.quant_method else None
     if hw.kind == "watsonx" and bits is not None:

@@ -39,6 +39,7 @@ class TargetReport(Record):
     target: str
     title: str
     spec: str | None
+    spec_name: str | None = None  # as the platform names it (watsonx-cfm-caikit-1.1)
     findings: list[Finding]
     hardware: HardwareAdvice
     errors: int

@@ -136,6 +136,8 @@ class TargetRules(_Model):
     target: str
     title: str
     specs: list[str] = Field(default_factory=list)
+    # the names users pick on the platform, by spec id (watsonx-cfm-caikit-1.1 for caikit-1.1)
+    spec_names: dict[str, str] = Field(default_factory=dict)
     sources: dict[str, Source]
     architectures: list[Architecture] = Field(default_factory=list)
     families: list[Family] = Field(default_factory=list)
@@ -143,6 +145,10 @@ class TargetRules(_Model):
     quant_formats: list[QuantFormat] = Field(default_factory=list)
     checks: list[Check]
     hardware: Hardware
+
+    def spec_id(self, name: str | None) -> str | None:
+        """The spec id for an id or a platform name (``watsonx-cfm-caikit-1.1``)."""
+        return {v: k for k, v in self.spec_names.items()}.get(name, name) if name else name
 
     @model_validator(mode="after")
     def _consistent(self) -> TargetRules:

@@ -39,6 +39,8 @@ def _set_path(d: Path, path: str, value: Any) -> None:
 
 
 def _failing_value(c: Check) -> Any:
+    if c.op == "le":
+        return c.value * 2
     return {"ne": c.value, "eq": "something-else", "not_in": (c.value or ["x"])[0],
             "absent": "gptq", "in": "not-listed", "exists": None}[c.op or "eq"]
 
@@ -82,6 +84,8 @@ def _base_for(c: Check, d: Path) -> tuple[Path, str | None]:
     elif c.applies_when.quantized or c.kind == "quant_allowed":
         kind = "quantized"
     spec = c.applies_when.spec[0] if c.applies_when.spec else None
+    if c.applies_when.model_type:
+        return make_folder(d, kind, model_type=c.applies_when.model_type[0]), spec
     return make_folder(d, kind), spec
 
 
@@ -177,11 +181,44 @@ def test_quantized_models_keep_the_tiers_and_the_tensor_parallel_rule(
     assert note.startswith("not in the platform documentation")
 
 
-@pytest.mark.parametrize(("params_b", "shape"), [(8, "A100_80G_X1"), (27, "A100_80G_X2"),
-                                                 (70, "A100_80G_X4"), (405, "H100_X8")])
-def test_oci_unit_shapes(tmp_path: Path, params_b: int, shape: str) -> None:
-    d = make_folder(tmp_path / "m", params=params_b * 10**9)
-    assert check(d, ["oci-genai"]).targets[0].hardware.tier == shape
+@pytest.mark.parametrize(("params_b", "dtype", "shape", "listed"), [
+    # seed 004's table and the listed models: Llama 3.1 8B on A100_80G_X1, 70B on X4, 405B FP8
+    # on H100_X8 (TARGETS.md's list of listed models)
+    (8, "F16", "A100_80G_X1", True), (70.6, "F16", "A100_80G_X4", True),
+    (405.9, "F8_E4M3", "H100_X8", True),
+    # not a listed size: the cheapest of the page's 19 shapes whose GPUs hold the weights + 50%
+    (27, "F16", "H200_X1", False),  # 81 GB: H200_X1 (6.22 AI units) before A100_80G_X2 (6.48)
+    (3, "F16", "A10_X1", False),  # 9 GB on one A10 (1.77)
+])
+def test_oci_unit_shapes(tmp_path: Path, params_b: float, dtype: str, shape: str,
+                         listed: bool) -> None:
+    d = make_folder(tmp_path / "m", params=int(params_b * 10**9), dtype=dtype)
+    hw = check(d, ["oci-genai"]).targets[0].hardware
+    assert hw.tier == shape, hw.recommendation
+    limit = {"A1": "dedicated-unit-a10-count", "A100_80G": "dedicated-unit-a100-80g-count",
+             "H100": "dedicated-unit-h100-count", "H200": "dedicated-unit-h200-count"}
+    assert f"request {hw.gpus} of limit " in hw.recommendation
+    assert any(v in hw.recommendation for k, v in limit.items() if shape.startswith(k))
+    assert ("the shape the page lists" in hw.recommendation) == listed
+    assert hw.unconfirmed != listed  # sizing by memory is not on the page
+
+
+def test_oci_a_model_past_every_shape_does_not_fit(tmp_path: Path) -> None:
+    d = make_folder(tmp_path / "m", params=405 * 10**9)  # bf16 405B: 810 GB, not listed
+    t = check(d, ["oci-genai"]).targets[0]
+    assert not t.hardware.fits
+    assert any(f.rule_id == "oci.hardware.fit" for f in t.findings)
+
+
+def test_oci_every_unit_shape_of_the_page_is_offered() -> None:
+    """seed 004's table: 19 shapes, their limit names and the units to request."""
+    units = load_target("oci-genai").hardware.units
+    assert len(units) == 19
+    assert {(u.name, u.limit, u.units) for u in units} >= {
+        ("A10_X4", "dedicated-unit-a10-count", 4),
+        ("A100_40G_X8", "dedicated-unit-a100-40g-count", 8),
+        ("H200_X2", "dedicated-unit-h200-count", 2)}
+    assert sum(u.ai_units for u in units) == pytest.approx(284.94, abs=0.01)  # the table's sum
 
 
 def test_timeseries_hardware_and_tsfm_rule(tmp_path: Path) -> None:
@@ -284,3 +321,22 @@ def test_time_series_concurrency_table_is_printed_in_text(tmp_path: Path) -> Non
     assert "  1000 / 23x100: 6, 12, 25, 50" in shown and "  30 / 15x5: 14, 28, 56, 113" in shown
     assert "caikit-1.1 (watsonx-cfm-caikit-1.1)" in shown
     assert "WX-S ≤ 26B, WX-M ≤ 53B, WX-L ≤ 106B" in shown
+
+
+def test_dbrx_context_over_16k_is_flagged_for_provisioned_throughput(tmp_path: Path) -> None:
+    """seed 003: 'when serving these DBRX models, provisioned throughput supports context
+    lengths up to 16k'. DBRX's own config says max_seq_len 32768: flagged; 16384 passes; other
+    families and the custom GPU path are not concerned."""
+    d = make_folder(tmp_path / "m", model_type="dbrx", architectures=["DbrxForCausalLM"],
+                    config={"max_seq_len": 32768})
+    t = check(d, ["databricks-provisioned-throughput"]).targets[0]
+    (f,) = [f for f in t.findings if f.rule_id == "databricks.dbrx.context"]
+    assert f.severity == "warning" and "max_seq_len = 32768" in f.detail
+    assert not [f for f in check(d, ["databricks-custom-gpu"]).targets[0].findings
+                if f.rule_id == "databricks.dbrx.context"]
+    _cfg(d, max_seq_len=16384)
+    assert not [f for f in check(d, ["databricks-provisioned-throughput"]).targets[0].findings
+                if f.rule_id == "databricks.dbrx.context"]
+    llama = make_folder(tmp_path / "l", config={"max_seq_len": 131072})
+    assert not [f for f in check(llama, ["databricks-provisioned-throughput"]).targets[0]
+                .findings if f.rule_id == "databricks.dbrx.context"]

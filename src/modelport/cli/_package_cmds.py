@@ -66,13 +66,17 @@ def targets_show(target: str, as_json: bool) -> None:
     if r.families:
         lines.append("families:")
         lines += [f"  {f.name}: {', '.join(f.architectures)} ({f.capability})"
-                  + (f" {f.shape}" if f.shape else "") for f in r.families]
+                  + "".join(f" {x.params_b:g}B: {x.shape}" for x in f.shapes)
+                  for f in r.families]
     hw = r.hardware
     if hw.tiers:
         lines.append("hardware: " + ", ".join(f"{t.name} ≤ {t.max_params_b:g}B" for t in hw.tiers)
                      + f" at {hw.bytes_per_param:g} bytes a parameter"
                      + (f"; no tensor parallelism: {hw.no_tensor_parallel_tier} only"
                         if hw.no_tensor_parallel_tier else ""))
+    if hw.units:
+        lines.append("unit shapes (limit name, units to request, AI units):")
+        lines += [f"  {u.name:12s} {u.limit} {u.units} {u.ai_units:g}" for u in hw.units]
     if hw.timeseries_concurrency:
         lines.append("time series, concurrent users per size (univariate length / "
                      "multivariate series x targets: " + ", ".join(hw.timeseries_sizes) + "):")

@@ -17,7 +17,7 @@ from modelport._io.urls import location
 from modelport._types import model_kind
 from modelport.convert.inspect import InspectReport, inspect
 from modelport.errors import CheckpointError, InputError
-from modelport.package.check_kinds import CHECKS, _Ctx, advise, quant_problems
+from modelport.package.check_kinds import CHECKS, _Ctx, quant_problems
 from modelport.package.check_records import (
     CheckReport,
     Facts,
@@ -25,6 +25,7 @@ from modelport.package.check_records import (
     HardwareAdvice,
     TargetReport,
 )
+from modelport.package.hardware import advise
 from modelport.package.rules import (
     Check,
     TargetRules,
@@ -84,6 +85,8 @@ def _choose_spec(rules: TargetRules, facts: Facts, spec: str | None) -> str | No
 def _applies(c: Check, facts: Facts, spec: str | None) -> bool:
     w = c.applies_when
     if w.model_kind and w.model_kind != facts.model_kind:
+        return False
+    if w.model_type and facts.model_type not in w.model_type:
         return False
     if w.quantized is not None and w.quantized != (facts.quant_method is not None):
         return False

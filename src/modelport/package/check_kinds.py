@@ -6,7 +6,6 @@ check as ``(file, detail)`` pairs; an empty list means the check passed.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,8 @@ from modelport._io import jsonio
 from modelport.convert.inspect import InspectReport
 from modelport.convert.sources import ST_INDEX
 from modelport.convert.trust import auto_map_entries
-from modelport.package.check_records import Facts, HardwareAdvice
+from modelport.package.check_records import Facts
+from modelport.package.hardware import advise
 from modelport.package.rules import Check, TargetRules
 
 VISION_TYPES = {"mllama", "llama4", "gemma3", "llava", "qwen2_vl", "qwen2_5_vl", "idefics3",
@@ -214,11 +214,16 @@ def _lookup(cfg: dict[str, Any] | None, path: str) -> tuple[bool, Any]:
 def _config_value(c: Check, x: _Ctx) -> Result:
     assert c.path is not None and c.op is not None
     found, v = _lookup(x.config, c.path)
-    ok = {
-        "eq": found and v == c.value, "ne": not found or v != c.value,
-        "in": found and v in (c.value or []), "not_in": not found or v not in (c.value or []),
-        "exists": found, "absent": not found,
-    }[c.op]
+    op, want = c.op, c.value
+    if op == "le":  # a number at most the value (a missing key says nothing)
+        ok = not found or (isinstance(v, (int, float)) and not isinstance(v, bool)
+                           and v <= want)
+    else:
+        ok = {
+            "eq": found and v == want, "ne": not found or v != want,
+            "in": found and v in (want or []), "not_in": not found or v not in (want or []),
+            "exists": found, "absent": not found,
+        }[op]
     return [] if ok else [("config.json", f"{c.path} = {v!r}")]
 
 
@@ -277,58 +282,3 @@ CHECKS: dict[str, Callable[[Check, _Ctx], Result]] = {
     "single_capability": _single_capability, "hardware_fit": _hardware_fit,
     "quant_format": _quant_format,
 }
-
-
-def advise(rules: TargetRules, facts: Facts) -> HardwareAdvice:
-    """Recommended hardware for ``facts`` on a target (see the [hardware] table of its file)."""
-    hw = rules.hardware
-    pb = facts.parameters / 1e9
-    notes = list(hw.notes)
-    if hw.kind == "databricks":
-        return HardwareAdvice(fits=True, recommendation="provisioned throughput sizes itself "
-                              "from the model family", notes=notes, unconfirmed=hw.unconfirmed)
-    if facts.model_kind == "timeseries":
-        rows = [f"univariate {r['univariate']} / multivariate {r['multivariate']}: " + ", ".join(
-            f"{s} {r[s]} users" for s in hw.timeseries_sizes) for r in hw.timeseries_concurrency]
-        return HardwareAdvice(fits=True, recommendation="time series: pick S, M, L or XL by "
-                              "concurrent users (payload: users per size)",
-                              notes=[*notes, *rows],
-                              unconfirmed=hw.unconfirmed)
-    bits = facts.quant_bits if facts.quant_method else None
-    if hw.kind == "watsonx" and bits is not None:
-        # the pages size double-byte models; their certified Mixtral-8x7B GPTQ (46.7B, no
-        # tensor parallelism) runs on Small, which only its memory at two bytes a parameter
-        # explains: the tier and tensor-parallel rules apply to that size
-        size_b = pb * bits / 8 / hw.bytes_per_param
-        factor = hw.bit_factor.get(str(bits), 1.0)
-        mem = pb * hw.bytes_per_param * factor * (1 + hw.overhead)
-        notes += [f"{bits}-bit: {pb:.2f}B parameters sized as {size_b:.2f}B at "
-                  f"{hw.bytes_per_param:g} bytes a parameter (the pages give the sizes of "
-                  "double-byte models; this reading of them is not in the platform "
-                  "documentation)",
-                  f"not in the platform documentation: a custom hardware specification "
-                  f"estimate of {max(1, math.ceil(mem / hw.gpu_gb))}× {hw.gpu_gb:.0f} GB GPU "
-                  f"({pb:.2f}B × {hw.bytes_per_param:g} GB × {factor:g} + {hw.overhead:.0%} = "
-                  f"{mem:.1f} GB)"]
-    else:
-        size_b = pb * (hw.bit_factor.get(str(bits), 1.0) if bits else 1.0)
-    tiers = hw.tiers
-    arch = rules.arch(facts.model_type)
-    if arch is not None and not arch.tensor_parallel and hw.no_tensor_parallel_tier:
-        tiers = [t for t in tiers if t.name == hw.no_tensor_parallel_tier]
-        notes.append(f"{arch.model_type} has no tensor parallelism: only "
-                     f"{hw.no_tensor_parallel_tier}")
-    tier = next((t for t in tiers if size_b <= t.max_params_b), None)
-    if tier is None:
-        top = tiers[-1] if tiers else None
-        return HardwareAdvice(fits=False, notes=notes,
-                              unconfirmed=hw.unconfirmed or bits is not None,
-                              recommendation=f"{pb:.2f}B parameters"
-                              f"{f' (sized {size_b:.2f}B for {bits}-bit)' if bits else ''} "
-                              f"exceed the largest usable size ({top.name if top else '-'}, "
-                              f"{top.max_params_b if top else 0:g}B)")
-    sized = f", sized {size_b:.2f}B for {bits}-bit" if bits else ""
-    return HardwareAdvice(fits=True, tier=tier.name, notes=notes,
-                          unconfirmed=hw.unconfirmed or bits is not None,
-                          recommendation=f"{tier.name} ({pb:.2f}B parameters{sized} ≤ "
-                          f"{tier.max_params_b:g}B)")

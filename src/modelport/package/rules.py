@@ -54,6 +54,26 @@ class Architecture(_Model):
     examples: list[str] = Field(default_factory=list)
 
 
+class ListedShape(_Model):
+    """The unit shape the platform lists for one of a family's models: its size, and its
+    bytes a parameter where the listing names a precision (FP8: 1)."""
+
+    params_b: float
+    shape: str
+    bytes_per_param: float | None = None
+
+
+class UnitShape(_Model):
+    """One dedicated AI cluster unit shape of the page: its limit name, the units to request
+    and the AI units it counts; ``gpu_gb`` (the GPUs' memory) is not on the page."""
+
+    name: str
+    limit: str
+    units: int
+    ai_units: float
+    gpu_gb: float
+
+
 class Family(_Model):
     """A model family a platform lists (Databricks provisioned throughput, OCI imports)."""
 
@@ -62,7 +82,7 @@ class Family(_Model):
     model_types: list[str] = Field(default_factory=list)
     capability: Literal["TEXT_TO_TEXT", "IMAGE_TEXT_TO_TEXT", "EMBEDDING", "RERANK"] = \
         "TEXT_TO_TEXT"
-    shape: str | None = None
+    shapes: list[ListedShape] = Field(default_factory=list)
     unconfirmed: bool = False
 
 
@@ -81,6 +101,7 @@ class QuantFormat(_Model):
 
 class AppliesWhen(_Model):
     model_kind: Literal["general", "timeseries"] | None = None
+    model_type: list[str] | None = None
     spec: list[str] | None = None
     quantized: bool | None = None
 
@@ -102,7 +123,7 @@ class Check(_Model):
     files: list[str] = Field(default_factory=list)
     keys: list[str] = Field(default_factory=list)
     path: str | None = None
-    op: Literal["eq", "ne", "in", "not_in", "exists", "absent"] | None = None
+    op: Literal["eq", "ne", "in", "not_in", "exists", "absent", "le"] | None = None
     value: Any = None
     severity_uncertified: Severity | None = None
     severity_missing: Severity | None = None
@@ -125,6 +146,7 @@ class Hardware(_Model):
     bit_factor: dict[str, float] = Field(default_factory=dict)
     timeseries_sizes: list[str] = Field(default_factory=list)
     timeseries_concurrency: list[dict[str, Any]] = Field(default_factory=list)
+    units: list[UnitShape] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)
     unconfirmed: bool = False
 
@@ -162,6 +184,10 @@ class TargetRules(_Model):
                 raise ValueError(f"check {c.id} cites unknown sources {missing}")
             if c.applies_when.spec and not set(c.applies_when.spec) <= set(self.specs):
                 raise ValueError(f"check {c.id} names unknown specs {c.applies_when.spec}")
+        units = {u.name for u in self.hardware.units}
+        for f in self.families:
+            if units and any(x.shape not in units for x in f.shapes):
+                raise ValueError(f"family {f.name} lists a shape that is not a unit shape")
         for q in self.quant_formats:
             missing = [s for s in q.sources if s not in self.sources]
             if missing:

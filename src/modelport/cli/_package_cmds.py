@@ -289,15 +289,24 @@ def prepare_cmd(src: str | Path, target_names: tuple[str, ...], out: Path, uploa
 @click.option("--context-length", type=int, default=None,
               help="tokens in one context (default: the model's, else 131072)")
 @click.option("--endpoint-url", default=None, help="S3-compatible endpoint for s3:// sources")
+@click.option("--base-model", default=None, metavar="HF_ID",
+              help="the model to fine-tune, held to the page's supported and retired models "
+              "(default: --model's _name_or_path)")
+@click.option("--task", type=click.Choice(["auto", "chat", "instruction", "pretraining"]),
+              default="auto", show_default=True,
+              help="pretraining: a folder of text files for continued pre-training")
 @common
 @handle_errors
 def check_data_cmd(src: str, target: str, model: Path | None, context_length: int | None,
-                   endpoint_url: str | None, as_json: bool, quiet: bool, debug: bool) -> None:
-    """Check fine-tuning JSONL (FILE, a folder of .jsonl, or s3://bucket/prefix)."""
+                   endpoint_url: str | None, base_model: str | None, task: str, as_json: bool,
+                   quiet: bool, debug: bool) -> None:
+    """Check fine-tuning data: chat or instruction JSONL (FILE, a folder of .jsonl,
+    s3://bucket/prefix, dbfs:/Volumes/...), or text files for continued pre-training."""
     from modelport.package.data_check import check_data
 
     rep = check_data(src, target, model=model, endpoint_url=endpoint_url,
-                     context_length=context_length)
+                     context_length=context_length, base_model=base_model,
+                     task=task)  # type: ignore[arg-type]
     tokens = (f"{rep.tokens:,} tokens" if rep.tokens is not None
               else f"~{rep.tokens_estimated:,} tokens (estimated; --model counts them)")
     lines = [f"{'OK' if rep.ok else 'FAIL'}: {rep.format} data, {rep.examples:,} valid of "

@@ -21,6 +21,7 @@ from pydantic import Field
 
 from modelport._types import Record
 from modelport.errors import InputError
+from modelport.package import data_rules as R
 
 MAX_TOKENS = 10_000_000_000
 DEFAULT_CONTEXT = 131_072  # Llama 3.1/3.2, the models the fine-tuning service trains
@@ -39,13 +40,15 @@ class DataFinding(Record):
 class DataReport(Record):
     target: str
     sources: list[str]
-    format: Literal["chat", "instruction", "mixed", "empty"]
+    format: Literal["chat", "instruction", "mixed", "empty", "text"]
     lines: int
     examples: int
     bytes: int
     tokens: int | None = Field(None, description="with --model: tokens of every text field")
     tokens_estimated: int = Field(description="bytes / 4 when no tokenizer is given")
     context_length: int
+    base_model: R.BaseModel | None = Field(None, description="the page's word on the base "
+                                           "model (--base-model, or --model's _name_or_path)")
     findings: list[DataFinding]
     seconds: float
 
@@ -151,18 +154,25 @@ def _check_chat(msgs: Any, where: str, fs: _Findings, mistral: bool) -> bool:
 
 
 def check_data(src: str | Path, target: str = "databricks", *, model: str | Path | None = None,
-               endpoint_url: str | None = None, context_length: int | None = None
+               endpoint_url: str | None = None, context_length: int | None = None,
+               base_model: str | None = None,
+               task: Literal["auto", "chat", "instruction", "pretraining"] = "auto"
                ) -> DataReport:
-    """Check fine-tuning JSONL (a file, a folder of .jsonl, or s3://bucket/prefix).
+    """Check fine-tuning data: chat or instruction JSONL (a file, a folder of .jsonl, or
+    s3://bucket/prefix), or a folder of text files for continued pre-training. Databricks
+    paths (``dbfs:/Volumes/...``) are read where a cluster mounts them.
 
     ``model`` (a folder with tokenizer.json, and config.json for the context length) makes the
-    token counts exact; without it they are estimated from the bytes. Never raises for
-    findings, only for bad input (:class:`InputError`, :class:`StorageError`).
+    token counts exact; without it they are estimated from the bytes. ``base_model`` (a
+    Hugging Face id; else ``model``'s ``_name_or_path``) is held to the page's table of
+    supported and retired models. Never raises for findings, only for bad input
+    (:class:`InputError`, :class:`StorageError`).
     """
     if not target.startswith("databricks"):
         raise InputError(f"check-data knows the rules of Databricks fine-tuning, not {target!r}",
                          hint="--target databricks")
     t0 = time.perf_counter()
+    src = R.local_source(str(src))
     tok, mistral = None, False
     ctx = context_length or DEFAULT_CONTEXT
     if model is not None:
@@ -184,7 +194,27 @@ def check_data(src: str | Path, target: str = "databricks", *, model: str | Path
                 mistral = cfg.get("model_type") in ("mistral", "mixtral")
                 if context_length is None and isinstance(cfg.get("max_position_embeddings"), int):
                     ctx = cfg["max_position_embeddings"]
+                if base_model is None and isinstance(cfg.get("_name_or_path"), str) and \
+                        "/" in cfg["_name_or_path"] and not Path(cfg["_name_or_path"]).exists():
+                    base_model = cfg["_name_or_path"]
+    bm = R.base_model(base_model) if base_model else None
     fs = _Findings()
+    if bm is not None:
+        mistral = mistral or bm.name.startswith("mistralai/")
+        if bm.context_length and context_length is None:
+            ctx = bm.context_length
+        if bm.status == "retired":
+            fs.add("model.retired", "error", f"{bm.name} is retired for fine-tuning: not "
+                   f"supported after {bm.retired_after} ({R.SOURCE})", bm.name)
+        elif bm.status == "unknown":
+            fs.add("model.unlisted", "warning", f"{bm.name} is not among the page's supported "
+                   f"models ({', '.join(R.SUPPORTED)})", bm.name)
+    p = Path(src)
+    text_dir = not src.startswith("s3://") and p.is_dir() and not any(p.rglob("*.jsonl")) \
+        and R.pretraining_files(p)
+    if task == "pretraining" or (task == "auto" and (text_dir or p.suffix in (".txt",
+                                                                             ".text"))):
+        return _pretraining(p, tok, ctx, bm, fs, t0)
     formats: set[str] = set()
     n_lines = n_examples = n_bytes = 0
     tokens = 0
@@ -259,7 +289,74 @@ def check_data(src: str | Path, target: str = "databricks", *, model: str | Path
     return DataReport(target="databricks-fine-tuning", sources=names, format=fmt_name,
                       lines=n_lines, examples=n_examples, bytes=n_bytes,
                       tokens=tokens if tok is not None else None, tokens_estimated=n_bytes // 4,
-                      context_length=ctx, findings=list(fs.by_kind.values()),
+                      context_length=ctx, base_model=bm, findings=list(fs.by_kind.values()),
+                      seconds=round(time.perf_counter() - t0, 3))
+
+
+def _read_text(f: Path, tok: Any, fs: _Findings, chunk: int = 1 << 22) -> int:
+    """Stream a text file in 4 MiB pieces: UTF-8 checked throughout (incrementally, so a
+    character split between pieces is fine), tokens counted piece by piece, each cut after
+    its last newline so no word is split (a piece without one is taken whole)."""
+    import codecs
+
+    dec = codecs.getincrementaldecoder("utf-8")()
+    tokens, carry, offset = 0, "", 0
+    with f.open("rb") as fh:
+        while True:
+            raw = fh.read(chunk)
+            try:
+                text = carry + dec.decode(raw, final=not raw)
+            except UnicodeDecodeError as e:
+                fs.add("encoding.utf8", "error", f"not UTF-8 (byte {offset + e.start})", str(f))
+                return tokens
+            offset += len(raw)
+            cut = text.rfind("\n") + 1 if raw else len(text)
+            if cut == 0 and len(text) >= chunk:  # no newline in a whole piece: never carry more
+                cut = len(text)
+            piece, carry = text[:cut], text[cut:]
+            if tok is not None and piece.strip():
+                tokens += len(tok.encode(piece, add_special_tokens=False).ids)
+            if not raw:
+                return tokens
+
+
+def _pretraining(src: Path, tok: Any, ctx: int, bm: R.BaseModel | None, fs: _Findings,
+                 t0: float) -> DataReport:
+    """Continued pre-training: text files of 60-256 MB (over 1 GB: slow), at least 1.5 M
+    tokens recommended, at most 10 billion; each file streamed once."""
+    if not src.exists():
+        raise InputError("does not exist", path=src)
+    files = R.pretraining_files(src)
+    if not files:
+        raise InputError("no .txt files for continued pre-training", path=src)
+    n_bytes = tokens = 0
+    sizes = {f: f.stat().st_size for f in files}
+    for f, size in sizes.items():
+        mb = size / 2**20
+        if not R.PRETRAIN_MIN_MB <= mb <= R.PRETRAIN_MAX_MB:
+            fs.add("pretraining.file_size", "warning", f"continued pre-training works on files "
+                   f"of {R.PRETRAIN_MIN_MB}-{R.PRETRAIN_MAX_MB} MB", f"{f} ({mb:.1f} MB)")
+        if size > R.PRETRAIN_SLOW_GB * 2**30:
+            fs.add("pretraining.file_slow", "warning", "files over 1 GB may take longer to "
+                   "process", str(f))
+    if tok is None and sum(sizes.values()) // 4 > MAX_TOKENS:
+        n_bytes = sum(sizes.values())  # refused whatever the contents: not read
+    else:
+        for f in files:
+            n_bytes += sizes[f]
+            tokens += _read_text(f, tok, fs)
+    counted = tokens if tok is not None else n_bytes // 4
+    est = "" if tok is not None else " (estimated: bytes / 4)"
+    if counted < R.PRETRAIN_MIN_TOKENS:
+        fs.add("tokens.pretraining_few", "warning", f"{counted:,} tokens{est}: the page "
+               "recommends at least 1.5 million for continued pre-training", str(src))
+    if counted > MAX_TOKENS:
+        fs.add("tokens.too_many", "error", f"{counted:,} tokens{est}: over the 10 billion the "
+               "service accepts", str(src))
+    return DataReport(target="databricks-fine-tuning", sources=[str(f) for f in files],
+                      format="text", lines=0, examples=len(files), bytes=n_bytes,
+                      tokens=tokens if tok is not None else None, tokens_estimated=n_bytes // 4,
+                      context_length=ctx, base_model=bm, findings=list(fs.by_kind.values()),
                       seconds=round(time.perf_counter() - t0, 3))
 
 

@@ -153,6 +153,64 @@ def _check_chat(msgs: Any, where: str, fs: _Findings, mistral: bool) -> bool:
     return ok
 
 
+class ModelContext:
+    """What the model says about the data: its tokenizer, the context length, whether it is
+    a Mistral (no system role), and the page's word on the base model (as findings)."""
+
+    def __init__(self) -> None:
+        self.tok: Any = None
+        self.mistral = False
+        self.ctx = DEFAULT_CONTEXT
+        self.bm: R.BaseModel | None = None
+        self.fs = _Findings()
+
+
+def load_tokenizer(mdir: Path) -> Any:
+    from tokenizers import Tokenizer
+
+    if not (mdir / "tokenizer.json").is_file():
+        raise InputError("no tokenizer.json to count tokens with", path=mdir,
+                         hint="modelport tokenizer writes it from the slow files")
+    tok = Tokenizer.from_file(str(mdir / "tokenizer.json"))
+    tok.no_truncation()
+    tok.no_padding()
+    return tok
+
+
+def model_context(model: str | Path | None, context_length: int | None,
+                  base_model: str | None) -> ModelContext:
+    m = ModelContext()
+    m.ctx = context_length or DEFAULT_CONTEXT
+    if model is not None:
+        mdir = Path(model)
+        m.tok = load_tokenizer(mdir)
+        cfg_path = mdir / "config.json"
+        if cfg_path.is_file():
+            from modelport._io import jsonio
+
+            cfg = jsonio.load(cfg_path)
+            if isinstance(cfg, dict):
+                m.mistral = cfg.get("model_type") in ("mistral", "mixtral")
+                if context_length is None and isinstance(cfg.get("max_position_embeddings"), int):
+                    m.ctx = cfg["max_position_embeddings"]
+                name = cfg.get("_name_or_path")
+                if base_model is None and isinstance(name, str) and "/" in name and \
+                        not Path(name).exists():
+                    base_model = name
+    bm = m.bm = R.base_model(base_model) if base_model else None
+    if bm is not None:
+        m.mistral = m.mistral or bm.name.startswith("mistralai/")
+        if bm.context_length and context_length is None:
+            m.ctx = bm.context_length
+        if bm.status == "retired":
+            m.fs.add("model.retired", "error", f"{bm.name} is retired for fine-tuning: not "
+                     f"supported after {bm.retired_after} ({R.SOURCE})", bm.name)
+        elif bm.status == "unknown":
+            m.fs.add("model.unlisted", "warning", f"{bm.name} is not among the page's "
+                     f"supported models ({', '.join(R.SUPPORTED)})", bm.name)
+    return m
+
+
 def check_data(src: str | Path, target: str = "databricks", *, model: str | Path | None = None,
                endpoint_url: str | None = None, context_length: int | None = None,
                base_model: str | None = None,
@@ -173,59 +231,53 @@ def check_data(src: str | Path, target: str = "databricks", *, model: str | Path
                          hint="--target databricks")
     t0 = time.perf_counter()
     src = R.local_source(str(src))
-    tok, mistral = None, False
-    ctx = context_length or DEFAULT_CONTEXT
-    if model is not None:
-        from tokenizers import Tokenizer
-
-        mdir = Path(model)
-        if not (mdir / "tokenizer.json").is_file():
-            raise InputError("no tokenizer.json to count tokens with", path=mdir,
-                             hint="modelport tokenizer writes it from the slow files")
-        tok = Tokenizer.from_file(str(mdir / "tokenizer.json"))
-        tok.no_truncation()
-        tok.no_padding()
-        cfg_path = mdir / "config.json"
-        if cfg_path.is_file():
-            from modelport._io import jsonio
-
-            cfg = jsonio.load(cfg_path)
-            if isinstance(cfg, dict):
-                mistral = cfg.get("model_type") in ("mistral", "mixtral")
-                if context_length is None and isinstance(cfg.get("max_position_embeddings"), int):
-                    ctx = cfg["max_position_embeddings"]
-                if base_model is None and isinstance(cfg.get("_name_or_path"), str) and \
-                        "/" in cfg["_name_or_path"] and not Path(cfg["_name_or_path"]).exists():
-                    base_model = cfg["_name_or_path"]
-    bm = R.base_model(base_model) if base_model else None
-    fs = _Findings()
-    if bm is not None:
-        mistral = mistral or bm.name.startswith("mistralai/")
-        if bm.context_length and context_length is None:
-            ctx = bm.context_length
-        if bm.status == "retired":
-            fs.add("model.retired", "error", f"{bm.name} is retired for fine-tuning: not "
-                   f"supported after {bm.retired_after} ({R.SOURCE})", bm.name)
-        elif bm.status == "unknown":
-            fs.add("model.unlisted", "warning", f"{bm.name} is not among the page's supported "
-                   f"models ({', '.join(R.SUPPORTED)})", bm.name)
+    m = model_context(model, context_length, base_model)
+    tok, mistral, ctx, bm, fs = m.tok, m.mistral, m.ctx, m.bm, m.fs
     p = Path(src)
     text_dir = not src.startswith("s3://") and p.is_dir() and not any(p.rglob("*.jsonl")) \
         and R.pretraining_files(p)
     if task == "pretraining" or (task == "auto" and (text_dir or p.suffix in (".txt",
                                                                              ".text"))):
-        return _pretraining(p, tok, ctx, bm, fs, t0)
-    formats: set[str] = set()
-    n_lines = n_examples = n_bytes = 0
-    tokens = 0
+        from modelport.package.data_text import pretraining
+
+        return pretraining(p, tok, ctx, bm, fs, t0)
+    scan = Scan(fs)
     names: list[str] = []
     for name, fh in _sources(str(src), endpoint_url):
         names.append(name)
-        for i, raw in enumerate(_lines(fh), 1):
-            where = f"{name}:{i}"
-            n_lines += 1
-            n_bytes += len(raw)
-            if i == 1 and raw.startswith(b"\xef\xbb\xbf"):
+        scan.lines(((f"{name}:{i}", raw) for i, raw in enumerate(_lines(fh), 1)), tok, mistral)
+    return finish(scan, names, str(src), tok is not None, ctx, bm, t0)
+
+
+class Scan:
+    """Counts and findings of lines checked so far; scans of parts (Spark partitions) merge."""
+
+    def __init__(self, fs: _Findings | None = None) -> None:
+        self.fs = fs or _Findings()
+        self.formats: set[str] = set()
+        self.n_lines = self.n_examples = self.n_bytes = self.tokens = 0
+
+    def merge(self, other: Scan) -> None:
+        for kind, f in other.fs.by_kind.items():
+            mine = self.fs.by_kind.get(kind)
+            if mine is None:
+                self.fs.by_kind[kind] = f
+            else:
+                mine.count += f.count
+                mine.lines = (mine.lines + f.lines)[:EXAMPLES]
+        self.formats |= other.formats
+        self.n_lines += other.n_lines
+        self.n_examples += other.n_examples
+        self.n_bytes += other.n_bytes
+        self.tokens += other.tokens
+
+    def lines(self, lines: Any, tok: Any, mistral: bool) -> None:
+        """Check ``(where, raw line)`` pairs: encoding, JSON, chat or instruction rules."""
+        fs = self.fs
+        for where, raw in lines:
+            self.n_lines += 1
+            self.n_bytes += len(raw)
+            if where.endswith(":1") and raw.startswith(b"\xef\xbb\xbf"):
                 fs.add("encoding.bom", "warning", "a UTF-8 byte-order mark starts the file; "
                        "JSON readers may refuse it", where)
                 raw = raw[3:]
@@ -267,95 +319,36 @@ def check_data(src: str | Path, target: str = "databricks", *, model: str | Path
                 fs.add("format.unknown", "error", "neither 'messages' (chat) nor 'prompt'/"
                        "'response' (instruction)", where)
                 continue
-            formats.add(fmt)
+            self.formats.add(fmt)
             if good:
-                n_examples += 1
+                self.n_examples += 1
                 if tok is not None:
-                    tokens += sum(len(e.ids) for e in tok.encode_batch(
+                    self.tokens += sum(len(e.ids) for e in tok.encode_batch(
                         _text_fields(obj, fmt), add_special_tokens=False))
+
+
+def finish(scan: Scan, names: list[str], src: str, counted_tokens: bool, ctx: int,
+           bm: R.BaseModel | None, t0: float) -> DataReport:
+    """The dataset-wide rules (one format, token floor and cap) and the report."""
+    fs, formats, tok = scan.fs, set(scan.formats), counted_tokens
+    n_lines, n_examples, n_bytes, tokens = (scan.n_lines, scan.n_examples, scan.n_bytes,
+                                            scan.tokens)
     if len(formats) > 1:
         fs.add("format.mixed", "error", "chat and instruction lines in one dataset",
-               names[0] if names else str(src))
-    counted = tokens if tok is not None else n_bytes // 4
+               names[0] if names else src)
+    counted = tokens if tok else n_bytes // 4
     if counted < ctx:
-        fs.add("tokens.too_few", "error" if tok is not None else "warning",
+        fs.add("tokens.too_few", "error" if tok else "warning",
                f"{counted:,} tokens{'' if tok else ' (estimated: bytes / 4)'}: at least one "
-               f"full context length ({ctx:,}) is needed", str(src))
+               f"full context length ({ctx:,}) is needed", src)
     if counted > MAX_TOKENS:
         fs.add("tokens.too_many", "error", f"{counted:,} tokens: over the 10 billion the "
-               "service accepts", str(src))
+               "service accepts", src)
     fmt_name: Any = ("empty" if not formats else formats.pop() if len(formats) == 1
                      else "mixed")
     return DataReport(target="databricks-fine-tuning", sources=names, format=fmt_name,
                       lines=n_lines, examples=n_examples, bytes=n_bytes,
-                      tokens=tokens if tok is not None else None, tokens_estimated=n_bytes // 4,
-                      context_length=ctx, base_model=bm, findings=list(fs.by_kind.values()),
-                      seconds=round(time.perf_counter() - t0, 3))
-
-
-def _read_text(f: Path, tok: Any, fs: _Findings, chunk: int = 1 << 22) -> int:
-    """Stream a text file in 4 MiB pieces: UTF-8 checked throughout (incrementally, so a
-    character split between pieces is fine), tokens counted piece by piece, each cut after
-    its last newline so no word is split (a piece without one is taken whole)."""
-    import codecs
-
-    dec = codecs.getincrementaldecoder("utf-8")()
-    tokens, carry, offset = 0, "", 0
-    with f.open("rb") as fh:
-        while True:
-            raw = fh.read(chunk)
-            try:
-                text = carry + dec.decode(raw, final=not raw)
-            except UnicodeDecodeError as e:
-                fs.add("encoding.utf8", "error", f"not UTF-8 (byte {offset + e.start})", str(f))
-                return tokens
-            offset += len(raw)
-            cut = text.rfind("\n") + 1 if raw else len(text)
-            if cut == 0 and len(text) >= chunk:  # no newline in a whole piece: never carry more
-                cut = len(text)
-            piece, carry = text[:cut], text[cut:]
-            if tok is not None and piece.strip():
-                tokens += len(tok.encode(piece, add_special_tokens=False).ids)
-            if not raw:
-                return tokens
-
-
-def _pretraining(src: Path, tok: Any, ctx: int, bm: R.BaseModel | None, fs: _Findings,
-                 t0: float) -> DataReport:
-    """Continued pre-training: text files of 60-256 MB (over 1 GB: slow), at least 1.5 M
-    tokens recommended, at most 10 billion; each file streamed once."""
-    if not src.exists():
-        raise InputError("does not exist", path=src)
-    files = R.pretraining_files(src)
-    if not files:
-        raise InputError("no .txt files for continued pre-training", path=src)
-    n_bytes = tokens = 0
-    sizes = {f: f.stat().st_size for f in files}
-    for f, size in sizes.items():
-        mb = size / 2**20
-        if not R.PRETRAIN_MIN_MB <= mb <= R.PRETRAIN_MAX_MB:
-            fs.add("pretraining.file_size", "warning", f"continued pre-training works on files "
-                   f"of {R.PRETRAIN_MIN_MB}-{R.PRETRAIN_MAX_MB} MB", f"{f} ({mb:.1f} MB)")
-        if size > R.PRETRAIN_SLOW_GB * 2**30:
-            fs.add("pretraining.file_slow", "warning", "files over 1 GB may take longer to "
-                   "process", str(f))
-    if tok is None and sum(sizes.values()) // 4 > MAX_TOKENS:
-        n_bytes = sum(sizes.values())  # refused whatever the contents: not read
-    else:
-        for f in files:
-            n_bytes += sizes[f]
-            tokens += _read_text(f, tok, fs)
-    counted = tokens if tok is not None else n_bytes // 4
-    est = "" if tok is not None else " (estimated: bytes / 4)"
-    if counted < R.PRETRAIN_MIN_TOKENS:
-        fs.add("tokens.pretraining_few", "warning", f"{counted:,} tokens{est}: the page "
-               "recommends at least 1.5 million for continued pre-training", str(src))
-    if counted > MAX_TOKENS:
-        fs.add("tokens.too_many", "error", f"{counted:,} tokens{est}: over the 10 billion the "
-               "service accepts", str(src))
-    return DataReport(target="databricks-fine-tuning", sources=[str(f) for f in files],
-                      format="text", lines=0, examples=len(files), bytes=n_bytes,
-                      tokens=tokens if tok is not None else None, tokens_estimated=n_bytes // 4,
+                      tokens=tokens if tok else None, tokens_estimated=n_bytes // 4,
                       context_length=ctx, base_model=bm, findings=list(fs.by_kind.values()),
                       seconds=round(time.perf_counter() - t0, 3))
 

@@ -1,10 +1,12 @@
 """modelport on Spark (``pip install 'modelport[spark]'``): :func:`prepare_many` runs one task
-per model, :func:`convert_distributed` one task per output shard. Both run on any Spark
-(Databricks, OCI Data Flow, IBM Analytics Engine) and locally on ``local[*]``."""
+per model, :func:`convert_distributed` one task per output shard, :func:`check_data` checks a
+table of fine-tuning data a partition a task. All run on any Spark (Databricks, OCI Data Flow,
+IBM Analytics Engine) and locally on ``local[*]``."""
 
 from __future__ import annotations
 
+from modelport.spark.data import check_data
 from modelport.spark.distributed import convert_distributed
 from modelport.spark.jobs import RESULT_FIELDS, prepare_many
 
-__all__ = ["RESULT_FIELDS", "convert_distributed", "prepare_many"]
+__all__ = ["RESULT_FIELDS", "check_data", "convert_distributed", "prepare_many"]

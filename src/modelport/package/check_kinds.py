@@ -269,7 +269,9 @@ def _single_capability(c: Check, x: _Ctx) -> Result:
 
 def _hardware_fit(c: Check, x: _Ctx) -> Result:
     hw = advise(x.rules, x.facts)
-    return [] if hw.fits else [(None, hw.recommendation)]
+    if not hw.fits:
+        return [(None, hw.recommendation)]
+    return [(None, graded(hw.caution, "warning"))] if hw.caution else []
 
 
 CHECKS: dict[str, Callable[[Check, _Ctx], Result]] = {

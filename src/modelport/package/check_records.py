@@ -33,6 +33,8 @@ class HardwareAdvice(Record):
     gpu_memory_gb: float | None = None
     notes: list[str] = Field(default_factory=list)
     unconfirmed: bool = False
+    caution: str | None = Field(None, description="fits only by the page's own examples, "
+                                "against its sizing guideline: a warning")
 
 
 class TargetReport(Record):

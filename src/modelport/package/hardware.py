@@ -94,6 +94,15 @@ def advise(rules: TargetRules, facts: Facts) -> HardwareAdvice:
         notes.append(f"{arch.model_type} has no tensor parallelism: only "
                      f"{hw.no_tensor_parallel_tier}")
     tier = next((t for t in tiers if size_b <= t.max_params_b), None)
+    caution = None
+    limit = hw.no_tensor_parallel_examples_b
+    if tier is None and arch is not None and not arch.tensor_parallel and limit and \
+            size_b <= limit:
+        tier = tiers[0]
+        caution = (f"{size_b:.2f}B is past {tier.name}'s {tier.max_params_b:g}B guideline, the "
+                   f"only configuration without tensor parallelism; the page's own examples "
+                   f"run models up to {limit:g}B there ({', '.join(arch.examples)}): test the "
+                   "deployment")
     if tier is None:
         top = tiers[-1] if tiers else None
         return HardwareAdvice(fits=False, notes=notes,
@@ -103,7 +112,8 @@ def advise(rules: TargetRules, facts: Facts) -> HardwareAdvice:
                               f"exceed the largest usable size ({top.name if top else '-'}, "
                               f"{top.max_params_b if top else 0:g}B)")
     sized = f", sized {size_b:.2f}B for {bits}-bit" if bits else ""
-    return HardwareAdvice(fits=True, tier=tier.name, notes=notes,
-                          unconfirmed=hw.unconfirmed or bits is not None,
-                          recommendation=f"{tier.name} ({pb:.2f}B parameters{sized} ≤ "
-                          f"{tier.max_params_b:g}B)")
+    return HardwareAdvice(fits=True, tier=tier.name, notes=notes, caution=caution,
+                          unconfirmed=hw.unconfirmed or bits is not None or caution is not None,
+                          recommendation=f"{tier.name} ({pb:.2f}B parameters{sized}"
+                          + (f", past its {tier.max_params_b:g}B guideline)" if caution else
+                             f" ≤ {tier.max_params_b:g}B)"))

@@ -141,6 +141,9 @@ class Hardware(_Model):
     bytes_per_param: float = 2.0
     tiers: list[Tier] = Field(default_factory=list)
     no_tensor_parallel_tier: str | None = None
+    # the largest model the page's own examples run on that tier (it lists them past the
+    # tier's size guideline): above the guideline up to this, a warning, not an error
+    no_tensor_parallel_examples_b: float | None = None
     gpu_gb: float = 80.0
     overhead: float = 0.5
     bit_factor: dict[str, float] = Field(default_factory=dict)

@@ -117,13 +117,15 @@ def check(folder: str | Path, target_names: tuple[str, ...], spec: str | None,
             where = f"{x.file}: " if x.file else ""
             lines.append(f"  {x.severity:7s} {x.rule_id}: {where}{x.message}"
                          + (f" ({x.detail})" if x.detail else "")
-                         + (" [unconfirmed]" if x.unconfirmed else ""))
+                         + (" [unconfirmed: not in the platform documentation]"
+                            if x.unconfirmed else ""))
             if x.command:
                 lines.append(f"          fix: {x.command}")
             elif x.fix:
                 lines.append(f"          fix: {x.fix}")
         lines.append(f"  hardware: {t.hardware.recommendation}"
-                     + (" [unconfirmed]" if t.hardware.unconfirmed else ""))
+                     + (" [unconfirmed: not in the platform documentation]"
+                        if t.hardware.unconfirmed else ""))
         lines += [f"    {n}" for n in t.hardware.notes]
     Output(as_json, quiet).result(rep, "\n".join(lines))
     if not rep.ok:

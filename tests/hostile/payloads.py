@@ -158,3 +158,17 @@ def second_pickle_in_zip(marker: Path) -> bytes:
         prefix = zin.namelist()[0].split("/")[0]
         z.writestr(f"{prefix}/extra.pkl", pickle.dumps(SystemPayload(marker)))
     return out.getvalue()
+
+
+def appeared(marker: Path, timeout: float = 30.0) -> bool:
+    """Whether ``marker`` exists, waiting for it up to ``timeout`` (a payload may start a
+    process that writes it after the load returned): the file is the event, not a timer."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not marker.exists():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+

@@ -127,3 +127,14 @@ def test_databricks_has_one_verdict_per_serving_path(tmp_path: Path) -> None:
     assert g.severity == "warning"
     r = CliRunner().invoke(cli, ["check", str(d), "--target", "databricks"])
     assert r.exit_code == 1 and "databricks-provisioned-throughput" in r.stdout
+
+
+def test_a_source_that_is_not_a_platform_page_is_unconfirmed() -> None:
+    """Only the platforms' own documentation is a rule; anything else a rules file cites
+    (library code, a forum, modelport's policy, TARGETS.md's summaries) is marked unconfirmed,
+    and a finding resting on such sources alone prints 'not in the platform documentation'."""
+    pages = re.compile(r"https://(www\.ibm\.com/docs|cloud\.ibm\.com/docs|docs\.databricks\.com"
+                       r"|docs\.oracle\.com)/")
+    loose = [(t, k) for t in target_names() for k, s in load_target(t).sources.items()
+             if not pages.match(s.url) and not s.unconfirmed]
+    assert loose == []

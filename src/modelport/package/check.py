@@ -145,7 +145,8 @@ def check(path: str | Path, targets: list[str] | tuple[str, ...] = ("watsonx-saa
                     rule_id=c.id, severity=sev, file=file,
                     message=c.message, detail=str(detail), fix=c.fix,
                     command=c.autofix.format(dir=root) if c.autofix else None,
-                    unconfirmed=c.unconfirmed or any(
+                    # documented when one of its sources is a platform page
+                    unconfirmed=c.unconfirmed or all(
                         rules.sources[s].unconfirmed for s in c.sources),
                     sources=[rules.sources[s].url for s in c.sources]))
         reports.append(TargetReport(

@@ -77,6 +77,10 @@ MUTANTS: list[tuple[str, str, str, str, list[str]]] = [
      'kw: dict[str, Any] = {"name": "model"} if major >= 3 else {"artifact_path": "model"}',
      'kw: dict[str, Any] = {"name": "model"}',
      ["tests/integration/test_mlflow.py::test_both_mlflow_majors_log_and_load_back"]),
+    ("config.json's tokenizer_class is ignored", "convert/tok/classes.py",
+     'for conf, where in ((src.tc, "tokenizer_config"), (src.cfg, "config")):',
+     'for conf, where in ((src.tc, "tokenizer_config"),):',
+     ["tests/convert_tok/test_classes.py::test_trained_class_matches_the_oracle[class_in_config]"]),
 ]
 
 

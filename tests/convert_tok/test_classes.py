@@ -90,6 +90,16 @@ def _fairseq(cls: str, **tc: str) -> Callable[[Path, Path], Case]:
     return make
 
 
+def _class_in_config(d: Path, text: Path) -> Case:
+    """No tokenizer_class in tokenizer_config.json; config.json names CamembertTokenizer under
+    model_type xlm-roberta (whose own class differs). AutoTokenizer reads config.json's
+    tokenizer_class, so the oracle is asked with no class at all."""
+    T.spm(d, text, "sentencepiece.bpe.model", {}, model_type="bpe")
+    (d / "config.json").write_text(json.dumps({"model_type": "xlm-roberta",
+                                               "tokenizer_class": "CamembertTokenizer"}))
+    return Case("class from config.json", d)
+
+
 def _bpe(cls: str, specials: list[str], **tc: object) -> Callable[[Path, Path], Case]:
     def make(d: Path, text: Path) -> Case:
         T.byte_bpe(d, text, {"tokenizer_class": cls, **tc}, specials)
@@ -122,7 +132,7 @@ CLASSES = {
     "longformer_prefix": _bpe("LongformerTokenizer", SPECIAL_BPE, add_prefix_space=True),
     "gpt2_bos": _bpe("GPT2Tokenizer", ["<|endoftext|>"], add_bos_token=True),
     "codegen": _bpe("CodeGenTokenizer", ["<|endoftext|>"]),
-    "bert_flags": _bert, "tekken": _tekken,
+    "bert_flags": _bert, "tekken": _tekken, "class_in_config": _class_in_config,
 }
 
 
@@ -146,5 +156,8 @@ def test_trained_class_matches_the_oracle(tmp_path: Path, text: Path, name: str)
     assert row.reported_mismatch == 0
     assert row.lines - row.identical == DIFFER.get(name, 0), "known differences are pinned"
     assert row.transformers4_load == row.identical
+    if name == "class_in_config":
+        assert (row.tokenizer_class, row.class_source, row.truth) == (
+            "CamembertTokenizer", "config tokenizer_class", "CamembertTokenizer")
     written = json.loads((tmp_path / "out" / "tokenizer_config.json").read_text())
     assert written["tokenizer_class"] == "PreTrainedTokenizerFast"

@@ -12,7 +12,7 @@ import pytest
 
 from modelport.convert.tokenizer import tokenizer
 from modelport.errors import AmbiguousTokenizerError, UnsupportedError
-from tests.conftest import real_path
+from tests.conftest import REAL, real_path
 from tests.convert_tok.cases import BARE, PINNED, REFUSED, TIKTOKEN, real_cases
 from tests.convert_tok.compare import Case, Row, run_case
 
@@ -49,7 +49,33 @@ def test_the_readme_total_is_the_sum_of_the_pinned_cases() -> None:
     assert sorted(PINNED) == sorted(c.name for c in real_cases())
 
 
-@pytest.mark.parametrize("name", sorted(BARE) + sorted(TIKTOKEN))
+# bare files whose candidate classes write the same tokenizer.json: no guess to refuse
+SAME_FILES = {"tok/bert_base_cased_torchtext": ("BertTokenizer", "DistilBertTokenizer")}
+
+
+@pytest.mark.parametrize("name", sorted(SAME_FILES))
+def test_candidates_that_write_the_same_files_are_no_guess(tmp_path: Path, name: str) -> None:
+    """A torchtext BERT vocab.txt states no class; BERT and DistilBERT write the same files, so
+    the file is written without --family, certified, and equals each class's ids (the oracle,
+    asked once per class)."""
+    rep = tokenizer(real_path(name), tmp_path / "out")
+    assert rep.written and rep.certified and not rep.guessed
+    assert rep.candidates == list(SAME_FILES[name]) and "write the same files" in rep.class_source
+    from tokenizers import Tokenizer
+
+    from modelport.convert._tok_corpus import corpus
+    from tests.convert_tok.oracle_client import ask
+
+    texts = corpus([])
+    ours = Tokenizer.from_file(str(tmp_path / "out" / "tokenizer.json"))
+    got = [ours.encode(t).ids for t in texts]
+    for cls in SAME_FILES[name]:
+        o = ask({"folder": str(REAL / name), "texts": texts, "ours": str(tmp_path / "out"),
+                 "class": cls, "init": {"do_lower_case": False}})
+        assert o["class"] == cls and got == o["slow"], cls
+
+
+@pytest.mark.parametrize("name", sorted(set(BARE) - set(SAME_FILES)) + sorted(TIKTOKEN))
 def test_bare_files_are_refused_without_a_family(tmp_path: Path, name: str) -> None:
     folder = real_path(name)
     with pytest.raises(AmbiguousTokenizerError, match="candidates: ") as e:

@@ -113,10 +113,14 @@ def test_trained_wordpiece(tmp_path: Path, training_text: Path) -> None:
     t.train([str(training_text)], vocab_size=900, show_progress=False)
     t.save_model(str(d))
     (d / "tokenizer_config.json").write_text(json.dumps({"do_lower_case": True}))
-    with pytest.raises(AmbiguousTokenizerError, match="BertTokenizer, DistilBertTokenizer"):
-        modelport.tokenizer(d)  # vocab.txt alone does not say which class
-    assert not (d / "tokenizer.json").exists()
+    # vocab.txt alone does not say which class, but BERT and DistilBERT write the same files:
+    # no guess, the proof runs against both (#23)
+    both = modelport.tokenizer(d, tmp_path / "both")
+    assert both.candidates == ["BertTokenizer", "DistilBertTokenizer"] and not both.guessed
+    assert both.certified and "write the same files" in both.class_source
     rep = modelport.tokenizer(d, family="bert")
+    assert (d / "tokenizer.json").read_bytes() == (tmp_path / "both" / "tokenizer.json"
+                                                   ).read_bytes()
     assert rep.kind == "wordpiece" and rep.parity.rate == 1.0
     assert "lowercase=True (tokenizer_config do_lower_case)" in rep.notes[0]
     cfg = json.loads((d / "tokenizer_config.json").read_text())
@@ -250,7 +254,7 @@ def test_mbart_model_type_alone_names_both_classes(tmp_path: Path, training_text
     assert tok.token_to_id("<mask>") == 501 + 25
 
 
-def test_bare_roberta_layout_is_refused_then_gets_its_template(tmp_path: Path,
+def test_bare_roberta_layout_gets_its_template_without_a_family(tmp_path: Path,
                                                                 training_text: Path) -> None:
     from tokenizers import ByteLevelBPETokenizer, Tokenizer
 
@@ -260,9 +264,12 @@ def test_bare_roberta_layout_is_refused_then_gets_its_template(tmp_path: Path,
     t.train([str(training_text)], vocab_size=600, show_progress=False,
             special_tokens=["<pad>", "<s>", "</s>", "<unk>", "<mask>"])
     t.save_model(str(d))
-    with pytest.raises(AmbiguousTokenizerError, match="RoBERTa layout"):
-        modelport.tokenizer(d)
+    # RoBERTa or BART (CodeT5's files): the same tokenizer.json either way, so no refusal
+    both = modelport.tokenizer(d, tmp_path / "both")
+    assert both.candidates == ["RobertaTokenizer", "BartTokenizer"] and both.certified
     rep = modelport.tokenizer(d, family="roberta")
+    assert (d / "tokenizer.json").read_bytes() == (tmp_path / "both" / "tokenizer.json"
+                                                   ).read_bytes()
     tok = Tokenizer.from_file(str(d / "tokenizer.json"))
     ids = tok.encode("hello").ids
     assert ids[0] == 1 and ids[-1] == 2 and rep.post_processor == "<s> $A </s>"

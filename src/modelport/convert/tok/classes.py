@@ -184,13 +184,16 @@ def _resolve(src: Source, family: str | None, accept_guess: bool) -> Resolved:
             raise InputError(f"unknown family {family!r}", path=src.folder,
                              hint=f"one of: {', '.join(sorted(FAMILY_CLASS))}")
         return Resolved(name, *CLASSES[name], source=f"--family {family}")
-    tc_cls = str(src.tc.get("tokenizer_class") or "").replace("Fast", "")
-    if tc_cls and tc_cls != "PreTrainedTokenizer":
-        _refuse(tc_cls, src)
-        if tc_cls in CLASSES:
-            return Resolved(tc_cls, *CLASSES[tc_cls], source="tokenizer_config tokenizer_class")
-        raise UnsupportedError(f"tokenizer_class {tc_cls} is not a class modelport can "
-                               "express", path=src.folder / "tokenizer_config.json",
+    # tokenizer_config's tokenizer_class, else config.json's: the order AutoTokenizer reads them
+    for conf, where in ((src.tc, "tokenizer_config"), (src.cfg, "config")):
+        cls = str(conf.get("tokenizer_class") or "").replace("Fast", "")
+        if not cls or cls == "PreTrainedTokenizer":
+            continue
+        _refuse(cls, src)
+        if cls in CLASSES:
+            return Resolved(cls, *CLASSES[cls], source=f"{where} tokenizer_class")
+        raise UnsupportedError(f"tokenizer_class {cls} is not a class modelport can "
+                               "express", path=src.folder / f"{where}.json",
                                supported=sorted(CLASSES),
                                hint="if its files follow one of these classes, pass --family")
     if "tekken.json" in src.files:  # self-describing: its pattern and special tokens inside

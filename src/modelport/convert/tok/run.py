@@ -23,10 +23,15 @@ from modelport._io.paths import check_output
 from modelport._types import Record
 from modelport.convert._tok_corpus import corpus as builtin_corpus
 from modelport.convert.tok import bpe, spm, tiktoken_, wordpiece
-from modelport.convert.tok.classes import resolve
+from modelport.convert.tok.classes import CLASSES, Resolved, resolve
 from modelport.convert.tok.slow import SlowRef
 from modelport.convert.tok.source import DECODE_FLAGS, Source
-from modelport.errors import InputError, OutputExistsError, TokenizerParityError
+from modelport.errors import (
+    AmbiguousTokenizerError,
+    InputError,
+    OutputExistsError,
+    TokenizerParityError,
+)
 
 
 class TokenizerOptions(BaseModel):
@@ -213,8 +218,12 @@ def tokenizer(folder: str | Path, out: str | Path | None = None,
     if out is not None:
         check_output(folder, Path(out), overwrite=o.overwrite)
     src = Source(folder)
-    res = resolve(src, o.family, o.accept_guess)
     notes: list[str] = []
+    others: list[SlowRef] = []  # candidates whose files are the same: each proved below
+    try:
+        res = resolve(src, o.family, o.accept_guess)
+    except AmbiguousTokenizerError as refused:
+        res, others = _same_files(src, refused)
     try:
         tok, ref, info = BUILDERS[res.kind](src, res, notes)
     except InputError as e:
@@ -237,6 +246,14 @@ def tokenizer(folder: str | Path, out: str | Path | None = None,
     texts = corpus_for(ref) + (_read_corpus(o.corpus) if o.corpus else [])
     name = f"{res.name} semantics over the {res.kind} file's own library"
     result = parity(tok, ref, texts, name)
+    for other in others:  # the class is not stated: the file must be right for every candidate
+        alt = parity(tok, other, corpus_for(other), name)
+        if alt.mismatched or alt.known_differences != result.known_differences:
+            names = ", ".join(res.candidates)
+            raise AmbiguousTokenizerError(
+                f"the tokenizer class is not stated, and the candidates {names} write the "
+                "same file but encode differently", path=folder,
+                hint="pass --family for the class the model was trained with")
     applied = {k: v for k, v in info["applied"].items() if v is not None}
     carried = {k: v for k, v in src.flags().items() if k in DECODE_FLAGS}
     carried.update({k: v for k, v in info.get("tc_defaults", {}).items() if k not in carried})
@@ -284,3 +301,27 @@ def tokenizer(folder: str | Path, out: str | Path | None = None,
             (tmp / "tokenizer_config.json").write_bytes(tc_bytes)
     report.written = True
     return report
+
+
+def _same_files(src: Source, refused: AmbiguousTokenizerError) -> tuple[Resolved, list[SlowRef]]:
+    """A class the files do not state is no guess when every candidate writes the same
+    tokenizer.json and tokenizer_config (BERT or DistilBERT for a bare vocab.txt): the first is
+    taken and the proof is run against each candidate's reference. Else ``refused`` stands."""
+    cands = resolve(src, None, True).candidates
+    built = []
+    for c in cands:
+        r = Resolved(c, *CLASSES[c], source="")
+        try:
+            tok, ref, info = BUILDERS[r.kind](src, r, [])
+        except InputError:
+            raise refused from None
+        built.append((tok.to_str(), json.dumps([info["roles"], info.get("tc_defaults", {}),
+                                                info["applied"]], sort_keys=True), ref))
+    if len(cands) < 2 or len({(a, b) for a, b, _ in built}) != 1:
+        raise refused
+    first = cands[0]
+    res = Resolved(first, *CLASSES[first], candidates=cands,
+                   source=f"not stated; the candidates {', '.join(cands)} write the same files "
+                          "(proved against each)")
+    return res, [ref for _, _, ref in built[1:]]
+

@@ -220,21 +220,6 @@ LLAMA3_SPECIALS = [
 ] + [f"<|reserved_special_token_{i}|>" for i in range(5, 256 - 5)]
 
 
-def _gpt2_bytes_to_unicode() -> dict[int, str]:
-    """GPT-2's published byte-to-character table (openai/gpt-2 encoder.py), which llama.cpp's
-    converter uses to store byte-level pieces."""
-    bs = (list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
-          + list(range(ord("®"), ord("ÿ") + 1)))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return dict(zip(bs, (chr(c) for c in cs), strict=True))
-
-
 @pytest.mark.real
 def test_llama3_gguf_vocabulary_equals_tiktoken(tmp_path: Path) -> None:
     """A gpt2-type GGUF vocabulary holding Llama 3's tokenizer (Meta's tiktoken file, as
@@ -243,8 +228,11 @@ def test_llama3_gguf_vocabulary_equals_tiktoken(tmp_path: Path) -> None:
     import tiktoken
     from tiktoken.load import load_tiktoken_bpe
 
+    # GPT-2's byte table as transformers ships it (what llama.cpp's converter uses)
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
     ranks = load_tiktoken_bpe(str(real_path("tok2", "llama3_meta_tiktoken", "tokenizer.model")))
-    enc = _gpt2_bytes_to_unicode()
+    enc = bytes_to_unicode()
     base = [("".join(enc[b] for b in tok)) for tok, _ in sorted(ranks.items(),
                                                                 key=lambda kv: kv[1])]
     specials = LLAMA3_SPECIALS

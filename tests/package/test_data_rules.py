@@ -12,8 +12,9 @@ import pytest
 from click.testing import CliRunner
 
 import modelport
+from modelport._io.urls import location
 from modelport.cli.main import cli
-from modelport.package.data_rules import base_model, local_source
+from modelport.package.data_rules import base_model
 
 
 def _chat_file(p: Path, n: int = 10) -> Path:
@@ -126,12 +127,15 @@ def test_over_ten_billion_tokens_is_refused_for_any_task(tmp_path: Path) -> None
 
 
 def test_databricks_paths_are_read_where_a_cluster_mounts_them() -> None:
-    """The page's example reads 'dbfs:/Volumes/main/mydirectory/ift/train.jsonl'."""
-    assert local_source("dbfs:/Volumes/main/mydirectory/ift/train.jsonl") == \
+    """The page's example reads 'dbfs:/Volumes/main/mydirectory/ift/train.jsonl': the one
+    location parser (every verb's) maps it to the volume's mount, not a folded URL."""
+    assert str(location("dbfs:/Volumes/main/mydirectory/ift/train.jsonl")) == \
         "/Volumes/main/mydirectory/ift/train.jsonl"
-    assert local_source("dbfs:/FileStore/x.jsonl") == "/dbfs/FileStore/x.jsonl"
-    assert local_source("/Volumes/a/b/c/d.jsonl") == "/Volumes/a/b/c/d.jsonl"
-    assert local_source("s3://b/k") == "s3://b/k"
+    assert str(location("dbfs:/FileStore/x.jsonl")) == "/dbfs/FileStore/x.jsonl"
+    assert str(location("/Volumes/a/b/c/d.jsonl")) == "/Volumes/a/b/c/d.jsonl"
+    assert location("s3://b/k") == "s3://b/k"
+    r = CliRunner().invoke(cli, ["check-data", "dbfs:/Volumes/no/such/volume/train.jsonl"])
+    assert r.exit_code == 2 and "/Volumes/no/such/volume/train.jsonl" in r.stderr
 
 
 def test_cli_base_model_and_task(tmp_path: Path) -> None:

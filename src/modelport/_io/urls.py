@@ -3,7 +3,8 @@
 Every verb and the CLI parse a SRC or DST through :func:`location`, so ``s3://``, ``file://``
 and the other fsspec URLs always mean a store and never a local folder whose name happens to
 contain ``://``; a path that only looks like a URL once ``Path`` folded its ``//`` (``s3:/x``)
-is refused instead of being created on disk. Credentials inside a URL are refused; texts that
+is refused instead of being created on disk; Databricks' ``dbfs:/…`` is the cluster path it
+names. Credentials inside a URL are refused; texts that
 quote one go through :func:`modelport._io.redact.redact`.
 """
 
@@ -44,6 +45,8 @@ def location(value: str | os.PathLike[str], *, what: str = "path",
         refuse_folded(value, what=what)
         return value
     s = os.fspath(value)
+    if s.startswith("dbfs:/") and not s.startswith("dbfs://"):
+        return dbfs_path(s)
     m = _URL.match(s)
     if m is None:
         refuse_folded(s, what=what)
@@ -64,6 +67,13 @@ def location(value: str | os.PathLike[str], *, what: str = "path",
                          "up in shell history, logs and reports)",
                          hint="set AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, or AWS_PROFILE")
     return s
+
+
+def dbfs_path(s: str) -> Path:
+    """Databricks' spelling of a cluster path: ``dbfs:/Volumes/c/s/v/x`` is the volume's FUSE
+    mount ``/Volumes/c/s/v/x``; another ``dbfs:/x`` is ``/dbfs/x``."""
+    rest = s[len("dbfs:/"):]
+    return Path("/" + rest) if rest.startswith("Volumes/") else Path("/dbfs") / rest
 
 
 def local_path(value: str | os.PathLike[str], *, what: str = "output") -> Path:

@@ -19,6 +19,7 @@ from typing import Any, BinaryIO, Literal
 
 from pydantic import Field
 
+from modelport._io.urls import location
 from modelport._types import Record
 from modelport.errors import InputError
 from modelport.package import data_rules as R
@@ -73,8 +74,8 @@ class _Findings:
                 f.lines.append(where)
 
 
-def _sources(src: str, endpoint_url: str | None) -> Iterator[tuple[str, BinaryIO]]:
-    if src.startswith("s3://"):
+def _sources(src: str | Path, endpoint_url: str | None) -> Iterator[tuple[str, BinaryIO]]:
+    if isinstance(src, str):  # a store URL (location() decided)
         from modelport.package.upload import UploadOptions, _client, parse_s3
 
         bucket, key = parse_s3(src)
@@ -87,15 +88,14 @@ def _sources(src: str, endpoint_url: str | None) -> Iterator[tuple[str, BinaryIO
             body = client.get_object(Bucket=bucket, Key=k)["Body"]
             yield f"s3://{bucket}/{k}", body  # botocore's StreamingBody: read in chunks
         return
-    p = Path(src)
-    if p.is_dir():
-        files = sorted(p.rglob("*.jsonl"))
+    if src.is_dir():
+        files = sorted(src.rglob("*.jsonl"))
         if not files:
-            raise InputError("no .jsonl files", path=p)
-    elif p.is_file():
-        files = [p]
+            raise InputError("no .jsonl files", path=src)
+    elif src.is_file():
+        files = [src]
     else:
-        raise InputError("does not exist", path=p)
+        raise InputError("does not exist", path=src)
     for f in files:
         with f.open("rb") as fh:
             yield str(f), fh
@@ -230,20 +230,22 @@ def check_data(src: str | Path, target: str = "databricks", *, model: str | Path
         raise InputError(f"check-data knows the rules of Databricks fine-tuning, not {target!r}",
                          hint="--target databricks")
     t0 = time.perf_counter()
-    src = R.local_source(str(src))
+    src = location(src, what="data", stores=("s3",))
     m = model_context(model, context_length, base_model)
     tok, mistral, ctx, bm, fs = m.tok, m.mistral, m.ctx, m.bm, m.fs
-    p = Path(src)
-    text_dir = not src.startswith("s3://") and p.is_dir() and not any(p.rglob("*.jsonl")) \
-        and R.pretraining_files(p)
-    if task == "pretraining" or (task == "auto" and (text_dir or p.suffix in (".txt",
-                                                                             ".text"))):
+    text_dir = isinstance(src, Path) and src.is_dir() and not any(src.rglob("*.jsonl")) \
+        and R.pretraining_files(src)
+    if task == "pretraining" or (task == "auto" and (text_dir or (
+            isinstance(src, Path) and src.suffix in (".txt", ".text")))):
         from modelport.package.data_text import pretraining
 
-        return pretraining(p, tok, ctx, bm, fs, t0)
+        if not isinstance(src, Path):
+            raise InputError("continued pre-training data is read from a folder",
+                             hint="copy the text files to a folder or a volume")
+        return pretraining(src, tok, ctx, bm, fs, t0)
     scan = Scan(fs)
     names: list[str] = []
-    for name, fh in _sources(str(src), endpoint_url):
+    for name, fh in _sources(src, endpoint_url):
         names.append(name)
         scan.lines(((f"{name}:{i}", raw) for i, raw in enumerate(_lines(fh), 1)), tok, mistral)
     return finish(scan, names, str(src), tok is not None, ctx, bm, t0)

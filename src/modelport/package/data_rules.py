@@ -1,6 +1,6 @@
 """What Databricks' fine-tuning page (seed 002) says beyond the line format: the base models
 and their context lengths, the retired ones and their dates, continued pre-training's file
-sizes and token counts, and where Databricks users keep data (``dbfs:/Volumes/...``)."""
+sizes and token counts."""
 
 from __future__ import annotations
 
@@ -60,16 +60,6 @@ def base_model(name: str) -> BaseModel:
         return BaseModel(name=canon, status="retired",
                          retired_after=RETIRED_FAMILIES[canon].isoformat())
     return BaseModel(name=key, status="unknown")
-
-
-def local_source(src: str) -> str:
-    """Databricks spellings of a path, as a path on a cluster: ``dbfs:/Volumes/c/s/v/x`` is
-    the volume's FUSE mount ``/Volumes/c/s/v/x``; another ``dbfs:/x`` is ``/dbfs/x``."""
-    if src.startswith("dbfs:/Volumes/"):
-        return src[len("dbfs:"):]
-    if src.startswith("dbfs:/"):
-        return "/dbfs/" + src[len("dbfs:/"):]
-    return src
 
 
 def pretraining_files(src: Path) -> list[Path]:

@@ -15,7 +15,7 @@ from modelport.convert.inspect import InspectReport
 from modelport.convert.sources import ST_INDEX
 from modelport.convert.trust import auto_map_entries
 from modelport.package.check_records import Facts
-from modelport.package.hardware import advise
+from modelport.package.hardware import advise, families_of
 from modelport.package.rules import Check, TargetRules
 
 VISION_TYPES = {"mllama", "llama4", "gemma3", "llava", "qwen2_vl", "qwen2_5_vl", "idefics3",
@@ -227,16 +227,10 @@ def _config_value(c: Check, x: _Ctx) -> Result:
     return [] if ok else [("config.json", f"{c.path} = {v!r}")]
 
 
-def _families(x: _Ctx) -> list[Any]:
-    arch0 = x.facts.architectures[0] if x.facts.architectures else None
-    return [f for f in x.rules.families if arch0 in f.architectures] or [
-        f for f in x.rules.families if x.facts.model_type in f.model_types]
-
-
 def _family_in(c: Check, x: _Ctx) -> Result:
     if x.facts.model_type is None:
         return []
-    fams = _families(x)
+    fams = families_of(x.rules, x.facts)
     if fams:
         return []
     arch = ", ".join(x.facts.architectures) or x.facts.model_type

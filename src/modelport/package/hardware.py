@@ -11,18 +11,19 @@ from modelport.package.check_records import Facts, HardwareAdvice
 from modelport.package.rules import Family, TargetRules
 
 
-def _family(rules: TargetRules, facts: Facts) -> Family | None:
+def families_of(rules: TargetRules, facts: Facts) -> list[Family]:
+    """The target's listed families the model belongs to: by its first architecture, else by
+    its model_type (one decision for the family checks and the hardware advice)."""
     arch0 = facts.architectures[0] if facts.architectures else None
-    fams = [f for f in rules.families if arch0 in f.architectures] or [
+    return [f for f in rules.families if arch0 in f.architectures] or [
         f for f in rules.families if facts.model_type in f.model_types]
-    return fams[0] if fams else None
 
 
 def _oci(rules: TargetRules, facts: Facts) -> HardwareAdvice:
     hw = rules.hardware
     pb = facts.parameters / 1e9
     by_name = {u.name: u for u in hw.units}
-    fam = _family(rules, facts)
+    fam = next(iter(families_of(rules, facts)), None)
     per_param = facts.weight_bytes / max(facts.parameters, 1)
     listed = next((x for x in (fam.shapes if fam else [])
                    if abs(pb - x.params_b) <= 0.1 * x.params_b and (
@@ -85,8 +86,8 @@ def advise(rules: TargetRules, facts: Facts) -> HardwareAdvice:
                   f"estimate of {max(1, math.ceil(mem / hw.gpu_gb))}× {hw.gpu_gb:.0f} GB GPU "
                   f"({pb:.2f}B × {hw.bytes_per_param:g} GB × {factor:g} + {hw.overhead:.0%} = "
                   f"{mem:.1f} GB)"]
-    else:
-        size_b = pb * (hw.bit_factor.get(str(bits), 1.0) if bits else 1.0)
+    else:  # double-byte weights (quantized ones are only sized on watsonx)
+        size_b = pb
     tiers = hw.tiers
     arch = rules.arch(facts.model_type)
     if arch is not None and not arch.tensor_parallel and hw.no_tensor_parallel_tier:

@@ -12,7 +12,9 @@ from modelport.cli.main import cli
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "modelport"
 # flags of other programs that modelport's messages may quote
-FOREIGN = {"--help"}
+FOREIGN = {"--help",
+           # Megatron-LM's: how a run saved (--ckpt-format), its pipeline-merging converter
+           "--ckpt-format", "--target-pipeline-parallel-size"}
 
 
 def _cli_names() -> tuple[set[str], set[str]]:

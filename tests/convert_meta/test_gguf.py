@@ -130,8 +130,13 @@ def test_every_verb_knows_a_gguf(tmp_path: Path) -> None:
     whole = load_file(tmp_path / "one" / "model.safetensors")
     assert merged.keys() == whole.keys() and all(torch.equal(merged[k], whole[k]) for k in whole)
     assert one.tensors_written == rep.tensors_written
-    for args, says in ((["--dry-run"], "do not plan yet"),
-                       (["--aliases", "copy"], "--aliases does not apply to a GGUF"),
+    dry = modelport.plan_convert(d, tmp_path / "x", modelport.ConvertOptions(
+        max_shard_size=4096))
+    dry.close()
+    assert [(s.filename, [t.name for t in s.tensors]) for s in dry.shards] == [
+        (o.path, list(load_file(tmp_path / "sharded" / o.path))) for o in rep.outputs
+        if o.role == "weights"]
+    for args, says in ((["--aliases", "copy"], "--aliases does not apply to a GGUF"),
                        (["--weights", "module"], "--weights does not apply to a GGUF")):
         res = CliRunner().invoke(cli, ["convert", str(d), str(tmp_path / "x"), *args])
         assert res.exit_code == 2 and says in res.stderr, res.output

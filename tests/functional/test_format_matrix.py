@@ -65,6 +65,12 @@ def _llama2c(d: Path) -> Path:
     return d / "ckpt.pt"
 
 
+def _megatron(d: Path) -> Path:
+    from tests.convert_meta.test_megatron import _llama, write_megatron
+
+    return write_megatron(_llama(), d, 2)
+
+
 def _adapter(d: Path) -> Path:
     d.mkdir()
     (d / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": 4}))
@@ -78,9 +84,8 @@ def _adapter(d: Path) -> Path:
 FORMATS: dict[str, Callable[[Path], Path]] = {
     "hf safetensors": _hf_st, "hf zip pickle": _hf_pickle(False),
     "hf legacy pickle": _hf_pickle(True), "dcp": _dcp, "meta": _meta, "gguf": _gguf,
-    "llama2c": _llama2c, "peft adapter": _adapter,
+    "llama2c": _llama2c, "megatron": _megatron, "peft adapter": _adapter,
 }
-PLANNED = {"hf safetensors", "hf zip pickle", "hf legacy pickle"}
 
 
 def _tensors(folder: Path) -> dict[str, torch.Tensor]:
@@ -105,23 +110,26 @@ def test_format_through_every_verb(tmp_path: Path, fmt: str) -> None:
     r = _run("inspect", str(src), "--json")
     assert r.exit_code in (0, 1)
     assert json.loads(r.stdout)["weight_files"], r.stdout
-    conv = _run("convert", str(src), str(tmp_path / "conv"), "--json")
+    shard_args = ("--max-shard-size", "100KB")  # several shards: names and split compared
+    conv = _run("convert", str(src), str(tmp_path / "conv"), *shard_args, "--json")
     if fmt == "peft adapter":  # merged, never converted
         assert conv.exit_code == 2 and "modelport merge" in conv.stderr
         pre = _run("prepare", str(src), "--out", str(tmp_path / "b"))
         assert pre.exit_code == 2 and "--adapter" in pre.stderr
         return
     assert conv.exit_code == 0, conv.output
-    written = {o["path"] for o in json.loads(conv.stdout)["outputs"] if o["role"] == "weights"}
+    written = {o["path"]: o["tensors"] for o in json.loads(conv.stdout)["outputs"]
+               if o["role"] == "weights"}
     ours = _tensors(tmp_path / "conv")
-    dry = _run("convert", str(src), str(tmp_path / "dry"), "--dry-run", "--json")
-    if fmt in PLANNED:  # the plan is what convert wrote
-        assert dry.exit_code == 0, dry.output
-        plan = json.loads(dry.stdout)
-        assert {s["file"] for s in plan["shards"]} == written
-        assert sum(s["tensors"] for s in plan["shards"]) == len(ours)
-    else:
-        assert dry.exit_code == 2 and "do not plan yet" in dry.stderr, dry.output
+    assert len(written) > 1
+    # the plan is what convert wrote: the same shards, each with the same tensors
+    dry = _run("convert", str(src), str(tmp_path / "dry"), *shard_args, "--dry-run", "--json")
+    assert dry.exit_code == 0, dry.output
+    plan = json.loads(dry.stdout)
+    assert {s["file"]: s["tensors"] for s in plan["shards"]} == written
+    for s in plan["shards"]:
+        assert s["bytes"] == sum(t.nbytes for t in load_file(tmp_path / "conv" / s["file"])
+                                 .values())
     assert not (tmp_path / "dry").exists()
     pre = _run("prepare", str(src), "--out", str(tmp_path / "bundle"), "--force", "--json")
     assert pre.exit_code == 0, pre.output

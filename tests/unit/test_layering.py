@@ -51,3 +51,37 @@ def test_rooms_import_only_downwards() -> None:
             elif here in BASE or RANK[there] >= RANK.get(here, 0):
                 bad.append(f"{rel}:{line}: {here} imports {mod}")
     assert bad == []
+
+
+def _module_level(path: Path) -> set[str]:
+    """modelport modules a file imports when it is imported (not inside functions, not for
+    type checking only)."""
+    out: set[str] = set()
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            out.add(node.module)
+    return {m for m in out if m.startswith("modelport.")}
+
+
+def test_no_import_circle() -> None:
+    mods = {".".join(("modelport", *p.relative_to(SRC).with_suffix("").parts))
+            .removesuffix(".__init__"): p for p in SRC.rglob("*.py")}
+    graph = {m: {d for d in _module_level(p) if d in mods and d != m} for m, p in mods.items()}
+    state: dict[str, int] = {}
+    cycles: list[list[str]] = []
+
+    def visit(m: str, stack: list[str]) -> None:
+        state[m] = 1
+        for d in sorted(graph[m]):
+            if state.get(d) == 1:
+                cycles.append([*stack[stack.index(d):], m, d] if d in stack else [m, d])
+            elif d not in state:
+                visit(d, [*stack, m])
+        state[m] = 2
+
+    for m in sorted(graph):
+        if m not in state:
+            visit(m, [])
+    assert cycles == []

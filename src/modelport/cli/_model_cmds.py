@@ -115,13 +115,15 @@ def convert(src: str | Path, dst: str | Path, max_shard_size: str, state_dict_ke
             raise InputError("--dry-run plans local folders only", hint="drop --dry-run, or "
                              "run modelport inspect on the URL")
         plan = plan_convert(src, dst, opts)
+        plan.close()  # nothing is read past the headers
+        entries, files = plan.skipped
         data = {
             "shards": [{"file": s.filename, "tensors": len(s.tensors), "bytes": s.nbytes}
                        for s in plan.shards],
             "aliases": plan.aliases, "overlapping_views": plan.overlapping,
-            "copy_files": plan.source.copy_files,
-            "skipped_entries": [vars(s) for s in plan.source.skipped_entries],
-            "skipped_files": [vars(s) for s in plan.source.skipped_files],
+            "copy_files": plan.side_files,
+            "skipped_entries": [{"name": n, "reason": r} for n, r in entries],
+            "skipped_files": [{"name": n, "reason": r} for n, r in files],
             "warnings": plan.warnings,
         }
         human = "\n".join([f"plan: {len(plan.shards)} shard(s), {human_bytes(plan.total_bytes)}"]

@@ -11,60 +11,20 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
-
 from modelport._io.atomic import atomic_dir
 from modelport._io.hashcache import record as record_hashes
 from modelport._io.hashing import HashingWriter, copy_hashed
 from modelport._io.st_header import TORCH_TO_ST, build_header, read_header
 from modelport._io.urls import location
-from modelport._types import FileRecord, Record, SkippedItem, file_role
-from modelport._version import __version__
-from modelport.convert.formats import check_options, detect, load
+from modelport._types import FileRecord, SkippedItem, file_role
 from modelport.convert.options import ConvertOptions
-from modelport.convert.plan import ConvertPlan, ShardPlan, check_source, plan_convert
+from modelport.convert.plan import ConvertPlan, plan_convert
+from modelport.convert.report import ConvertReport, InputFile
+from modelport.convert.shards import ShardPlan
 from modelport.convert.sources import Reader, SourceTensor
 from modelport.errors import CheckpointError, ModelportError, VerificationError
 
 INDEX_NAME = "model.safetensors.index.json"
-
-
-class InputFile(Record):
-    path: str
-    format: str
-    size: int
-
-
-class ConvertReport(Record):
-    """What ``convert`` did; every input tensor name is accounted for in ``tensor_map``."""
-
-    src: str
-    dst: str
-    inputs: list[InputFile]
-    state_dict_key: str | None
-    tensors_in: int
-    tensors_written: int
-    parameters: int
-    total_bytes: int
-    dtypes: dict[str, int]
-    outputs: list[FileRecord]
-    aliases: dict[str, str] = Field(description="name not written -> name it aliases")
-    overlapping_views: list[list[str]]
-    tensor_map: dict[str, str] = Field(description="input name -> output file, or 'alias of X'")
-    renamed: dict[str, str] = Field(default_factory=dict, description="a training framework's "
-                                    "name -> the model's (prefixes removed to fit config.json)")
-    skipped_entries: list[SkippedItem]
-    skipped_files: list[SkippedItem]
-    warnings: list[str]
-    verified: bool
-    seconds: float
-    verify_seconds: float
-    modelport_version: str = __version__
-    remote_bytes_fetched: int | None = Field(
-        None, description="s3:// sources: bytes read from the store (headers + tensors)")
-    remote_requests: int | None = None
-    remote_scratch_peak: int | None = Field(
-        None, description="s3:// sources: most local disk the mirror held at once")
 
 
 def _equal(a: memoryview, b: memoryview) -> bool:
@@ -173,8 +133,15 @@ def execute(plan: ConvertPlan, *, progress: bool | None = None,
     ``before_shard`` / ``after_shard`` run around each shard (a remote source fetches its
     tensors' bytes before and gives the scratch space back after; a remote destination
     uploads the written, verified shard)."""
+    if plan.opened is not None:  # a computed route: its tensors one at a time
+        from modelport.convert.opened import write_opened
+
+        try:
+            return write_opened(plan.opened, plan.shards, plan.dst, plan.options)
+        finally:
+            plan.close()
     t0 = time.perf_counter()
-    src = plan.source
+    src = plan.regions("this writer")
     reader = Reader(src.files)
     outputs: list[FileRecord] = []
     tensor_map: dict[str, str] = {}
@@ -289,19 +256,8 @@ def convert(
         from modelport.convert.remote_convert import convert_remote
 
         return convert_remote(src, dst, options, progress=progress, store=store)
-    fmt, _ = detect(src)
-    if fmt.planned:  # plan_convert checks the source and the options itself
-        return convert_planned(src, dst, options, progress=progress)
-    check_source(src)
-    check_options(fmt, options)
-    return load(fmt.converter)(src, dst, options)  # type: ignore[no-any-return]
-
-
-def convert_planned(src: Path, dst: Path, options: ConvertOptions, *,
-                    progress: bool | None = None) -> ConvertReport:
-    """The Hugging Face route: plan (names, aliases, shards), then write and prove it."""
     return execute(plan_convert(src, dst, options), progress=progress)
 
 
-__all__ = ["INDEX_NAME", "ConvertReport", "convert", "convert_planned", "execute",
+__all__ = ["INDEX_NAME", "ConvertReport", "convert", "execute",
            "shard_metadata", "verify_shard", "write_shard"]

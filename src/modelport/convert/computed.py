@@ -12,6 +12,7 @@ from typing import Any
 from modelport._io.hashing import HashingWriter, sha256_file
 from modelport._io.st_header import build_header
 from modelport._types import FileRecord
+from modelport.convert.shards import ShardPlan
 from modelport.errors import VerificationError
 
 INDEX_NAME = "model.safetensors.index.json"
@@ -57,17 +58,14 @@ def verify_shard(path: Path, names: set[str], sha: str) -> None:
                                 hint="check the disk; nothing was kept")
 
 
-def write_shards(folder: Path, items: list[Any], entry: Callable[[Any], Entry],
-                 emit: Callable[[Any, HashingWriter], None], max_bytes: int, verify: bool
+def write_shards(folder: Path, shards: list[ShardPlan], entry: Callable[[Any], Entry],
+                 emit: Callable[[Any, HashingWriter], None], verify: bool
                  ) -> tuple[list[FileRecord], dict[str, str]]:
-    """Shard ``items`` (``entry(item)`` names and sizes each), write every shard with ``emit``
-    and prove it, then the index when there is more than one shard. Returns the file records
-    and the weight map."""
-    from modelport.convert.plan import shard
-
+    """Write every planned shard (``entry(item)`` names and sizes each item, ``emit`` writes
+    its bytes) and prove it, then the index when there is more than one shard. Returns the
+    file records and the weight map."""
     outputs: list[FileRecord] = []
     weight_map: dict[str, str] = {}
-    shards = shard(items, max_bytes, nbytes=lambda it: entry(it)[3])
     for sh in shards:
         entries = [entry(it) for it in sh.tensors]
         w = write_shard(folder / sh.filename, entries,
@@ -78,7 +76,7 @@ def write_shards(folder: Path, items: list[Any], entry: Callable[[Any], Entry],
                                   sha256=w.sha256, tensors=len(entries)))
         weight_map.update({e[0]: sh.filename for e in entries})
     if len(shards) > 1:
-        total = sum(entry(it)[3] for it in items)
+        total = sum(entry(it)[3] for sh in shards for it in sh.tensors)
         data = (json.dumps({"metadata": {"total_size": total},
                             "weight_map": dict(sorted(weight_map.items()))}, indent=2)
                 + "\n").encode()

@@ -1,24 +1,17 @@
-"""``convert`` for distributed checkpoints: every model tensor reassembled from its chunks,
-one at a time, written into safetensors shards while hashed, re-read and compared with a fresh
-reassembly; optimizer state and other entries listed as left out."""
+"""Distributed checkpoints (torch.distributed.checkpoint) opened for ``convert``: every model
+tensor reassembled from its chunks when the writer reaches it; optimizer state and other
+entries listed as left out."""
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from pathlib import Path
 
-from modelport._io.atomic import atomic_dir
-from modelport._io.hashcache import record as record_hashes
-from modelport._io.hashing import copy_hashed
-from modelport._io.paths import check_output
-from modelport._io.st_header import TORCH_TO_ST
-from modelport._types import FileRecord, SkippedItem, file_role
-from modelport.convert.checkpoint import ConvertReport, InputFile
-from modelport.convert.computed import tensor_bytes, write_shards
+from modelport._types import SkippedItem
 from modelport.convert.dcp import METADATA, DcpTensor, assemble, is_dcp, read_metadata
+from modelport.convert.opened import Opened, Produced
 from modelport.convert.options import ConvertOptions
-from modelport.convert.pickle_safe import element_size
+from modelport.convert.report import InputFile
 from modelport.errors import InputError
 
 TRAINER_SUBDIR = "pytorch_model_fsdp_0"  # the HF Trainer's FSDP checkpoint folder
@@ -70,14 +63,12 @@ def config_dir(src: Path, folder: Path) -> Path | None:
     return None
 
 
-def convert_dcp(src: Path, dst: Path, options: ConvertOptions) -> ConvertReport:
-    """Convert the distributed checkpoint in ``src`` (see :func:`dcp_folder`)."""
+def open_dcp(src: Path, options: ConvertOptions) -> Opened:
+    """Open the distributed checkpoint in ``src`` (see :func:`dcp_folder`) from its metadata."""
     from modelport.convert.framework_names import model_renaming
 
-    t0 = time.perf_counter()
     folder = dcp_folder(src)
     assert folder is not None
-    check_output(src, dst, overwrite=options.overwrite)
     tensors, other = read_metadata(folder)
     n_in = len(tensors)
     cfg_dir = config_dir(src, folder)
@@ -92,37 +83,18 @@ def convert_dcp(src: Path, dst: Path, options: ConvertOptions) -> ConvertReport:
     if cfg_dir is None:
         warnings.append("no config.json beside the checkpoint: add the model's config.json "
                         "to the output before deploying")
-    bad = [t.fqn for t in tensors if t.dtype not in TORCH_TO_ST]
-    if bad:
-        raise InputError(f"dtypes safetensors cannot hold: {', '.join(bad[:3])}", path=folder)
-    with atomic_dir(dst, overwrite=options.overwrite) as tmp:
-        outputs, tensor_map = write_shards(
-            tmp, tensors, lambda t: (t.fqn, TORCH_TO_ST[t.dtype], t.shape, t.nbytes),
-            lambda t, w: w.write(tensor_bytes(assemble(folder, t))), options.max_shard_size,
-            options.verify)
-        if options.copy_other_files and cfg_dir is not None:
-            for p in sorted(cfg_dir.iterdir()):
-                if p.is_file() and not p.name.startswith(".") and p.suffix not in (
-                        ".distcp", ".bin", ".pt", ".pth", ".safetensors") and p.name != METADATA:
-                    size, sha = copy_hashed(p, tmp / p.name)
-                    outputs.append(FileRecord(path=p.name, role=file_role(p.name), size=size,
-                                              sha256=sha))
-        record_hashes(tmp, {o.path: o.sha256 for o in outputs})
-    dtypes = Counter(t.dtype for t in tensors)
-    params = sum(t.nbytes // element_size(t.dtype) for t in tensors)
-    total = sum(t.nbytes for t in tensors)
-    dt = time.perf_counter() - t0
-    return ConvertReport(
-        src=str(src), dst=str(dst),
+    copies = [] if cfg_dir is None else [
+        p for p in sorted(cfg_dir.iterdir())
+        if p.is_file() and not p.name.startswith(".") and p.suffix not in (
+            ".distcp", ".bin", ".pt", ".pth", ".safetensors") and p.name != METADATA]
+    return Opened(
+        src=src, tensors_in=n_in, state_dict_key=key, renamed=renamed,
+        skipped_entries=skipped, warnings=warnings, copy_files=copies,
         inputs=[InputFile(path=str(p), format="dcp", size=p.stat().st_size)
                 for p in sorted(folder.glob("*.distcp"))],
-        state_dict_key=key, tensors_in=n_in, tensors_written=len(tensors), parameters=params,
-        total_bytes=total, dtypes=dict(dtypes), outputs=outputs, aliases={},
-        overlapping_views=[], tensor_map=tensor_map, renamed=renamed,
-        skipped_entries=skipped, skipped_files=[], warnings=warnings,
-        verified=options.verify, seconds=round(dt, 3),
-        verify_seconds=0.0)  # the proof runs shard by shard, inside the writing
+        tensors=[Produced(t.fqn, t.dtype, tuple(t.shape), t.nbytes,
+                          lambda t=t: assemble(folder, t)) for t in tensors])
 
 
-__all__ = ["config_dir", "convert_dcp", "dcp_folder"]
+__all__ = ["config_dir", "dcp_folder", "open_dcp"]
 

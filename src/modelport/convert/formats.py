@@ -27,35 +27,43 @@ _FLAGS = {"max_shard_size": "--max-shard-size", "state_dict_key": "--state-dict-
 
 @dataclass(frozen=True)
 class Format:
-    """One checkpoint format: how it is recognised and which route converts it."""
+    """One checkpoint format: how it is recognised and how it is opened."""
 
     name: str
     label: str
     detector: str | None  # "module:function": path -> the root it claims, or None
-    converter: str  # "module:function": (src, dst, ConvertOptions) -> ConvertReport
+    # "module:function": (src, ConvertOptions) -> convert.opened.Opened, the tensors computed
+    # one at a time; None: the Hugging Face reader (file regions, copied byte for byte)
+    opener: str | None
     options: frozenset[str]  # ConvertOptions fields this route applies, beyond _ALWAYS
-    planned: bool = False  # plan_convert (``--dry-run``, Spark) describes what it writes
+
+    @property
+    def regions(self) -> bool:
+        """Its tensors are regions of its files: s3:// sources and Spark split the work."""
+        return self.opener is None
 
 
 _M = "modelport.convert."
 REGISTRY: tuple[Format, ...] = (
     Format("dcp", "torch.distributed.checkpoint", _M + "dcp_convert:dcp_folder",
-           _M + "dcp_convert:convert_dcp",
+           _M + "dcp_convert:open_dcp",
            frozenset({"max_shard_size", "state_dict_key", "strip_prefix"})),
     Format("zero", "DeepSpeed ZeRO checkpoint", _M + "zero:zero_folder",
-           _M + "zero_convert:convert_zero",
+           _M + "zero_convert:open_zero",
            frozenset({"max_shard_size", "strip_prefix", "allow_globals", "zero_weights"})),
     Format("meta", "Meta's or Mistral's original layout (params.json)",
-           _M + "meta_llama:meta_root", _M + "meta_llama:convert_meta",
+           _M + "meta_llama:meta_root", _M + "meta_llama:open_meta",
            frozenset({"max_shard_size", "allow_globals", "rope_scaling_factor"})),
     Format("gguf", "GGUF (llama.cpp)", _M + "formats:gguf_file",
-           _M + "gguf_source:convert_gguf", frozenset({"max_shard_size"})),
+           _M + "gguf_source:open_gguf", frozenset({"max_shard_size"})),
     Format("llama2c", "llama2.c training checkpoint", _M + "llama2c:llama2c_file",
-           _M + "llama2c:convert_llama2c", frozenset({"max_shard_size", "allow_globals"})),
-    Format("hf", "Hugging Face weights (safetensors or pickles)", None,
-           _M + "checkpoint:convert_planned",
+           _M + "llama2c:open_llama2c", frozenset({"max_shard_size", "allow_globals"})),
+    Format("megatron", "Megatron-LM checkpoint (mp_rank_XX/model_optim_rng.pt)",
+           _M + "megatron:megatron_root", _M + "megatron:open_megatron",
+           frozenset({"max_shard_size", "allow_globals"})),
+    Format("hf", "Hugging Face weights (safetensors or pickles)", None, None,
            frozenset({"max_shard_size", "state_dict_key", "strip_prefix", "aliases",
-                      "allow_globals"}), planned=True),
+                      "allow_globals"})),
 )
 BY_NAME = {f.name: f for f in REGISTRY}
 
@@ -97,8 +105,8 @@ def options_help() -> str:
     for fmt in REGISTRY:
         flags = [_FLAGS[o] for o in sorted(fmt.options, key=order.index)]
         lines.append(f"  {fmt.name:5s} {' '.join(flags)}")
-    planned = ", ".join(f.name for f in REGISTRY if f.planned)
-    lines.append(f"--dry-run, s3:// sources and Spark plan: {planned}")
+    regions = ", ".join(f.name for f in REGISTRY if f.regions)
+    lines.append(f"--dry-run plans every format; s3:// sources and Spark take: {regions}")
     return "\n".join(lines)
 
 

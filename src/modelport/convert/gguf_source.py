@@ -13,20 +13,15 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from modelport._io.atomic import atomic_dir
-from modelport._io.hashing import sha256_file
-from modelport._io.paths import check_output
-from modelport._types import FileRecord, file_role
-from modelport.convert.checkpoint import ConvertReport, InputFile
-from modelport.convert.computed import tensor_bytes, write_shards
 from modelport.convert.gguf_vocab import field
 from modelport.convert.meta_llama import permute
+from modelport.convert.opened import Opened, Produced
 from modelport.convert.options import ConvertOptions
+from modelport.convert.report import InputFile
 from modelport.errors import (
     CheckpointError,
     InputError,
@@ -46,25 +41,19 @@ ERROR_BOUND = {"Q8_0": "about 0.4% of the block's max |w|", "Q4_0": "about 7%",
                "Q4_K": "about 7%", "Q5_K": "about 3%", "Q6_K": "about 1.6%"}
 
 
-def convert_gguf(src: str | Path, out: str | Path, options: ConvertOptions | None = None
-                 ) -> ConvertReport:
-    """Convert one llama-architecture ``.gguf`` file into safetensors + config.json."""
+def open_gguf(src: Path, options: ConvertOptions) -> Opened:
+    """Open one llama-architecture ``.gguf`` file (or the one of a folder) from its header."""
     try:
         import gguf
         import numpy as np
         import torch
     except ImportError as e:
         raise MissingDependencyError("gguf", "gguf") from e
-    o = options or ConvertOptions()
-    overwrite, verify = o.overwrite, o.verify
-    t0 = time.perf_counter()
-    src, out = Path(src), Path(out)
     from modelport.convert.formats import gguf_file
 
     src = gguf_file(src) or src  # a folder holding one .gguf: that file
     if not src.is_file():
         raise InputError("not a file", path=src)
-    check_output(src, out, overwrite=overwrite)
     try:
         r = gguf.GGUFReader(src)
     except Exception as e:  # the reader raises ValueError/struct errors on damaged files
@@ -131,30 +120,23 @@ def convert_gguf(src: str | Path, out: str | Path, options: ConvertOptions | Non
     }
     deq = sum(n for k, n in types.items() if k not in KEPT)
     bounds = sorted({ERROR_BOUND.get(k, "see llama.cpp") for k in types if k not in KEPT})
-    note = ("every weight is as stored (F32/F16/BF16)" if not deq else
+    stored = ", ".join(f"{n} {k}" for k, n in sorted(types.items()))
+    note = (f"every weight is as stored ({stored})" if not deq else
             f"{deq} tensor(s) dequantized to float32: not the original weights "
-            f"(error bound: {'; '.join(bounds)})")
-    with atomic_dir(out, overwrite=overwrite) as tmp:
-        outputs, tensor_map = write_shards(
-            tmp, list(range(len(entries))), lambda i: entries[i],
-            lambda i, w: w.write(tensor_bytes(value(i))), o.max_shard_size, verify)
-        written = {x.path for x in outputs}
+            f"(stored as {stored}; error bound: {'; '.join(bounds)})")
+
+    def side(tmp: Path) -> list[str]:
         (tmp / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
-        note += f"; {_vocabulary(r, tmp, src)}"
-        for f in sorted(tmp.iterdir()):
-            if f.is_file() and f.name not in written and not f.name.startswith("."):
-                outputs.append(FileRecord(path=f.name, role=file_role(f.name),
-                                          size=f.stat().st_size, sha256=sha256_file(f)))
-    return ConvertReport(
-        src=str(src), dst=str(out),
-        inputs=[InputFile(path=str(src), format="gguf", size=src.stat().st_size)],
-        state_dict_key=None, tensors_in=len(entries), tensors_written=len(entries),
-        parameters=sum(e[3] // {"F32": 4, "F16": 2, "BF16": 2}[e[1]] for e in entries),
-        total_bytes=sum(e[3] for e in entries), dtypes=types, outputs=outputs, aliases={},
-        overlapping_views=[], tensor_map=tensor_map,
+        return [f"GGUF: {note}; {_vocabulary(r, tmp, src)}"]
+
+    torch_names = {"F32": "float32", "F16": "float16", "BF16": "bfloat16"}
+    return Opened(
+        src=src, inputs=[InputFile(path=str(src), format="gguf", size=src.stat().st_size)],
+        tensors=[Produced(e[0], torch_names[e[1]], e[2], e[3], lambda i=i: value(i))
+                 for i, e in enumerate(entries)],
+        tensors_in=len(entries),
         renamed={t.name: e[0] for (t, _), e in zip(plan, entries, strict=True)},
-        skipped_entries=[], skipped_files=[], verified=verify, verify_seconds=0.0,
-        warnings=[f"GGUF: {note}"], seconds=round(time.perf_counter() - t0, 3))
+        side=side, side_files=["config.json"])
 
 
 def _vocabulary(r: Any, tmp: Path, src: Path) -> str:
@@ -187,4 +169,4 @@ def _vocabulary(r: Any, tmp: Path, src: Path) -> str:
             "difference(s)")
 
 
-__all__ = ["convert_gguf"]
+__all__ = ["open_gguf"]

@@ -14,7 +14,12 @@ from modelport._io.st_header import ST_DTYPES, read_header
 from modelport._io.urls import location
 from modelport._types import file_role, model_kind
 from modelport.convert.formats import detect
-from modelport.convert.inspect_formats import inspect_dcp, inspect_gguf, inspect_zero
+from modelport.convert.inspect_formats import (
+    inspect_dcp,
+    inspect_gguf,
+    inspect_opened,
+    inspect_zero,
+)
 from modelport.convert.inspect_records import (
     ConfigInfo,
     IndexInfo,
@@ -213,6 +218,9 @@ def inspect(path: str | Path, *, allow_globals: tuple[str, ...] = (),
         rels = [r for r in _walk_files(path) if not r.endswith(".gguf")] if path.is_dir() else []
         tok = [r for r in rels if file_role(r) == "tokenizer"]
         other = [r for r in rels if file_role(r) != "tokenizer"]
+    elif fmt.opener is not None and fmt.name not in ("dcp", "zero", "meta", "llama2c"):
+        kind = "file" if path.is_file() else "folder"  # the others have their own entries
+        weights.append(inspect_opened(path, fmt, root, problems))
     elif path.is_file():
         weights.append(_inspect_weight(path, path.name, names, problems, allow_globals))
         kind = "file"

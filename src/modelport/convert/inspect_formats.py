@@ -6,9 +6,36 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 from modelport.convert.inspect_records import Problem, WeightFile
 from modelport.errors import ModelportError
+
+
+def inspect_opened(path: Path, fmt: Any, root: Path, problems: list[Problem]) -> WeightFile:
+    """Any other computed format as one weight entry: what its opener says convert writes."""
+    from modelport.convert.formats import load
+    from modelport.convert.options import ConvertOptions
+
+    rel = root.relative_to(path).as_posix() if root.is_relative_to(path) and root != path \
+        else "."
+    wf = WeightFile(path=rel, format=fmt.label, size=0)
+    try:
+        op = load(fmt.opener)(path, ConvertOptions())
+    except ModelportError as e:
+        problems.append(Problem(severity="error", file=rel, message=e.message))
+        return wf
+    op.close()
+    wf.size = sum(i.size for i in op.inputs)
+    wf.tensors = len(op.tensors)
+    wf.tensor_bytes = sum(t.nbytes for t in op.tensors)
+    wf.parameters = sum(math.prod(t.shape) for t in op.tensors)
+    for t in op.tensors:
+        wf.dtypes[t.dtype] = wf.dtypes.get(t.dtype, 0) + 1
+    problems.append(Problem(severity="warning", file=rel, message=(
+        f"{fmt.label} in {len(op.inputs)} file(s): modelport convert writes safetensors, the "
+        f"Hugging Face names and {', '.join(op.side_files) or 'no config.json'}")))
+    return wf
 
 
 def inspect_dcp(path: Path, folder: Path, problems: list[Problem]) -> WeightFile:

@@ -17,8 +17,8 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from modelport.convert.checkpoint import ConvertReport
-from modelport.convert.meta_llama import MetaSource, convert_meta
+from modelport.convert.meta_llama import MetaSource, open_meta
+from modelport.convert.opened import Opened
 from modelport.convert.options import ConvertOptions
 from modelport.convert.torch_files import load_pickle_checkpoint
 from modelport.errors import CheckpointError, InputError
@@ -51,9 +51,8 @@ def llama2c_file(path: Path) -> Path | None:
     return path if _ARGS.search(data) and _MODEL.search(data) else None
 
 
-def convert_llama2c(src: str | Path, dst: str | Path, options: ConvertOptions) -> ConvertReport:
-    """Convert a llama2.c ``ckpt.pt`` (see the module docstring)."""
-    src = Path(src)
+def open_llama2c(src: Path, options: ConvertOptions) -> Opened:
+    """Open a llama2.c ``ckpt.pt`` as the Meta layout it holds (see the module docstring)."""
     file = llama2c_file(src)
     if file is None:
         raise InputError("not a llama2.c training checkpoint (model + model_args)", path=src)
@@ -71,7 +70,7 @@ def convert_llama2c(src: str | Path, dst: str | Path, options: ConvertOptions) -
     source = MetaSource(params=params, files=[file], state_dict_key="model",
                         strip_prefix=prefix, label="llama2.c checkpoint",
                         origin="the checkpoint's model_args")
-    return convert_meta(src, dst, options, source=source)
+    return open_meta(src, options, source=source)
 
 
-__all__ = ["convert_llama2c", "llama2c_file"]
+__all__ = ["llama2c_file", "open_llama2c"]

@@ -28,6 +28,7 @@ from modelport._io.paths import check_output
 from modelport._io.st_header import TORCH_TO_ST
 from modelport._types import FileRecord, Record, file_role
 from modelport.convert.computed import tensor_bytes, write_shards
+from modelport.convert.shards import shard
 from modelport.convert.sources import Reader, SourceSet, SourceTensor, open_source
 from modelport.errors import InputError, UnsupportedError
 
@@ -188,8 +189,9 @@ def merge(base: str | Path, adapter: str | Path, out: str | Path, *, overwrite: 
     try:
         with atomic_dir(out, overwrite=overwrite) as tmp:
             outputs, _ = write_shards(
-                tmp, src.tensors, lambda t: (t.name, TORCH_TO_ST[t.dtype], t.shape, t.nbytes),
-                lambda t, w: _emit(t, w, reader, lora), max_shard_size, verify)
+                tmp, shard(src.tensors, max_shard_size),
+                lambda t: (t.name, TORCH_TO_ST[t.dtype], t.shape, t.nbytes),
+                lambda t, w: _emit(t, w, reader, lora), verify)
             for rel in src.copy_files:
                 if rel in ("adapter_config.json", *ADAPTER_FILES):
                     continue

@@ -15,22 +15,15 @@ from __future__ import annotations
 
 import json
 import re
-import time
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from modelport._io import jsonio
-from modelport._io.atomic import atomic_dir
-from modelport._io.hashing import sha256_file
-from modelport._io.paths import check_output
-from modelport._io.st_header import TORCH_TO_ST
-from modelport._types import FileRecord, SkippedItem, file_role
-from modelport.convert.checkpoint import ConvertReport, InputFile
-from modelport.convert.computed import tensor_bytes, write_shards
+from modelport._types import SkippedItem
+from modelport.convert.opened import Opened, Produced
 from modelport.convert.options import ConvertOptions
-from modelport.convert.pickle_safe import element_size
+from modelport.convert.report import InputFile
 from modelport.convert.sources import Reader, SourceSet, open_source
 from modelport.errors import CheckpointError, InputError, UnsupportedError
 
@@ -128,19 +121,12 @@ class MetaSource:
     origin: str = "params.json"
 
 
-def convert_meta(src: str | Path, out: str | Path, options: ConvertOptions | None = None, *,
-                 rope_scaling_factor: float | None = None, source: MetaSource | None = None
-                 ) -> ConvertReport:
-    """Convert Meta's (or Mistral's) original checkpoint folder into a Hugging Face folder
-    (or the Meta layout that ``source`` describes)."""
-    o = options or ConvertOptions()
-    overwrite, verify, max_shard_size = o.overwrite, o.verify, o.max_shard_size
-    t0 = time.perf_counter()
-    src, out = Path(src), Path(out)
+def open_meta(src: Path, o: ConvertOptions, source: MetaSource | None = None) -> Opened:
+    """Open Meta's (or Mistral's) original checkpoint folder as the Hugging Face model it
+    holds (or the Meta layout that ``source`` describes), from params.json and the headers."""
     if source is None and not is_meta_layout(src):
         raise InputError("not a Meta layout folder (params.json + consolidated.NN.pth)",
                          path=src)
-    check_output(src, out, overwrite=overwrite)
     if source is None:
         source = MetaSource(params=_params(src), files=_ranks(src))
     params, files = source.params, source.files
@@ -223,48 +209,29 @@ def convert_meta(src: str | Path, out: str | Path, options: ConvertOptions | Non
             nbytes //= pick[1]
             shape = shape[::-1] if pick[2] else shape
         entries.append((hf, t0_.dtype, tuple(shape), nbytes, meta, split, heads, pick))
-    cfg = _config(params, entries, rope_scaling_factor or o.rope_scaling_factor, src, mistral)
-    outputs: list[FileRecord] = []
-    tok_note = None
-    try:
-        with atomic_dir(out, overwrite=overwrite) as tmp:
-            outputs, tensor_map = write_shards(
-                tmp, entries, lambda e: (e[0], TORCH_TO_ST[e[1]], e[2], e[3]),
-                lambda e, w: w.write(tensor_bytes(value(*e[4:]))), max_shard_size, verify)
-            written = {o.path for o in outputs}
-            (tmp / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
-            (tmp / "generation_config.json").write_text(json.dumps(
-                {"bos_token_id": cfg["bos_token_id"], "eos_token_id": cfg["eos_token_id"],
-                 "do_sample": True, "temperature": 0.6, "top_p": 0.9}, indent=2) + "\n")
-            tok_note = _tokenizer(src, tmp, params) if src.is_dir() else None
-            for p in sorted(tmp.rglob("*")):
-                rel = p.relative_to(tmp).as_posix()
-                if p.is_file() and not rel.startswith(".") and rel not in written:
-                    outputs.append(FileRecord(path=rel, role=file_role(rel),
-                                              size=p.stat().st_size, sha256=sha256_file(p)))
-    finally:
-        for r in readers:
-            r.close()
+    cfg = _config(params, entries, o.rope_scaling_factor, src, mistral)
+
+    def side(tmp: Path) -> list[str]:
+        (tmp / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
+        (tmp / "generation_config.json").write_text(json.dumps(
+            {"bos_token_id": cfg["bos_token_id"], "eos_token_id": cfg["eos_token_id"],
+             "do_sample": True, "temperature": 0.6, "top_p": 0.9}, indent=2) + "\n")
+        tok_note = _tokenizer(src, tmp, params) if src.is_dir() else None
+        return [f"tokenizer: {tok_note}"] if tok_note else []
+
     permuted = sum(1 for e in entries if e[6])
     experts = sum(1 for e in entries if ".experts." in e[0])
-    dtypes = Counter(e[1] for e in entries)
-    return ConvertReport(
-        src=str(src), dst=str(out),
-        inputs=[InputFile(path=str(p), format=source.label, size=p.stat().st_size)
-                for p in files],
-        state_dict_key=None, tensors_in=len(entries) + len(left_out),
-        tensors_written=len(entries),
-        parameters=sum(e[3] // element_size(e[1]) for e in entries),
-        total_bytes=sum(e[3] for e in entries), dtypes=dict(dtypes), outputs=outputs,
-        aliases={}, overlapping_views=[], tensor_map=tensor_map,
-        renamed={e[4]: e[0] for e in entries},
+    return Opened(
+        src=src, inputs=[InputFile(path=str(p), format=source.label, size=p.stat().st_size)
+                         for p in files],
+        tensors=[Produced(e[0], e[1], e[2], e[3], lambda e=e: value(*e[4:])) for e in entries],
+        tensors_in=len(entries) + len(left_out), renamed={e[4]: e[0] for e in entries},
         skipped_entries=[SkippedItem(name=x, reason="left out") for x in left_out],
-        skipped_files=[], verified=verify, verify_seconds=0.0,
         warnings=[f"Meta layout, {n} rank(s) merged; {permuted} q/k weights permuted to the "
                   f"Hugging Face rotary order; config.json from {source.origin}"
-                  + (f"; Mixtral: {experts} expert weights" if experts else "")]
-                 + ([f"tokenizer: {tok_note}"] if tok_note else []),
-        seconds=round(time.perf_counter() - t0, 3))
+                  + (f"; Mixtral: {experts} expert weights" if experts else "")],
+        side=side, side_files=["config.json", "generation_config.json"],
+        closers=[r.close for r in readers])
 
 
 def _config(p: dict[str, Any], entries: list[Any], factor: float | None, src: Path,
@@ -342,4 +309,4 @@ def _tokenizer(src: Path, tmp: Path, params: dict[str, Any]) -> str | None:
             "identical")
 
 
-__all__ = ["MetaSource", "convert_meta", "is_meta_layout", "meta_root", "permute"]
+__all__ = ["MetaSource", "is_meta_layout", "meta_root", "open_meta", "permute"]

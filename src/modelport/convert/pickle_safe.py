@@ -274,6 +274,10 @@ INERT_BY_DEFAULT = frozenset({
     "lightning.fabric.utilities.data.AttributeDict",
     "lightning_fabric.utilities.data.AttributeDict",
     "numpy.core.multiarray.scalar", "numpy._core.multiarray.scalar", "numpy.dtype",
+    # numpy arrays (a training run's RNG state) and byte buffers (Transformer Engine's
+    # extra state in Megatron checkpoints): data, kept as inert Records
+    "numpy.core.multiarray._reconstruct", "numpy._core.multiarray._reconstruct",
+    "numpy.ndarray", "_io.BytesIO",
     "pathlib.PosixPath", "pathlib.WindowsPath",
 })
 

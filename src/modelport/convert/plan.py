@@ -4,37 +4,29 @@ from __future__ import annotations
 
 import dataclasses
 from collections import defaultdict
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from modelport._io import jsonio
 from modelport._io.paths import check_output
 from modelport._io.st_header import TORCH_TO_ST
-from modelport.convert.formats import check_options, detect
+from modelport.convert.formats import check_options, detect, load
 from modelport.convert.options import ConvertOptions
+from modelport.convert.shards import ShardPlan, shard
 from modelport.convert.sources import SourceSet, SourceTensor, open_source
 from modelport.errors import InputError, UnsupportedError
 
-SINGLE_NAME = "model.safetensors"
-
-
-@dataclass
-class ShardPlan:
-    filename: str
-    tensors: list[SourceTensor]
-
-    @property
-    def nbytes(self) -> int:
-        return sum(t.nbytes for t in self.tensors)
-
+if TYPE_CHECKING:
+    from modelport.convert.opened import Opened
 
 @dataclass
 class ConvertPlan:
-    """What convert will write; built without reading tensor data."""
+    """What convert will write; built without reading tensor data. ``source`` holds the
+    Hugging Face reader's files (tensors copied from file regions), ``opened`` a computed
+    route's tensors (one of the two)."""
 
-    source: SourceSet
+    source: SourceSet | None
     dst: Path
     options: ConvertOptions
     shards: list[ShardPlan]
@@ -42,10 +34,49 @@ class ConvertPlan:
     overlapping: list[list[str]]  # share storage bytes without being aliases: written apart
     warnings: list[str] = field(default_factory=list)
     renamed: dict[str, str] = field(default_factory=dict)  # framework name -> model name
+    opened: Opened | None = None
 
     @property
     def total_bytes(self) -> int:
         return sum(s.nbytes for s in self.shards)
+
+    @property
+    def side_files(self) -> list[str]:
+        """The other files the output gets: copied, or written from the source's metadata."""
+        if self.source is not None:
+            return list(self.source.copy_files) if self.options.copy_other_files else []
+        op = self.opened
+        assert op is not None
+        copied = [p.name for p in op.copy_files] if self.options.copy_other_files else []
+        return copied + op.side_files
+
+    @property
+    def skipped(self) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+        """(entries, files) left out, each as (name, reason)."""
+        held = self.source if self.source is not None else self.opened
+        assert held is not None
+        return ([(x.name, x.reason) for x in held.skipped_entries],
+                [(x.name, x.reason) for x in held.skipped_files])
+
+    def close(self) -> None:
+        """Release what the computed route holds open (the HF route opens at write time)."""
+        if self.opened is not None:
+            self.opened.close()
+
+    def regions(self, what: str) -> SourceSet:
+        """The file-region source, for work split by byte ranges (``what``: who asks).
+
+        Raises:
+            UnsupportedError: a computed route, named.
+        """
+        if self.source is None:
+            self.close()
+            raise UnsupportedError(
+                f"this format's tensors are computed one at a time (reassembled, permuted or "
+                f"dequantized), which {what} does not split",
+                path=self.opened.src if self.opened is not None else self.dst,
+                hint="convert it to a local folder first: modelport convert SRC DST")
+        return self.source
 
 
 def check_source(src: Path, *, adapter_hint: str | None = None) -> None:
@@ -106,25 +137,6 @@ def find_aliases(tensors: list[SourceTensor]) -> tuple[dict[str, str], list[list
     return aliases, overlapping
 
 
-def shard(tensors: list[Any], max_bytes: int,
-          nbytes: Callable[[Any], int] = lambda t: t.nbytes) -> list[ShardPlan]:
-    """Greedy, in source order; a tensor larger than ``max_bytes`` gets a shard of its own.
-    ``tensors`` are anything ``nbytes`` sizes (source tensors by default)."""
-    groups: list[list[Any]] = [[]]
-    size = 0
-    for t in tensors:
-        if groups[-1] and size + nbytes(t) > max_bytes:
-            groups.append([])
-            size = 0
-        groups[-1].append(t)
-        size += nbytes(t)
-    n = len(groups)
-    if n == 1:
-        return [ShardPlan(SINGLE_NAME, groups[0])]
-    return [ShardPlan(f"model-{i + 1:05d}-of-{n:05d}.safetensors", g)
-            for i, g in enumerate(groups)]
-
-
 def plan_convert(
     src: str | Path, dst: str | Path, options: ConvertOptions | None = None
 ) -> ConvertPlan:
@@ -139,13 +151,17 @@ def plan_convert(
     src, dst = Path(src), Path(dst)
     check_source(src)
     fmt, _ = detect(src)
-    if not fmt.planned:  # its route computes its tensors: not (yet) a plan of this kind
-        raise UnsupportedError(
-            f"a {fmt.label} is converted by its own route, which --dry-run, s3:// sources and "
-            "Spark's convert_distributed do not plan yet", path=src,
-            hint="run modelport convert SRC DST on a local copy")
     check_options(fmt, options)
     check_output(src, dst, overwrite=options.overwrite)
+    if fmt.opener is not None:  # a computed route: its opener says what it will write
+        op: Opened = load(fmt.opener)(src, options)
+        try:
+            op.check_dtypes()
+        except BaseException:
+            op.close()
+            raise
+        return ConvertPlan(None, dst, options, shard(op.tensors, options.max_shard_size),
+                           op.aliases, [], list(op.warnings), op.renamed, opened=op)
     source = open_source(src, state_dict_key=options.state_dict_key,
                          strip_prefix=options.strip_prefix, allow_globals=options.allow_globals)
     from modelport.convert.framework_names import model_renaming

@@ -12,9 +12,10 @@ from typing import Any
 from modelport._types import FileRecord
 from modelport.convert.checkpoint import ConvertReport, execute
 from modelport.convert.options import ConvertOptions
-from modelport.convert.plan import ShardPlan, plan_convert
+from modelport.convert.plan import plan_convert
 from modelport.convert.remote import RemoteMirror
 from modelport.convert.remote_dest import S3Destination
+from modelport.convert.shards import ShardPlan
 from modelport.errors import InputError
 
 
@@ -37,12 +38,13 @@ def convert_remote(src: str | Path, dst: str | Path, options: ConvertOptions, *,
     try:
         root = mirror.root if mirror else Path(src)
         plan = plan_convert(root, local_dst, options)
+        source = plan.regions("convert to or from object storage")
         peak = [mirror.scratch_bytes() if mirror else 0]
         fetched: dict[str, dict[str, list[tuple[int, int]]]] = {}  # shard -> its byte ranges
 
         def before(shard: ShardPlan) -> None:
             if mirror:
-                fetched[shard.filename] = mirror.fetch_tensors(plan.source, shard.tensors)
+                fetched[shard.filename] = mirror.fetch_tensors(source, shard.tensors)
                 peak[0] = max(peak[0], mirror.scratch_bytes())
 
         def after(shard: ShardPlan, path: Path, rec: FileRecord) -> None:

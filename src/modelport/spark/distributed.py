@@ -92,8 +92,8 @@ def write_planned_shard(src: str, out: str, spec: dict[str, Any], conv: dict[str
             raise InputError("the source changed since the driver planned it", path=src,
                              hint="run the job again on an unchanging source")
         if mirror is not None:  # this shard's tensor bytes only, with ranged GETs
-            mirror.fetch_tensors(plan.source, shard.tensors)
-        reader = Reader(plan.source.files)
+            mirror.fetch_tensors(plan.regions("Spark"), shard.tensors)
+        reader = Reader(plan.regions("Spark").files)
         status = "written"
         try:
             if remote:
@@ -180,6 +180,7 @@ def convert_distributed(spark: Any, src: str | Path, out: str, options: ConvertO
                 raise InputError("exists and is not empty", path=dst,
                                  hint="choose a new folder, or pass overwrite=True")
             plan = plan_convert(mirror.root if mirror else src, Path(tmp) / "plan", o)
+            plan.regions("Spark's convert_distributed")
         specs = _planned(plan)
         if not remote:
             Path(out).mkdir(parents=True, exist_ok=True)
@@ -207,8 +208,8 @@ def convert_distributed(spark: Any, src: str | Path, out: str, options: ConvertO
 def _driver_files(plan: ConvertPlan, out: str, store: dict[str, Any],
                   shards: list[ShardResult]) -> list[FileRecord]:
     """config, tokenizer and other small files, then the index last."""
-    root = plan.source.root
-    rels = list(plan.source.copy_files) if root is not None else []
+    root = plan.regions("Spark").root
+    rels = list(plan.regions("Spark").copy_files) if root is not None else []
     index = None
     if len(shards) > 1:
         weight_map = {t.name: s.filename for s in plan.shards for t in s.tensors}

@@ -1,0 +1,42 @@
+"""How a model's tensors are split into safetensors shards and what the shards are called:
+one decision, for every route, the dry-run and Spark."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+SINGLE_NAME = "model.safetensors"
+
+
+@dataclass
+class ShardPlan:
+    filename: str
+    tensors: list[Any]  # anything with .name and .nbytes
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.nbytes for t in self.tensors)
+
+
+def shard(tensors: list[Any], max_bytes: int,
+          nbytes: Callable[[Any], int] = lambda t: t.nbytes) -> list[ShardPlan]:
+    """Greedy, in source order; a tensor larger than ``max_bytes`` gets a shard of its own.
+    ``tensors`` are anything ``nbytes`` sizes (source tensors by default)."""
+    groups: list[list[Any]] = [[]]
+    size = 0
+    for t in tensors:
+        if groups[-1] and size + nbytes(t) > max_bytes:
+            groups.append([])
+            size = 0
+        groups[-1].append(t)
+        size += nbytes(t)
+    n = len(groups)
+    if n == 1:
+        return [ShardPlan(SINGLE_NAME, groups[0])]
+    return [ShardPlan(f"model-{i + 1:05d}-of-{n:05d}.safetensors", g)
+            for i, g in enumerate(groups)]
+
+
+__all__ = ["SINGLE_NAME", "ShardPlan", "shard"]

@@ -113,8 +113,8 @@ def check_data(src: Any, target: str = "databricks", **kwargs: Any) -> Any:
 
 def tokenizer(folder: Any, out: Any = None, options: Any = None, **kwargs: Any) -> Any:
     """Synthesize tokenizer.json with a parity proof. See
-    :func:`modelport.convert.tokenizer.tokenizer`."""
-    from modelport.convert.tokenizer import tokenizer as _tokenizer
+    :func:`modelport.tok.tokenizer`."""
+    from modelport.tok.verb import tokenizer as _tokenizer
 
     return _tokenizer(folder, out, options, **kwargs)
 

@@ -167,7 +167,7 @@ def _spm_ids(model: Path, lines: list[str], bos: int = 1) -> list[list[int]]:
 
 
 def _lines() -> list[str]:
-    from modelport.convert._tok_corpus import corpus
+    from modelport.tok.corpus import corpus
 
     return corpus([])
 

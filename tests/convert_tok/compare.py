@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from modelport.convert.tok import run
-from modelport.convert.tok.classes import resolve
-from modelport.convert.tok.source import Source
+from modelport.tok import run
+from modelport.tok.classes import resolve
+from modelport.tok.source import Source
 from tests.convert_tok.oracle_client import ask
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from modelport.convert.tokenizer import tokenizer
 from modelport.errors import AmbiguousTokenizerError, UnsupportedError
+from modelport.tok.verb import tokenizer
 from tests.conftest import REAL, real_path
 from tests.convert_tok.cases import BARE, PINNED, REFUSED, TIKTOKEN, real_cases
 from tests.convert_tok.compare import Case, Row, run_case
@@ -63,7 +63,7 @@ def test_candidates_that_write_the_same_files_are_no_guess(tmp_path: Path, name:
     assert rep.candidates == list(SAME_FILES[name]) and "write the same files" in rep.class_source
     from tokenizers import Tokenizer
 
-    from modelport.convert._tok_corpus import corpus
+    from modelport.tok.corpus import corpus
     from tests.convert_tok.oracle_client import ask
 
     texts = corpus([])

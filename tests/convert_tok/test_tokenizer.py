@@ -13,8 +13,8 @@ from click.testing import CliRunner
 
 import modelport
 from modelport.cli.main import cli
-from modelport.convert.tokenizer import TokenizerParityError
 from modelport.errors import AmbiguousTokenizerError, InputError, UnsupportedError
+from modelport.tok.verb import TokenizerParityError
 from tests.conftest import real_path
 from tests.integration.test_real_minilm import minilm_dir
 
@@ -130,7 +130,7 @@ def test_trained_wordpiece(tmp_path: Path, training_text: Path) -> None:
 def test_real_minilm_vocab_matches_its_authors_tokenizer_json(tmp_path: Path) -> None:
     from tokenizers import Tokenizer
 
-    from modelport.convert._tok_corpus import corpus
+    from modelport.tok.corpus import corpus
 
     src = minilm_dir()
     d = tmp_path / "m"
@@ -166,8 +166,8 @@ def test_mismatch_is_an_error_and_writes_nothing(tmp_path: Path, training_text: 
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     from tokenizers import ByteLevelBPETokenizer, Tokenizer
 
-    from modelport.convert import _tok_reference as ref
-    from modelport.convert.tok import bpe
+    from modelport.tok import bpe
+    from modelport.tok import reference as ref
 
     d = tmp_path / "bpe"
     d.mkdir()

@@ -73,7 +73,7 @@ def tekken(folder: Path, text: Path, n_special: int = 20) -> Path:
     """A tekken.json: 256 byte ranks, then the merges a byte-level BPE trainer learned."""
     from tokenizers import ByteLevelBPETokenizer
 
-    from modelport.convert._tok_reference import bytes_to_unicode
+    from modelport.tok.reference import bytes_to_unicode
 
     folder.mkdir(parents=True)
     t = ByteLevelBPETokenizer()

@@ -1,5 +1,5 @@
 """One direction between rooms: a room imports only the rooms below it, never the package
-root's API. (``convert`` < ``quantize``, ``package`` < ``pipeline`` < ``cli``, ``spark``;
+root's API. (``tok`` < ``convert`` < ``quantize``, ``package`` < ``pipeline`` < ``cli``, ``spark``;
 ``quantize`` and ``package`` are side by side and do not import each other: the pipeline
 passes quantize the target's rules; ``cli`` and ``spark`` neither.)"""
 
@@ -9,8 +9,8 @@ import ast
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "modelport"
-BASE = {"_io", "_types", "errors", "_version", "_quiet", "_verb"}
-RANK = {"convert": 1, "quantize": 2, "package": 2, "pipeline": 3, "cli": 4, "spark": 4}
+BASE = {"_io", "_types", "errors", "_version", "_quiet", "_verb", "_trust"}
+RANK = {"tok": 1, "convert": 2, "quantize": 3, "package": 3, "pipeline": 4, "cli": 5, "spark": 5}
 
 
 def _room(module: str) -> str | None:

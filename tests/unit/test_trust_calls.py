@@ -29,7 +29,7 @@ def test_the_scan_sees_the_loaders() -> None:
     """The scan is not vacuous: it finds the loaders modelport is known to call."""
     where = {f for f, _, _ in _calls()}
     assert {"convert/architectures.py", "quantize/verify.py", "quantize/engine.py",
-            "package/mlflow_log.py", "convert/tok/run.py", "quantize/run.py"} <= where
+            "package/mlflow_log.py", "tok/run.py", "quantize/run.py"} <= where
 
 
 def test_every_loader_says_trust_remote_code() -> None:

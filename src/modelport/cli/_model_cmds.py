@@ -238,7 +238,7 @@ def tokenizer_cmd(folder: Path, out: Path | None, family: str | None, accept_gue
                   corpus: Path | None, check: bool, accept_mismatch: bool, overwrite: bool,
                   as_json: bool, quiet: bool, debug: bool) -> None:
     """Write tokenizer.json from slow tokenizer files, proven against the tokenizer class."""
-    from modelport.convert.tokenizer import TokenizerOptions, tokenizer
+    from modelport.tok.verb import TokenizerOptions, tokenizer
 
     rep = tokenizer(folder, out, TokenizerOptions(
         family=family, accept_guess=accept_guess, corpus=corpus, check=check,

@@ -15,8 +15,8 @@ from typing import Any
 
 from modelport._io import jsonio
 from modelport._io.st_header import read_header
+from modelport._trust import guard
 from modelport._types import Record
-from modelport.convert.trust import guard
 from modelport.errors import InputError
 
 _NO_CODE_HINT = "add \"architectures\" naming a class transformers ships to config.json"

@@ -147,7 +147,7 @@ def _vocabulary(r: Any, tmp: Path, src: Path) -> str:
         write_spm_files,
         write_tiktoken_files,
     )
-    from modelport.convert.tokenizer import tokenizer
+    from modelport.tok.verb import tokenizer
 
     kind = gguf_vocab_type(r)
     if kind is None:

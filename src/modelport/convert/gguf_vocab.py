@@ -50,7 +50,7 @@ def gguf_vocab_type(r: Any) -> str | None:
 
 def _byte_decoder() -> dict[str, int]:
     """GPT-2's printable stand-ins for bytes, inverted (``Ġ`` -> 0x20, ...)."""
-    from modelport.convert._tok_reference import bytes_to_unicode
+    from modelport.tok.reference import bytes_to_unicode
 
     return {c: b for b, c in bytes_to_unicode().items()}
 
@@ -60,7 +60,7 @@ def write_tiktoken_files(r: Any, folder: Path, src: Path) -> str:
     ``gpt2`` vocabulary; returns the family (``llama3`` or ``llama3.1``)."""
     import base64
 
-    from modelport.convert.tok.tiktoken_ import llama3_specials
+    from modelport.tok.tiktoken_ import llama3_specials
 
     pre = field(r, "tokenizer.ggml.pre")
     if pre != "llama-bpe":

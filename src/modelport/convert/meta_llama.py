@@ -287,7 +287,7 @@ def _tokenizer(src: Path, tmp: Path, params: dict[str, Any]) -> str | None:
     before), through ``modelport tokenizer`` and its parity proof."""
     import shutil
 
-    from modelport.convert.tokenizer import tokenizer
+    from modelport.tok.verb import tokenizer
 
     if (src / "tekken.json").is_file():  # Mistral: self-describing
         shutil.copy2(src / "tekken.json", tmp / "tekken.json")

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from modelport._io import jsonio
+from modelport._trust import guard
 from modelport._types import Record
-from modelport.convert.trust import guard
 from modelport.errors import InputError, MissingDependencyError, RemoteCodeError
 
 Task = Literal["llm/v1/chat", "llm/v1/completions", "llm/v1/embeddings"]

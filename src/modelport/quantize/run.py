@@ -22,9 +22,9 @@ from modelport._io import hashcache, jsonio
 from modelport._io.atomic import atomic_dir, write_bytes_atomic
 from modelport._io.hashing import sha256_file
 from modelport._io.paths import check_output
+from modelport._trust import guard
 from modelport._types import MANIFEST, FileRecord, Record, file_role
 from modelport._version import __version__
-from modelport.convert.trust import guard
 from modelport.errors import (
     CheckpointError,
     InputError,

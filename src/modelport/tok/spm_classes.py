@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from modelport.convert.tok.classes import Resolved
-from modelport.convert.tok.slow import Template
-from modelport.convert.tok.source import Added, Source
 from modelport.errors import UnsupportedError
+from modelport.tok.classes import Resolved
+from modelport.tok.slow import Template
+from modelport.tok.source import Added, Source
 
 NORMAL, UNKNOWN, CONTROL, USER, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
 # Python's str.split() whitespace (ALBERT/XLNet remove_space), as a regex class

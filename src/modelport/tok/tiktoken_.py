@@ -15,11 +15,11 @@ import binascii
 from pathlib import Path
 from typing import Any
 
-from modelport.convert import _tok_reference as algo
-from modelport.convert.tok.classes import Resolved
-from modelport.convert.tok.slow import SlowRef, Template, assign_ids, finish
-from modelport.convert.tok.source import Added, Source, read_json
 from modelport.errors import InputError, MissingDependencyError, UnsupportedError
+from modelport.tok import reference as algo
+from modelport.tok.classes import Resolved
+from modelport.tok.slow import SlowRef, Template, assign_ids, finish
+from modelport.tok.source import Added, Source, read_json
 
 LLAMA3_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}|"
                   r" ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from modelport.convert import _tok_reference as algo
-from modelport.convert.tok.classes import Resolved
-from modelport.convert.tok.slow import SlowRef, Template, assign_ids, finish
-from modelport.convert.tok.source import Source
 from modelport.errors import InputError
+from modelport.tok import reference as algo
+from modelport.tok.classes import Resolved
+from modelport.tok.slow import SlowRef, Template, assign_ids, finish
+from modelport.tok.source import Source
 
 
 def _lowercase(src: Source, tokens: list[str], res: Resolved) -> tuple[bool, str]:

@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from modelport.convert.tok.source import Source
 from modelport.errors import AmbiguousTokenizerError, InputError, UnsupportedError
+from modelport.tok.source import Source
 
 Kind = Literal["sentencepiece", "bpe", "wordpiece", "tiktoken"]
 
@@ -131,7 +131,7 @@ def _evidence(src: Source) -> tuple[list[str], str]:
         raise InputError("vocab.json without merges.txt", path=src.folder,
                          hint="BPE needs both files")
     if src.has("vocab.json", "merges.txt"):
-        from modelport.convert.tok.source import read_json
+        from modelport.tok.source import read_json
 
         vocab = read_json(src.folder / "vocab.json")
         head = [t for t, _ in sorted(vocab.items(), key=lambda x: x[1]

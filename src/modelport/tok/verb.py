@@ -1,14 +1,14 @@
-"""``tokenizer``: the verb's entry point (the work is in ``modelport.convert.tok``)."""
+"""``tokenizer``: the verb's entry point (the work is in ``run`` and the builders)."""
 
-from modelport.convert.tok.run import (
+from modelport.errors import AmbiguousTokenizerError, TokenizerParityError
+from modelport.tok.run import (
     Mismatch,
     ParityResult,
     TokenizerOptions,
     TokenizerReport,
     tokenizer,
 )
-from modelport.convert.tok.source import SPM_FILES
-from modelport.errors import AmbiguousTokenizerError, TokenizerParityError
+from modelport.tok.source import SPM_FILES
 
 __all__ = ["SPM_FILES", "AmbiguousTokenizerError", "Mismatch", "ParityResult",
            "TokenizerOptions", "TokenizerParityError", "TokenizerReport", "tokenizer"]

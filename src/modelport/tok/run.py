@@ -21,17 +21,17 @@ from modelport._io import jsonio
 from modelport._io.atomic import atomic_dir, write_bytes_atomic
 from modelport._io.paths import check_output
 from modelport._types import Record
-from modelport.convert._tok_corpus import corpus as builtin_corpus
-from modelport.convert.tok import bpe, spm, tiktoken_, wordpiece
-from modelport.convert.tok.classes import CLASSES, Resolved, resolve
-from modelport.convert.tok.slow import SlowRef
-from modelport.convert.tok.source import DECODE_FLAGS, Source
 from modelport.errors import (
     AmbiguousTokenizerError,
     InputError,
     OutputExistsError,
     TokenizerParityError,
 )
+from modelport.tok import bpe, spm, tiktoken_, wordpiece
+from modelport.tok.classes import CLASSES, Resolved, resolve
+from modelport.tok.corpus import corpus as builtin_corpus
+from modelport.tok.slow import SlowRef
+from modelport.tok.source import DECODE_FLAGS, Source
 
 
 class TokenizerOptions(BaseModel):
@@ -170,7 +170,7 @@ def _transformers_parity(data: bytes, tc_bytes: bytes, tok: Any, texts: list[str
 
     from transformers import AutoTokenizer
 
-    from modelport.convert.trust import guard
+    from modelport._trust import guard
 
     with tempfile.TemporaryDirectory(prefix="modelport-tok-") as d:
         Path(d, "tokenizer.json").write_bytes(data)

@@ -18,8 +18,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from modelport.convert.tok.source import Added
 from modelport.errors import InputError
+from modelport.tok.source import Added
 
 SPIECE = "▁"
 

@@ -14,11 +14,11 @@ import re
 from pathlib import Path
 from typing import Any
 
-from modelport.convert.tok.classes import Resolved
-from modelport.convert.tok.slow import SPIECE, SlowRef, assign_ids, finish
-from modelport.convert.tok.source import Source
-from modelport.convert.tok.spm_classes import BYTE, CONTROL, NORMAL, UNKNOWN, USER, plan_for
 from modelport.errors import InputError, MissingDependencyError, UnsupportedError
+from modelport.tok.classes import Resolved
+from modelport.tok.slow import SPIECE, SlowRef, assign_ids, finish
+from modelport.tok.source import Source
+from modelport.tok.spm_classes import BYTE, CONTROL, NORMAL, UNKNOWN, USER, plan_for
 
 
 def load_proto(path: Path) -> tuple[Any, Any]:

@@ -6,11 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from modelport.convert import _tok_reference as algo
-from modelport.convert.tok.classes import Resolved
-from modelport.convert.tok.slow import SlowRef, Template, assign_ids, finish
-from modelport.convert.tok.source import Added, Source, read_json
 from modelport.errors import InputError
+from modelport.tok import reference as algo
+from modelport.tok.classes import Resolved
+from modelport.tok.slow import SlowRef, Template, assign_ids, finish
+from modelport.tok.source import Added, Source, read_json
 
 # Llama 3 / tiktoken cl100k-style pattern is in tiktoken_.py; these are the BPE classes' own
 GPT2_PATTERN = algo.GPT2_PATTERN

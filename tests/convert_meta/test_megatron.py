@@ -221,11 +221,3 @@ def test_what_a_megatron_checkpoint_cannot_be_is_refused(tmp_path: Path) -> None
     with pytest.raises(UnsupportedError, match="pipeline-parallel"):
         modelport.convert(tmp_path / "pp" / "iter_0000001", tmp_path / "o3", progress=False)
     assert not any((tmp_path / f"o{i}").exists() for i in (1, 2, 3))
-
-
-def test_object_storage_refuses_a_computed_format_before_any_request(tmp_path: Path) -> None:
-    run = write_megatron(_llama(), tmp_path / "run", 1)
-    with pytest.raises(UnsupportedError, match="convert it to a local folder first") as e:
-        modelport.convert(run, "s3://bucket/x", progress=False,  # nothing listens on port 1
-                          store={"endpoint_url": "http://127.0.0.1:1"})
-    assert e.value.path == str(run) and "computed one at a time" in e.value.message

@@ -278,3 +278,28 @@ def test_reads_survive_connections_reset_mid_body(tmp_path: Path, s3: LocalS3,
     assert proxy.done == 3  # the resets landed, mid-body
     assert [o.sha256 for o in rep.outputs] == [o.sha256 for o in local.outputs]
     assert rep.remote_requests is not None and rep.remote_requests >= 3
+
+
+def test_a_computed_format_goes_to_a_bucket_but_is_not_read_from_one(
+        tmp_path: Path, s3: LocalS3, store: dict[str, Any]) -> None:
+    """A Megatron checkpoint (tensors computed from 2 ranks) converts into a bucket shard by
+    shard, the objects the bytes of a local convert; read from a bucket it is refused in one
+    line (its tensors are not byte ranges of its files)."""
+    from modelport.errors import UnsupportedError
+    from tests.convert_meta.test_megatron import _llama, write_megatron
+
+    run = write_megatron(_llama(), tmp_path / "run", 2)
+    local = modelport.convert(run, tmp_path / "local", max_shard_size="100KB", progress=False)
+    rep = modelport.convert(run, "s3://models/remote/mg-out", max_shard_size="100KB",
+                            progress=False, store=store)
+    assert [o.path for o in rep.outputs] == [o.path for o in local.outputs]
+    c = _client(s3)
+    assert sum(o.role == "weights" for o in local.outputs) > 1
+    for o in local.outputs:
+        body = c.get_object(Bucket="models", Key=f"remote/mg-out/{o.path}")["Body"].read()
+        assert body == (tmp_path / "local" / o.path).read_bytes(), o.path
+    _upload(s3, run, "remote/mg-src")
+    with pytest.raises(UnsupportedError, match="reading from object storage does not split"):
+        modelport.convert("s3://models/remote/mg-src", tmp_path / "x", progress=False,
+                          store=store)
+    assert not (tmp_path / "x").exists()

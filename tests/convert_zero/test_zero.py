@@ -95,6 +95,12 @@ def test_identical_to_zero_to_fp32(case: str, ckpts: dict[str, Path], tmp_path: 
     assert any(s.name.startswith("optimizer state") for s in rep.skipped_entries)
     assert {s.name for s in rep.skipped_files} >= {"latest", "zero_to_fp32.py"}
     assert len(list((tmp_path / "out").glob("*.safetensors"))) > 1  # sharded
+    # the dry-run plan is what convert wrote: the same shards, each with the same tensors
+    plan = modelport.plan_convert(src, tmp_path / "dry", modelport.ConvertOptions(
+        max_shard_size=40_000))
+    plan.close()
+    assert [(s.filename, len(s.tensors)) for s in plan.shards] == [
+        (o.path, o.tensors) for o in rep.outputs if o.role == "weights"]
     # identical logits: transformers loads our folder; the anchor's state dict goes into a
     # model built from the same config
     mine = AutoModelForCausalLM.from_pretrained(tmp_path / "out", dtype=torch.float32).eval()

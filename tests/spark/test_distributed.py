@@ -171,3 +171,22 @@ def test_a_broken_source_fails_on_the_driver(spark, src: Path, tmp_path: Path) -
     with pytest.raises(CheckpointError, match="00002-of-00003"):
         convert_distributed(spark, bad, str(tmp_path / "o"), max_shard_size=SHARD)
     assert not (tmp_path / "o").exists()
+
+
+def test_a_computed_format_is_distributed_shard_by_shard(spark, tmp_path: Path) -> None:
+    """A Megatron checkpoint on 2 ranks: each task opens it, computes its shard's tensors and
+    proves them (a task killed after writing is retried); the driver writes config.json and
+    the index; the folder has the bytes of a local convert."""
+    from tests.convert_meta.test_megatron import _llama, write_megatron
+
+    run = write_megatron(_llama(), tmp_path / "run", 2)
+    local = tmp_path / "local"
+    modelport.convert(run, local, max_shard_size="100KB", progress=False)
+    out = tmp_path / "dist"
+    rep = convert_distributed(spark, str(run), str(out), max_shard_size="100KB",
+                              _after_write=_die_once)
+    names = sorted(p.name for p in local.iterdir() if not p.name.startswith("."))
+    assert len(rep.shards) > 2 and sorted(p.name for p in out.iterdir()) == names
+    assert [s.attempt for s in rep.shards if s.partition == 1] == [1]
+    for name in names:
+        assert (out / name).read_bytes() == (local / name).read_bytes(), name

@@ -20,7 +20,7 @@ from modelport._types import FileRecord, SkippedItem, file_role
 from modelport.convert.options import ConvertOptions
 from modelport.convert.plan import ConvertPlan, plan_convert
 from modelport.convert.report import ConvertReport, InputFile
-from modelport.convert.shards import ShardPlan
+from modelport.convert.shards import ShardPlan, shard_metadata
 from modelport.convert.sources import Reader, SourceTensor
 from modelport.errors import CheckpointError, ModelportError, VerificationError
 
@@ -44,15 +44,6 @@ def _equal(a: memoryview, b: memoryview) -> bool:
         if not np.array_equal(x, y):
             return False
     return True
-
-
-def shard_metadata(shard: ShardPlan, aliases: dict[str, str]) -> dict[str, str]:
-    """``format: pt`` plus, as safetensors' own save_model does, ``dropped name -> kept name``
-    for each alias whose kept tensor is in this shard."""
-    names = {t.name for t in shard.tensors}
-    meta = {"format": "pt"}
-    meta.update({d: k for d, k in aliases.items() if k in names and d != "format"})
-    return meta
 
 
 def write_shard(path: Path, shard: ShardPlan, reader: Reader, progress: object,
@@ -137,7 +128,7 @@ def execute(plan: ConvertPlan, *, progress: bool | None = None,
         from modelport.convert.opened import write_opened
 
         try:
-            return write_opened(plan.opened, plan.shards, plan.dst, plan.options)
+            return write_opened(plan.opened, plan.shards, plan.dst, plan.options, after_shard)
         finally:
             plan.close()
     t0 = time.perf_counter()

@@ -12,7 +12,7 @@ from typing import Any
 from modelport._io.hashing import HashingWriter, sha256_file
 from modelport._io.st_header import build_header
 from modelport._types import FileRecord
-from modelport.convert.shards import ShardPlan
+from modelport.convert.shards import ShardPlan, shard_metadata
 from modelport.errors import VerificationError
 
 INDEX_NAME = "model.safetensors.index.json"
@@ -27,11 +27,11 @@ def tensor_bytes(t: Any) -> Any:
     return t.contiguous().reshape(-1).view(torch.uint8).numpy()
 
 
-def write_shard(path: Path, entries: list[Entry], emit: Callable[[int, HashingWriter], None]
-                ) -> HashingWriter:
+def write_shard(path: Path, entries: list[Entry], emit: Callable[[int, HashingWriter], None],
+                metadata: dict[str, str] | None = None) -> HashingWriter:
     """Write ``entries`` to the new file ``path``; ``emit(i, writer)`` writes entry i's bytes.
     Removes the file on any error."""
-    header, _ = build_header(entries, {"format": "pt"})
+    header, _ = build_header(entries, metadata or {"format": "pt"})
     w = HashingWriter(path)
     try:
         w.write(header)
@@ -58,32 +58,50 @@ def verify_shard(path: Path, names: set[str], sha: str) -> None:
                                 hint="check the disk; nothing was kept")
 
 
+def write_proven(path: Path, sh: ShardPlan, entry: Callable[[Any], Entry],
+                 emit: Callable[[Any, HashingWriter], None], verify: bool,
+                 aliases: dict[str, str] | None = None) -> FileRecord:
+    """Write one planned shard at ``path`` (its metadata: ``format: pt`` and the aliases whose
+    kept tensor it holds) and prove it; its file record."""
+    entries = [entry(it) for it in sh.tensors]
+    w = write_shard(path, entries, lambda i, w, g=sh.tensors: emit(g[i], w),
+                    shard_metadata(sh, aliases or {}))
+    if verify:
+        verify_shard(path, {e[0] for e in entries}, w.sha256)
+    return FileRecord(path=sh.filename, role="weights", size=w.size, sha256=w.sha256,
+                      tensors=len(entries))
+
+
+def index_bytes(shards: list[ShardPlan], entry: Callable[[Any], Entry]) -> bytes:
+    """model.safetensors.index.json for ``shards``: every name, the bytes of the tensors."""
+    weight_map = {entry(it)[0]: sh.filename for sh in shards for it in sh.tensors}
+    total = sum(entry(it)[3] for sh in shards for it in sh.tensors)
+    return (json.dumps({"metadata": {"total_size": total},
+                        "weight_map": dict(sorted(weight_map.items()))}, indent=2)
+            + "\n").encode()
+
+
 def write_shards(folder: Path, shards: list[ShardPlan], entry: Callable[[Any], Entry],
-                 emit: Callable[[Any, HashingWriter], None], verify: bool
+                 emit: Callable[[Any, HashingWriter], None], verify: bool,
+                 aliases: dict[str, str] | None = None,
+                 after_shard: Callable[[ShardPlan, Path, FileRecord], None] | None = None
                  ) -> tuple[list[FileRecord], dict[str, str]]:
     """Write every planned shard (``entry(item)`` names and sizes each item, ``emit`` writes
-    its bytes) and prove it, then the index when there is more than one shard. Returns the
-    file records and the weight map."""
+    its bytes) and prove it, then the index when there is more than one shard;
+    ``after_shard`` runs on each proven shard (an upload). Returns the file records and the
+    weight map."""
     outputs: list[FileRecord] = []
-    weight_map: dict[str, str] = {}
     for sh in shards:
-        entries = [entry(it) for it in sh.tensors]
-        w = write_shard(folder / sh.filename, entries,
-                        lambda i, w, g=sh.tensors: emit(g[i], w))
-        if verify:
-            verify_shard(folder / sh.filename, {e[0] for e in entries}, w.sha256)
-        outputs.append(FileRecord(path=sh.filename, role="weights", size=w.size,
-                                  sha256=w.sha256, tensors=len(entries)))
-        weight_map.update({e[0]: sh.filename for e in entries})
+        outputs.append(write_proven(folder / sh.filename, sh, entry, emit, verify, aliases))
+        if after_shard is not None:
+            after_shard(sh, folder / sh.filename, outputs[-1])
     if len(shards) > 1:
-        total = sum(entry(it)[3] for sh in shards for it in sh.tensors)
-        data = (json.dumps({"metadata": {"total_size": total},
-                            "weight_map": dict(sorted(weight_map.items()))}, indent=2)
-                + "\n").encode()
+        data = index_bytes(shards, entry)
         (folder / INDEX_NAME).write_bytes(data)
         outputs.append(FileRecord(path=INDEX_NAME, role="index", size=len(data),
                                   sha256=sha256_file(folder / INDEX_NAME)))
-    return outputs, weight_map
+    return outputs, {entry(it)[0]: sh.filename for sh in shards for it in sh.tensors}
 
 
-__all__ = ["Entry", "tensor_bytes", "verify_shard", "write_shard", "write_shards"]
+__all__ = ["Entry", "index_bytes", "tensor_bytes", "verify_shard", "write_proven", "write_shard",
+           "write_shards"]

@@ -81,16 +81,22 @@ class Opened:
             c()
 
 
-def write_opened(op: Opened, shards: list[ShardPlan], dst: Path, options: ConvertOptions
+def emit(p: Produced, w: Any) -> None:
+    """Compute ``p`` and write its bytes (the tensor is dropped when this returns)."""
+    w.write(tensor_bytes(p.value()))
+
+
+def write_opened(op: Opened, shards: list[ShardPlan], dst: Path, options: ConvertOptions,
+                 after_shard: Callable[[ShardPlan, Path, FileRecord], None] | None = None
                  ) -> ConvertReport:
     """Write ``op``'s tensors as ``shards`` (``plan_convert`` split them) into the new folder
-    ``dst`` (see the module docstring); nothing is left at ``dst`` on any error."""
+    ``dst`` (see the module docstring); ``after_shard`` runs on each proven shard (an upload).
+    Nothing is left at ``dst`` on any error."""
     t0 = time.perf_counter()
     notes: list[str] = []
     with atomic_dir(dst, overwrite=options.overwrite) as tmp:
         outputs, tensor_map = write_shards(
-            tmp, shards, lambda p: p.entry, lambda p, w: w.write(tensor_bytes(p.value())),
-            options.verify)
+            tmp, shards, lambda p: p.entry, emit, options.verify, op.aliases, after_shard)
         if options.copy_other_files:
             for p in op.copy_files:
                 size, sha = copy_hashed(p, tmp / p.name)
@@ -120,4 +126,4 @@ def write_opened(op: Opened, shards: list[ShardPlan], dst: Path, options: Conver
         verify_seconds=0.0)  # the proof runs shard by shard, inside the writing
 
 
-__all__ = ["Opened", "Produced", "write_opened"]
+__all__ = ["Opened", "Produced", "emit", "write_opened"]

@@ -38,13 +38,14 @@ def convert_remote(src: str | Path, dst: str | Path, options: ConvertOptions, *,
     try:
         root = mirror.root if mirror else Path(src)
         plan = plan_convert(root, local_dst, options)
-        source = plan.regions("convert to or from object storage")
+        # a source read by byte ranges must be one of file regions; a destination takes any
+        source = plan.regions("reading from object storage") if mirror else None
         peak = [mirror.scratch_bytes() if mirror else 0]
         fetched: dict[str, dict[str, list[tuple[int, int]]]] = {}  # shard -> its byte ranges
 
         def before(shard: ShardPlan) -> None:
             if mirror:
-                fetched[shard.filename] = mirror.fetch_tensors(source, shard.tensors)
+                fetched[shard.filename] = mirror.fetch_tensors(source, shard.tensors)  # type: ignore[arg-type]
                 peak[0] = max(peak[0], mirror.scratch_bytes())
 
         def after(shard: ShardPlan, path: Path, rec: FileRecord) -> None:

@@ -39,4 +39,13 @@ def shard(tensors: list[Any], max_bytes: int,
             for i, g in enumerate(groups)]
 
 
-__all__ = ["SINGLE_NAME", "ShardPlan", "shard"]
+def shard_metadata(shard: ShardPlan, aliases: dict[str, str]) -> dict[str, str]:
+    """``format: pt`` plus, as safetensors' own save_model does, ``dropped name -> kept name``
+    for each alias whose kept tensor is in this shard."""
+    names = {t.name for t in shard.tensors}
+    meta = {"format": "pt"}
+    meta.update({d: k for d, k in aliases.items() if k in names and d != "format"})
+    return meta
+
+
+__all__ = ["SINGLE_NAME", "ShardPlan", "shard", "shard_metadata"]

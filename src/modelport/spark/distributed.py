@@ -29,6 +29,9 @@ from modelport._io.st_header import TORCH_TO_ST, build_header
 from modelport._io.urls import location
 from modelport._types import FileRecord, Record, file_role
 from modelport.convert.checkpoint import INDEX_NAME, shard_metadata, verify_shard, write_shard
+from modelport.convert.computed import verify_shard as verify_computed
+from modelport.convert.computed import write_proven
+from modelport.convert.opened import emit
 from modelport.convert.options import ConvertOptions
 from modelport.convert.plan import ConvertPlan, plan_convert
 from modelport.convert.remote import RemoteMirror
@@ -92,8 +95,9 @@ def write_planned_shard(src: str, out: str, spec: dict[str, Any], conv: dict[str
             raise InputError("the source changed since the driver planned it", path=src,
                              hint="run the job again on an unchanging source")
         if mirror is not None:  # this shard's tensor bytes only, with ranged GETs
-            mirror.fetch_tensors(plan.regions("Spark"), shard.tensors)
-        reader = Reader(plan.regions("Spark").files)
+            mirror.fetch_tensors(plan.regions("reading from object storage"), shard.tensors)
+        # a computed format (plan.opened) computes its tensors again here; regions are read
+        reader = Reader(plan.source.files) if plan.source is not None else None
         status = "written"
         try:
             if remote:
@@ -107,7 +111,8 @@ def write_planned_shard(src: str, out: str, spec: dict[str, Any], conv: dict[str
                     status = "kept"
             else:
                 final = Path(out) / shard.filename
-                if final.is_file() and final.stat().st_size == spec["size"]:
+                if reader is not None and final.is_file() and \
+                        final.stat().st_size == spec["size"]:
                     verify_shard(final, shard, reader)  # complete and right: keep it
                     sha, status = sha256_file(final), "kept"
                 else:
@@ -121,7 +126,9 @@ def write_planned_shard(src: str, out: str, spec: dict[str, Any], conv: dict[str
                         part.unlink(missing_ok=True)
                     fsync_dir(final.parent)
         finally:
-            reader.close()
+            if reader is not None:
+                reader.close()
+            plan.close()
     finally:
         import shutil
 
@@ -135,8 +142,14 @@ def write_planned_shard(src: str, out: str, spec: dict[str, Any], conv: dict[str
             "attempt": ctx.attemptNumber() if ctx else 0}
 
 
-def _write_verified(path: Path, shard: Any, plan: ConvertPlan, reader: Reader,
+def _write_verified(path: Path, shard: Any, plan: ConvertPlan, reader: Reader | None,
                     after_write: Callable[[Path], None] | None) -> str:
+    if reader is None:  # a computed format: each tensor computed, written, then the proof
+        rec = write_proven(path, shard, lambda p: p.entry, emit, False, plan.aliases)
+        if after_write is not None:
+            after_write(path)
+        verify_computed(path, {t.name for t in shard.tensors}, rec.sha256)
+        return rec.sha256
     w = write_shard(path, shard, reader, None, shard_metadata(shard, plan.aliases))
     try:
         if after_write is not None:  # a test's fault injection point: the bytes are written
@@ -173,6 +186,7 @@ def convert_distributed(spark: Any, src: str | Path, out: str, options: ConvertO
     # an s3:// source: the driver plans from the headers (ranged reads), as convert does
     mirror = RemoteMirror(source, scratch_dir=scratch_dir, **store) \
         if isinstance(src_loc, str) else None
+    plan: ConvertPlan | None = None
     try:
         with tempfile.TemporaryDirectory(prefix="modelport-plan-") as tmp:
             dst = Path(tmp) / "out" if remote else Path(out)
@@ -180,7 +194,8 @@ def convert_distributed(spark: Any, src: str | Path, out: str, options: ConvertO
                 raise InputError("exists and is not empty", path=dst,
                                  hint="choose a new folder, or pass overwrite=True")
             plan = plan_convert(mirror.root if mirror else src, Path(tmp) / "plan", o)
-            plan.regions("Spark's convert_distributed")
+            if mirror is not None:
+                plan.regions("reading from object storage")
         specs = _planned(plan)
         if not remote:
             Path(out).mkdir(parents=True, exist_ok=True)
@@ -196,6 +211,8 @@ def convert_distributed(spark: Any, src: str | Path, out: str, options: ConvertO
                             tensors=r.tensors) for r in shards]
         files += _driver_files(plan, out, store, shards)
     finally:
+        if plan is not None:
+            plan.close()
         if mirror is not None:
             mirror.close()
     return DistributedConvertReport(
@@ -208,8 +225,27 @@ def convert_distributed(spark: Any, src: str | Path, out: str, options: ConvertO
 def _driver_files(plan: ConvertPlan, out: str, store: dict[str, Any],
                   shards: list[ShardResult]) -> list[FileRecord]:
     """config, tokenizer and other small files, then the index last."""
-    root = plan.regions("Spark").root
-    rels = list(plan.regions("Spark").copy_files) if root is not None else []
+    with tempfile.TemporaryDirectory(prefix="modelport-side-") as side:
+        return _put_files(plan, _side_files(plan, Path(side)), out, store, shards)
+
+
+def _side_files(plan: ConvertPlan, side: Path) -> list[tuple[str, Path]]:
+    """(name in the output, file here): copied files, and for a computed format the files its
+    opener writes (config.json, tokenizer) written into ``side``."""
+    if plan.source is not None:
+        root = plan.source.root
+        return [(rel, root / rel) for rel in plan.source.copy_files] if root is not None else []
+    op = plan.opened
+    assert op is not None
+    items = [(p.name, p) for p in op.copy_files] if plan.options.copy_other_files else []
+    if op.side is not None:
+        op.side(side)
+    return items + [(p.relative_to(side).as_posix(), p) for p in sorted(side.rglob("*"))
+                    if p.is_file()]
+
+
+def _put_files(plan: ConvertPlan, files: list[tuple[str, Path]], out: str,
+               store: dict[str, Any], shards: list[ShardResult]) -> list[FileRecord]:
     index = None
     if len(shards) > 1:
         weight_map = {t.name: s.filename for s in plan.shards for t in s.tensors}
@@ -218,7 +254,7 @@ def _driver_files(plan: ConvertPlan, out: str, store: dict[str, Any],
     records = []
     if isinstance(location(out), str):
         dest = S3Destination(out, **store)
-        items = [(rel, (root / rel).read_bytes()) for rel in rels]  # small files
+        items = [(rel, p.read_bytes()) for rel, p in files]  # small files
         if index is not None:
             items.append((INDEX_NAME, index))
         for rel, data in items:
@@ -226,11 +262,11 @@ def _driver_files(plan: ConvertPlan, out: str, store: dict[str, Any],
                                       file_role(rel), size=len(data),
                                       sha256=dest.put_bytes(rel, data)))
         return records
-    for rel in rels:
+    for rel, p in files:
         dest = Path(out) / rel
         dest.parent.mkdir(parents=True, exist_ok=True)
         part = dest.with_name(f".{dest.name}.partial")
-        size, sha = copy_hashed(root / rel, part)  # type: ignore[operator]
+        size, sha = copy_hashed(p, part)
         os.replace(part, dest)
         records.append(FileRecord(path=rel, role=file_role(rel), size=size, sha256=sha))
     if index is not None:

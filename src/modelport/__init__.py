@@ -122,9 +122,9 @@ def tokenizer(folder: Any, out: Any = None, options: Any = None, **kwargs: Any) 
 def tsfm_config(folder: Any, options: Any = None, *, check_only: bool = False,
                 **kwargs: Any) -> Any:
     """Write or check tsfm_config.json for a TinyTimeMixer folder. See
-    :func:`modelport.convert.tsfm.tsfm_config`."""
-    from modelport.convert.tsfm import TsfmOptions
-    from modelport.convert.tsfm import tsfm_config as _tsfm
+    :func:`modelport.tsfm.tsfm_config`."""
+    from modelport.tsfm import TsfmOptions
+    from modelport.tsfm import tsfm_config as _tsfm
 
     return _tsfm(folder, options or TsfmOptions(**kwargs), check_only=check_only)
 

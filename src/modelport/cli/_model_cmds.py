@@ -330,8 +330,8 @@ def tsfm_config(folder: Path, check_only: bool, min_context: int | None,
                 finetuned: bool | None, overwrite: bool, as_json: bool, quiet: bool,
                 debug: bool) -> None:
     """Write (or --check) tsfm_config.json for a TinyTimeMixer model folder."""
-    from modelport.convert.tsfm import TsfmOptions
-    from modelport.convert.tsfm import tsfm_config as run
+    from modelport.tsfm import TsfmOptions
+    from modelport.tsfm import tsfm_config as run
 
     try:
         opts = TsfmOptions(minimum_context_length=min_context,

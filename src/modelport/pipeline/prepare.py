@@ -26,12 +26,12 @@ from modelport.convert.inspect import inspect
 from modelport.convert.lora import merge
 from modelport.convert.normalize import normalize
 from modelport.convert.plan import check_source
-from modelport.convert.tsfm import TSFM_FILE, tsfm_config
 from modelport.errors import InputError, RemoteCodeError, TargetCheckFailed
 from modelport.package.bundle import package
 from modelport.package.manifest import Manifest, Step
 from modelport.package.upload import UploadOptions, UploadReport, VerifyReport, upload, verify
 from modelport.tok.verb import SPM_FILES, tokenizer
+from modelport.tsfm import TSFM_FILE, tsfm_config
 
 
 class PrepareReport(Record):

@@ -321,3 +321,40 @@ def test_an_unusable_vocabulary_leaves_the_weights_and_says_so(tmp_path: Path) -
     assert "add the model's tokenizer files" in rep.warnings[0]
     assert not list((tmp_path / "hf").glob("tokenizer*"))
     assert (tmp_path / "hf" / "model.safetensors").is_file()
+
+
+def test_a_rebuilt_vocabulary_is_never_called_the_original(tmp_path: Path) -> None:
+    """A SentencePiece model that collapses runs of whitespace (the trainer's default, as in
+    llama2.c's tokenizers): a GGUF does not record that setting, so the rebuilt tokenizer
+    differs from the original on "a  b" — and the report says the vocabulary was rebuilt, what
+    a GGUF does not record, and never that it equals the original."""
+    import sentencepiece as spm
+    from sentencepiece import sentencepiece_model_pb2 as pb
+
+    text = tmp_path / "corpus.txt"
+    text.write_text("\n".join(_lines() * 3))
+    spm.SentencePieceTrainer.train(
+        input=str(text), model_prefix=str(tmp_path / "sp"), vocab_size=1200, model_type="bpe",
+        byte_fallback=True, minloglevel=2, num_threads=1, character_coverage=1.0)
+    m = pb.ModelProto()
+    m.ParseFromString((tmp_path / "sp.model").read_bytes())
+    assert m.normalizer_spec.remove_extra_whitespaces  # the original collapses runs
+
+    def vocab(w: Any) -> None:
+        w.add_tokenizer_model("llama")
+        w.add_token_list([p.piece for p in m.pieces])
+        w.add_token_scores([p.score for p in m.pieces])
+        w.add_token_types([p.type for p in m.pieces])
+        w.add_bos_token_id(m.trainer_spec.bos_id)
+        w.add_eos_token_id(m.trainer_spec.eos_id)
+        w.add_unk_token_id(m.trainer_spec.unk_id)
+
+    _gguf_with_vocab(tmp_path, vocab, len(m.pieces))
+    rep = modelport.convert(tmp_path / "v.gguf", tmp_path / "hf", progress=False)
+    note = rep.warnings[0]
+    assert "rebuilt from the embedded llama vocabulary" in note, note
+    assert "not proven against the model's original tokenizer" in note
+    assert "whitespace" in note and "100%" not in note
+    runs = ["a  b", "x   y z"]
+    assert _ids_of(tmp_path / "hf" / "tokenizer.json", runs) != _spm_ids(
+        tmp_path / "sp.model", runs, bos=m.trainer_spec.bos_id)

@@ -164,9 +164,14 @@ def _vocabulary(r: Any, tmp: Path, src: Path) -> str:
         return (f"the embedded {kind} vocabulary was not converted ({e.message}): add the "
                 "model's tokenizer files")
     p = rep.parity
-    return (f"tokenizer.json from the embedded {kind} vocabulary as {rep.tokenizer_class}: "
-            f"{p.matched}/{p.examples} lines identical, {p.known_differences} known "
-            "difference(s)")
+    lost = ("sentencepiece's normaliser settings (whether runs of whitespace collapse, "
+            "normalisation rules)" if kind != "gpt2" else "the original tokenizer file itself "
+            "(the pre-tokenizer is named, not stored)")
+    return (f"tokenizer.json rebuilt from the embedded {kind} vocabulary as "
+            f"{rep.tokenizer_class}: {p.matched}/{p.examples} lines identical to the rebuilt "
+            f"files, {p.known_differences} known difference(s); not proven against the "
+            f"model's original tokenizer: a GGUF does not record {lost}, so add the original "
+            "tokenizer files where you have them")
 
 
 __all__ = ["open_gguf"]

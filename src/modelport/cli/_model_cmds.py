@@ -245,7 +245,9 @@ def tokenizer_cmd(folder: Path, out: Path | None, family: str | None, accept_gue
         accept_mismatch=accept_mismatch, overwrite=overwrite))
     p = rep.parity
     verb = "checked" if check else ("wrote" if rep.written else "did not write")
-    if p.matched == p.examples and rep.certified:
+    cov = rep.coverage
+    if p.matched == p.examples and rep.certified and cov is not None and \
+            cov.matched == cov.lines:
         verdict = f"{p.matched}/{p.examples} lines identical (100%)"
     else:
         verdict = (f"{p.matched}/{p.examples} lines identical, {p.known_differences} known "
@@ -256,6 +258,11 @@ def tokenizer_cmd(folder: Path, out: Path | None, family: str | None, accept_gue
              f"  class {rep.tokenizer_class} ({rep.kind}), from {rep.class_source}",
              f"  parity vs {p.reference}: {verdict}"
              + (f"; decode {p.decode_matched}/{p.decode_checked}" if p.decode_checked else ""),
+             *([f"  vocabulary proof: {cov.pieces_as_text} of {cov.vocab_size} pieces run as "
+                f"text ({cov.fraction:.1%}; {cov.not_text} are not text on their own), "
+                f"{cov.matched}/{cov.lines} lines identical, {cov.known_differences} known "
+                f"difference(s), {cov.mismatched} mismatch(es), {cov.seconds:g} s"]
+               if cov is not None else []),
              f"  template {rep.post_processor}; vocabulary {rep.vocab_size}"
              + (f"; transformers AutoTokenizer on the written files: "
                 f"{rep.transformers_matched}/{p.examples} identical"

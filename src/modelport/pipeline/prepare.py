@@ -128,7 +128,10 @@ def prepare(src: str | Path, out: str | Path, targets: list[str] | tuple[str, ..
             step("tokenizer", True, f"wrote tokenizer.json: {t.tokenizer_class} from "
                  f"{t.class_source}{' (GUESSED, not certified)' if t.guessed else ''}; "
                  f"{p.matched}/{p.examples} lines identical, {p.known_differences} known "
-                 "difference(s)")
+                 "difference(s)" + (f"; vocabulary proof {t.coverage.matched}/"
+                                    f"{t.coverage.lines} lines over "
+                                    f"{t.coverage.fraction:.1%} of the pieces"
+                                    if t.coverage else ""))
         else:
             step("tokenizer", False, "no tokenizer files")
         if quantize:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import time
 from pathlib import Path
 from typing import Any, Literal
 
@@ -30,6 +31,7 @@ from modelport.errors import (
 from modelport.tok import bpe, spm, tiktoken_, wordpiece
 from modelport.tok.classes import CLASSES, Resolved, resolve
 from modelport.tok.corpus import corpus as builtin_corpus
+from modelport.tok.coverage import Coverage, vocab_lines
 from modelport.tok.slow import SlowRef
 from modelport.tok.source import DECODE_FLAGS, Source
 
@@ -92,6 +94,9 @@ class TokenizerReport(Record):
                                           "transformers")
     flags_ignored: dict[str, Any] = Field(default_factory=dict)
     parity: ParityResult
+    coverage: Coverage | None = Field(None, description="the proof over the vocabulary's "
+                                      "own pieces (see modelport.tok.coverage)")
+    coverage_mismatches: list[Mismatch] = Field(default_factory=list)
     transformers_matched: int | None = Field(
         None, description="corpus lines that transformers' AutoTokenizer, loading the written "
         "files, encodes to the same ids as tokenizers alone")
@@ -181,6 +186,18 @@ def _transformers_parity(data: bytes, tc_bytes: bytes, tok: Any, texts: list[str
                    for t in texts)
 
 
+def _coverage(tok: Any, ref: SlowRef, name: str) -> tuple[Coverage, list[Mismatch]]:
+    """The proof over the vocabulary's own pieces (``tok.coverage``), and its first
+    mismatches."""
+    t0 = time.perf_counter()
+    lines, n, not_text = vocab_lines(tok)
+    r = parity(tok, ref, lines, name)
+    return Coverage(vocab_size=n + not_text, pieces_as_text=n, not_text=not_text,
+                    lines=len(lines), matched=r.matched, known_differences=r.known_differences,
+                    mismatched=r.mismatched, seconds=round(time.perf_counter() - t0, 2)
+                    ), r.first_mismatches
+
+
 def corpus_for(ref: SlowRef) -> list[str]:
     specials = sorted(a for a in ref.added)
     lines = builtin_corpus(specials + [t for t in ref.corpus_tokens if t not in ref.added])
@@ -254,6 +271,7 @@ def tokenizer(folder: str | Path, out: str | Path | None = None,
                 f"the tokenizer class is not stated, and the candidates {names} write the "
                 "same file but encode differently", path=folder,
                 hint="pass --family for the class the model was trained with")
+    cov, cov_bad = _coverage(tok, ref, name)
     applied = {k: v for k, v in info["applied"].items() if v is not None}
     carried = {k: v for k, v in src.flags().items() if k in DECODE_FLAGS}
     carried.update({k: v for k, v in info.get("tc_defaults", {}).items() if k not in carried})
@@ -265,8 +283,13 @@ def tokenizer(folder: str | Path, out: str | Path | None = None,
         vocab_size=tok.get_vocab_size(with_added_tokens=True), special_tokens=info["roles"],
         post_processor=info["post"], flags_applied=applied, flags_carried=carried,
         flags_ignored=ignored,
-        parity=result, notes=notes)
-    report.certified = result.mismatched == 0 and not res.guess
+        parity=result, coverage=cov, notes=notes)
+    report.certified = result.mismatched == 0 and cov.mismatched == 0 and not res.guess
+    if cov.mismatched:
+        notes.append(f"the vocabulary proof: {cov.mismatched} of {cov.lines} lines of the "
+                     "vocabulary's own pieces differ from the class (listed under "
+                     "coverage_mismatches); not certified")
+        report.coverage_mismatches = cov_bad
     if result.known_differences:
         notes.append(f"{result.known_differences} line(s) differ only by a class behaviour "
                      "tokenizer.json cannot express (listed under known differences)")

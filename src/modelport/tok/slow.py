@@ -14,6 +14,7 @@ differs is reported as a known difference with its name, never as parity.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,11 +38,17 @@ class Template:
             f" (slow class: {self.eos_if_absent} only when absent)" if self.eos_if_absent else "")
 
 
+@functools.lru_cache(maxsize=8)
+def _added_pattern(tokens: tuple[str, ...]) -> re.Pattern[str]:
+    """One compiled pattern per set of added tokens (built once, not per line)."""
+    return re.compile("|".join(re.escape(t) for t in tokens))
+
+
 def split_added(text: str, added: dict[str, Added]) -> list[str]:
     """Split text on added tokens, leftmost then longest, applying lstrip/rstrip."""
     if not added:
         return [text]
-    pattern = re.compile("|".join(re.escape(t) for t in sorted(added, key=len, reverse=True)))
+    pattern = _added_pattern(tuple(sorted(added, key=len, reverse=True)))
     parts: list[str] = []
     pos = 0
     for m in pattern.finditer(text):

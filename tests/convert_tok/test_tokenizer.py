@@ -343,3 +343,36 @@ def test_fairseq_class_refuses_a_model_in_another_order(tmp_path: Path,
     with pytest.raises(UnsupportedError, match="start with <unk> <s> </s>"):
         modelport.tokenizer(d)
     assert not (d / "tokenizer.json").exists()
+
+
+@pytest.mark.real
+def test_a_refusal_names_qwen2_for_its_vocabulary_alone(tmp_path: Path) -> None:
+    """Qwen2's vocab.json + merges.txt without any config: the class is not stated, so the
+    answer is a refusal, and its candidates start with the true class (Qwen2's pre-tokenizer
+    differs from GPT-2's), with the evidence."""
+    d = tmp_path / "q"
+    d.mkdir()
+    for name in ("vocab.json", "merges.txt"):
+        shutil.copy(real_path("tok2", "qwen2_molmo7b_reubzdubz", name), d / name)
+    with pytest.raises(AmbiguousTokenizerError) as e:
+        modelport.tokenizer(d)
+    assert "candidates: Qwen2Tokenizer, GPT2Tokenizer" in e.value.message
+    assert "Qwen2's size" in e.value.message and "--family (qwen2 " in e.value.hint
+    rep = modelport.tokenizer(d, tmp_path / "out", family="qwen2")
+    assert rep.tokenizer_class == "Qwen2Tokenizer" and rep.certified
+
+
+def test_a_llama4_sized_tiktoken_file_is_not_called_llama3(tmp_path: Path) -> None:
+    """Llama 4's tiktoken file holds about 200k ranks (Llama 3's 128,000): it is refused as
+    what it is, not offered as Llama 3 or 3.1."""
+    import base64
+
+    d = tmp_path / "l4"
+    d.mkdir()
+    lines = [base64.b64encode(bytes([i])) + b" " + str(i).encode() for i in range(256)]
+    lines += [base64.b64encode(f"t{i}".encode()) + b" " + str(256 + i).encode()
+              for i in range(200_000 - 256)]
+    (d / "tokenizer.model").write_bytes(b"\n".join(lines) + b"\n")
+    with pytest.raises(UnsupportedError, match="200000 ranks, the size of Llama 4's"):
+        modelport.tokenizer(d)
+    assert not (d / "tokenizer.json").exists()

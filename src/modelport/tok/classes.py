@@ -17,6 +17,8 @@ from modelport.tok.source import Source
 
 Kind = Literal["sentencepiece", "bpe", "wordpiece", "tiktoken"]
 
+LLAMA3_RANKS = 128_000  # Llama 3's tiktoken file (Llama 4's holds about 200k)
+QWEN2_MIN = 150_000  # Qwen2's byte-level vocab.json: 151,643 entries; GPT-2's 50,257
 # slow class name -> (family, kind)
 CLASSES: dict[str, tuple[str, Kind]] = {
     "LlamaTokenizer": ("llama", "sentencepiece"),
@@ -114,6 +116,12 @@ def _evidence(src: Source) -> tuple[list[str], str]:
     """Candidate classes from the files alone, best first, and the evidence."""
     if src.tiktoken is not None:
         n = sum(1 for _ in src.tiktoken.open("rb"))
+        if n > LLAMA3_RANKS + 1000:  # Llama 4's file holds about 200k ranks, Llama 3's 128k
+            raise UnsupportedError(f"{src.tiktoken.name}: a tiktoken file of {n} ranks, the "
+                                   "size of Llama 4's (200k), not Llama 3's (128,000)",
+                                   path=src.tiktoken, supported=["Llama3Tokenizer",
+                                                                 "Llama31Tokenizer"],
+                                   hint="Llama 4's tokenizer is not written by modelport yet")
         return (["Llama31Tokenizer", "Llama3Tokenizer"],
                 f"{src.tiktoken.name}: tiktoken ranks, {n} entries (Llama 3 and 3.1+ share "
                 "the ranks but name special tokens 128002-128010 differently)")
@@ -141,6 +149,10 @@ def _evidence(src: Source) -> tuple[list[str], str]:
         if {"<s>", "</s>", "<pad>", "<unk>"} <= set(head[:5]):
             return (["RobertaTokenizer", "BartTokenizer"],
                     f"vocab.json starts with {' '.join(head[:5])} (the RoBERTa layout)")
+        if len(vocab) >= QWEN2_MIN:
+            return (["Qwen2Tokenizer", "GPT2Tokenizer", "CodeGenTokenizer", "GPTNeoXTokenizer"],
+                    f"vocab.json holds {len(vocab)} byte-level entries: Qwen2's size (151,643)"
+                    "; GPT-2, CodeGen and GPT-NeoX hold about 50k")
         return (["GPT2Tokenizer", "CodeGenTokenizer", "GPTNeoXTokenizer"],
                 "vocab.json + merges.txt with no special layout")
     if "vocab.txt" in src.files:

@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.conftest import REAL
 from tests.convert_tok.cases import REFUSED, real_cases
-from tests.convert_tok.compare import run_case
+from tests.convert_tok.compare import run_case, vocab_check
 
 
 def main() -> None:
@@ -26,12 +26,15 @@ def main() -> None:
         sys.exit(f"{REAL} not found")
     rows = ["| case | class (source) | ids = truth | report: identical + known / mismatched"
             " | decode = slow class | decode = converter / authors' file"
-            " | transformers 4 converter | transformers 5 | truth |",
-            "|---|---|---|---|---|---|---|---|---|"]
-    total = same = false_cert = 0
+            " | transformers 4 converter | transformers 5 | truth"
+            " | vocabulary proof: pieces as text, lines = truth, false certificates, s |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
+    total = same = false_cert = v_total = v_same = v_false = 0
     for case in real_cases():
         with tempfile.TemporaryDirectory() as tmp:
             r = run_case(case, Path(tmp) / "out", with_transformers5=True)
+            v_lines, v_ok, v_bad = vocab_check(case, Path(tmp) / "out")
+        v_total, v_same, v_false = v_total + v_lines, v_same + v_ok, v_false + v_bad
         total += r.lines
         same += r.identical
         false_cert += len(r.false_certificates)
@@ -40,12 +43,16 @@ def main() -> None:
                     f"{r.identical}/{r.lines} | {r.reported_match} + {r.reported_known} / "
                     f"{r.reported_mismatch} | {r.decode[0]}/{r.decode[1]} | "
                     f"{r.decode_fast[0]}/{r.decode_fast[1]} | {r.converter} | "
-                    f"{r.transformers5} | {r.truth} |")
+                    f"{r.transformers5} | {r.truth} | {r.coverage} {v_ok}/{v_lines}, "
+                    f"{v_bad} |")
     for name, why in REFUSED.items():
-        rows.append(f"| {name.split('/')[1]} | refused ({why}) | - | - | - | - | - | - | - |")
+        rows.append(f"| {name.split('/')[1]} | refused ({why}) | - | - | - | - | - | - | - "
+                    "| - |")
     rows.append(f"\nall lines: {same}/{total} ids identical to the truth "
                 f"({same / total:.2%}); lines reported identical where the truth differs: "
-                f"{false_cert}")
+                f"{false_cert}\nvocabulary proof lines: {v_same}/{v_total} ids identical to "
+                f"the truth; lines the proof called identical where the truth differs: "
+                f"{v_false}")
     print("\n".join(rows))
 
 

@@ -47,6 +47,7 @@ class Row:
     converter: str  # transformers 4.57.6's own fast converter vs the truth
     transformers5: str  # transformers 5's own conversion of the slow files vs the truth
     truth: str
+    coverage: str = ""  # the vocabulary proof: pieces run as text / vocabulary, seconds
 
 
 def _transformers5(folder: Path, cls: str | None, texts: list[str], truth: list[list[int]]
@@ -111,4 +112,36 @@ def run_case(case: Case, out: Path, with_transformers5: bool = False) -> Row:
                    if conv else o.get("fast_error", "none")[:40]),
         transformers5=(_transformers5(case.folder, case.oracle_class, texts, truth)
                        if with_transformers5 else "-"),
-        truth="authors' tokenizer.json" if o.get("ref") else o.get("class", "?"))
+        truth="authors' tokenizer.json" if o.get("ref") else o.get("class", "?"),
+        coverage=(f"{rep.coverage.pieces_as_text}/{rep.coverage.vocab_size}, "
+                  f"{rep.coverage.seconds:g} s" if rep.coverage else "-"))
+
+
+def vocab_check(case: Case, out: Path) -> tuple[int, int, int]:
+    """The vocabulary proof's lines for the files written at ``out``, against the truth:
+    (lines, ids identical to the truth, lines the proof calls identical where the truth
+    differs)."""
+    from tokenizers import Tokenizer
+
+    from modelport.tok.coverage import vocab_lines
+
+    src = Source(case.folder)
+    res = resolve(src, case.family, False)
+    _, ref, _ = run.BUILDERS[res.kind](src, res, [])
+    tok = Tokenizer.from_file(str(out / "tokenizer.json"))
+    texts = vocab_lines(tok)[0]
+    req: dict[str, Any] = {"folder": str(case.folder), "texts": texts, "truth_only": True,
+                           "class": case.oracle_class, "init": case.oracle_init}
+    if case.tiktoken:
+        req["tiktoken"] = case.tiktoken
+    if case.tekken:
+        req["tekken"] = True
+    authors = case.folder / "ref" / "tokenizer.json"
+    if authors.is_file():
+        req["ref"] = str(authors)
+    o = ask(req)
+    truth = o.get("ref") or o["slow"]
+    ours = [tok.encode(t).ids for t in texts]
+    said = [run.line_status(tok, ref, t)[0] == "match" for t in texts]
+    return (len(texts), sum(a == b for a, b in zip(ours, truth, strict=True)),
+            sum(s and a != b for s, a, b in zip(said, ours, truth, strict=True)))

@@ -104,9 +104,10 @@ def options_help() -> str:
     order = list(_FLAGS)
     for fmt in REGISTRY:
         flags = [_FLAGS[o] for o in sorted(fmt.options, key=order.index)]
-        lines.append(f"  {fmt.name:5s} {' '.join(flags)}")
+        lines.append(f"  {fmt.name:8s} {' '.join(flags)}")
     regions = ", ".join(f.name for f in REGISTRY if f.regions)
-    lines.append(f"--dry-run plans every format; s3:// sources and Spark take: {regions}")
+    lines.append("--dry-run, s3:// destinations and Spark take every format; s3:// sources: "
+                 f"{regions}")
     return "\n".join(lines)
 
 

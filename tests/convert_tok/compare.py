@@ -60,7 +60,7 @@ def _transformers5(folder: Path, cls: str | None, texts: list[str], truth: list[
             if cls:
                 tok = getattr(transformers, cls).from_pretrained(folder)
             else:
-                tok = transformers.AutoTokenizer.from_pretrained(folder)
+                tok = transformers.AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
             ids = [tok(t, add_special_tokens=True)["input_ids"] for t in texts]
         except Exception as e:  # transformers' own failure is a result here
             return f"fails ({type(e).__name__})"

@@ -85,6 +85,7 @@ def main() -> None:
                 slow = getattr(transformers, cls_name).from_pretrained(req["folder"], **init)
             else:
                 slow = transformers.AutoTokenizer.from_pretrained(req["folder"], use_fast=False,
+                                                                  trust_remote_code=False,
                                                                   **init)
             out["class"] = type(slow).__name__
             out["slow"] = _ids(slow, texts)
@@ -119,7 +120,7 @@ def main() -> None:
     if fast_tok is not None and src is not None:
         out["fast_decode"] = _decodes(fast_tok, src)
     if req.get("ours"):
-        ours = transformers.AutoTokenizer.from_pretrained(req["ours"])
+        ours = transformers.AutoTokenizer.from_pretrained(req["ours"], trust_remote_code=False)
         out["ours_class"] = type(ours).__name__
         out["ours"] = _ids(ours, texts)
         out["ours_decode"] = _decodes(ours, src if src is not None else out["ours"])

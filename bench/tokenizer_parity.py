@@ -27,7 +27,7 @@ def main() -> None:
     rows = ["| case | class (source) | ids = truth | report: identical + known / mismatched"
             " | decode = slow class | decode = converter / authors' file"
             " | transformers 4 converter | transformers 5 | truth"
-            " | vocabulary proof: pieces as text, lines = truth, false certificates, s |",
+            " | vocabulary proof: pieces as text, s; lines = truth, false certificates |",
             "|---|---|---|---|---|---|---|---|---|---|"]
     total = same = false_cert = v_total = v_same = v_false = 0
     for case in real_cases():

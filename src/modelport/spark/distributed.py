@@ -7,8 +7,12 @@ only then gives it its final name: ``os.replace`` for a folder, or a resumable, 
 multipart upload for ``s3://`` (the shard is written to the executor's scratch space first:
 one shard per running task). A retried task (Spark retries failed tasks) that finds its shard
 complete — the planned size, and for ``s3://`` the sha256 its metadata records re-computed from
-the stored bytes — verifies it and keeps it instead of writing it again. The driver writes the
-other files and, last, the index: a reader that sees the index sees every shard.
+the stored bytes — verifies it and keeps it instead of writing it again (a computed format's
+shard in a folder is written again: its proof is the hash of the bytes as computed). Every
+format of the registry is taken: a computed one (DCP, ZeRO, Meta, GGUF, llama2.c, Megatron) is
+opened by each task, which computes only its shard's tensors; the driver writes the files the
+format implies (config.json, tokenizer) and, last, the index: a reader that sees the index sees
+every shard. An ``s3://`` source must be Hugging Face weights (read by byte ranges).
 """
 
 from __future__ import annotations

@@ -221,3 +221,29 @@ def test_what_a_megatron_checkpoint_cannot_be_is_refused(tmp_path: Path) -> None
     with pytest.raises(UnsupportedError, match="pipeline-parallel"):
         modelport.convert(tmp_path / "pp" / "iter_0000001", tmp_path / "o3", progress=False)
     assert not any((tmp_path / f"o{i}").exists() for i in (1, 2, 3))
+
+
+class _Evil:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        import os
+
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_a_hostile_global_in_the_run_args_never_runs(tmp_path: Path) -> None:
+    """The run's args are read through the pickle allow-list: a global outside it is named
+    and refused, and nothing it asks for runs."""
+    from modelport.errors import UnsafeCheckpointError
+
+    m = _llama()
+    run = write_megatron(m, tmp_path / "run", 1)
+    f = run / "iter_0000010" / "mp_rank_00" / "model_optim_rng.pt"
+    marker = tmp_path / "pwned"
+    torch.save({"args": _Evil(marker), "checkpoint_version": 3.0,
+                "model": _llama_rank(m, 1, 0)}, f)
+    with pytest.raises(UnsafeCheckpointError, match="system"):
+        modelport.convert(run, tmp_path / "out", progress=False)
+    assert not marker.exists() and not (tmp_path / "out").exists()

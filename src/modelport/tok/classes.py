@@ -121,7 +121,7 @@ def _evidence(src: Source) -> tuple[list[str], str]:
                                    "size of Llama 4's (200k), not Llama 3's (128,000)",
                                    path=src.tiktoken, supported=["Llama3Tokenizer",
                                                                  "Llama31Tokenizer"],
-                                   hint="Llama 4's tokenizer is not written by modelport yet")
+                                   hint="add Llama 4's own tokenizer.json")
         return (["Llama31Tokenizer", "Llama3Tokenizer"],
                 f"{src.tiktoken.name}: tiktoken ranks, {n} entries (Llama 3 and 3.1+ share "
                 "the ranks but name special tokens 128002-128010 differently)")

@@ -190,3 +190,17 @@ def test_a_computed_format_is_distributed_shard_by_shard(spark, tmp_path: Path) 
     assert [s.attempt for s in rep.shards if s.partition == 1] == [1]
     for name in names:
         assert (out / name).read_bytes() == (local / name).read_bytes(), name
+    # a rerun computes each shard's tensors again and keeps the shards that hold them
+    again = convert_distributed(spark, str(run), str(out), max_shard_size="100KB",
+                                overwrite=True)
+    assert {s.status for s in again.shards} == {"kept"}
+    assert [s.sha256 for s in again.shards] == [s.sha256 for s in rep.shards]
+    # a shard whose bytes changed (same size) is written again, the others kept
+    victim = out / rep.shards[0].path
+    data = bytearray(victim.read_bytes())
+    data[-1] ^= 0xFF
+    victim.write_bytes(bytes(data))
+    third = convert_distributed(spark, str(run), str(out), max_shard_size="100KB",
+                                overwrite=True)
+    assert [s.status for s in third.shards] == ["written"] + ["kept"] * (len(rep.shards) - 1)
+    assert victim.read_bytes() == (local / victim.name).read_bytes()

@@ -86,6 +86,29 @@ def emit(p: Produced, w: Any) -> None:
     w.write(tensor_bytes(p.value()))
 
 
+def holds(path: Path, shard: ShardPlan) -> bool:
+    """Whether the file at ``path`` holds exactly ``shard``'s tensors as they compute now:
+    the names, dtypes, shapes and every byte (a rerun keeps such a shard)."""
+    from modelport._io.st_header import read_header
+    from modelport.errors import ModelportError
+
+    try:
+        header = read_header(path)
+    except ModelportError:
+        return False
+    if set(header.tensors) != {p.name for p in shard.tensors}:
+        return False
+    with open(path, "rb") as f:
+        for p in shard.tensors:
+            e = header.tensors[p.name]
+            if (e.dtype, tuple(e.shape)) != (p.entry[1], p.shape):
+                return False
+            f.seek(header.data_start + e.begin)
+            if f.read(e.end - e.begin) != tensor_bytes(p.value()).tobytes():
+                return False
+    return True
+
+
 def write_opened(op: Opened, shards: list[ShardPlan], dst: Path, options: ConvertOptions,
                  after_shard: Callable[[ShardPlan, Path, FileRecord], None] | None = None
                  ) -> ConvertReport:
@@ -126,4 +149,4 @@ def write_opened(op: Opened, shards: list[ShardPlan], dst: Path, options: Conver
         verify_seconds=0.0)  # the proof runs shard by shard, inside the writing
 
 
-__all__ = ["Opened", "Produced", "emit", "write_opened"]
+__all__ = ["Opened", "Produced", "emit", "holds", "write_opened"]

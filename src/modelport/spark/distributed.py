@@ -8,7 +8,7 @@ multipart upload for ``s3://`` (the shard is written to the executor's scratch s
 one shard per running task). A retried task (Spark retries failed tasks) that finds its shard
 complete — the planned size, and for ``s3://`` the sha256 its metadata records re-computed from
 the stored bytes — verifies it and keeps it instead of writing it again (a computed format's
-shard in a folder is written again: its proof is the hash of the bytes as computed). Every
+shard in a folder is kept when every byte equals its tensors computed again). Every
 format of the registry is taken: a computed one (DCP, ZeRO, Meta, GGUF, llama2.c, Megatron) is
 opened by each task, which computes only its shard's tensors; the driver writes the files the
 format implies (config.json, tokenizer) and, last, the index: a reader that sees the index sees
@@ -35,7 +35,7 @@ from modelport._types import FileRecord, Record, file_role
 from modelport.convert.checkpoint import INDEX_NAME, shard_metadata, verify_shard, write_shard
 from modelport.convert.computed import verify_shard as verify_computed
 from modelport.convert.computed import write_proven
-from modelport.convert.opened import emit
+from modelport.convert.opened import emit, holds
 from modelport.convert.options import ConvertOptions
 from modelport.convert.plan import ConvertPlan, plan_convert
 from modelport.convert.remote import RemoteMirror
@@ -115,9 +115,11 @@ def write_planned_shard(src: str, out: str, spec: dict[str, Any], conv: dict[str
                     status = "kept"
             else:
                 final = Path(out) / shard.filename
-                if reader is not None and final.is_file() and \
-                        final.stat().st_size == spec["size"]:
+                complete = final.is_file() and final.stat().st_size == spec["size"]
+                if complete and reader is not None:
                     verify_shard(final, shard, reader)  # complete and right: keep it
+                    sha, status = sha256_file(final), "kept"
+                elif complete and holds(final, shard):  # every byte as computed now
                     sha, status = sha256_file(final), "kept"
                 else:
                     for stale in final.parent.glob(f".{final.name}.*.partial"):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import mmap
 import os
@@ -20,11 +19,9 @@ from modelport._types import FileRecord, SkippedItem, file_role
 from modelport.convert.options import ConvertOptions
 from modelport.convert.plan import ConvertPlan, plan_convert
 from modelport.convert.report import ConvertReport, InputFile
-from modelport.convert.shards import ShardPlan, shard_metadata
+from modelport.convert.shards import INDEX_NAME, ShardPlan, index_bytes, shard_metadata
 from modelport.convert.sources import Reader, SourceTensor
 from modelport.errors import CheckpointError, ModelportError, VerificationError
-
-INDEX_NAME = "model.safetensors.index.json"
 
 
 def _equal(a: memoryview, b: memoryview) -> bool:
@@ -159,12 +156,8 @@ def execute(plan: ConvertPlan, *, progress: bool | None = None,
                 for t in shard.tensors:
                     tensor_map[t.name] = shard.filename
             if len(plan.shards) > 1:
-                index = {
-                    "metadata": {"total_size": plan.total_bytes},
-                    "weight_map": dict(tensor_map),
-                }
                 with HashingWriter(tmp / INDEX_NAME) as w:
-                    w.write(json.dumps(index, indent=2, sort_keys=True).encode() + b"\n")
+                    w.write(index_bytes(plan.shards))
                     w.close()
                 outputs.append(FileRecord(path=INDEX_NAME, role="index", size=w.size,
                                           sha256=w.sha256))

@@ -4,7 +4,7 @@ the proof re-reads the file (safetensors' own parser, then its sha256 against th
 
 from __future__ import annotations
 
-import json
+import hashlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -12,10 +12,8 @@ from typing import Any
 from modelport._io.hashing import HashingWriter, sha256_file
 from modelport._io.st_header import build_header
 from modelport._types import FileRecord
-from modelport.convert.shards import ShardPlan, shard_metadata
+from modelport.convert.shards import INDEX_NAME, ShardPlan, index_bytes, shard_metadata
 from modelport.errors import VerificationError
-
-INDEX_NAME = "model.safetensors.index.json"
 
 Entry = tuple[str, str, tuple[int, ...], int]  # (name, safetensors dtype, shape, nbytes)
 
@@ -72,15 +70,6 @@ def write_proven(path: Path, sh: ShardPlan, entry: Callable[[Any], Entry],
                       tensors=len(entries))
 
 
-def index_bytes(shards: list[ShardPlan], entry: Callable[[Any], Entry]) -> bytes:
-    """model.safetensors.index.json for ``shards``: every name, the bytes of the tensors."""
-    weight_map = {entry(it)[0]: sh.filename for sh in shards for it in sh.tensors}
-    total = sum(entry(it)[3] for sh in shards for it in sh.tensors)
-    return (json.dumps({"metadata": {"total_size": total},
-                        "weight_map": dict(sorted(weight_map.items()))}, indent=2)
-            + "\n").encode()
-
-
 def write_shards(folder: Path, shards: list[ShardPlan], entry: Callable[[Any], Entry],
                  emit: Callable[[Any, HashingWriter], None], verify: bool,
                  aliases: dict[str, str] | None = None,
@@ -96,12 +85,12 @@ def write_shards(folder: Path, shards: list[ShardPlan], entry: Callable[[Any], E
         if after_shard is not None:
             after_shard(sh, folder / sh.filename, outputs[-1])
     if len(shards) > 1:
-        data = index_bytes(shards, entry)
+        data = index_bytes(shards)
         (folder / INDEX_NAME).write_bytes(data)
         outputs.append(FileRecord(path=INDEX_NAME, role="index", size=len(data),
-                                  sha256=sha256_file(folder / INDEX_NAME)))
+                                  sha256=hashlib.sha256(data).hexdigest()))
     return outputs, {entry(it)[0]: sh.filename for sh in shards for it in sh.tensors}
 
 
-__all__ = ["Entry", "index_bytes", "tensor_bytes", "verify_shard", "write_proven", "write_shard",
+__all__ = ["Entry", "tensor_bytes", "verify_shard", "write_proven", "write_shard",
            "write_shards"]

@@ -3,11 +3,13 @@ one decision, for every route, the dry-run and Spark."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 SINGLE_NAME = "model.safetensors"
+INDEX_NAME = "model.safetensors.index.json"
 
 
 @dataclass
@@ -48,4 +50,13 @@ def shard_metadata(shard: ShardPlan, aliases: dict[str, str]) -> dict[str, str]:
     return meta
 
 
-__all__ = ["SINGLE_NAME", "ShardPlan", "shard", "shard_metadata"]
+
+def index_bytes(shards: list[ShardPlan]) -> bytes:
+    """model.safetensors.index.json for more than one shard: every tensor name to its file,
+    the tensors' bytes as total_size (keys sorted, so every writer writes the same bytes)."""
+    index = {"metadata": {"total_size": sum(s.nbytes for s in shards)},
+             "weight_map": {t.name: s.filename for s in shards for t in s.tensors}}
+    return json.dumps(index, indent=2, sort_keys=True).encode() + b"\n"
+
+
+__all__ = ["INDEX_NAME", "SINGLE_NAME", "ShardPlan", "index_bytes", "shard", "shard_metadata"]

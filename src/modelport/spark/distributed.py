@@ -18,7 +18,6 @@ every shard. An ``s3://`` source must be Hugging Face weights (read by byte rang
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import tempfile
 import time
@@ -32,7 +31,7 @@ from modelport._io.hashing import copy_hashed, sha256_file
 from modelport._io.st_header import TORCH_TO_ST, build_header
 from modelport._io.urls import location
 from modelport._types import FileRecord, Record, file_role
-from modelport.convert.checkpoint import INDEX_NAME, shard_metadata, verify_shard, write_shard
+from modelport.convert.checkpoint import verify_shard, write_shard
 from modelport.convert.computed import verify_shard as verify_computed
 from modelport.convert.computed import write_proven
 from modelport.convert.opened import emit, holds
@@ -40,6 +39,7 @@ from modelport.convert.options import ConvertOptions
 from modelport.convert.plan import ConvertPlan, plan_convert
 from modelport.convert.remote import RemoteMirror
 from modelport.convert.remote_dest import S3Destination
+from modelport.convert.shards import INDEX_NAME, index_bytes, shard_metadata
 from modelport.convert.sources import Reader
 from modelport.errors import InputError, VerificationError
 
@@ -254,9 +254,7 @@ def _put_files(plan: ConvertPlan, files: list[tuple[str, Path]], out: str,
                store: dict[str, Any], shards: list[ShardResult]) -> list[FileRecord]:
     index = None
     if len(shards) > 1:
-        weight_map = {t.name: s.filename for s in plan.shards for t in s.tensors}
-        index = json.dumps({"metadata": {"total_size": plan.total_bytes},
-                            "weight_map": weight_map}, indent=2, sort_keys=True).encode() + b"\n"
+        index = index_bytes(plan.shards)
     records = []
     if isinstance(location(out), str):
         dest = S3Destination(out, **store)

@@ -29,7 +29,6 @@ from modelport.convert.options import ConvertOptions
 from modelport.convert.pickle_safe import Record, element_size
 from modelport.convert.report import InputFile
 from modelport.convert.sources import Reader, open_source
-from modelport.convert.torch_files import load_pickle_checkpoint
 from modelport.errors import CheckpointError, UnsupportedError
 
 FILE = "model_optim_rng.pt"
@@ -115,8 +114,8 @@ def _ranks(root: Path, src: Path) -> list[Path]:
     return files
 
 
-def _args(file: Path, allow: tuple[str, ...]) -> tuple[dict[str, Any], float]:
-    obj = load_pickle_checkpoint(file, allow).obj
+def _args(obj: Any, file: Path) -> tuple[dict[str, Any], float]:
+    """The run's args and the checkpoint version, from rank 0's unpickled object."""
     args = obj.get("args") if isinstance(obj, dict) else None
     if not isinstance(args, Record) or not isinstance(args.state, dict):
         raise CheckpointError("no run arguments ('args') in the checkpoint: its model's shape "
@@ -170,7 +169,9 @@ def open_megatron(src: Path, options: ConvertOptions) -> Opened:
     assert root is not None
     files = _ranks(root, src)
     allow = (*options.allow_globals, *_GLOBALS)
-    a, version = _args(files[0], allow)
+    first = open_source(files[0], state_dict_key="model", allow_globals=allow)
+    ck = first.files[0].pickle
+    a, version = _args(ck.obj if ck is not None else None, files[0])
     family = _family(a, files[0])
     tp = len(files)
     heads = int(a["num_attention_heads"])
@@ -182,7 +183,8 @@ def open_megatron(src: Path, options: ConvertOptions) -> Opened:
     if a.get("tensor_model_parallel_size", tp) != tp:
         raise CheckpointError(f"args say {a.get('tensor_model_parallel_size')} tensor-parallel "
                               f"ranks; {tp} mp_rank folders are here", path=root)
-    sets = [open_source(f, state_dict_key="model", allow_globals=allow) for f in files]
+    sets = [first, *(open_source(f, state_dict_key="model", allow_globals=allow)
+                     for f in files[1:])]
     readers = [Reader(s.files) for s in sets]
     by_rank = [{t.name: t for t in s.tensors} for s in sets]
     roles: dict[tuple[str, str], tuple[str, int | None]] = {}

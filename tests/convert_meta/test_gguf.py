@@ -187,6 +187,22 @@ def test_real_gguf_vocabulary_equals_llama2_sentencepiece(tmp_path: Path) -> Non
     assert _ids_of(tmp_path / "hf" / "tokenizer.json", lines) == _spm_ids(truth, lines)
 
 
+def _spm_vocab(m: Any, pad: int | None = None) -> Any:
+    """A GGUF writer step storing SentencePiece model ``m`` as llama.cpp's converter does:
+    pieces, scores, types and the special ids (``pad`` as given)."""
+    def vocab(w: Any) -> None:
+        w.add_tokenizer_model("llama")
+        w.add_token_list([p.piece for p in m.pieces])
+        w.add_token_scores([p.score for p in m.pieces])
+        w.add_token_types([p.type for p in m.pieces])
+        w.add_bos_token_id(m.trainer_spec.bos_id)
+        w.add_eos_token_id(m.trainer_spec.eos_id)
+        w.add_unk_token_id(m.trainer_spec.unk_id)
+        if pad is not None:
+            w.add_pad_token_id(pad)
+    return vocab
+
+
 def _gguf_with_vocab(tmp: Path, vocab: Any, n_vocab: int) -> Path:
     """tmp/v.gguf: the tiny F32 llama of _write_gguf with the vocabulary ``vocab(writer)``
     writes (embeddings resized to ``n_vocab`` rows)."""
@@ -292,18 +308,7 @@ def test_written_gguf_vocabulary_equals_its_sentencepiece_model(tmp_path: Path,
     m = pb.ModelProto()
     m.ParseFromString((tmp_path / "sp.model").read_bytes())
 
-    def vocab(w: Any) -> None:
-        w.add_tokenizer_model("llama")
-        w.add_token_list([p.piece for p in m.pieces])
-        w.add_token_scores([p.score for p in m.pieces])
-        w.add_token_types([p.type for p in m.pieces])
-        w.add_bos_token_id(m.trainer_spec.bos_id)
-        w.add_eos_token_id(m.trainer_spec.eos_id)
-        w.add_unk_token_id(m.trainer_spec.unk_id)
-        if pad is not None:
-            w.add_pad_token_id(pad)
-
-    _gguf_with_vocab(tmp_path, vocab, len(m.pieces))
+    _gguf_with_vocab(tmp_path, _spm_vocab(m, pad), len(m.pieces))
     rep = modelport.convert(tmp_path / "v.gguf", tmp_path / "hf", progress=False)
     assert "as LlamaTokenizer" in rep.warnings[0], rep.warnings
     tc = json.loads((tmp_path / "hf" / "tokenizer_config.json").read_text())
@@ -340,16 +345,7 @@ def test_a_rebuilt_vocabulary_is_never_called_the_original(tmp_path: Path) -> No
     m.ParseFromString((tmp_path / "sp.model").read_bytes())
     assert m.normalizer_spec.remove_extra_whitespaces  # the original collapses runs
 
-    def vocab(w: Any) -> None:
-        w.add_tokenizer_model("llama")
-        w.add_token_list([p.piece for p in m.pieces])
-        w.add_token_scores([p.score for p in m.pieces])
-        w.add_token_types([p.type for p in m.pieces])
-        w.add_bos_token_id(m.trainer_spec.bos_id)
-        w.add_eos_token_id(m.trainer_spec.eos_id)
-        w.add_unk_token_id(m.trainer_spec.unk_id)
-
-    _gguf_with_vocab(tmp_path, vocab, len(m.pieces))
+    _gguf_with_vocab(tmp_path, _spm_vocab(m), len(m.pieces))
     rep = modelport.convert(tmp_path / "v.gguf", tmp_path / "hf", progress=False)
     note = rep.warnings[0]
     assert "rebuilt from the embedded llama vocabulary" in note, note

@@ -67,19 +67,21 @@ def _transformers5(folder: Path, cls: str | None, texts: list[str], truth: list[
     return f"{sum(a == b for a, b in zip(ids, truth, strict=True))}/{len(texts)}"
 
 
-def run_case(case: Case, out: Path, with_transformers5: bool = False) -> Row:
+def _reference(case: Case, out: Path) -> tuple[Any, Any]:
+    """The class reference modelport proves against, and the written tokenizer.json."""
     from tokenizers import Tokenizer
 
-    rep = run.tokenizer(case.folder, out, family=case.family, accept_mismatch=True,
-                        overwrite=True)
     src = Source(case.folder)
     res = resolve(src, case.family, False)
     _, ref, _ = run.BUILDERS[res.kind](src, res, [])
-    tok = Tokenizer.from_file(str(out / "tokenizer.json"))
-    texts = run.corpus_for(ref)
-    statuses = [run.line_status(tok, ref, t)[0] for t in texts]
-    req: dict[str, Any] = {"folder": str(case.folder), "texts": texts, "ours": str(out),
-                           "class": case.oracle_class, "init": case.oracle_init}
+    return ref, Tokenizer.from_file(str(out / "tokenizer.json"))
+
+
+def _ask_truth(case: Case, texts: list[str], **extra: Any) -> tuple[dict[str, Any], Any]:
+    """The oracle's answer for ``texts`` and its truth (the authors' file, else the slow
+    class or the vendor's own tokenizer)."""
+    req: dict[str, Any] = {"folder": str(case.folder), "texts": texts,
+                           "class": case.oracle_class, "init": case.oracle_init, **extra}
     if case.tiktoken:
         req["tiktoken"] = case.tiktoken
     if case.tekken:
@@ -88,7 +90,16 @@ def run_case(case: Case, out: Path, with_transformers5: bool = False) -> Row:
     if authors.is_file():
         req["ref"] = str(authors)
     o = ask(req)
-    truth = o.get("ref") or o["slow"]
+    return o, o.get("ref") or o["slow"]
+
+
+def run_case(case: Case, out: Path, with_transformers5: bool = False) -> Row:
+    rep = run.tokenizer(case.folder, out, family=case.family, accept_mismatch=True,
+                        overwrite=True)
+    ref, tok = _reference(case, out)
+    texts = run.corpus_for(ref)
+    statuses = [run.line_status(tok, ref, t)[0] for t in texts]
+    o, truth = _ask_truth(case, texts, ours=str(out))
     ours = [tok.encode(t).ids for t in texts]
     false_cert = [t for t, s, a, b in zip(texts, statuses, ours, truth, strict=True)
                   if s == "match" and a != b]
@@ -121,26 +132,11 @@ def vocab_check(case: Case, out: Path) -> tuple[int, int, int]:
     """The vocabulary proof's lines for the files written at ``out``, against the truth:
     (lines, ids identical to the truth, lines the proof calls identical where the truth
     differs)."""
-    from tokenizers import Tokenizer
-
     from modelport.tok.coverage import vocab_lines
 
-    src = Source(case.folder)
-    res = resolve(src, case.family, False)
-    _, ref, _ = run.BUILDERS[res.kind](src, res, [])
-    tok = Tokenizer.from_file(str(out / "tokenizer.json"))
+    ref, tok = _reference(case, out)
     texts = vocab_lines(tok)[0]
-    req: dict[str, Any] = {"folder": str(case.folder), "texts": texts, "truth_only": True,
-                           "class": case.oracle_class, "init": case.oracle_init}
-    if case.tiktoken:
-        req["tiktoken"] = case.tiktoken
-    if case.tekken:
-        req["tekken"] = True
-    authors = case.folder / "ref" / "tokenizer.json"
-    if authors.is_file():
-        req["ref"] = str(authors)
-    o = ask(req)
-    truth = o.get("ref") or o["slow"]
+    _, truth = _ask_truth(case, texts, truth_only=True)
     ours = [tok.encode(t).ids for t in texts]
     said = [run.line_status(tok, ref, t)[0] == "match" for t in texts]
     return (len(texts), sum(a == b for a, b in zip(ours, truth, strict=True)),

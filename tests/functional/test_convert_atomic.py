@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import load_file
 
 import modelport
-from modelport.convert import checkpoint
+from modelport.convert import writer
 from modelport.errors import InputError, OutputExistsError, VerificationError
 from tests.conftest import files_match_report, kill_when, save_bin, tree_snapshot
 
@@ -30,12 +30,44 @@ def _leftovers(parent: Path) -> list[str]:
     return [p.name for p in parent.iterdir() if ".modelport-" in p.name]
 
 
-def test_verification_failure_removes_output(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-                                             ) -> None:
-    src, _ = _src(tmp_path)
-    monkeypatch.setattr(checkpoint, "_equal", lambda a, b: False)
-    with pytest.raises(VerificationError, match="differ"):
+def _flip_after_write(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """Every shard gets one byte of its last tensor flipped on disk once written (a disk that
+    lost a write): the proof must see it."""
+    real = writer.write_shard
+    flipped: list[Path] = []
+
+    def write_then_flip(path: Path, *a: object, **k: object) -> object:
+        w = real(path, *a, **k)  # type: ignore[arg-type]
+        with open(path, "r+b") as f:
+            f.seek(-1, os.SEEK_END)
+            b = f.read(1)
+            f.seek(-1, os.SEEK_END)
+            f.write(bytes([b[0] ^ 0xFF]))
+        flipped.append(path)
+        return w
+
+    monkeypatch.setattr(writer, "write_shard", write_then_flip)
+    return flipped
+
+
+@pytest.mark.parametrize("fmt", ["pickle (bytes copied)", "llama2.c (bytes computed)"])
+def test_a_byte_lost_on_disk_fails_the_proof(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                             fmt: str) -> None:
+    """Both kinds of tensor the one writer takes are proven from what is on disk: a copied
+    tensor by comparison with its source, a computed one by hashing the file again."""
+    if fmt.startswith("pickle"):
+        src, _ = _src(tmp_path)
+        what = "bytes differ from the source"
+    else:
+        from tests.convert_meta.test_llama2c import _llama2c, _tiny
+
+        src = tmp_path / "ckpt.pt"
+        _llama2c(_tiny(), src, compiled=True)
+        what = "bytes on disk differ from the bytes written"
+    flipped = _flip_after_write(monkeypatch)
+    with pytest.raises(VerificationError, match=what):
         modelport.convert(src, tmp_path / "out", progress=False)
+    assert flipped, "the fault was never injected"
     assert not (tmp_path / "out").exists()
     assert _leftovers(tmp_path) == []
 

@@ -1,107 +1,28 @@
-"""Execute a conversion plan: write shards streaming, hash while writing, verify, rename."""
+"""Execute a conversion plan: write shards streaming, hash while writing, prove, rename; one
+report for every route."""
 
 from __future__ import annotations
 
 import math
-import mmap
 import os
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from modelport._io.atomic import atomic_dir
 from modelport._io.hashcache import record as record_hashes
-from modelport._io.hashing import HashingWriter, copy_hashed
-from modelport._io.st_header import TORCH_TO_ST, build_header, read_header
+from modelport._io.hashing import copy_hashed, sha256_file
 from modelport._io.urls import location
 from modelport._types import FileRecord, SkippedItem, file_role
 from modelport.convert.options import ConvertOptions
 from modelport.convert.plan import ConvertPlan, plan_convert
 from modelport.convert.report import ConvertReport, InputFile
-from modelport.convert.shards import INDEX_NAME, ShardPlan, index_bytes, shard_metadata
-from modelport.convert.sources import Reader, SourceTensor
-from modelport.errors import CheckpointError, ModelportError, VerificationError
-
-
-def _equal(a: memoryview, b: memoryview) -> bool:
-    """Byte equality of two buffers (numpy compares 8 bytes at a time, ~15 GB/s)."""
-    if a.nbytes != b.nbytes:
-        return False
-    if a.nbytes == 0:
-        return True
-    import numpy as np
-
-    step = 256 * 2**20
-    for i in range(0, a.nbytes, step):
-        x = np.frombuffer(a[i: i + step], dtype=np.uint8)
-        y = np.frombuffer(b[i: i + step], dtype=np.uint8)
-        if x.size % 8 == 0:
-            x, y = x.view(np.uint64), y.view(np.uint64)
-        if not np.array_equal(x, y):
-            return False
-    return True
-
-
-def write_shard(path: Path, shard: ShardPlan, reader: Reader, progress: object,
-                 metadata: dict[str, str]) -> HashingWriter:
-    """Write a shard; the returned writer is still hashing (finish it with ``close()``)."""
-    entries = [(t.name, TORCH_TO_ST[t.dtype], t.shape, t.nbytes) for t in shard.tensors]
-    header, _ = build_header(entries, metadata)
-    w = HashingWriter(path)
-    try:
-        w.write(header)
-        for t in shard.tensors:
-            region = reader.file_region(t)
-            if region is not None:
-                w.copy_from(region[0], region[1], reader.tensor_bytes(t))
-            else:
-                w.write(reader.tensor_bytes(t))
-            if progress is not None:
-                progress.update(t.nbytes)  # type: ignore[attr-defined]
-    except BaseException:
-        w.abort()
-        raise
-    w.start_sync()
-    return w
-
-
-def verify_shard(path: Path, shard: ShardPlan, reader: Reader) -> None:
-    """Re-open the written file with safetensors and compare every tensor with the source."""
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="np") as f:  # an independent parser of our output
-        names = set(f.keys())
-        meta = f.metadata() or {}
-        for t in shard.tensors:
-            if t.name not in names:
-                raise VerificationError(f"tensor {t.name!r} missing after write", path=path)
-            sl = f.get_slice(t.name)
-            if tuple(sl.get_shape()) != t.shape or sl.get_dtype() != TORCH_TO_ST[t.dtype]:
-                raise VerificationError(
-                    f"tensor {t.name!r} reads back as {sl.get_dtype()}{sl.get_shape()}, "
-                    f"expected {TORCH_TO_ST[t.dtype]}{list(t.shape)}", path=path)
-    if names != {t.name for t in shard.tensors} or meta.get("format") != "pt":
-        raise VerificationError("header differs from the plan", path=path)
-    header = read_header(path)
-    with open(path, "rb") as fh:
-        m = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) if header.file_size else None
-    mv = memoryview(m) if m is not None else memoryview(b"")
-    try:
-        for t in shard.tensors:
-            e = header.tensors[t.name]
-            got = mv[header.data_start + e.begin: header.data_start + e.end]
-            if not _equal(got, reader.tensor_bytes(t)):
-                raise VerificationError(f"tensor {t.name!r} bytes differ from the source",
-                                        path=path, hint="this is a modelport bug; please report it")
-    finally:
-        got = None
-        mv.release()
-        if m is not None:
-            try:
-                m.close()
-            except BufferError:  # a slice is still referenced by a traceback; GC unmaps it
-                pass
+from modelport.convert.shards import ShardPlan
+from modelport.convert.sources import Reader
+from modelport.convert.writer import Computed, write_shards
+from modelport.errors import CheckpointError, ModelportError
 
 
 def _progress(total: int, enabled: bool | None, desc: str) -> object:
@@ -117,56 +38,22 @@ def execute(plan: ConvertPlan, *, progress: bool | None = None,
             before_shard: Callable[[ShardPlan], None] | None = None,
             after_shard: Callable[[ShardPlan, Path, FileRecord], None] | None = None
             ) -> ConvertReport:
-    """Write the plan's outputs into a temp folder, verify them, then rename into place.
+    """Write the plan's outputs into a temp folder with the one writer
+    (:mod:`modelport.convert.writer`), prove them, then rename into place.
     ``before_shard`` / ``after_shard`` run around each shard (a remote source fetches its
     tensors' bytes before and gives the scratch space back after; a remote destination
     uploads the written, verified shard)."""
-    if plan.opened is not None:  # a computed route: its tensors one at a time
-        from modelport.convert.opened import write_opened
-
-        try:
-            return write_opened(plan.opened, plan.shards, plan.dst, plan.options, after_shard)
-        finally:
-            plan.close()
     t0 = time.perf_counter()
-    src = plan.regions("this writer")
-    reader = Reader(src.files)
-    outputs: list[FileRecord] = []
-    tensor_map: dict[str, str] = {}
-    verify_s = 0.0
+    feed: Reader | Computed = Reader(plan.source.files) if plan.source is not None \
+        else Computed()
+    notes: list[str] = []
     bar = _progress(plan.total_bytes, progress, "convert")
     try:
         with atomic_dir(plan.dst, overwrite=plan.options.overwrite) as tmp:
-            for shard in plan.shards:
-                if before_shard is not None:
-                    before_shard(shard)
-                meta = shard_metadata(shard, plan.aliases)
-                w = write_shard(tmp / shard.filename, shard, reader, bar, meta)
-                try:
-                    if plan.options.verify:  # on this core, while the other one hashes
-                        v0 = time.perf_counter()
-                        verify_shard(tmp / shard.filename, shard, reader)
-                        verify_s += time.perf_counter() - v0
-                finally:
-                    w.close()
-                outputs.append(FileRecord(path=shard.filename, role="weights", size=w.size,
-                                          sha256=w.sha256, tensors=len(shard.tensors)))
-                if after_shard is not None:
-                    after_shard(shard, tmp / shard.filename, outputs[-1])
-                for t in shard.tensors:
-                    tensor_map[t.name] = shard.filename
-            if len(plan.shards) > 1:
-                with HashingWriter(tmp / INDEX_NAME) as w:
-                    w.write(index_bytes(plan.shards))
-                    w.close()
-                outputs.append(FileRecord(path=INDEX_NAME, role="index", size=w.size,
-                                          sha256=w.sha256))
-            if plan.options.copy_other_files and src.root is not None:
-                for rel in src.copy_files:
-                    (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
-                    size, sha = copy_hashed(src.root / rel, tmp / rel)
-                    outputs.append(FileRecord(path=rel, role=file_role(rel), size=size,
-                                              sha256=sha))
+            outputs, tensor_map, verify_s = write_shards(
+                tmp, plan.shards, feed, verify=plan.options.verify, aliases=plan.aliases,
+                progress=bar, before_shard=before_shard, after_shard=after_shard)
+            notes = _side_files(plan, tmp, outputs)
             record_hashes(tmp, {o.path: o.sha256 for o in outputs})
     except OSError as e:
         if isinstance(e, ModelportError):
@@ -175,29 +62,63 @@ def execute(plan: ConvertPlan, *, progress: bool | None = None,
                               hint="check free space and permissions; nothing was left behind"
                               ) from e
     finally:
-        reader.close()
+        if isinstance(feed, Reader):
+            feed.close()
+        plan.close()
         if bar is not None:
             bar.close()  # type: ignore[attr-defined]
     for dropped, kept in plan.aliases.items():
         tensor_map[dropped] = f"alias of {kept}"
-    dtypes: dict[str, int] = {}
-    for t in src.tensors:
-        dtypes[t.dtype] = dtypes.get(t.dtype, 0) + 1
-    written: list[SourceTensor] = [t for s in plan.shards for t in s.tensors]
+    return _report(plan, outputs, tensor_map, notes, time.perf_counter() - t0, verify_s)
+
+
+def _side_files(plan: ConvertPlan, tmp: Path, outputs: list[FileRecord]) -> list[str]:
+    """Copy the source's other files and write those the format implies (config.json,
+    tokenizer), recording each in ``outputs``; the notes the format's side step gives."""
+    for src, rel in plan.copies:
+        (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+        size, sha = copy_hashed(src, tmp / rel)
+        outputs.append(FileRecord(path=rel, role=file_role(rel), size=size, sha256=sha))
+    side = plan.opened.side if plan.opened is not None else None
+    if side is None:
+        return []
+    notes = side(tmp)
+    recorded = {o.path for o in outputs}
+    for p in sorted(tmp.rglob("*")):  # what the side step wrote
+        rel = p.relative_to(tmp).as_posix()
+        if p.is_file() and not rel.startswith(".") and rel not in recorded:
+            outputs.append(FileRecord(path=rel, role=file_role(rel), size=p.stat().st_size,
+                                      sha256=sha256_file(p)))
+    return notes
+
+
+def _report(plan: ConvertPlan, outputs: list[FileRecord], tensor_map: dict[str, str],
+            notes: list[str], seconds: float, verify_s: float) -> ConvertReport:
+    """The one report of every route, from the plan and what was written."""
+    written = [t for s in plan.shards for t in s.tensors]
+    if plan.source is not None:
+        src = plan.source
+        origin, key, n_in = src.src, src.state_dict_key, len(src.tensors)
+        inputs = [InputFile(path=str(f.path), format=f.format, size=os.path.getsize(f.path))
+                  for f in src.files]
+        dtypes = dict(Counter(t.dtype for t in src.tensors))
+    else:
+        op = plan.opened
+        assert op is not None
+        origin, key, n_in, inputs = op.src, op.state_dict_key, op.tensors_in, op.inputs
+        dtypes = dict(Counter(t.dtype for t in op.tensors))
+    entries, files = plan.skipped
     return ConvertReport(
-        src=str(src.src), dst=str(plan.dst),
-        inputs=[InputFile(path=str(f.path), format=f.format, size=os.path.getsize(f.path))
-                for f in src.files],
-        state_dict_key=src.state_dict_key,
-        tensors_in=len(src.tensors), tensors_written=len(written),
+        src=str(origin), dst=str(plan.dst), inputs=inputs, state_dict_key=key,
+        tensors_in=n_in, tensors_written=len(written),
         parameters=sum(math.prod(t.shape) for t in written),
         total_bytes=plan.total_bytes, dtypes=dtypes, outputs=outputs,
         aliases=plan.aliases, overlapping_views=plan.overlapping, tensor_map=tensor_map,
         renamed=plan.renamed,
-        skipped_entries=[SkippedItem(name=s.name, reason=s.reason) for s in src.skipped_entries],
-        skipped_files=[SkippedItem(name=s.name, reason=s.reason) for s in src.skipped_files],
-        warnings=plan.warnings, verified=plan.options.verify,
-        seconds=round(time.perf_counter() - t0, 3), verify_seconds=round(verify_s, 3),
+        skipped_entries=[SkippedItem(name=n, reason=r) for n, r in entries],
+        skipped_files=[SkippedItem(name=n, reason=r) for n, r in files],
+        warnings=[*plan.warnings, *notes], verified=plan.options.verify,
+        seconds=round(seconds, 3), verify_seconds=round(verify_s, 3),
     )
 
 
@@ -243,5 +164,4 @@ def convert(
     return execute(plan_convert(src, dst, options), progress=progress)
 
 
-__all__ = ["INDEX_NAME", "ConvertReport", "convert", "execute",
-           "shard_metadata", "verify_shard", "write_shard"]
+__all__ = ["ConvertReport", "convert", "execute"]

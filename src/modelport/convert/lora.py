@@ -23,13 +23,12 @@ from pydantic import Field
 
 from modelport._io import jsonio
 from modelport._io.atomic import atomic_dir
-from modelport._io.hashing import HashingWriter, copy_hashed
+from modelport._io.hashing import copy_hashed
 from modelport._io.paths import check_output
-from modelport._io.st_header import TORCH_TO_ST
 from modelport._types import FileRecord, Record, file_role
-from modelport.convert.computed import tensor_bytes, write_shards
 from modelport.convert.shards import shard
 from modelport.convert.sources import Reader, SourceSet, SourceTensor, open_source
+from modelport.convert.writer import tensor_bytes, write_shards
 from modelport.errors import InputError, UnsupportedError
 
 ADAPTER_FILES = ("adapter_model.safetensors", "adapter_model.bin")
@@ -188,10 +187,8 @@ def merge(base: str | Path, adapter: str | Path, out: str | Path, *, overwrite: 
     outputs: list[FileRecord] = []
     try:
         with atomic_dir(out, overwrite=overwrite) as tmp:
-            outputs, _ = write_shards(
-                tmp, shard(src.tensors, max_shard_size),
-                lambda t: (t.name, TORCH_TO_ST[t.dtype], t.shape, t.nbytes),
-                lambda t, w: _emit(t, w, reader, lora), verify)
+            outputs, _, _ = write_shards(tmp, shard(src.tensors, max_shard_size),
+                                         _Merged(reader, lora), verify=verify)
             for rel in src.copy_files:
                 if rel in ("adapter_config.json", *ADAPTER_FILES):
                     continue
@@ -222,18 +219,24 @@ def _value(t: SourceTensor, reader: Reader, lora: _Lora) -> Any | None:
     return start.to(dtype).contiguous() if start is not None else None
 
 
-def _emit(t: SourceTensor, w: HashingWriter, reader: Reader, lora: _Lora) -> None:
-    """The merged or replaced tensor's bytes, or the base's, copied by the kernel (and hashed
-    from the source: the proof's re-read then shows the copy equals the base)."""
-    v = _value(t, reader, lora)
-    if v is not None:
-        w.write(tensor_bytes(v))
-        return
-    region = reader.file_region(t)
-    if region is not None:
-        w.copy_from(region[0], region[1], reader.tensor_bytes(t))
-    else:
-        w.write(reader.tensor_bytes(t))
+class _Merged:
+    """The writer's feed (:mod:`modelport.convert.writer`): a merged or replaced tensor is
+    computed (proven by hash), the base's untouched ones are copied from its files (proven by
+    comparing with the base)."""
+
+    def __init__(self, reader: Reader, lora: _Lora) -> None:
+        self.reader, self.lora = reader, lora
+
+    def computed(self, t: SourceTensor) -> bool:
+        return t.name in self.lora.delta or t.name in self.lora.whole \
+            or t.name in self.lora.base_copy
+
+    def file_region(self, t: SourceTensor) -> tuple[int, int] | None:
+        return None if self.computed(t) else self.reader.file_region(t)
+
+    def tensor_bytes(self, t: SourceTensor) -> Any:
+        v = _value(t, self.reader, self.lora) if self.computed(t) else None
+        return tensor_bytes(v) if v is not None else self.reader.tensor_bytes(t)
 
 
 __all__ = ["MergeReport", "merge"]

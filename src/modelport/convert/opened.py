@@ -1,33 +1,25 @@
 """A checkpoint opened by a route that computes its tensors (reassembled, permuted,
 dequantized): every tensor it will produce, decided from headers and metadata before a byte is
-written, and the one writer and report builder for all such routes.
+written.
 
 An opener (``open_dcp``, ``open_zero``, ``open_meta``, ``open_gguf``, ``open_llama2c``,
 ``open_megatron``) reads the source's metadata and returns an :class:`Opened`; ``plan_convert``
-shards its tensors (the dry-run and the writer split them with the same function), and
-:func:`write_opened` computes each tensor once, writes it while hashing, proves each shard, and
-writes the side files (config.json, tokenizer files) the format implies.
+shards its tensors (the dry-run and the writer split them with the same function), and the one
+writer (:mod:`modelport.convert.writer`, fed by its ``Computed`` feed) computes each tensor
+once, writes it while hashing and proves each shard; ``execute`` then writes the side files
+(config.json, tokenizer files) the format implies and builds the one report.
 """
 
 from __future__ import annotations
 
-import math
-import time
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from modelport._io.atomic import atomic_dir
-from modelport._io.hashcache import record as record_hashes
-from modelport._io.hashing import copy_hashed, sha256_file
 from modelport._io.st_header import TORCH_TO_ST
-from modelport._types import FileRecord, SkippedItem, file_role
-from modelport.convert.computed import Entry, tensor_bytes, write_shards
-from modelport.convert.options import ConvertOptions
-from modelport.convert.report import ConvertReport, InputFile
-from modelport.convert.shards import ShardPlan
+from modelport._types import SkippedItem
+from modelport.convert.report import InputFile
 from modelport.errors import UnsupportedError
 
 
@@ -41,10 +33,6 @@ class Produced:
     shape: tuple[int, ...]
     nbytes: int
     value: Callable[[], Any]
-
-    @property
-    def entry(self) -> Entry:
-        return self.name, TORCH_TO_ST[self.dtype], self.shape, self.nbytes
 
 
 @dataclass
@@ -81,72 +69,4 @@ class Opened:
             c()
 
 
-def emit(p: Produced, w: Any) -> None:
-    """Compute ``p`` and write its bytes (the tensor is dropped when this returns)."""
-    w.write(tensor_bytes(p.value()))
-
-
-def holds(path: Path, shard: ShardPlan) -> bool:
-    """Whether the file at ``path`` holds exactly ``shard``'s tensors as they compute now:
-    the names, dtypes, shapes and every byte (a rerun keeps such a shard)."""
-    from modelport._io.st_header import read_header
-    from modelport.errors import ModelportError
-
-    try:
-        header = read_header(path)
-    except ModelportError:
-        return False
-    if set(header.tensors) != {p.name for p in shard.tensors}:
-        return False
-    with open(path, "rb") as f:
-        for p in shard.tensors:
-            e = header.tensors[p.name]
-            if (e.dtype, tuple(e.shape)) != (p.entry[1], p.shape):
-                return False
-            f.seek(header.data_start + e.begin)
-            if f.read(e.end - e.begin) != tensor_bytes(p.value()).tobytes():
-                return False
-    return True
-
-
-def write_opened(op: Opened, shards: list[ShardPlan], dst: Path, options: ConvertOptions,
-                 after_shard: Callable[[ShardPlan, Path, FileRecord], None] | None = None
-                 ) -> ConvertReport:
-    """Write ``op``'s tensors as ``shards`` (``plan_convert`` split them) into the new folder
-    ``dst`` (see the module docstring); ``after_shard`` runs on each proven shard (an upload).
-    Nothing is left at ``dst`` on any error."""
-    t0 = time.perf_counter()
-    notes: list[str] = []
-    with atomic_dir(dst, overwrite=options.overwrite) as tmp:
-        outputs, tensor_map = write_shards(
-            tmp, shards, lambda p: p.entry, emit, options.verify, op.aliases, after_shard)
-        if options.copy_other_files:
-            for p in op.copy_files:
-                size, sha = copy_hashed(p, tmp / p.name)
-                outputs.append(FileRecord(path=p.name, role=file_role(p.name), size=size,
-                                          sha256=sha))
-        if op.side is not None:
-            notes = op.side(tmp)
-        recorded = {o.path for o in outputs}
-        for p in sorted(tmp.rglob("*")):  # what the side step wrote
-            rel = p.relative_to(tmp).as_posix()
-            if p.is_file() and not rel.startswith(".") and rel not in recorded:
-                outputs.append(FileRecord(path=rel, role=file_role(rel), size=p.stat().st_size,
-                                          sha256=sha256_file(p)))
-        record_hashes(tmp, {o.path: o.sha256 for o in outputs})
-    for a, b in op.aliases.items():
-        tensor_map[a] = f"alias of {b}"
-    return ConvertReport(
-        src=str(op.src), dst=str(dst), inputs=op.inputs, state_dict_key=op.state_dict_key,
-        tensors_in=op.tensors_in, tensors_written=len(op.tensors),
-        parameters=sum(math.prod(t.shape) for t in op.tensors),
-        total_bytes=sum(t.nbytes for t in op.tensors),
-        dtypes=dict(Counter(t.dtype for t in op.tensors)),
-        outputs=outputs, aliases=op.aliases, overlapping_views=[], tensor_map=tensor_map,
-        renamed=op.renamed, skipped_entries=op.skipped_entries,
-        skipped_files=op.skipped_files, warnings=[*op.warnings, *notes],
-        verified=options.verify, seconds=round(time.perf_counter() - t0, 3),
-        verify_seconds=0.0)  # the proof runs shard by shard, inside the writing
-
-
-__all__ = ["Opened", "Produced", "emit", "holds", "write_opened"]
+__all__ = ["Opened", "Produced"]

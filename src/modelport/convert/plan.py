@@ -41,14 +41,21 @@ class ConvertPlan:
         return sum(s.nbytes for s in self.shards)
 
     @property
+    def copies(self) -> list[tuple[Path, str]]:
+        """The source's other files the output gets as they are: (file, name in the output)."""
+        if not self.options.copy_other_files:
+            return []
+        if self.source is not None:
+            root = self.source.root
+            return [(root / rel, rel) for rel in self.source.copy_files] if root else []
+        assert self.opened is not None
+        return [(p, p.name) for p in self.opened.copy_files]
+
+    @property
     def side_files(self) -> list[str]:
         """The other files the output gets: copied, or written from the source's metadata."""
-        if self.source is not None:
-            return list(self.source.copy_files) if self.options.copy_other_files else []
-        op = self.opened
-        assert op is not None
-        copied = [p.name for p in op.copy_files] if self.options.copy_other_files else []
-        return copied + op.side_files
+        made = self.opened.side_files if self.opened is not None else []
+        return [rel for _, rel in self.copies] + made
 
     @property
     def skipped(self) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:

@@ -361,6 +361,11 @@ class Reader:
         out = view.contiguous().reshape(-1).view(torch.uint8)
         return memoryview(out.numpy())
 
+    def computed(self, t: SourceTensor) -> bool:
+        """Never: every tensor's bytes are read again from the source file (the writer's feed
+        protocol)."""
+        return False
+
     def tensor(self, t: SourceTensor) -> Any:
         """The tensor as a read-only torch view of the mapped file (no copy where its bytes
         lie in C order), valid while the reader is open; ``.clone()`` to keep it."""

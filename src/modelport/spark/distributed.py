@@ -31,16 +31,13 @@ from modelport._io.hashing import copy_hashed, sha256_file
 from modelport._io.st_header import TORCH_TO_ST, build_header
 from modelport._io.urls import location
 from modelport._types import FileRecord, Record, file_role
-from modelport.convert.checkpoint import verify_shard, write_shard
-from modelport.convert.computed import verify_shard as verify_computed
-from modelport.convert.computed import write_proven
-from modelport.convert.opened import emit, holds
 from modelport.convert.options import ConvertOptions
 from modelport.convert.plan import ConvertPlan, plan_convert
 from modelport.convert.remote import RemoteMirror
 from modelport.convert.remote_dest import S3Destination
 from modelport.convert.shards import INDEX_NAME, index_bytes, shard_metadata
 from modelport.convert.sources import Reader
+from modelport.convert.writer import Computed, holds, prove_shard, write_shard
 from modelport.errors import InputError, VerificationError
 
 
@@ -101,14 +98,15 @@ def write_planned_shard(src: str, out: str, spec: dict[str, Any], conv: dict[str
         if mirror is not None:  # this shard's tensor bytes only, with ranged GETs
             mirror.fetch_tensors(plan.regions("reading from object storage"), shard.tensors)
         # a computed format (plan.opened) computes its tensors again here; regions are read
-        reader = Reader(plan.source.files) if plan.source is not None else None
+        feed: Reader | Computed = Reader(plan.source.files) if plan.source is not None \
+            else Computed()
         status = "written"
         try:
             if remote:
                 dest = S3Destination(out, **store)
                 sha = dest.stored_sha(shard.filename, spec["size"])
                 if sha is None:
-                    sha = _write_verified(work / shard.filename, shard, plan, reader,
+                    sha = _write_verified(work / shard.filename, shard, plan, feed,
                                           after_write)
                     dest.put_file(work / shard.filename, shard.filename, spec["size"], sha)
                 else:
@@ -116,24 +114,21 @@ def write_planned_shard(src: str, out: str, spec: dict[str, Any], conv: dict[str
             else:
                 final = Path(out) / shard.filename
                 complete = final.is_file() and final.stat().st_size == spec["size"]
-                if complete and reader is not None:
-                    verify_shard(final, shard, reader)  # complete and right: keep it
-                    sha, status = sha256_file(final), "kept"
-                elif complete and holds(final, shard):  # every byte as computed now
+                if complete and holds(final, shard, feed, plan.aliases):  # every byte: keep it
                     sha, status = sha256_file(final), "kept"
                 else:
                     for stale in final.parent.glob(f".{final.name}.*.partial"):
                         stale.unlink(missing_ok=True)  # an earlier attempt killed mid-write
                     part = final.with_name(f".{final.name}.{uuid.uuid4().hex[:8]}.partial")
                     try:
-                        sha = _write_verified(part, shard, plan, reader, after_write)
+                        sha = _write_verified(part, shard, plan, feed, after_write)
                         os.replace(part, final)
                     finally:
                         part.unlink(missing_ok=True)
                     fsync_dir(final.parent)
         finally:
-            if reader is not None:
-                reader.close()
+            if isinstance(feed, Reader):
+                feed.close()
             plan.close()
     finally:
         import shutil
@@ -148,22 +143,14 @@ def write_planned_shard(src: str, out: str, spec: dict[str, Any], conv: dict[str
             "attempt": ctx.attemptNumber() if ctx else 0}
 
 
-def _write_verified(path: Path, shard: Any, plan: ConvertPlan, reader: Reader | None,
+def _write_verified(path: Path, shard: Any, plan: ConvertPlan, feed: Reader | Computed,
                     after_write: Callable[[Path], None] | None) -> str:
-    if reader is None:  # a computed format: each tensor computed, written, then the proof
-        rec = write_proven(path, shard, lambda p: p.entry, emit, False, plan.aliases)
-        if after_write is not None:
-            after_write(path)
-        verify_computed(path, {t.name for t in shard.tensors}, rec.sha256)
-        return rec.sha256
-    w = write_shard(path, shard, reader, None, shard_metadata(shard, plan.aliases))
-    try:
-        if after_write is not None:  # a test's fault injection point: the bytes are written
-            after_write(path)
-        verify_shard(path, shard, reader)
-    finally:
-        sha = w.close()
-    return sha
+    """The one writer's shard and its proof (``after_write``: a test's fault injection point,
+    once the bytes are written)."""
+    w = write_shard(path, shard, feed, shard_metadata(shard, plan.aliases))
+    if after_write is not None:
+        after_write(path)
+    return prove_shard(path, shard, feed, w, True).sha256
 
 
 def convert_distributed(spark: Any, src: str | Path, out: str, options: ConvertOptions | None

@@ -3,7 +3,9 @@
 ``detect`` asks each format in turn, cheaply and without importing torch, whether it claims
 the path (and which root: a ZeRO tag folder, DCP's Trainer subfolder, the ``.gguf`` file of a
 folder); the Hugging Face reader (a folder of safetensors or pickles, or one weight file)
-takes the rest. ``convert``, ``inspect``, ``prepare``, ``--dry-run`` and the Spark jobs ask it.
+takes the rest. ``convert``, ``inspect``, ``prepare``, ``--dry-run``, ``s3://`` sources and the
+Spark jobs ask it; ``inspect`` lists a format through its inspector (a new format can use
+``inspect_opened``: what its opener says ``convert`` writes).
 Each format also says which convert options it applies; :func:`check_options` refuses, in one
 line, an option a route would otherwise ignore.
 """
@@ -36,6 +38,9 @@ class Format:
     # one at a time; None: the Hugging Face reader (file regions, copied byte for byte)
     opener: str | None
     options: frozenset[str]  # ConvertOptions fields this route applies, beyond _ALWAYS
+    # "module:function": (path, root, problems, allow_globals) -> (WeightFile, the files it
+    # read), what ``inspect`` lists; None: the Hugging Face walk over the folder's files
+    inspector: str | None = None
 
     @property
     def regions(self) -> bool:
@@ -47,20 +52,23 @@ _M = "modelport.convert."
 REGISTRY: tuple[Format, ...] = (
     Format("dcp", "torch.distributed.checkpoint", _M + "dcp_convert:dcp_folder",
            _M + "dcp_convert:open_dcp",
-           frozenset({"max_shard_size", "state_dict_key", "strip_prefix"})),
+           frozenset({"max_shard_size", "state_dict_key", "strip_prefix"}),
+           _M + "inspect_formats:inspect_dcp"),
     Format("zero", "DeepSpeed ZeRO checkpoint", _M + "zero:zero_folder",
            _M + "zero_convert:open_zero",
-           frozenset({"max_shard_size", "strip_prefix", "allow_globals", "zero_weights"})),
+           frozenset({"max_shard_size", "strip_prefix", "allow_globals", "zero_weights"}),
+           _M + "inspect_formats:inspect_zero"),
     Format("meta", "Meta's or Mistral's original layout (params.json)",
            _M + "meta_llama:meta_root", _M + "meta_llama:open_meta",
            frozenset({"max_shard_size", "allow_globals", "rope_scaling_factor"})),
     Format("gguf", "GGUF (llama.cpp)", _M + "formats:gguf_file",
-           _M + "gguf_source:open_gguf", frozenset({"max_shard_size"})),
+           _M + "gguf_source:open_gguf", frozenset({"max_shard_size"}),
+           _M + "inspect_formats:inspect_gguf"),
     Format("llama2c", "llama2.c training checkpoint", _M + "llama2c:llama2c_file",
            _M + "llama2c:open_llama2c", frozenset({"max_shard_size", "allow_globals"})),
     Format("megatron", "Megatron-LM checkpoint (mp_rank_XX/model_optim_rng.pt)",
            _M + "megatron:megatron_root", _M + "megatron:open_megatron",
-           frozenset({"max_shard_size", "allow_globals"})),
+           frozenset({"max_shard_size", "allow_globals"}), _M + "inspect_formats:inspect_opened"),
     Format("hf", "Hugging Face weights (safetensors or pickles)", None, None,
            frozenset({"max_shard_size", "state_dict_key", "strip_prefix", "aliases",
                       "allow_globals"})),

@@ -13,13 +13,7 @@ from modelport._io.redact import redact
 from modelport._io.st_header import ST_DTYPES, read_header
 from modelport._io.urls import location
 from modelport._types import file_role, model_kind
-from modelport.convert.formats import detect
-from modelport.convert.inspect_formats import (
-    inspect_dcp,
-    inspect_gguf,
-    inspect_opened,
-    inspect_zero,
-)
+from modelport.convert.formats import detect, load
 from modelport.convert.inspect_records import (
     ConfigInfo,
     IndexInfo,
@@ -209,36 +203,18 @@ def inspect(path: str | Path, *, allow_globals: tuple[str, ...] = (),
     config = None
     tok: list[str] = []
     other: list[str] = []
-    fmt, root = detect(path)
-    dcp = root if fmt.name == "dcp" else None
-    zero = root if fmt.name == "zero" else None
-    if fmt.name == "gguf":
+    fmt, root = detect(path)  # the registry says what the path is and who lists it
+    if fmt.inspector is not None:
         kind: Literal["folder", "file"] = "file" if path.is_file() else "folder"
-        weights.append(inspect_gguf(path, root, problems))
-        rels = [r for r in _walk_files(path) if not r.endswith(".gguf")] if path.is_dir() else []
+        entry, read = load(fmt.inspector)(fmt, path, root, problems, allow_globals)
+        weights.append(entry)
+        rels = [r for r in _walk_files(path) if r not in read] if path.is_dir() else []
         tok = [r for r in rels if file_role(r) == "tokenizer"]
         other = [r for r in rels if file_role(r) != "tokenizer"]
-    elif fmt.opener is not None and fmt.name not in ("dcp", "zero", "meta", "llama2c"):
-        kind = "file" if path.is_file() else "folder"  # the others have their own entries
-        weights.append(inspect_opened(path, fmt, root, problems))
+        config = _config(path, problems) if (path / "config.json").is_file() else None
     elif path.is_file():
         weights.append(_inspect_weight(path, path.name, names, problems, allow_globals))
         kind = "file"
-    elif dcp is not None:
-        kind = "folder"
-        weights.append(inspect_dcp(path, dcp, problems))
-        rels = [r for r in _walk_files(path) if not r.endswith(".distcp")]
-        tok = [r for r in rels if file_role(r) == "tokenizer"]
-        other = [r for r in rels if file_role(r) != "tokenizer"]
-        config = _config(path, problems) if (path / "config.json").is_file() else None
-    elif zero is not None:
-        kind = "folder"
-        weights.append(inspect_zero(path, zero, problems, allow_globals))
-        rels = [r for r in _walk_files(path) if not r.endswith(("_states.pt", "latest"))
-                and not r.startswith(zero.relative_to(path).as_posix() + "/")]
-        tok = [r for r in rels if file_role(r) == "tokenizer"]
-        other = [r for r in rels if file_role(r) != "tokenizer"]
-        config = _config(path, problems) if (path / "config.json").is_file() else None
     else:
         kind = "folder"
         rels = _walk_files(path)
@@ -266,10 +242,10 @@ def inspect(path: str | Path, *, allow_globals: tuple[str, ...] = (),
         for rel, seen in ((ST_INDEX, names), (PT_INDEX, pt_names)):
             if (path / rel).is_file():
                 indexes.append(_inspect_index(path, rel, seen, problems))
-        if rels and fmt.name == "meta":
-            problems.append(Problem(severity="warning", file="params.json", message=(
-                "Meta's or Mistral's original layout: modelport convert writes config.json and "
-                "the Hugging Face tensor names")))
+        if rels and fmt.opener is not None:  # its files listed as they are (Meta's layout)
+            problems.append(Problem(severity="warning", file=None, message=(
+                f"{fmt.label}: modelport convert writes config.json and the Hugging Face "
+                "tensor names")))
         elif rels:
             config = _config(path, problems)
         if not weights and rels:

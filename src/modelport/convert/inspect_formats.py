@@ -1,6 +1,9 @@
 """``inspect`` of the formats that are not a Hugging Face folder: each as one weight entry
 with its tensors, parameters and dtypes, read from headers and metadata only, and a warning
-saying what ``modelport convert`` makes of it."""
+saying what ``modelport convert`` makes of it. The registry (:mod:`modelport.convert.formats`)
+names each format's inspector; every inspector takes ``(fmt, path, root, problems,
+allow_globals)`` and returns the entry and the files it accounts for (paths relative to
+``path``), which ``inspect`` then does not list again."""
 
 from __future__ import annotations
 
@@ -9,10 +12,19 @@ from pathlib import Path
 from typing import Any
 
 from modelport.convert.inspect_records import Problem, WeightFile
+from modelport.convert.sources import _walk_files
 from modelport.errors import ModelportError
 
+Inspected = tuple[WeightFile, set[str]]
 
-def inspect_opened(path: Path, fmt: Any, root: Path, problems: list[Problem]) -> WeightFile:
+
+def _files(path: Path, keep: Any) -> set[str]:
+    """The files under ``path`` (relative) that ``keep(rel)`` claims."""
+    return {r for r in _walk_files(path) if keep(r)} if path.is_dir() else set()
+
+
+def inspect_opened(fmt: Any, path: Path, root: Path, problems: list[Problem],
+                   allow_globals: tuple[str, ...]) -> Inspected:
     """Any other computed format as one weight entry: what its opener says convert writes."""
     from modelport.convert.formats import load
     from modelport.convert.options import ConvertOptions
@@ -21,11 +33,12 @@ def inspect_opened(path: Path, fmt: Any, root: Path, problems: list[Problem]) ->
         else "."
     wf = WeightFile(path=rel, format=fmt.label, size=0)
     try:
-        op = load(fmt.opener)(path, ConvertOptions())
+        op = load(fmt.opener)(path, ConvertOptions(allow_globals=allow_globals))
     except ModelportError as e:
         problems.append(Problem(severity="error", file=rel, message=e.message))
-        return wf
+        return wf, set()
     op.close()
+    read = {str(Path(i.path).resolve()) for i in op.inputs}
     wf.size = sum(i.size for i in op.inputs)
     wf.tensors = len(op.tensors)
     wf.tensor_bytes = sum(t.nbytes for t in op.tensors)
@@ -35,10 +48,11 @@ def inspect_opened(path: Path, fmt: Any, root: Path, problems: list[Problem]) ->
     problems.append(Problem(severity="warning", file=rel, message=(
         f"{fmt.label} in {len(op.inputs)} file(s): modelport convert writes safetensors, the "
         f"Hugging Face names and {', '.join(op.side_files) or 'no config.json'}")))
-    return wf
+    return wf, _files(path, lambda r: str((path / r).resolve()) in read)
 
 
-def inspect_dcp(path: Path, folder: Path, problems: list[Problem]) -> WeightFile:
+def inspect_dcp(fmt: Any, path: Path, folder: Path, problems: list[Problem],
+                allow_globals: tuple[str, ...]) -> Inspected:
     """A distributed checkpoint as one weight entry: its model tensors, from .metadata."""
     from modelport.convert.dcp import read_metadata
     from modelport.convert.dcp_convert import TRAINING_STATE
@@ -48,11 +62,12 @@ def inspect_dcp(path: Path, folder: Path, problems: list[Problem]) -> WeightFile
     ranks = len(list(folder.glob("*.distcp")))
     wf = WeightFile(path=rel, format=f"distributed checkpoint ({ranks} files)",
                     size=sum(p.stat().st_size for p in folder.glob("*.distcp")))
+    read = _files(path, lambda r: r.endswith(".distcp"))
     try:
         tensors, _ = read_metadata(folder)
     except ModelportError as e:
         problems.append(Problem(severity="error", file=rel, message=e.message))
-        return wf
+        return wf, read
     missing = sorted({c.file for t in tensors for c in t.chunks
                       if not (folder / c.file).is_file()})
     if missing:
@@ -67,11 +82,11 @@ def inspect_dcp(path: Path, folder: Path, problems: list[Problem]) -> WeightFile
     problems.append(Problem(severity="warning", file=rel, message=(
         "a training checkpoint (torch.distributed.checkpoint): modelport convert reassembles "
         "it into safetensors")))
-    return wf
+    return wf, read
 
 
-def inspect_zero(path: Path, folder: Path, problems: list[Problem],
-                  allow_globals: tuple[str, ...]) -> WeightFile:
+def inspect_zero(fmt: Any, path: Path, folder: Path, problems: list[Problem],
+                 allow_globals: tuple[str, ...]) -> Inspected:
     """A DeepSpeed ZeRO checkpoint as one weight entry: the parameters its model states list."""
     from modelport.convert.zero import read_zero
 
@@ -80,11 +95,13 @@ def inspect_zero(path: Path, folder: Path, problems: list[Problem],
                                                              "_model_states.pt"))]
     wf = WeightFile(path=rel, format="DeepSpeed ZeRO", size=sum(p.stat().st_size
                                                                 for p in files))
+    read = _files(path, lambda r: r.endswith(("_states.pt", "latest"))
+                  or r.startswith(rel + "/"))
     try:
         ck = read_zero(path, allow_globals)
     except ModelportError as e:
         problems.append(Problem(severity="error", file=rel, message=e.message))
-        return wf
+        return wf, read
     wf.format = f"DeepSpeed ZeRO-{ck.stage} ({ck.world_size} ranks)"
     wf.tensors = len(ck.tensors)
     wf.parameters = sum(math.prod(t.shape) for t in ck.tensors)
@@ -94,25 +111,27 @@ def inspect_zero(path: Path, folder: Path, problems: list[Problem],
     problems.append(Problem(severity="warning", file=rel, message=(
         f"a training checkpoint (DeepSpeed ZeRO stage {ck.stage}, {ck.world_size} ranks): "
         "modelport convert writes its fp32 master weights as safetensors")))
-    return wf
+    return wf, read
 
 
-def inspect_gguf(path: Path, file: Path, problems: list[Problem]) -> WeightFile:
+def inspect_gguf(fmt: Any, path: Path, file: Path, problems: list[Problem],
+                 allow_globals: tuple[str, ...]) -> Inspected:
     """A llama.cpp GGUF file: its tensors and their stored types, from the header."""
     rel = file.name
     wf = WeightFile(path=rel, format="GGUF", size=file.stat().st_size)
+    read = _files(path, lambda r: r.endswith(".gguf"))
     try:
         import gguf
     except ImportError:
         problems.append(Problem(severity="error", file=rel, message=(
             "reading GGUF needs the optional package gguf: pip install 'modelport[gguf]'")))
-        return wf
+        return wf, read
     try:
         r = gguf.GGUFReader(file)
     except Exception as e:  # the reader raises ValueError/struct errors on damaged files
         problems.append(Problem(severity="error", file=rel, message=(
             f"not a readable GGUF file ({type(e).__name__}: {str(e)[:120]})")))
-        return wf
+        return wf, read
     from modelport.convert.gguf_source import KEPT
     from modelport.convert.gguf_vocab import field
 
@@ -134,7 +153,7 @@ def inspect_gguf(path: Path, file: Path, problems: list[Problem]) -> WeightFile:
                                      if arch == "llama" else
                                      f"a GGUF file of architecture {arch!r}: modelport "
                                      "convert reads the llama architecture only")))
-    return wf
+    return wf, read
 
 
-__all__ = ["inspect_dcp", "inspect_gguf", "inspect_zero"]
+__all__ = ["Inspected", "inspect_dcp", "inspect_gguf", "inspect_opened", "inspect_zero"]

@@ -2,6 +2,11 @@
 
 Usage: python bench/convert_bench.py [--gib 3] [--shard-mib 512] [--dir DIR] [--keep]
 Prints a markdown table: wall time, ratio to cp+sync, peak anonymous memory (RssAnon).
+
+``--against REV`` compares this checkout's ``src`` with commit REV's on the same inputs (a
+sharded ``.bin`` folder, copied by file regions, and a torch.distributed.checkpoint of the same
+tensors, computed one at a time), the two interleaved over ``--repeat`` rounds: medians, the
+median of the paired differences, and peak RssAnon.
 """
 
 from __future__ import annotations
@@ -92,6 +97,66 @@ def run_measured(cmd: list[str]) -> tuple[float, int]:
     return time.perf_counter() - t0, peak
 
 
+def make_dcp(dst: Path, total: int) -> None:
+    """Tensors of the same shapes and total as :func:`make_checkpoint`'s, as a
+    torch.distributed.checkpoint (one process, one file)."""
+    import torch
+    import torch.distributed.checkpoint as dcp
+
+    g = torch.Generator().manual_seed(0)
+    n = total // (4096 * 4096 * 2)
+    sd = {f"layers.{j}.weight": torch.randn(4096, 4096, generator=g, dtype=torch.float16)
+          for j in range(n)}
+    dcp.save(sd, checkpoint_id=dst)
+    (dst / "config.json").write_text(json.dumps({"model_type": "llama"}))
+
+
+def against(rev: str, args: argparse.Namespace) -> None:
+    """This checkout against ``rev`` (see the module docstring)."""
+    import statistics
+
+    root = Path(__file__).resolve().parents[1]
+    base = Path(tempfile.mkdtemp(prefix="modelport-ab-", dir=args.dir))
+    try:
+        old = base / "old"
+        old.mkdir()
+        tar = subprocess.run(["git", "-C", str(root), "archive", rev, "src"], check=True,
+                             capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(old)], input=tar, check=True)
+        srcs = {"sharded .bin (regions)": base / "bin"}
+        make_checkpoint(srcs["sharded .bin (regions)"], int(args.gib * 2**30),
+                        args.shard_mib * 2**20, True)
+        srcs["DCP (computed)"] = base / "dcp"
+        make_dcp(srcs["DCP (computed)"], int(args.gib * 2**30))
+        sides = {rev: old / "src", "this checkout": root / "src"}
+        print(f"# convert: this checkout against {rev} ({os.cpu_count()} cores, "
+              f"{args.gib} GiB, {args.repeat} interleaved rounds)\n")
+        print("| input | code | median s | runs | peak RssAnon |\n|---|---|---|---|---|")
+        for label, src in srcs.items():
+            runs: dict[str, list[float]] = {k: [] for k in sides}
+            peaks: dict[str, int] = dict.fromkeys(sides, 0)
+            for r in range(args.repeat):
+                order = list(sides) if r % 2 == 0 else list(reversed(sides))
+                for who in order:
+                    shutil.rmtree(base / "out", ignore_errors=True)
+                    subprocess.run(["sync"], check=True)
+                    env = {**os.environ, "PYTHONPATH": str(sides[who])}
+                    t, peak = run_measured(["env", f"PYTHONPATH={env['PYTHONPATH']}",
+                                            sys.executable, "-c", MODELPORT, str(src),
+                                            str(base / "out")])
+                    runs[who].append(t)
+                    peaks[who] = max(peaks[who], peak)
+            for who in sides:
+                print(f"| {label} | {who} | {statistics.median(runs[who]):.2f} | "
+                      f"{' '.join(f'{x:.2f}' for x in runs[who])} | {gib(peaks[who])} |")
+            new, prev = runs["this checkout"], runs[rev]
+            diff = statistics.median(a - b for a, b in zip(new, prev, strict=True))
+            print(f"| {label} | paired difference (this − {rev}) | {diff:+.2f} "
+                  f"({diff / statistics.median(prev):+.1%}) | | |")
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
 def gib(n: float) -> str:
     return f"{n / 2**30:.2f} GiB"
 
@@ -102,7 +167,12 @@ def main() -> None:
     ap.add_argument("--shard-mib", type=int, default=512)
     ap.add_argument("--dir", type=Path, default=None)
     ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--against", metavar="REV", default=None,
+                    help="compare this checkout's src with commit REV's (interleaved)")
     args = ap.parse_args()
+    if args.against:
+        against(args.against, args)
+        return
     base = Path(tempfile.mkdtemp(prefix="modelport-bench-", dir=args.dir))
     total = int(args.gib * 2**30)
     py = sys.executable

@@ -16,10 +16,11 @@ from modelport import errors
 from modelport._version import __version__
 
 if TYPE_CHECKING:
+    from modelport.cast.normalize import NormalizeReport
+    from modelport.cast.options import NormalizeOptions
     from modelport.convert.checkpoint import ConvertReport
     from modelport.convert.inspect import InspectReport
-    from modelport.convert.normalize import NormalizeReport
-    from modelport.convert.options import ConvertOptions, NormalizeOptions
+    from modelport.convert.options import ConvertOptions
     from modelport.convert.plan import ConvertPlan
     from modelport.package.check import CheckReport
     from modelport.quantize.options import QuantizeOptions
@@ -78,8 +79,8 @@ def inspect(path: Any, **kwargs: Any) -> InspectReport:
 def normalize(folder: Any, out: Any = None, options: NormalizeOptions | None = None,
               **kwargs: Any) -> NormalizeReport:
     """Fix safetensors metadata, dtypes, config.json dtype and the index. See
-    :func:`modelport.convert.normalize.normalize`."""
-    from modelport.convert.normalize import normalize as _normalize
+    :func:`modelport.cast.normalize.normalize`."""
+    from modelport.cast.normalize import normalize as _normalize
 
     return _normalize(folder, out, options, **kwargs)
 
@@ -170,8 +171,8 @@ def targets() -> list[str]:
 
 _LAZY = {
     "CheckReport": "modelport.package.check",
-    "NormalizeOptions": "modelport.convert.options",
-    "NormalizeReport": "modelport.convert.normalize",
+    "NormalizeOptions": "modelport.cast.options",
+    "NormalizeReport": "modelport.cast.normalize",
     "ConvertReport": "modelport.convert.checkpoint",
     "ConvertOptions": "modelport.convert.options",
     "InspectReport": "modelport.convert.inspect",

@@ -5,6 +5,7 @@ and a broken or missing source is one clear error."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -50,6 +51,10 @@ def _upload(s3: LocalS3, folder: Path, prefix: str) -> int:
             c.upload_file(str(p), "models", f"{prefix}/{p.relative_to(folder).as_posix()}")
             total += p.stat().st_size
     return total
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _model(folder: Path, kind: str) -> Path:
@@ -280,12 +285,10 @@ def test_reads_survive_connections_reset_mid_body(tmp_path: Path, s3: LocalS3,
     assert rep.remote_requests is not None and rep.remote_requests >= 3
 
 
-def test_a_computed_format_goes_to_a_bucket_but_is_not_read_from_one(
-        tmp_path: Path, s3: LocalS3, store: dict[str, Any]) -> None:
+def test_a_computed_format_goes_to_a_bucket(tmp_path: Path, s3: LocalS3,
+                                            store: dict[str, Any]) -> None:
     """A Megatron checkpoint (tensors computed from 2 ranks) converts into a bucket shard by
-    shard, the objects the bytes of a local convert; read from a bucket it is refused in one
-    line (its tensors are not byte ranges of its files)."""
-    from modelport.errors import UnsupportedError
+    shard, the objects the bytes of a local convert."""
     from tests.convert_meta.test_megatron import _llama, write_megatron
 
     run = write_megatron(_llama(), tmp_path / "run", 2)
@@ -298,8 +301,41 @@ def test_a_computed_format_goes_to_a_bucket_but_is_not_read_from_one(
     for o in local.outputs:
         body = c.get_object(Bucket="models", Key=f"remote/mg-out/{o.path}")["Body"].read()
         assert body == (tmp_path / "local" / o.path).read_bytes(), o.path
-    _upload(s3, run, "remote/mg-src")
-    with pytest.raises(UnsupportedError, match="reading from object storage does not split"):
-        modelport.convert("s3://models/remote/mg-src", tmp_path / "x", progress=False,
-                          store=store)
-    assert not (tmp_path / "x").exists()
+
+
+def _zero(d: Path) -> Path:
+    from tests.convert_zero.writers import write_zero
+
+    return write_zero(d, 3, "bf16", "llama", 2)  # DeepSpeed's own writer, 2 CPU ranks
+
+
+@pytest.mark.parametrize("fmt", ["dcp", "zero", "meta", "gguf", "llama2c", "megatron"])
+def test_a_computed_format_is_read_from_a_bucket_whole(tmp_path: Path, s3: LocalS3,
+                                                       store: dict[str, Any], fmt: str) -> None:
+    """A computed format in a bucket is downloaded whole, then converted: every output file
+    (shards, index, config.json, tokenizer) has the bytes of a local convert of the same
+    files, ``inspect`` from the bucket finds the same tensors, and Spark's job refuses it in
+    one line before any task runs (each task would download it again)."""
+    from modelport.errors import UnsupportedError
+    from modelport.spark.distributed import convert_distributed
+    from tests.functional.test_format_matrix import FORMATS
+
+    src = _zero(tmp_path / "run") if fmt == "zero" else FORMATS[fmt](tmp_path / "run")
+    folder = src if src.is_dir() else src.parent
+    local = modelport.convert(src, tmp_path / "local", max_shard_size="100KB", progress=False)
+    size = _upload(s3, folder, f"remote/{fmt}-src")
+    url = f"s3://models/remote/{fmt}-src"
+    rep = modelport.convert(url, tmp_path / "got", max_shard_size="100KB", progress=False,
+                            store=store)
+    assert rep.remote_read == "whole files"
+    assert rep.remote_bytes_fetched is not None and rep.remote_bytes_fetched >= size
+    assert any("downloaded to scratch first" in w for w in rep.warnings), rep.warnings
+    assert sum(o.role == "weights" for o in rep.outputs) > 1
+    assert {o.path: o.sha256 for o in rep.outputs} == {o.path: o.sha256 for o in local.outputs}
+    for o in local.outputs:  # hashed here, not by modelport
+        assert _sha(tmp_path / "got" / o.path) == _sha(tmp_path / "local" / o.path), o.path
+    remote, here = modelport.inspect(url, store=store), modelport.inspect(src)
+    assert (remote.tensors, remote.parameters) == (here.tensors, here.parameters) != (0, 0)
+    with pytest.raises(UnsupportedError, match="every task would download again"):
+        convert_distributed(None, url, str(tmp_path / "spark"), **store)
+    assert not (tmp_path / "spark").exists()

@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from modelport._io.st_header import read_header
-from modelport.convert import cast
+from modelport.cast import casting as cast
 from modelport.errors import InputError, VerificationError
 
 ALL_BF16 = torch.from_numpy(np.arange(65536, dtype=np.int32).astype(np.int16)).view(

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from modelport.convert import cast_bits
+from modelport.cast import bits as cast_bits
 
 ALL = np.arange(65536, dtype=np.uint32).astype(np.uint16)  # every bf16 bit pattern
 

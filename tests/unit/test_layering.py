@@ -1,5 +1,5 @@
 """One direction between rooms: a room imports only the rooms below it, never the package
-root's API. (``tok``, ``tsfm`` < ``convert`` < ``quantize``, ``package`` < ``pipeline`` <
+root's API. (``tok``, ``tsfm``, ``cast`` < ``convert`` < ``quantize``, ``package`` < ``pipeline`` <
 ``cli``, ``spark``;
 ``quantize`` and ``package`` are side by side and do not import each other: the pipeline
 passes quantize the target's rules; ``cli`` and ``spark`` neither.)"""
@@ -11,7 +11,7 @@ from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "modelport"
 BASE = {"_io", "_types", "errors", "_version", "_quiet", "_verb", "_trust"}
-RANK = {"tok": 1, "tsfm": 1, "convert": 2, "quantize": 3, "package": 3, "pipeline": 4,
+RANK = {"tok": 1, "tsfm": 1, "cast": 1, "convert": 2, "quantize": 3, "package": 3, "pipeline": 4,
         "cli": 5, "spark": 5}
 
 

@@ -147,3 +147,16 @@ def _not_regular(root: Path, rel: str, e: OSError) -> Exception:
         return InputError(f"{rel} is a symbolic link (or passes through one); nothing was read "
                           "through it", path=root, hint=_LINK_HINT)
     return e
+
+
+def walk_files(root: Path) -> list[str]:
+    """Every file under ``root`` (relative, sorted), hidden files and folders left out and no
+    link followed."""
+    out: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for fn in sorted(filenames):
+            if fn.startswith("."):
+                continue
+            out.append(os.path.relpath(os.path.join(dirpath, fn), root))
+    return out

@@ -17,6 +17,8 @@ from typing import Any
 
 from modelport.errors import CheckpointError
 
+ST_INDEX = "model.safetensors.index.json"  # a sharded folder's index
+
 # safetensors dtype name -> (element size in bytes, torch dtype attribute name)
 ST_DTYPES: dict[str, tuple[int, str]] = {
     "F64": (8, "float64"),

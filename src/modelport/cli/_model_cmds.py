@@ -95,7 +95,8 @@ def convert(src: str | Path, dst: str | Path, max_shard_size: str, state_dict_ke
             overwrite: bool, dry_run: bool, endpoint_url: str | None, as_json: bool,
             quiet: bool, debug: bool) -> None:
     """Convert pickled (or safetensors) weights in SRC into verified safetensors in DST.
-    SRC may be s3://bucket/prefix: ranged reads, about one shard of local scratch space."""
+    SRC may be s3://bucket/prefix: Hugging Face weights by ranged reads (about one shard of
+    local scratch space), another format downloaded whole first."""
     from modelport.convert.options import ConvertOptions
 
     try:
@@ -153,8 +154,9 @@ def convert(src: str | Path, dst: str | Path, max_shard_size: str, state_dict_ke
     lines += [f"  not copied {s.name}: {s.reason}" for s in rep.skipped_files]
     lines += [f"  warning: {w}" for w in rep.warnings]
     if rep.remote_bytes_fetched is not None:
+        how = "ranged GETs" if rep.remote_read == "ranges" else "GETs of whole files"
         lines.append(f"  read {human_bytes(rep.remote_bytes_fetched)} from the store in "
-                     f"{rep.remote_requests} ranged GETs; local scratch peak "
+                     f"{rep.remote_requests} {how}; local scratch peak "
                      f"{human_bytes(rep.remote_scratch_peak or 0)}")
     out.result(rep, "\n".join(lines))
 
@@ -180,8 +182,8 @@ def normalize(folder: Path, out: Path | None, in_place: bool, dtype: str | None,
               on_overflow: str, link: bool, no_insert_range: bool, no_verify: bool,
               overwrite: bool, dry_run: bool, as_json: bool, quiet: bool, debug: bool) -> None:
     """Give safetensors headers format=pt, cast dtypes, fix config.json and the index."""
-    from modelport.convert.normalize import normalize as run
-    from modelport.convert.options import NormalizeOptions
+    from modelport.cast.normalize import normalize as run
+    from modelport.cast.options import NormalizeOptions
 
     opts = NormalizeOptions(dtype=dtype, on_overflow=on_overflow, in_place=in_place,
                             link=link, dry_run=dry_run, verify=not no_verify,

@@ -114,8 +114,8 @@ def options_help() -> str:
         flags = [_FLAGS[o] for o in sorted(fmt.options, key=order.index)]
         lines.append(f"  {fmt.name:8s} {' '.join(flags)}")
     regions = ", ".join(f.name for f in REGISTRY if f.regions)
-    lines.append("--dry-run, s3:// destinations and Spark take every format; s3:// sources: "
-                 f"{regions}")
+    lines.append("--dry-run, s3:// destinations and Spark take every format; an s3:// source "
+                 f"is read by byte ranges ({regions}) or downloaded whole first (the others)")
     return "\n".join(lines)
 
 

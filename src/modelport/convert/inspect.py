@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from modelport._io import jsonio
-from modelport._io.paths import inside
+from modelport._io.paths import inside, walk_files
 from modelport._io.redact import redact
 from modelport._io.st_header import ST_DTYPES, read_header
 from modelport._io.urls import location
@@ -27,7 +27,6 @@ from modelport.convert.sources import (
     PT_INDEX,
     ST_INDEX,
     SourceTensor,
-    _walk_files,
     select_state_dict,
     sniff_format,
 )
@@ -188,6 +187,8 @@ def inspect(path: str | Path, *, allow_globals: tuple[str, ...] = (),
         from modelport.convert.remote import RemoteMirror
 
         with RemoteMirror(path, **(store or {})) as m:
+            if not m.format.regions:  # a computed format's inspector reads whole files
+                m.fetch_whole()
             rep = m.as_url(inspect(m.root, allow_globals=allow_globals))
         rep.path = redact(path)
         rep.remote_bytes_fetched = m.fetched
@@ -208,7 +209,7 @@ def inspect(path: str | Path, *, allow_globals: tuple[str, ...] = (),
         kind: Literal["folder", "file"] = "file" if path.is_file() else "folder"
         entry, read = load(fmt.inspector)(fmt, path, root, problems, allow_globals)
         weights.append(entry)
-        rels = [r for r in _walk_files(path) if r not in read] if path.is_dir() else []
+        rels = [r for r in walk_files(path) if r not in read] if path.is_dir() else []
         tok = [r for r in rels if file_role(r) == "tokenizer"]
         other = [r for r in rels if file_role(r) != "tokenizer"]
         config = _config(path, problems) if (path / "config.json").is_file() else None
@@ -217,7 +218,7 @@ def inspect(path: str | Path, *, allow_globals: tuple[str, ...] = (),
         kind = "file"
     else:
         kind = "folder"
-        rels = _walk_files(path)
+        rels = walk_files(path)
         if not rels:
             problems.append(Problem(severity="error", file=None, message="the folder is empty"))
         for rel in rels:

@@ -11,8 +11,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from modelport._io.paths import walk_files
 from modelport.convert.inspect_records import Problem, WeightFile
-from modelport.convert.sources import _walk_files
 from modelport.errors import ModelportError
 
 Inspected = tuple[WeightFile, set[str]]
@@ -20,7 +20,7 @@ Inspected = tuple[WeightFile, set[str]]
 
 def _files(path: Path, keep: Any) -> set[str]:
     """The files under ``path`` (relative) that ``keep(rel)`` claims."""
-    return {r for r in _walk_files(path) if keep(r)} if path.is_dir() else set()
+    return {r for r in walk_files(path) if keep(r)} if path.is_dir() else set()
 
 
 def inspect_opened(fmt: Any, path: Path, root: Path, problems: list[Problem],

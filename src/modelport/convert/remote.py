@@ -10,12 +10,15 @@ read are filled in — a safetensors header, or a zip's end record, central dire
 of the sparse file) once it is written and verified, so local scratch space holds about one
 shard of source bytes and nothing is fetched twice. :attr:`fetched` counts every byte read
 from the store.
+
+The registry decides what the mirrored folder is (:attr:`format`). A format whose tensors are
+computed from whole files (DCP, ZeRO, Meta, GGUF, llama2.c, Megatron) cannot be read by the
+ranges of its tensors: :meth:`fetch_whole` downloads its files to scratch first, and the
+scratch space then holds the whole checkpoint.
 """
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import json
 import os
 import shutil
@@ -24,20 +27,24 @@ import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel
 
 from modelport._io.fileio import pwrite_all
+from modelport._io.ranges import merge, missing, punch, subtract
 from modelport._io.redact import redact
 from modelport._io.s3 import storage_error
 from modelport.convert.sources import PICKLE_SUFFIXES, SourceSet, SourceTensor
 from modelport.errors import InputError, ModelportError, StorageError
 
+if TYPE_CHECKING:
+    from modelport.convert.formats import Format
+
 R = TypeVar("R", bound=BaseModel)
 READ_RETRIES = 5  # resumed reads of one range before the error is the user's
 SMALL_FILE_LIMIT = 64 * 2**20  # non-weight files above this are not mirrored
-_FALLOC_FL_KEEP_SIZE, _FALLOC_FL_PUNCH_HOLE = 0x01, 0x02
+SAMPLED_SUFFIXES = (".distcp", ".gguf")  # the computed formats' data files beside pickles
 
 
 class _RangeFile:
@@ -121,8 +128,10 @@ class RemoteMirror:
         self.sizes: dict[str, int] = {}
         self.not_mirrored: list[str] = []  # large files that are not weights
         self._present: dict[str, list[tuple[int, int]]] = {}
+        self._sampled: list[str] = []  # other formats' data files: their first bytes only
         try:
             self._mirror()
+            self.format = self._settle()
         except BaseException:
             self.close()
             raise
@@ -190,7 +199,7 @@ class RemoteMirror:
                 raise storage_error(e, self.url, "list") from e
             for path, info in found.items():
                 rel = str(path)[len(base):] if str(path).startswith(base) else ""
-                if rel and not any(p.startswith(".") for p in rel.split("/")):
+                if rel and _listed(rel):
                     out[rel] = int(info.get("size") or 0)
             return out
         try:
@@ -198,8 +207,7 @@ class RemoteMirror:
                                                                           Prefix=base):
                 for o in page.get("Contents", []):
                     rel = o["Key"][len(base):]
-                    if rel and not rel.endswith("/") and not any(
-                            p.startswith(".") or p == ".." for p in rel.split("/")):
+                    if rel and not rel.endswith("/") and _listed(rel):
                         out[rel] = int(o["Size"])
         except Exception as e:
             raise storage_error(e, self.url, "list") from e
@@ -209,6 +217,28 @@ class RemoteMirror:
 
     def _is_weights(self, rel: str) -> bool:
         return rel.endswith(".safetensors") or Path(rel).suffix in PICKLE_SUFFIXES
+
+    def _settle(self) -> Format:
+        """What the mirrored folder is, asked of the one registry. A computed format keeps its
+        sampled data files (:meth:`fetch_whole` completes them); for Hugging Face weights they
+        are not the model's files: dropped, and listed as not mirrored."""
+        from modelport.convert.formats import detect
+
+        fmt, _ = detect(self.root)
+        if fmt.regions:
+            for rel in self._sampled:
+                (self.root / rel).unlink()
+                del self._present[rel]
+                self.not_mirrored.append(rel)
+        return fmt
+
+    def fetch_whole(self) -> int:
+        """Complete every mirrored file (a computed format reads whole files: DCP's chunks,
+        GGUF's tensors, the ranks' pickles); the bytes it fetched."""
+        before = self.fetched
+        for rel in sorted(self._present):
+            self._fill(rel, [(0, self.sizes[rel])])
+        return self.fetched - before
 
     def _mirror(self) -> None:
         self.sizes = self._list()
@@ -223,6 +253,12 @@ class RemoteMirror:
                     f.truncate(size)  # sparse: blocks appear only where bytes are written
                 self._present[rel] = []
                 self._headers(rel, size)
+            elif Path(rel).suffix in SAMPLED_SUFFIXES:  # enough to tell the format
+                with open(local, "wb") as f:
+                    f.truncate(size)
+                self._present[rel] = []
+                self._sampled.append(rel)
+                self._fill(rel, [(0, min(size, 1024))])
             elif size <= SMALL_FILE_LIMIT:
                 local.write_bytes(self.get_range(rel, 0, size) if size else b"")
             else:
@@ -238,8 +274,8 @@ class RemoteMirror:
 
     def _fill(self, rel: str, ranges: Iterable[tuple[int, int]]) -> None:
         """Fetch the parts of ``ranges`` that are not in the sparse file yet."""
-        for start, end in _merge(ranges):
-            for a, b in _missing(self._present[rel], start, end):
+        for start, end in merge(ranges):
+            for a, b in missing(self._present[rel], start, end):
                 self._put(rel, a, self.get_range(rel, a, b))
 
     def _headers(self, rel: str, size: int) -> None:
@@ -278,7 +314,7 @@ class RemoteMirror:
             a, b = t.byte_span()
             rel = source.files[t.file_index].path.relative_to(self.root).as_posix()
             spans.setdefault(rel, []).append((base + a, base + b))
-        spans = {rel: _merge(ranges) for rel, ranges in spans.items()}
+        spans = {rel: merge(ranges) for rel, ranges in spans.items()}
         for rel, ranges in spans.items():
             self._fill(rel, ranges)
         return spans
@@ -289,8 +325,8 @@ class RemoteMirror:
             fd = os.open(self.root / rel, os.O_WRONLY)
             try:
                 for a, b in ranges:
-                    _punch(fd, a, b - a)
-                    self._present[rel] = _subtract(self._present[rel], a, b)
+                    punch(fd, a, b - a)
+                    self._present[rel] = subtract(self._present[rel], a, b)
             finally:
                 os.close(fd)
 
@@ -333,60 +369,18 @@ class RemoteMirror:
         self.close()
 
 
+def _listed(rel: str) -> bool:
+    """Hidden files and folders (``.git``, ``.cache``) are not the model's, except
+    torch.distributed.checkpoint's index, ``.metadata``."""
+    parts = rel.split("/")
+    return ".." not in parts and not any(p.startswith(".") for p in parts[:-1]) and \
+        (not parts[-1].startswith(".") or parts[-1] == ".metadata")
+
+
 def _answered(e: Exception) -> bool:
     """The store answered (403, 404, an invalid range): retrying changes nothing."""
     return type(e).__name__ == "ClientError" or isinstance(e, (FileNotFoundError,
                                                                PermissionError))
-
-
-def _merge(ranges: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
-    out: list[tuple[int, int]] = []
-    for a, b in sorted(r for r in ranges if r[1] > r[0]):
-        if out and a <= out[-1][1]:
-            out[-1] = (out[-1][0], max(out[-1][1], b))
-        else:
-            out.append((a, b))
-    return out
-
-
-def _missing(present: list[tuple[int, int]], start: int, end: int) -> list[tuple[int, int]]:
-    gaps, pos = [], start
-    for a, b in _merge(present):
-        if b <= pos or a >= end:
-            continue
-        if a > pos:
-            gaps.append((pos, a))
-        pos = max(pos, b)
-    if pos < end:
-        gaps.append((pos, end))
-    return gaps
-
-
-def _subtract(present: list[tuple[int, int]], a: int, b: int) -> list[tuple[int, int]]:
-    out = []
-    for x, y in _merge(present):
-        if y <= a or x >= b:
-            out.append((x, y))
-            continue
-        if x < a:
-            out.append((x, a))
-        if y > b:
-            out.append((b, y))
-    return out
-
-
-_libc: Any = None
-
-
-def _punch(fd: int, offset: int, length: int) -> None:
-    """Give the blocks of [offset, offset + length) back (the file keeps its size)."""
-    global _libc
-    if _libc is None:
-        _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-        _libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
-    if _libc.fallocate(fd, _FALLOC_FL_PUNCH_HOLE | _FALLOC_FL_KEEP_SIZE, offset, length):
-        # no hole punching on this file system: overwrite is pointless, keep the bytes
-        return
 
 
 __all__ = ["RemoteMirror", "open_store"]

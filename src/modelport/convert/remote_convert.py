@@ -16,17 +16,19 @@ from modelport.convert.plan import plan_convert
 from modelport.convert.remote import RemoteMirror
 from modelport.convert.remote_dest import S3Destination
 from modelport.convert.shards import ShardPlan
-from modelport.errors import InputError
+from modelport.errors import InputError, OutputWriteError
 
 
 def convert_remote(src: str | Path, dst: str | Path, options: ConvertOptions, *,
                    progress: bool | None = None, store: dict[str, Any] | None = None
                    ) -> ConvertReport:
-    """Convert with ``s3://`` at either end. A source is read with ranged GETs: headers
-    first, then each shard's tensor bytes just before the shard is written, given back once
-    it is verified. A destination gets each shard by a resumable multipart upload as soon as
-    it is written and verified (the local copy is then removed), the other files and the
-    index last; local scratch space stays about a shard at each end."""
+    """Convert with ``s3://`` at either end. A source of Hugging Face weights is read with
+    ranged GETs: headers first, then each shard's tensor bytes just before the shard is
+    written, given back once it is verified; a computed format's files are downloaded whole
+    first (its tensors are computed from whole files). A destination gets each shard by a
+    resumable multipart upload as soon as it is written and verified (the local copy is then
+    removed), the other files and the index last; local scratch space stays about a shard at
+    each end (plus the whole checkpoint for a computed format)."""
     if isinstance(dst, str) and not dst.startswith("s3://"):
         raise InputError(f"convert writes to s3:// or a local folder, not {dst.split('://')[0]}://",
                          hint="convert to a local folder, then modelport package and "
@@ -37,20 +39,22 @@ def convert_remote(src: str | Path, dst: str | Path, options: ConvertOptions, *,
     local_dst = scratch / "out" if scratch else Path(dst)
     try:
         root = mirror.root if mirror else Path(src)
+        # a computed format is read from whole files: they are downloaded first
+        whole = _download_whole(mirror) if mirror and not mirror.format.regions else None
         plan = plan_convert(root, local_dst, options)
-        # a source read by byte ranges must be one of file regions; a destination takes any
-        source = plan.regions("reading from object storage") if mirror else None
+        ranged = mirror if whole is None else None  # Hugging Face weights: by byte ranges
+        source = plan.regions("reading from object storage") if ranged else None
         peak = [mirror.scratch_bytes() if mirror else 0]
         fetched: dict[str, dict[str, list[tuple[int, int]]]] = {}  # shard -> its byte ranges
 
         def before(shard: ShardPlan) -> None:
-            if mirror:
-                fetched[shard.filename] = mirror.fetch_tensors(source, shard.tensors)  # type: ignore[arg-type]
-                peak[0] = max(peak[0], mirror.scratch_bytes())
+            if ranged:
+                fetched[shard.filename] = ranged.fetch_tensors(source, shard.tensors)  # type: ignore[arg-type]
+                peak[0] = max(peak[0], ranged.scratch_bytes())
 
         def after(shard: ShardPlan, path: Path, rec: FileRecord) -> None:
-            if mirror:
-                mirror.release(fetched.pop(shard.filename))
+            if ranged:
+                ranged.release(fetched.pop(shard.filename))
             if dest:
                 dest.put_file(path, rec.path, rec.size, rec.sha256)
                 path.unlink()  # uploaded and checked: the scratch space goes back
@@ -65,9 +69,12 @@ def convert_remote(src: str | Path, dst: str | Path, options: ConvertOptions, *,
                 i.path = str(src) + i.path[len(str(mirror.root)):]
             rep.remote_bytes_fetched = mirror.fetched
             rep.remote_requests = mirror.requests
-            rep.remote_scratch_peak = peak[0]
+            rep.remote_scratch_peak = max(peak[0], mirror.scratch_bytes())
+            rep.remote_read = "ranges" if whole is None else "whole files"
             rep.warnings += [f"{r}: not copied (over 64 MiB and not weights)"
                              for r in mirror.not_mirrored]
+            if whole is not None:
+                rep.warnings.append(whole)
     except BaseException as e:
         if mirror:
             mirror.error_as_url(e)
@@ -78,6 +85,21 @@ def convert_remote(src: str | Path, dst: str | Path, options: ConvertOptions, *,
         if scratch:
             shutil.rmtree(scratch, ignore_errors=True)
     return rep
+
+
+def _download_whole(mirror: RemoteMirror) -> str:
+    """Fetch a computed format's files whole into scratch (refused up front when the scratch
+    disk cannot hold them); the note the report carries."""
+    need = sum(mirror.sizes[r] for r in mirror.sizes if (mirror.root / r).is_file())
+    free = shutil.disk_usage(mirror.dir).free
+    if free < need:
+        raise OutputWriteError(
+            f"a {mirror.format.label} is read from whole files: {need:,} bytes to download, "
+            f"{free:,} free in {mirror.dir.parent}", path=mirror.url,
+            hint="set TMPDIR to a disk with room for the checkpoint; nothing was written")
+    n = mirror.fetch_whole()
+    return (f"a {mirror.format.label}: its tensors are computed from whole files, so its files "
+            f"were downloaded to scratch first ({n:,} bytes)")
 
 
 

@@ -44,6 +44,9 @@ class ConvertReport(Record):
     remote_requests: int | None = None
     remote_scratch_peak: int | None = Field(
         None, description="s3:// sources: most local disk the mirror held at once")
+    remote_read: str | None = Field(
+        None, description="s3:// sources: 'ranges' (each shard's tensor bytes, Hugging Face "
+        "weights) or 'whole files' (a computed format, downloaded first)")
 
 
 __all__ = ["ConvertReport", "InputFile"]

@@ -13,15 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from modelport._io import jsonio
-from modelport._io.paths import inside
-from modelport._io.st_header import ST_DTYPES, SafetensorsHeader, read_header
+from modelport._io.paths import inside, walk_files
+from modelport._io.st_header import ST_DTYPES, ST_INDEX, SafetensorsHeader, read_header
 from modelport.convert.pickle_safe import TensorRef, element_size
 from modelport.convert.state_dict import Skipped, select_state_dict
 from modelport.convert.torch_files import PickleCheckpoint, load_pickle_checkpoint
 from modelport.errors import CheckpointError, InputError
 
 PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle"}
-ST_INDEX = "model.safetensors.index.json"
 PT_INDEX = "pytorch_model.bin.index.json"
 _PT_SHARD = re.compile(r"^pytorch_model(-\d+-of-\d+)?\.bin$")
 _ST_TO_TORCH = {k: v[1] for k, v in ST_DTYPES.items()}
@@ -129,17 +128,6 @@ def _read_index(root: Path, name: str) -> tuple[dict[str, str], list[str]]:
     return wm, files
 
 
-def _walk_files(root: Path) -> list[str]:
-    out: list[str] = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for fn in sorted(filenames):
-            if fn.startswith("."):
-                continue
-            out.append(os.path.relpath(os.path.join(dirpath, fn), root))
-    return out
-
-
 def _pick_weights(root: Path, rels: list[str]) -> tuple[list[str], str | None, list[Skipped]]:
     """Choose the weight files of a folder: safetensors first, then pickles."""
     top = [r for r in rels if "/" not in r]
@@ -211,7 +199,7 @@ def open_source(
                     f"{entry.name!r} is a directory where a weight file belongs", path=src,
                     hint="replace it with the real file (a failed download or unpacked zip?)",
                 )
-        rels = _walk_files(src)
+        rels = walk_files(src)
         if not rels:
             raise InputError("the folder is empty", path=src,
                              hint="point SRC at a model folder or a checkpoint file")

@@ -10,10 +10,10 @@ from typing import Any
 
 from modelport._io import hashcache
 from modelport._io.atomic import atomic_dir, write_bytes_atomic
-from modelport._io.paths import check_output, inside
+from modelport._io.paths import check_output, inside, walk_files
 from modelport._types import file_role
 from modelport._version import __version__
-from modelport.convert.sources import PICKLE_SUFFIXES, _walk_files
+from modelport.convert.sources import PICKLE_SUFFIXES
 from modelport.errors import InputError, TargetCheckFailed
 from modelport.package.check import CheckReport, check
 from modelport.package.manifest import (
@@ -60,7 +60,7 @@ def package(folder: str | Path, out: str | Path, targets: list[str] | tuple[str,
         more = f"; and {len(bad) - 3} more (modelport check lists them)" if len(bad) > 3 else ""
         raise TargetCheckFailed(f"check found {len(bad)} error(s): {'; '.join(bad[:3])}{more}",
                                 rep, path=str(folder))
-    rels = _walk_files(folder)
+    rels = walk_files(folder)
     has_st = any(r.endswith(".safetensors") for r in rels)
     cache = hashcache.load(folder)
     files: list[ManifestFile] = []

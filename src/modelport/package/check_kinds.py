@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from modelport._io import jsonio
+from modelport._io.st_header import ST_INDEX
 from modelport._trust import auto_map_entries
 from modelport.convert.inspect import InspectReport
-from modelport.convert.sources import ST_INDEX
 from modelport.package.check_records import Facts
 from modelport.package.hardware import advise, families_of
 from modelport.package.rules import Check, TargetRules

@@ -25,12 +25,11 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from modelport._io.hashing import CHUNK_BYTES, sha256_file
-from modelport._io.paths import open_no_follow, refuse_links
+from modelport._io.paths import open_no_follow, refuse_links, walk_files
 from modelport._io.s3 import parse_s3, s3_client, storage_error
 from modelport._io.s3_multipart import PartsSent, put_multipart
 from modelport._io.urls import local_path, location
 from modelport._types import Record
-from modelport.convert.sources import _walk_files
 from modelport.errors import InputError, RemoteIntegrityError, StorageError
 from modelport.package.manifest import MANIFEST, Manifest, load_manifest, read_manifest
 
@@ -318,7 +317,7 @@ def verify(target: str | Path, options: UploadOptions | None = None, **kwargs: A
             if os.fstat(fh.fileno()).st_size != f.size or sha256_file(fh) != f.sha256:
                 changed.append(f.path)
     listed = {f.path for f in m.files} | {MANIFEST}
-    extra = [r for r in _walk_files(bundle) if r not in listed]
+    extra = [r for r in walk_files(bundle) if r not in listed]
     return VerifyReport(target=str(bundle), checked=len(m.files), missing=missing, extra=extra,
                         changed=changed)
 

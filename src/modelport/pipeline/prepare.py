@@ -19,12 +19,12 @@ from modelport._io.paths import check_output
 from modelport._io.redact import redact
 from modelport._io.urls import local_path, location
 from modelport._types import Record
+from modelport.cast.normalize import normalize
 from modelport.convert.architectures import infer_architecture
 from modelport.convert.checkpoint import convert
 from modelport.convert.formats import detect
 from modelport.convert.inspect import inspect
 from modelport.convert.lora import merge
-from modelport.convert.normalize import normalize
 from modelport.convert.plan import check_source
 from modelport.errors import InputError, RemoteCodeError, TargetCheckFailed
 from modelport.package.bundle import package
@@ -83,8 +83,10 @@ def prepare(src: str | Path, out: str | Path, targets: list[str] | tuple[str, ..
     try:
         if remote:
             fetched = convert(loc, src, progress=progress, store=store)
+            how = "ranged reads" if fetched.remote_read == "ranges" else \
+                "its files downloaded whole (a computed format)"
             step("fetch", True, f"{fetched.tensors_written} tensors converted from {label} "
-                 f"with ranged reads ({fetched.remote_bytes_fetched:,} bytes in "
+                 f"with {how} ({fetched.remote_bytes_fetched:,} bytes in "
                  f"{fetched.remote_requests} requests), verified")
         info = inspect(src)
         step("inspect", True, f"{info.tensors} tensors, {info.parameters:,} parameters, "

@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 
 from modelport._io import jsonio
-from modelport.convert.sources import ST_INDEX
+from modelport._io.st_header import ST_INDEX
 
 RENAMES: dict[str, list[tuple[str, str]]] = {
     "mixtral": [

@@ -19,9 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from modelport._io import jsonio
-from modelport._io.st_header import read_header
+from modelport._io.st_header import ST_INDEX, read_header
 from modelport._types import Record
-from modelport.convert.sources import ST_INDEX
 from modelport.errors import VerificationError
 from modelport.quantize.formats import LEAVES, Layout, dequantize, layout_problems
 

@@ -12,7 +12,8 @@ shard in a folder is kept when every byte equals its tensors computed again). Ev
 format of the registry is taken: a computed one (DCP, ZeRO, Meta, GGUF, llama2.c, Megatron) is
 opened by each task, which computes only its shard's tensors; the driver writes the files the
 format implies (config.json, tokenizer) and, last, the index: a reader that sees the index sees
-every shard. An ``s3://`` source must be Hugging Face weights (read by byte ranges).
+every shard. An ``s3://`` source must be Hugging Face weights (read by byte ranges): a
+computed format there is refused before any task runs (each would download it whole).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from modelport.convert.remote_dest import S3Destination
 from modelport.convert.shards import INDEX_NAME, index_bytes, shard_metadata
 from modelport.convert.sources import Reader
 from modelport.convert.writer import Computed, holds, prove_shard, write_shard
-from modelport.errors import InputError, VerificationError
+from modelport.errors import InputError, UnsupportedError, VerificationError
 
 
 class ShardResult(Record):
@@ -186,9 +187,13 @@ def convert_distributed(spark: Any, src: str | Path, out: str, options: ConvertO
             if not remote and dst.exists() and any(dst.iterdir()) and not o.overwrite:
                 raise InputError("exists and is not empty", path=dst,
                                  hint="choose a new folder, or pass overwrite=True")
+            if mirror is not None and not mirror.format.regions:
+                raise UnsupportedError(
+                    f"a {mirror.format.label} in object storage is read from whole files, "
+                    "which every task would download again", path=source,
+                    hint=f"convert it once: modelport convert {source} DST (downloads it "
+                    "whole), or give the executors a shared path to it")
             plan = plan_convert(mirror.root if mirror else src, Path(tmp) / "plan", o)
-            if mirror is not None:
-                plan.regions("reading from object storage")
         specs = _planned(plan)
         if not remote:
             Path(out).mkdir(parents=True, exist_ok=True)

@@ -8,7 +8,7 @@ into a buffer and writes it with ``pwrite``; the calling thread reads the piece 
 map of the output, compares it with the worker's buffer and hashes it, in file order. The
 proof costs one read of the output and no second cast. (``pwrite`` and not a writable map: on
 the VM we measure on, first writes into a mapped file cost 2.4 s/GiB against 0.3 s/GiB for
-``pwrite``.) bf16 → fp16 and bf16 → fp32 are cast on the bits with numpy (``cast_bits``);
+``pwrite``.) bf16 → fp16 and bf16 → fp32 are cast on the bits with numpy (``cast.bits``);
 every other pair goes through torch. ``posix_fallocate`` reserves every block first, so a
 full disk is an error before any byte is written.
 """
@@ -39,7 +39,7 @@ from modelport._io.st_header import (
     read_header,
 )
 from modelport._types import Record
-from modelport.convert import cast_bits
+from modelport.cast import bits as cast_bits
 from modelport.errors import InputError, VerificationError
 
 ELEMENTS_PER_PIECE = 256 * 1024

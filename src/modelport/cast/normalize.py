@@ -13,12 +13,11 @@ from modelport._io.atomic import (
     clean_stale,
 )
 from modelport._io.paths import check_output, inside
-from modelport._io.st_header import ST_DTYPES, SafetensorsHeader, read_header
+from modelport._io.st_header import ST_DTYPES, ST_INDEX, SafetensorsHeader, read_header
 from modelport._io.st_inplace import new_header_len, recover
 from modelport._types import Record
-from modelport.convert.normalize_apply import Action, FileResult, apply_in_place, apply_to_out
-from modelport.convert.options import NormalizeOptions
-from modelport.convert.sources import ST_INDEX
+from modelport.cast.apply import Action, FileResult, apply_in_place, apply_to_out
+from modelport.cast.options import NormalizeOptions
 from modelport.errors import CheckpointError, InputError
 
 FLOATS = {"F16", "BF16", "F32", "F64"}

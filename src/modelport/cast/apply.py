@@ -16,13 +16,12 @@ from pydantic import Field
 from modelport._io import hashcache
 from modelport._io.atomic import TMP_MARK, fsync_dir, fsync_path, write_bytes_atomic
 from modelport._io.hashing import HashingWriter, copy_hashed, sha256_file
-from modelport._io.paths import inside
-from modelport._io.st_header import SafetensorsHeader, build_header, read_header
+from modelport._io.paths import inside, walk_files
+from modelport._io.st_header import ST_INDEX, SafetensorsHeader, build_header, read_header
 from modelport._io.st_inplace import rewrite_header
 from modelport._types import Record
-from modelport.convert.cast import CastStat, verify_cast_file, write_cast_file
-from modelport.convert.options import NormalizeOptions
-from modelport.convert.sources import ST_INDEX, _walk_files
+from modelport.cast.casting import CastStat, verify_cast_file, write_cast_file
+from modelport.cast.options import NormalizeOptions
 from modelport.errors import InputError, VerificationError
 
 Action = Literal["unchanged", "header-in-padding", "header-insert-range", "rewrite"]
@@ -160,7 +159,7 @@ def apply_to_out(folder: Path, tmp: Path, headers: dict[str, SafetensorsHeader],
         write_bytes_atomic(tmp / ST_INDEX,
                            (json.dumps(new_index, indent=2, sort_keys=True) + "\n").encode())
         done.add(ST_INDEX)
-    for rel in _walk_files(folder):
+    for rel in walk_files(folder):
         if rel not in done and TMP_MARK not in rel:
             inside(folder, rel, what="file", source=folder)
             (tmp / rel).parent.mkdir(parents=True, exist_ok=True)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.convert_tok import trained as T
-from tests.convert_tok.compare import Case, run_case
+from tests.convert_tok.compare import Case, run_case, vocab_check
 
 SPECIAL_BPE = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
 
@@ -100,6 +100,40 @@ def _class_in_config(d: Path, text: Path) -> Case:
     return Case("class from config.json", d)
 
 
+def _mistral_v7_file(d: Path, text: Path) -> Case:
+    """A Mistral ``tokenizer.model.v7`` alone (no config, no tokenizer_config class): the
+    versioned file name is mistral-common's, and Mistral's repositories load it with
+    LlamaTokenizer, the oracle here (given the file, as transformers finds no
+    tokenizer.model)."""
+    ctrl = ["[INST]", "[/INST]", "[SYSTEM_PROMPT]", "[/SYSTEM_PROMPT]", "[TOOL_CALLS]"]
+    T.spm(d, text, "tokenizer.model.v7", {}, model_type="bpe", byte_fallback=True,
+          control_symbols=ctrl)
+    (d / "tokenizer_config.json").unlink()
+    return Case("mistral tokenizer.model.v7", d, oracle_class="LlamaTokenizer",
+                oracle_init={"vocab_file": str(d / "tokenizer.model.v7")})
+
+
+TIED = ["我们", "▁我"]  # appended in this order, with the same score (the highest)
+
+
+def _spm_bpe_ties(d: Path, text: Path) -> Case:
+    """A sentencepiece BPE model extended by hand, as Chinese-extended Llamas are: two
+    pieces that compete for the same character get the same score. sentencepiece merges the
+    leftmost ("▁我" "们"), a merge list always the same one ("▁" "我们")."""
+    from sentencepiece import sentencepiece_model_pb2 as pb
+
+    T.spm(d, text, "tokenizer.model", {"tokenizer_class": "LlamaTokenizer"},
+          model_type="bpe", byte_fallback=True)
+    m = pb.ModelProto()
+    m.ParseFromString((d / "tokenizer.model").read_bytes())
+    have = {p.piece for p in m.pieces}
+    assert {"我", "们", "▁"} <= have and not set(TIED) & have
+    for piece in TIED:
+        m.pieces.add(piece=piece, score=0.0, type=pb.ModelProto.SentencePiece.NORMAL)
+    (d / "tokenizer.model").write_bytes(m.SerializeToString())
+    return Case("sentencepiece BPE with tied scores", d)
+
+
 def _bpe(cls: str, specials: list[str], **tc: object) -> Callable[[Path, Path], Case]:
     def make(d: Path, text: Path) -> Case:
         T.byte_bpe(d, text, {"tokenizer_class": cls, **tc}, specials)
@@ -133,6 +167,7 @@ CLASSES = {
     "gpt2_bos": _bpe("GPT2Tokenizer", ["<|endoftext|>"], add_bos_token=True),
     "codegen": _bpe("CodeGenTokenizer", ["<|endoftext|>"]),
     "bert_flags": _bert, "tekken": _tekken, "class_in_config": _class_in_config,
+    "mistral_v7_file": _mistral_v7_file, "spm_bpe_ties": _spm_bpe_ties,
 }
 
 
@@ -159,5 +194,15 @@ def test_trained_class_matches_the_oracle(tmp_path: Path, text: Path, name: str)
     if name == "class_in_config":
         assert (row.tokenizer_class, row.class_source, row.truth) == (
             "CamembertTokenizer", "config tokenizer_class", "CamembertTokenizer")
+    if name == "mistral_v7_file":  # resolved from the file name, no --family, certified
+        assert row.tokenizer_class == "LlamaTokenizer" and "tokenizer.model.v7" in \
+            row.class_source and row.certified
+    # a tie that competes is found from the file before any text runs: never certified, and
+    # the lines it changes are known differences (the oracle agrees they differ)
+    assert (row.known_static, row.certified) == ((1, False) if name == "spm_bpe_ties" else
+                                                 (0, row.certified))
+    if name == "spm_bpe_ties":  # the vocabulary's lines meet the tie: the oracle differs there
+        lines, same, false_certificates = vocab_check(case, tmp_path / "out")
+        assert same < lines and false_certificates == 0
     written = json.loads((tmp_path / "out" / "tokenizer_config.json").read_text())
     assert written["tokenizer_class"] == "PreTrainedTokenizerFast"

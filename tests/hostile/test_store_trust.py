@@ -162,6 +162,11 @@ def test_redact() -> None:
         "https://h/o?X-Amz-Signature=***&X-Amz-Credential=***&a=1"
     assert redact("s3://bucket/prefix/model.safetensors") == \
         "s3://bucket/prefix/model.safetensors"
+    assert redact("https://h/o?token=abc&sig=def x token=ghi") == \
+        "https://h/o?token=***&sig=*** x token=***"
+    # a tokenizer's settings are not secrets: the CLI prints them
+    assert redact("special tokens: bos_token=<s>, eos_token=</s>") == \
+        "special tokens: bos_token=<s>, eos_token=</s>"
 
 
 @pytest.mark.hostile_class("store URLs in the CLI")

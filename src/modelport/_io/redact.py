@@ -8,9 +8,10 @@ import re
 # userinfo of any URL in a text: scheme://user:secret@host -> scheme://***@host (a secret may
 # hold '/', so everything up to the first '@' goes; a key with '@' in it is over-redacted)
 _USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^\s'\"@]*@")
-# presigned-URL and token query parameters
-_QUERY = re.compile(r"((?:X-Amz-(?:Signature|Credential|Security-Token)|AWSAccessKeyId|Signature"
-                    r"|x-amz-security-token|sig|token)=)[^&\s'\"]+", re.IGNORECASE)
+# presigned-URL and token query parameters (a parameter name, not the end of a longer word:
+# "bos_token=<s>" is a tokenizer's setting, not a secret)
+_QUERY = re.compile(r"(?<![\w-])((?:X-Amz-(?:Signature|Credential|Security-Token)|AWSAccessKeyId"
+                    r"|Signature|x-amz-security-token|sig|token)=)[^&\s'\"]+", re.IGNORECASE)
 _SECRET_ENV = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ACCESS_KEY_ID",
                "AZURE_STORAGE_KEY", "GOOGLE_APPLICATION_CREDENTIALS_JSON", "OCI_SECRET_KEY")
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from modelport.errors import AmbiguousTokenizerError, InputError, UnsupportedError
-from modelport.tok.source import Source
+from modelport.tok.source import MISTRAL_SPM, Source
 
 Kind = Literal["sentencepiece", "bpe", "wordpiece", "tiktoken"]
 
@@ -211,6 +211,10 @@ def _resolve(src: Source, family: str | None, accept_guess: bool) -> Resolved:
     if "tekken.json" in src.files:  # self-describing: its pattern and special tokens inside
         return Resolved("TekkenTokenizer", "tekken", "tiktoken",
                         source="tekken.json (states its pattern and special tokens)")
+    if src.spm is not None and MISTRAL_SPM.fullmatch(src.spm.name):
+        return Resolved("LlamaTokenizer", *CLASSES["LlamaTokenizer"], source=(
+            f"{src.spm.name} (mistral-common's versioned sentencepiece file, which Mistral's "
+            "Hugging Face repositories load with LlamaTokenizer)"))
     cands, why = _evidence(src)
     mt = tuple(c for c in MODEL_TYPES.get(src.model_type, ())
                if c not in CLASSES or _fits(CLASSES[c][1], src))  # a class for these files
@@ -222,7 +226,8 @@ def _resolve(src: Source, family: str | None, accept_guess: bool) -> Resolved:
     if accept_guess:
         return Resolved(cands[0], *CLASSES[cands[0]], source=f"guess from {why} (--accept-guess)",
                         guess=True, candidates=cands)
-    fams = [f for c in cands for f, n in FAMILY_CLASS.items() if n == c][:len(cands)]
+    fams = [next(f for f, n in FAMILY_CLASS.items() if n == c) for c in cands
+            if c in FAMILY_CLASS.values()]  # one family name per candidate
     raise AmbiguousTokenizerError(
         f"the tokenizer class is not stated (no tokenizer_class in tokenizer_config.json, "
         f"{'model_type ' + src.model_type if src.model_type else 'no config model_type'}); "

@@ -88,6 +88,8 @@ class SlowRef:
         self.corpus_tokens: list[str] = []  # pieces the file itself treats specially
         # tokens -> text, by the file's library (None: the reference cannot say)
         self.decode: Callable[[list[str]], str | None] | None = None
+        # the text of pieces whose merge order tokenizer.json cannot express (tok.ties)
+        self.tied: tuple[str, ...] = ()
         # the slow base class lower-cases all but the special tokens and the normalized,
         # non-special added tokens
         keep = [a.content for a in added if a.all_special or (not a.special and a.normalized)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -9,8 +10,8 @@ from typing import Any
 from modelport._io import jsonio
 from modelport.errors import InputError
 
-SPM_FILES = ("tokenizer.model", "spiece.model", "sentencepiece.bpe.model", "spm.model",
-             "tokenizer.model.v3", "tokenizer.model.v1")
+SPM_FILES = ("tokenizer.model", "spiece.model", "sentencepiece.bpe.model", "spm.model")
+MISTRAL_SPM = re.compile(r"tokenizer\.model\.v(\d+)")  # mistral-common's versioned files
 ROLES = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token",
          "mask_token")
 # tokenizer_config flags that change ids or text; each one applied is named in the report
@@ -81,7 +82,9 @@ class Source:
                            if isinstance(v, int)}
         self.model_type = str(self.cfg.get("model_type") or "")
         self.files = {p.name for p in folder.iterdir() if p.is_file()}
-        self.spm = next((folder / f for f in SPM_FILES if f in self.files
+        versioned = sorted((f for f in self.files if MISTRAL_SPM.fullmatch(f)),
+                           key=lambda f: -int(f.rsplit("v", 1)[1]))  # the newest version
+        self.spm = next((folder / f for f in (*SPM_FILES, *versioned) if f in self.files
                          and not _is_tiktoken(folder / f)), None)
         self.tiktoken = next((folder / f for f in ("tokenizer.model", "cl100k_base.tiktoken")
                               if f in self.files and _is_tiktoken(folder / f)), None)

@@ -19,6 +19,7 @@ from modelport.tok.classes import Resolved
 from modelport.tok.slow import SPIECE, SlowRef, assign_ids, finish
 from modelport.tok.source import Source
 from modelport.tok.spm_classes import BYTE, CONTROL, NORMAL, UNKNOWN, USER, plan_for
+from modelport.tok.ties import competing
 
 
 def load_proto(path: Path) -> tuple[Any, Any]:
@@ -185,9 +186,20 @@ def build(src: Source, res: Resolved, notes: list[str]) -> tuple[Any, SlowRef, d
                  f"{ts.byte_fallback}, add_dummy_prefix={ns.add_dummy_prefix}, "
                  f"remove_extra_whitespaces={ns.remove_extra_whitespaces}, "
                  f"charsmap={ns.name or bool(ns.precompiled_charsmap)}; template {post}")
+    static: list[str] = []
+    tied = competing(p.vocab, p.types) if ts.model_type == 2 else []
+    if tied:
+        ref.tied = tuple(t for t in (x.replace(SPIECE, "").strip() for x in tied) if t)
+        shown = ", ".join(repr(t) for t in tied[:4])
+        static.append(f"{len(tied)} BPE pieces share their score with a piece they compete "
+                      f"with ({shown}, ...): sentencepiece breaks such ties by position, "
+                      "tokenizer.json's merges by rank, so text holding them may encode "
+                      "differently; lines that hold one and differ are known differences")
+        notes.extend(static)
     if p.digit_comma:
         notes.append(f"{res.name} re-splits pieces like '▁9,' into '▁9' ','; tokenizer.json "
                      "cannot express it (nor can transformers' converter): lines where only "
                      "this differs are listed as known differences")
     return tok, ref, {"applied": p.applied, "roles": {
-        k: v.content for k, v in p.roles.items() if v is not None}, "post": post}
+        k: v.content for k, v in p.roles.items() if v is not None}, "post": post,
+        "static": static}

@@ -298,6 +298,24 @@ def test_mecab_japanese_bert_is_refused_with_what_to_do(tmp_path: Path) -> None:
     assert not (d / "tokenizer.json").exists()
 
 
+def test_a_custom_class_is_refused_naming_its_auto_map(tmp_path: Path) -> None:
+    """A tokenizer class that exists only as the folder's own code: refused in one line that
+    names the code auto_map points at, which never runs (a marker file proves it)."""
+    d = tmp_path / "custom"
+    d.mkdir()
+    (d / "vocab.txt").write_text("[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nhello\n")
+    (d / "tokenization_mine.py").write_text(
+        f"open({str(tmp_path / 'ran')!r}, 'w').write('ran')\n")
+    (d / "tokenizer_config.json").write_text(json.dumps({
+        "tokenizer_class": "MineTokenizer",
+        "auto_map": {"AutoTokenizer": ["tokenization_mine.MineTokenizer", None]}}))
+    r = CliRunner().invoke(cli, ["tokenizer", str(d)])
+    assert r.exit_code == 2, r.output
+    assert "auto_map: AutoTokenizer -> tokenization_mine.MineTokenizer" in r.stderr
+    assert "never runs" in r.stderr and len(r.stderr.strip().splitlines()) <= 2
+    assert not (tmp_path / "ran").exists() and not (d / "tokenizer.json").exists()
+
+
 @pytest.mark.real
 def test_report_lists_flags_applied_and_carried(tmp_path: Path) -> None:
     d = tmp_path / "w"

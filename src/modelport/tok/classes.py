@@ -204,10 +204,16 @@ def _resolve(src: Source, family: str | None, accept_guess: bool) -> Resolved:
         _refuse(cls, src)
         if cls in CLASSES:
             return Resolved(cls, *CLASSES[cls], source=f"{where} tokenizer_class")
+        custom = conf.get("auto_map")
+        code = custom.get("AutoTokenizer") if isinstance(custom, dict) else None
+        if isinstance(code, list):  # [slow class, fast class], either may be null
+            code = ", ".join(str(c) for c in code if c)
+        named = f" (custom code named by auto_map: AutoTokenizer -> {code})" if code else ""
         raise UnsupportedError(f"tokenizer_class {cls} is not a class modelport can "
-                               "express", path=src.folder / f"{where}.json",
+                               f"express{named}", path=src.folder / f"{where}.json",
                                supported=sorted(CLASSES),
-                               hint="if its files follow one of these classes, pass --family")
+                               hint="modelport never runs a folder's code; if its files "
+                               "follow one of these classes, pass --family")
     if "tekken.json" in src.files:  # self-describing: its pattern and special tokens inside
         return Resolved("TekkenTokenizer", "tekken", "tiktoken",
                         source="tekken.json (states its pattern and special tokens)")

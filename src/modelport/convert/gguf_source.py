@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from modelport.convert.gguf_vocab import field
+from modelport.convert.llama_config import llama_config
 from modelport.convert.meta_llama import permute
 from modelport.convert.opened import Opened, Produced
 from modelport.convert.options import ConvertOptions
@@ -101,23 +102,20 @@ def open_gguf(src: Path, options: ConvertOptions) -> Opened:
             w = torch.from_numpy(np.asarray(deq, dtype=np.float32).reshape(entries[i][2]).copy())
         return permute(w, heads) if heads else w
 
-    names = {e[0] for e in entries}
-    emb = next(e for e in entries if e[0] == "model.embed_tokens.weight")
-    cfg = {
-        "architectures": ["LlamaForCausalLM"], "model_type": "llama",
-        "hidden_size": int(field(r, "llama.embedding_length")),
-        "intermediate_size": int(field(r, "llama.feed_forward_length")),
-        "num_hidden_layers": int(field(r, "llama.block_count")),
-        "num_attention_heads": n_head, "num_key_value_heads": n_kv,
-        "rms_norm_eps": float(field(r, "llama.attention.layer_norm_rms_epsilon", 1e-5)),
-        "rope_theta": float(field(r, "llama.rope.freq_base", 10000.0)),
-        "max_position_embeddings": int(field(r, "llama.context_length", 4096)),
-        "vocab_size": emb[2][0], "tie_word_embeddings": "lm_head.weight" not in names,
-        "bos_token_id": int(field(r, "tokenizer.ggml.bos_token_id", 1)),
-        "eos_token_id": int(field(r, "tokenizer.ggml.eos_token_id", 2)),
-        "torch_dtype": {"F16": "float16", "BF16": "bfloat16"}.get(
+    cfg = llama_config(
+        {e[0]: e[2] for e in entries}, layers=int(field(r, "llama.block_count")),
+        heads=n_head, kv_heads=n_kv,
+        eps=float(field(r, "llama.attention.layer_norm_rms_epsilon", 1e-5)),
+        rope_theta=float(field(r, "llama.rope.freq_base", 10000.0)),
+        max_positions=int(field(r, "llama.context_length", 4096)),
+        dtype={"F16": "float16", "BF16": "bfloat16"}.get(
             Counter(e[1] for e in entries).most_common(1)[0][0], "float32"),
-    }
+        intermediate=int(field(r, "llama.feed_forward_length")),
+        bos=int(field(r, "tokenizer.ggml.bos_token_id", 1)),
+        eos=int(field(r, "tokenizer.ggml.eos_token_id", 2)))
+    if cfg["hidden_size"] != int(field(r, "llama.embedding_length")):
+        raise CheckpointError("the token embedding's width differs from "
+                              "llama.embedding_length", path=src)
     deq = sum(n for k, n in types.items() if k not in KEPT)
     bounds = sorted({ERROR_BOUND.get(k, "see llama.cpp") for k in types if k not in KEPT})
     stored = ", ".join(f"{n} {k}" for k, n in sorted(types.items()))

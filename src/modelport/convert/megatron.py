@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from modelport._types import SkippedItem
+from modelport.convert.llama_config import llama_config
 from modelport.convert.opened import Opened, Produced
 from modelport.convert.options import ConvertOptions
 from modelport.convert.pickle_safe import Record, element_size
@@ -328,16 +329,11 @@ def _config(family: str, a: dict[str, Any], out: list[Produced], layers: list[st
     dtype = out[0].dtype if out[0].dtype in ("float16", "bfloat16", "float32") else "float32"
     eps = float(a.get("norm_epsilon") or a.get("layernorm_epsilon") or 1e-5)
     if family == "llama":
-        vocab, hidden = shapes["model.embed_tokens.weight"]
-        return {"architectures": ["LlamaForCausalLM"], "model_type": "llama",
-                "hidden_size": hidden, "num_hidden_layers": len(layers),
-                "intermediate_size": shapes["model.layers.0.mlp.gate_proj.weight"][0],
-                "num_attention_heads": heads, "num_key_value_heads": groups, "head_dim": hd,
-                "rms_norm_eps": eps, "rope_theta": float(a.get("rotary_base") or 10000),
-                "max_position_embeddings": int(a.get("max_position_embeddings") or
-                                               a.get("seq_length") or 4096),
-                "vocab_size": vocab, "tie_word_embeddings": not untied, "hidden_act": "silu",
-                "attention_bias": False, "mlp_bias": False, "torch_dtype": dtype}
+        return llama_config(shapes, layers=len(layers), heads=heads, kv_heads=groups, eps=eps,
+                            rope_theta=float(a.get("rotary_base") or 10000),
+                            max_positions=int(a.get("max_position_embeddings") or
+                                              a.get("seq_length") or 4096),
+                            dtype=dtype, head_dim=hd)
     vocab, hidden = shapes["transformer.wte.weight"]
     fused = a.get("bias_gelu_fusion", a.get("bias_activation_fusion", False))
     act = "gelu_new" if a.get("openai_gelu") else "gelu_fast" if fused else "gelu"

@@ -21,6 +21,7 @@ from typing import Any
 
 from modelport._io import jsonio
 from modelport._types import SkippedItem
+from modelport.convert.llama_config import llama_config
 from modelport.convert.opened import Opened, Produced
 from modelport.convert.options import ConvertOptions
 from modelport.convert.report import InputFile
@@ -244,18 +245,12 @@ def _config(p: dict[str, Any], entries: list[Any], factor: float | None, src: Pa
     dtype = {"bfloat16": "bfloat16", "float16": "float16", "float32": "float32"}.get(
         entries[0][1], "bfloat16")
     llama3 = vocab >= 128000
-    cfg: dict[str, Any] = {
-        "architectures": ["LlamaForCausalLM"], "model_type": "llama",
-        "hidden_size": p["dim"], "intermediate_size": inter,
-        "num_attention_heads": p["n_heads"], "num_hidden_layers": p["n_layers"],
-        "num_key_value_heads": p.get("n_kv_heads") or p["n_heads"],
-        "rms_norm_eps": p.get("norm_eps", 1e-5), "vocab_size": vocab,
-        "rope_theta": p.get("rope_theta", 10000.0), "hidden_act": "silu",
-        "max_position_embeddings": p.get("max_seq_len") or (8192 if llama3 else 4096),
-        "tie_word_embeddings": "lm_head.weight" not in shapes,
-        "bos_token_id": 128000 if llama3 else 1, "eos_token_id": 128001 if llama3 else 2,
-        "torch_dtype": dtype, "attention_bias": False, "mlp_bias": False,
-    }
+    cfg = llama_config(
+        shapes, layers=p["n_layers"], heads=p["n_heads"],
+        kv_heads=p.get("n_kv_heads") or p["n_heads"], eps=p.get("norm_eps", 1e-5),
+        rope_theta=p.get("rope_theta", 10000.0),
+        max_positions=p.get("max_seq_len") or (8192 if llama3 else 4096), dtype=dtype,
+        intermediate=inter, bos=128000 if llama3 else 1, eos=128001 if llama3 else 2)
     if mistral:  # Mistral's original layout: same names, explicit head_dim, sliding window
         cfg.update(architectures=["MistralForCausalLM"], model_type="mistral",
                    head_dim=p.get("head_dim") or p["dim"] // p["n_heads"],
@@ -294,8 +289,10 @@ def _tokenizer(src: Path, tmp: Path, params: dict[str, Any]) -> str | None:
         rep = tokenizer(tmp)
         return (f"{rep.tokenizer_class} (tekken.json): {rep.parity.matched}/"
                 f"{rep.parity.examples} lines identical")
-    model = next((src / n for n in ("tokenizer.model", "tokenizer.model.v3",
-                                    "tokenizer.model.v1") if (src / n).is_file()), None)
+    from modelport.tok.source import Source
+
+    found = Source(src)  # the tokenizer room decides which file is the tokenizer model
+    model = found.spm or found.tiktoken
     if model is None:
         return None
     shutil.copy2(model, tmp / model.name)

@@ -8,10 +8,11 @@ from collections import Counter
 from pathlib import Path
 
 from modelport._types import SkippedItem
-from modelport.convert.dcp import METADATA, DcpTensor, assemble, is_dcp, read_metadata
+from modelport.convert.dcp import DcpTensor, assemble, is_dcp, read_metadata
 from modelport.convert.opened import Opened, Produced
 from modelport.convert.options import ConvertOptions
 from modelport.convert.report import InputFile
+from modelport.convert.sources import other_files
 from modelport.errors import InputError
 
 TRAINER_SUBDIR = "pytorch_model_fsdp_0"  # the HF Trainer's FSDP checkpoint folder
@@ -83,13 +84,14 @@ def open_dcp(src: Path, options: ConvertOptions) -> Opened:
     if cfg_dir is None:
         warnings.append("no config.json beside the checkpoint: add the model's config.json "
                         "to the output before deploying")
-    copies = [] if cfg_dir is None else [
-        p for p in sorted(cfg_dir.iterdir())
-        if p.is_file() and not p.name.startswith(".") and p.suffix not in (
-            ".distcp", ".bin", ".pt", ".pth", ".safetensors") and p.name != METADATA]
+    names = [] if cfg_dir is None else [p.name for p in sorted(cfg_dir.iterdir())
+                                         if p.is_file() and not p.name.startswith(".")]
+    copies, left = other_files(names, {n for n in names if n.endswith(".distcp")})
     return Opened(
         src=src, tensors_in=n_in, state_dict_key=key, renamed=renamed,
-        skipped_entries=skipped, warnings=warnings, copy_files=copies,
+        skipped_entries=skipped, warnings=warnings,
+        copy_files=[cfg_dir / n for n in copies] if cfg_dir is not None else [],
+        skipped_files=[SkippedItem(name=x.name, reason=x.reason) for x in left],
         inputs=[InputFile(path=str(p), format="dcp", size=p.stat().st_size)
                 for p in sorted(folder.glob("*.distcp"))],
         tensors=[Produced(t.fqn, t.dtype, tuple(t.shape), t.nbytes,

@@ -29,6 +29,7 @@ from modelport.convert.sources import (
     SourceTensor,
     select_state_dict,
     sniff_format,
+    training_state,
 )
 from modelport.convert.torch_files import load_pickle_checkpoint
 from modelport.errors import CheckpointError, InputError, ModelportError
@@ -231,8 +232,7 @@ def inspect(path: str | Path, *, allow_globals: tuple[str, ...] = (),
                 problems.append(Problem(severity="error", file=rel, message=e.message))
                 continue
             if p.suffix == ".safetensors" or (
-                "/" not in rel and p.suffix in PICKLE_SUFFIXES
-                and not rel.startswith(("training_args", "optimizer", "scheduler", "rng_state"))
+                "/" not in rel and p.suffix in PICKLE_SUFFIXES and not training_state(rel)
             ):
                 seen = names if p.suffix == ".safetensors" else pt_names
                 weights.append(_inspect_weight(p, rel, seen, problems, allow_globals))

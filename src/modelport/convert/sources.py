@@ -206,16 +206,11 @@ def open_source(
         weight_rels, index_rel, skipped = _pick_weights(src, rels)
         paths = [inside(src, r, what="weight file", source=src) for r in weight_rels]
         index_path = src / index_rel if index_rel else None
-        done = set(weight_rels) | {ST_INDEX, PT_INDEX}
-        copy: list[str] = []
-        for r in rels:
-            if r in done or any(s.name == r for s in skipped):
-                continue
-            if Path(r).suffix in PICKLE_SUFFIXES or r.endswith(".safetensors"):
-                skipped.append(Skipped(r, "weights file not converted (not part of the model)"))
-                continue
+        done = set(weight_rels) | {ST_INDEX, PT_INDEX} | {s.name for s in skipped}
+        copy, left = other_files(rels, done)
+        skipped += left
+        for r in copy:
             inside(src, r, what="file", source=src)
-            copy.append(r)
     else:
         root, index_path, copy, skipped = None, None, [], []
         paths = [src]
@@ -269,6 +264,38 @@ def open_source(
                             f"(e.g. {unlisted[0]}); they are converted too")
     return SourceSet(src, root, files, tensors, index_path, copy, skipped, entries, warnings,
                      chosen_key)
+
+
+TRAINING_STATE = {"latest", "trainer_state.json", "training_args.bin", "zero_to_fp32.py",
+                  "zero_to_torch.py"}
+_STATE_PREFIXES = ("optimizer", "scheduler", "rng_state")
+
+
+def training_state(rel: str) -> bool:
+    """A training run's state rather than the model (optimizer, scheduler, RNG, trainer)."""
+    name = Path(rel).name
+    return name in TRAINING_STATE or (Path(rel).suffix in PICKLE_SUFFIXES
+                                      and name.startswith(_STATE_PREFIXES))
+
+
+def other_files(rels: list[str], claimed: set[str]) -> tuple[list[str], list[Skipped]]:
+    """The one copy policy of every route: a model folder's files other than the weights it
+    reads (``claimed``) go to the output as they are (config, tokenizer, generation config,
+    README, sub-folders such as ``1_Pooling/``); a training run's state and weight files the
+    route does not read are listed as not copied, with the reason."""
+    copy: list[str] = []
+    skipped: list[Skipped] = []
+    for r in rels:
+        if r in claimed:
+            continue
+        weights = Path(r).suffix in PICKLE_SUFFIXES or r.endswith(".safetensors")
+        if training_state(r):
+            skipped.append(Skipped(r, "training run state; not copied"))
+        elif weights:
+            skipped.append(Skipped(r, "weights file not converted (not part of the model)"))
+        else:
+            copy.append(r)
+    return copy, skipped
 
 
 class Reader:

@@ -13,13 +13,10 @@ from modelport.convert.dcp_convert import config_dir
 from modelport.convert.opened import Opened, Produced
 from modelport.convert.options import ConvertOptions
 from modelport.convert.report import InputFile
-from modelport.convert.sources import Reader
+from modelport.convert.sources import Reader, other_files
 from modelport.convert.zero import ZeroTensor, module_weights, read_zero, zero_folder
 
 # files of a training run's checkpoint folder that are not the model's
-TRAINING_FILES = {"latest", "trainer_state.json", "training_args.bin", "scheduler.pt",
-                  "optimizer.pt", "zero_to_fp32.py", "zero_to_torch.py"}
-_MODEL_FILE_SUFFIXES = (".json", ".model", ".txt", ".tiktoken", ".jinja", ".py")
 
 
 def assemble(reader: Reader, t: ZeroTensor) -> Any:
@@ -80,16 +77,11 @@ def open_zero(src: Path, options: ConvertOptions) -> Opened:
                         "to the output before deploying")
     aliases = dict(ck.aliases) if options.zero_weights == "fp32" else {}
     renamed = _fit(tensors, aliases, options, cfg_dir, warnings)
-    copies: list[Path] = []
-    skipped_files: list[SkippedItem] = []
-    for p in sorted(cfg_dir.iterdir()) if cfg_dir is not None else []:
-        if not p.is_file() or p.name.startswith("."):
-            continue
-        if p.name in TRAINING_FILES or p.suffix not in _MODEL_FILE_SUFFIXES:
-            skipped_files.append(SkippedItem(name=p.name, reason="training run state; not "
-                                             "copied"))
-        else:
-            copies.append(p)
+    names = [] if cfg_dir is None else [p.name for p in sorted(cfg_dir.iterdir())
+                                         if p.is_file() and not p.name.startswith(".")]
+    kept, left = other_files(names, set())
+    copies = [cfg_dir / n for n in kept] if cfg_dir is not None else []
+    skipped_files = [SkippedItem(name=x.name, reason=x.reason) for x in left]
     reader = Reader(ck.files)
     return Opened(
         src=src, tensors_in=n_in, aliases=aliases, renamed=renamed, warnings=warnings,

@@ -12,7 +12,7 @@ from modelport.convert.dcp import DcpTensor, assemble, is_dcp, read_metadata
 from modelport.convert.opened import Opened, Produced
 from modelport.convert.options import ConvertOptions
 from modelport.convert.report import InputFile
-from modelport.convert.sources import other_files
+from modelport.convert.side_files import other_files
 from modelport.errors import InputError
 
 TRAINER_SUBDIR = "pytorch_model_fsdp_0"  # the HF Trainer's FSDP checkpoint folder

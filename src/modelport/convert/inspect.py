@@ -22,6 +22,7 @@ from modelport.convert.inspect_records import (
     WeightFile,
 )
 from modelport.convert.plan import find_aliases
+from modelport.convert.side_files import training_state
 from modelport.convert.sources import (
     PICKLE_SUFFIXES,
     PT_INDEX,
@@ -29,7 +30,6 @@ from modelport.convert.sources import (
     SourceTensor,
     select_state_dict,
     sniff_format,
-    training_state,
 )
 from modelport.convert.torch_files import load_pickle_checkpoint
 from modelport.errors import CheckpointError, InputError, ModelportError

@@ -16,11 +16,11 @@ from modelport._io import jsonio
 from modelport._io.paths import inside, walk_files
 from modelport._io.st_header import ST_DTYPES, ST_INDEX, SafetensorsHeader, read_header
 from modelport.convert.pickle_safe import TensorRef, element_size
+from modelport.convert.side_files import PICKLE_SUFFIXES, other_files
 from modelport.convert.state_dict import Skipped, select_state_dict
 from modelport.convert.torch_files import PickleCheckpoint, load_pickle_checkpoint
 from modelport.errors import CheckpointError, InputError
 
-PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle"}
 PT_INDEX = "pytorch_model.bin.index.json"
 _PT_SHARD = re.compile(r"^pytorch_model(-\d+-of-\d+)?\.bin$")
 _ST_TO_TORCH = {k: v[1] for k, v in ST_DTYPES.items()}
@@ -264,38 +264,6 @@ def open_source(
                             f"(e.g. {unlisted[0]}); they are converted too")
     return SourceSet(src, root, files, tensors, index_path, copy, skipped, entries, warnings,
                      chosen_key)
-
-
-TRAINING_STATE = {"latest", "trainer_state.json", "training_args.bin", "zero_to_fp32.py",
-                  "zero_to_torch.py"}
-_STATE_PREFIXES = ("optimizer", "scheduler", "rng_state")
-
-
-def training_state(rel: str) -> bool:
-    """A training run's state rather than the model (optimizer, scheduler, RNG, trainer)."""
-    name = Path(rel).name
-    return name in TRAINING_STATE or (Path(rel).suffix in PICKLE_SUFFIXES
-                                      and name.startswith(_STATE_PREFIXES))
-
-
-def other_files(rels: list[str], claimed: set[str]) -> tuple[list[str], list[Skipped]]:
-    """The one copy policy of every route: a model folder's files other than the weights it
-    reads (``claimed``) go to the output as they are (config, tokenizer, generation config,
-    README, sub-folders such as ``1_Pooling/``); a training run's state and weight files the
-    route does not read are listed as not copied, with the reason."""
-    copy: list[str] = []
-    skipped: list[Skipped] = []
-    for r in rels:
-        if r in claimed:
-            continue
-        weights = Path(r).suffix in PICKLE_SUFFIXES or r.endswith(".safetensors")
-        if training_state(r):
-            skipped.append(Skipped(r, "training run state; not copied"))
-        elif weights:
-            skipped.append(Skipped(r, "weights file not converted (not part of the model)"))
-        else:
-            copy.append(r)
-    return copy, skipped
 
 
 class Reader:

@@ -13,7 +13,8 @@ from modelport.convert.dcp_convert import config_dir
 from modelport.convert.opened import Opened, Produced
 from modelport.convert.options import ConvertOptions
 from modelport.convert.report import InputFile
-from modelport.convert.sources import Reader, other_files
+from modelport.convert.side_files import other_files
+from modelport.convert.sources import Reader
 from modelport.convert.zero import ZeroTensor, module_weights, read_zero, zero_folder
 
 # files of a training run's checkpoint folder that are not the model's

@@ -70,20 +70,26 @@ def make_checkpoint(folder: Path, total: int, shard: int, sharded: bool) -> None
     (folder / "config.json").write_text(json.dumps({"model_type": "llama"}))
 
 
-def run_measured(cmd: list[str]) -> tuple[float, int]:
-    """Wall seconds and peak RssAnon (bytes) of a command, sampled every 5 ms."""
+RESIDENT: dict[str, int] = {}  # the last command's peak VmRSS (file pages included), by name
+
+
+def run_measured(cmd: list[str], name: str = "") -> tuple[float, int]:
+    """Wall seconds and peak RssAnon (bytes) of a command, sampled every 5 ms; its peak VmRSS
+    (anonymous and file pages: what YARN and ``top`` count) goes to ``RESIDENT[name]``."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd)
-    peak = 0
+    peak = rss = 0
 
     def sample() -> None:
-        nonlocal peak
+        nonlocal peak, rss
         while proc.poll() is None:
             try:
                 with open(f"/proc/{proc.pid}/status") as f:
                     for line in f:
                         if line.startswith("RssAnon:"):
                             peak = max(peak, int(line.split()[1]) * 1024)
+                        elif line.startswith("VmRSS:"):
+                            rss = max(rss, int(line.split()[1]) * 1024)
             except OSError:
                 pass
             time.sleep(0.005)
@@ -94,6 +100,7 @@ def run_measured(cmd: list[str]) -> tuple[float, int]:
     th.join()
     if proc.returncode:
         raise SystemExit(f"{cmd} failed with {proc.returncode}")
+    RESIDENT[name] = max(RESIDENT.get(name, 0), rss)
     return time.perf_counter() - t0, peak
 
 
@@ -131,7 +138,8 @@ def against(rev: str, args: argparse.Namespace) -> None:
         sides = {rev: old / "src", "this checkout": root / "src"}
         print(f"# convert: this checkout against {rev} ({os.cpu_count()} cores, "
               f"{args.gib} GiB, {args.repeat} interleaved rounds)\n")
-        print("| input | code | median s | runs | peak RssAnon |\n|---|---|---|---|---|")
+        print("| input | code | median s | runs | peak RssAnon | peak VmRSS |\n"
+              "|---|---|---|---|---|---|")
         for label, src in srcs.items():
             runs: dict[str, list[float]] = {k: [] for k in sides}
             peaks: dict[str, int] = dict.fromkeys(sides, 0)
@@ -143,16 +151,17 @@ def against(rev: str, args: argparse.Namespace) -> None:
                     env = {**os.environ, "PYTHONPATH": str(sides[who])}
                     t, peak = run_measured(["env", f"PYTHONPATH={env['PYTHONPATH']}",
                                             sys.executable, "-c", MODELPORT, str(src),
-                                            str(base / "out")])
+                                            str(base / "out")], f"{label}|{who}")
                     runs[who].append(t)
                     peaks[who] = max(peaks[who], peak)
             for who in sides:
                 print(f"| {label} | {who} | {statistics.median(runs[who]):.2f} | "
-                      f"{' '.join(f'{x:.2f}' for x in runs[who])} | {gib(peaks[who])} |")
+                      f"{' '.join(f'{x:.2f}' for x in runs[who])} | {gib(peaks[who])} | "
+                      f"{gib(RESIDENT[f'{label}|{who}'])} |")
             new, prev = runs["this checkout"], runs[rev]
             diff = statistics.median(a - b for a, b in zip(new, prev, strict=True))
             print(f"| {label} | paired difference (this − {rev}) | {diff:+.2f} "
-                  f"({diff / statistics.median(prev):+.1%}) | | |")
+                  f"({diff / statistics.median(prev):+.1%}) | | | |")
     finally:
         shutil.rmtree(base, ignore_errors=True)
 
@@ -194,7 +203,7 @@ def main() -> None:
                     for d in ("cp", "eager", "mp"):
                         shutil.rmtree(base / d, ignore_errors=True)
                     subprocess.run(["sync"], check=True)
-                    wall, peak = run_measured(cmd)
+                    wall, peak = run_measured(cmd, name)
                     if name not in results or wall < results[name][0]:
                         results[name] = (wall, peak if rep == 0 else max(peak, results[name][1]))
             largest = max(f.stat().st_size for f in (base / "mp").glob("*.safetensors"))
@@ -204,14 +213,19 @@ def main() -> None:
             rows.append(f"\n### {layout}: {gib(size)} fp16 "
                         f"({len(list(src.glob('*.bin')))} .bin file(s)), largest output shard "
                         f"{gib(largest)}\n")
-            rows.append("| step | wall s | × cp+sync | peak RssAnon |")
-            rows.append("|---|---|---|---|")
+            rows.append("| step | wall s | × cp+sync | peak RssAnon | peak VmRSS |")
+            rows.append("|---|---|---|---|---|")
             for name, (wall, peak) in results.items():
-                rows.append(f"| {name} | {wall:.2f} | {wall / cp:.2f} | {gib(peak)} |")
+                rows.append(f"| {name} | {wall:.2f} | {wall / cp:.2f} | {gib(peak)} | "
+                            f"{gib(RESIDENT[name])} |")
+            mp_rss = RESIDENT.pop("modelport convert (hash + verify)")
+            RESIDENT.clear()
             rows.append(f"\nmodelport: {mp / cp:.2f}× cp+sync, {eager / mp:.2f}× faster than "
                         f"eager, peak RssAnon "
                         f"{results['modelport convert (hash + verify)'][1] / largest:.2f}× the "
-                        f"largest output shard; throughput {size / mp / 2**30:.2f} GiB/s")
+                        f"largest output shard, peak VmRSS "
+                        f"{mp_rss / largest:.2f}× it; throughput "
+                        f"{size / mp / 2**30:.2f} GiB/s")
             shutil.rmtree(src)
     finally:
         shutil.rmtree(base, ignore_errors=True)

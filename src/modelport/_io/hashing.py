@@ -8,6 +8,7 @@ import mmap
 import os
 import queue
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
@@ -30,7 +31,8 @@ class HashingWriter:
         self._sha = hashlib.sha256()
         # views of mapped files cost no memory: they queue without bound, so the kernel copy
         # runs ahead of the hash; copies made by write() are bounded by ``depth`` chunks
-        self._q: queue.Queue[tuple[memoryview, bool] | None] = queue.Queue()
+        self._q: queue.Queue[tuple[memoryview, bool, Callable[[], None] | None] | None] = \
+            queue.Queue()
         self._held = threading.Semaphore(depth)
         self._thread = threading.Thread(target=self._hash, daemon=True)
         self._thread.start()
@@ -39,18 +41,23 @@ class HashingWriter:
 
     def _hash(self) -> None:
         while (item := self._q.get()) is not None:
-            chunk, owned = item
+            chunk, owned, hashed = item
             self._sha.update(chunk)
             if owned:
                 self._held.release()
+            if hashed is not None:  # the source's pages are hashed: the caller may drop them
+                hashed()
 
     _copy_range_ok = True  # flips off on a kernel or file system without copy_file_range
 
-    def copy_from(self, src_fd: int, offset: int, view: memoryview) -> None:
+    def copy_from(self, src_fd: int, offset: int, view: memoryview,
+                  hashed: Callable[[], None] | None = None) -> None:
         """Append ``len(view)`` bytes that lie at ``offset`` in ``src_fd``.
 
         The kernel copies them (``copy_file_range``: no page faults, no user-space copy) while
-        the hash thread reads ``view``, a mapping of the same bytes. Falls back to write().
+        the hash thread reads ``view``, a mapping of the same bytes; ``hashed`` runs on that
+        thread once the last of them is hashed (the caller unmaps their pages, so a mapped
+        source never stays resident). Falls back to write().
         """
         n = len(view)
         done = 0
@@ -67,8 +74,11 @@ class HashingWriter:
                 HashingWriter._copy_range_ok = False
         if done < n:
             self._write_all(view[done:])
+        last = max(0, (n - 1) // CHUNK_BYTES * CHUNK_BYTES)
         for i in range(0, n, CHUNK_BYTES):
-            self._q.put((view[i: i + CHUNK_BYTES], False))
+            self._q.put((view[i: i + CHUNK_BYTES], False, hashed if i == last else None))
+        if n == 0 and hashed is not None:
+            hashed()
         self.size += n
 
     def _write_all(self, mv: memoryview) -> None:
@@ -86,7 +96,7 @@ class HashingWriter:
             while done < len(chunk):
                 done += os.write(self._fd, chunk[done:])
             self._held.acquire()
-            self._q.put((chunk, True))
+            self._q.put((chunk, True, None))
             self.size += len(chunk)
 
     def start_sync(self) -> None:

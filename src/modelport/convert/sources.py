@@ -344,6 +344,20 @@ class Reader:
         out = view.contiguous().reshape(-1).view(torch.uint8)
         return memoryview(out.numpy())
 
+    def release(self, t: SourceTensor) -> None:
+        """Unmap the pages of ``t``'s bytes from this process (they stay in the page cache and
+        map back in if read again): a mapped source read once never stays resident, as YARN
+        and ``top`` count memory. Safe at any time: the mapping is read-only and clean."""
+        m = self._maps.get(t.file_index)
+        start = self.storage_start(t)
+        if m is None or start is None or t.nbytes == 0:
+            return
+        a, b = t.byte_span()
+        lo = (start + a) // mmap.PAGESIZE * mmap.PAGESIZE
+        hi = min(len(m), start + b)
+        if hi > lo:
+            m.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
+
     def computed(self, t: SourceTensor) -> bool:
         """Never: every tensor's bytes are read again from the source file (the writer's feed
         protocol)."""

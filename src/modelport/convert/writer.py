@@ -86,13 +86,15 @@ def write_shard(path: Path, shard: ShardPlan, feed: Feed, metadata: dict[str, st
     """Write ``shard`` to the new file ``path``; the returned writer is still hashing and
     syncing (:func:`prove_shard` finishes it). Removes the file on any error."""
     header, _ = build_header(_entries(shard), metadata)
+    release = getattr(feed, "release", None)  # a mapped source: unmap what was hashed
     w = HashingWriter(path)
     try:
         w.write(header)
         for t in shard.tensors:
             region = feed.file_region(t)
             if region is not None:
-                w.copy_from(region[0], region[1], feed.tensor_bytes(t))
+                w.copy_from(region[0], region[1], feed.tensor_bytes(t),
+                            hashed=None if release is None else lambda t=t: release(t))
             else:
                 w.write(feed.tensor_bytes(t))
             if progress is not None:
@@ -128,6 +130,7 @@ def _differs(path: Path, shard: ShardPlan, feed: Feed, which: Callable[[Any], bo
              ) -> str | None:
     """The first tensor among ``which`` whose bytes in ``path`` differ from the feed's."""
     header = read_header(path)
+    release = getattr(feed, "release", None)
     with open(path, "rb") as fh:
         m = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) if header.file_size else None
     mv = memoryview(m) if m is not None else memoryview(b"")
@@ -140,6 +143,11 @@ def _differs(path: Path, shard: ShardPlan, feed: Feed, which: Callable[[Any], bo
             got = mv[header.data_start + e.begin: header.data_start + e.end]
             if not _equal(got, feed.tensor_bytes(t)):
                 return str(t.name)
+            if m is not None and e.end > e.begin:  # read once: neither file's pages stay
+                lo = (header.data_start + e.begin) // mmap.PAGESIZE * mmap.PAGESIZE
+                m.madvise(mmap.MADV_DONTNEED, lo, header.data_start + e.end - lo)
+            if release is not None:
+                release(t)
         return None
     finally:
         if got is not None:

@@ -48,6 +48,7 @@ test: setup
 
 bench: setup
 	$(BIN)/python bench/convert_bench.py
+	$(BIN)/python bench/resident_bench.py
 	$(BIN)/python bench/normalize_bench.py
 	$(BIN)/python bench/tokenizer_parity.py
 	$(BIN)/python bench/upload_bench.py

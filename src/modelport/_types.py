@@ -7,8 +7,56 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict
 
 
+def human_bytes(n: float) -> str:
+    """1536 -> '1.5 KiB' (binary units, as the summaries print sizes)."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
+
+
 class Record(BaseModel):
+    """A result modelport returns. ``print(report)`` gives the summary the CLI prints (a
+    verb's own, else a line per field); in Jupyter it renders as an HTML table."""
+
     model_config = ConfigDict(extra="forbid")
+
+    def summary(self) -> str:
+        """The human summary (the CLI's output without ``--json``)."""
+        lines = [type(self).__name__]
+        for k, v in self:
+            if isinstance(v, list):
+                v = f"{len(v)} item(s)" if v and isinstance(v[0], BaseModel) else v
+            elif isinstance(v, BaseModel):
+                v = type(v).__name__
+            lines.append(f"  {k}: {v}")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.summary()
+
+    def _repr_html_(self) -> str:
+        """Jupyter's rendering: the summary's first line, then a table of the fields."""
+        from html import escape
+
+        from modelport._io.redact import redact
+
+        head, *_ = self.summary().split("\n", 1)
+        rows = []
+        for k, v in self:
+            if isinstance(v, list) and v and isinstance(v[0], BaseModel):
+                text = f"{len(v)} item(s): " + "; ".join(
+                    str(getattr(x, "path", None) or getattr(x, "name", None) or x)
+                    for x in v[:8]) + (" ..." if len(v) > 8 else "")
+            elif isinstance(v, BaseModel):
+                text = v.summary() if isinstance(v, Record) else str(v)
+            else:
+                text = str(v)
+            rows.append(f"<tr><th style='text-align:left'>{escape(k)}</th>"
+                        f"<td style='text-align:left'><pre style='margin:0'>"
+                        f"{escape(redact(text))}</pre></td></tr>")
+        return (f"<div><b>{escape(redact(head))}</b><table>{''.join(rows)}</table></div>")
 
 
 class FileRecord(Record):

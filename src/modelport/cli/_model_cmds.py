@@ -37,31 +37,7 @@ def inspect(path: str | Path, allow_globals: tuple[str, ...], endpoint_url: str 
     from modelport.convert.inspect import inspect as run
 
     rep = run(path, allow_globals=allow_globals, store=store_of(endpoint_url))
-    lines = [f"{rep.path} ({rep.kind})"]
-    if rep.config:
-        c = rep.config
-        lines.append(f"  model_type {c.model_type}  architectures {', '.join(c.architectures)}"
-                     + (f"  dtype {c.torch_dtype}" if c.torch_dtype else "")
-                     + (f"  quantization {c.quantization}" if c.quantization else ""))
-    for w in rep.weight_files:
-        meta = ""
-        if w.format == "safetensors":
-            meta = f"  metadata format={w.metadata_format}" if w.has_metadata else "  no metadata"
-        extra = f"  aliases {w.aliases}" if w.aliases else ""
-        key = f"  under {w.state_dict_key!r}" if w.state_dict_key else ""
-        lines.append(f"  {w.path}: {w.format}, {w.tensors} tensors, {w.parameters:,} params, "
-                     f"{human_bytes(w.size)}{meta}{extra}{key}")
-    for ix in rep.indexes:
-        lines.append(f"  {ix.path}: {ix.tensors} tensors in {len(ix.files)} file(s), "
-                     f"{'consistent' if ix.consistent else 'INCONSISTENT'}")
-    lines.append(f"  total: {rep.tensors} tensors, {rep.parameters:,} parameters, "
-                 f"{human_bytes(rep.weight_bytes)}, dtypes "
-                 + ", ".join(f"{d}×{n}" for d, n in sorted(rep.dtypes.items())))
-    if rep.tokenizer_files:
-        lines.append(f"  tokenizer files: {', '.join(rep.tokenizer_files)}")
-    for p in rep.problems:
-        lines.append(f"  {p.severity}: {p.file + ': ' if p.file else ''}{p.message}")
-    Output(as_json, quiet).result(rep, "\n".join(lines))
+    Output(as_json, quiet).result(rep, rep.summary())
     if not rep.ok:
         raise SystemExit(EXIT_FINDINGS)
 
@@ -137,28 +113,7 @@ def convert(src: str | Path, dst: str | Path, max_shard_size: str, state_dict_ke
     from modelport.convert.checkpoint import convert as run
 
     rep = run(src, dst, opts, progress=out.progress, store=store_of(endpoint_url))
-    rate = rep.total_bytes / rep.seconds if rep.seconds else 0.0
-    lines = [
-        f"converted {rep.tensors_in} tensors ({rep.parameters:,} parameters, "
-        f"{human_bytes(rep.total_bytes)}) from {', '.join(sorted({i.format for i in rep.inputs}))}"
-        f" in {rep.seconds:.2f} s ({human_bytes(rate)}/s)"
-        + (f", verified in {rep.verify_seconds:.2f} s" if rep.verified else ", NOT verified"),
-    ]
-    lines += [f"  {o.path}  {human_bytes(o.size)}  sha256 {o.sha256[:16]}…" for o in rep.outputs]
-    lines += [f"  alias: {a} -> {b} (written once)" for a, b in rep.aliases.items()]
-    lines += [f"  overlapping views written as copies: {', '.join(g)}"
-              for g in rep.overlapping_views]
-    lines += [f"  skipped {s.name}: {s.reason}" for s in rep.skipped_entries[:20]]
-    if len(rep.skipped_entries) > 20:
-        lines.append(f"  ... {len(rep.skipped_entries) - 20} more skipped entries (--json)")
-    lines += [f"  not copied {s.name}: {s.reason}" for s in rep.skipped_files]
-    lines += [f"  warning: {w}" for w in rep.warnings]
-    if rep.remote_bytes_fetched is not None:
-        how = "ranged GETs" if rep.remote_read == "ranges" else "GETs of whole files"
-        lines.append(f"  read {human_bytes(rep.remote_bytes_fetched)} from the store in "
-                     f"{rep.remote_requests} {how}; local scratch peak "
-                     f"{human_bytes(rep.remote_scratch_peak or 0)}")
-    out.result(rep, "\n".join(lines))
+    out.result(rep, rep.summary())
 
 
 @cli.command()
@@ -245,47 +200,8 @@ def tokenizer_cmd(folder: Path, out: Path | None, family: str | None, accept_gue
     rep = tokenizer(folder, out, TokenizerOptions(
         family=family, accept_guess=accept_guess, corpus=corpus, check=check,
         accept_mismatch=accept_mismatch, overwrite=overwrite))
-    p = rep.parity
-    verb = "checked" if check else ("wrote" if rep.written else "did not write")
-    cov = rep.coverage
-    if p.matched == p.examples and rep.certified and cov is not None and \
-            cov.matched == cov.lines:
-        verdict = f"{p.matched}/{p.examples} lines identical (100%)"
-    else:
-        verdict = (f"{p.matched}/{p.examples} lines identical, {p.known_differences} known "
-                   f"difference(s), {p.mismatched} mismatch(es)")
-    if rep.guessed:
-        verdict += f" - against a GUESSED class (candidates {', '.join(rep.candidates)})"
-    lines = [f"{verb} tokenizer.json for {rep.out or rep.folder}",
-             f"  class {rep.tokenizer_class} ({rep.kind}), from {rep.class_source}",
-             f"  parity vs {p.reference}: {verdict}"
-             + (f"; decode {p.decode_matched}/{p.decode_checked}" if p.decode_checked else ""),
-             *([f"  vocabulary proof: {cov.pieces_as_text} of {cov.vocab_size} pieces run as "
-                f"text ({cov.fraction:.1%}; {cov.not_text} are not text on their own), "
-                f"{cov.matched}/{cov.lines} lines identical, {cov.known_differences} known "
-                f"difference(s), {cov.mismatched} mismatch(es), {cov.seconds:g} s"]
-               if cov is not None else []),
-             f"  template {rep.post_processor}; vocabulary {rep.vocab_size}"
-             + (f"; transformers AutoTokenizer on the written files: "
-                f"{rep.transformers_matched}/{p.examples} identical"
-                if rep.transformers_matched is not None else ""),
-             f"  special tokens: {', '.join(f'{k}={v}' for k, v in rep.special_tokens.items())}"]
-    if rep.flags_applied:
-        lines.append("  flags applied: " + ", ".join(f"{k}={v}" for k, v in
-                                                      rep.flags_applied.items()))
-    if rep.flags_carried:
-        lines.append("  decode flags kept in tokenizer_config.json: " + ", ".join(
-            f"{k}={v}" for k, v in rep.flags_carried.items()))
-    if rep.flags_ignored:
-        lines.append("  flags present, not used by this class: " + ", ".join(
-            f"{k}={v}" for k, v in rep.flags_ignored.items()))
-    lines += [f"  note: {n}" for n in rep.notes]
-    lines += [f"  known difference: {m.text[:60]!r}: class {m.expected[:8]}, tokenizer.json "
-              f"{m.got[:8]}" for m in p.first_known]
-    lines += [f"  mismatch: {m.text[:60]!r}: expected {m.expected[:8]}, got {m.got[:8]}"
-              for m in p.first_mismatches]
-    Output(as_json, quiet).result(rep, "\n".join(lines))
-    if check and p.mismatched:
+    Output(as_json, quiet).result(rep, rep.summary())
+    if check and rep.parity.mismatched:
         raise SystemExit(EXIT_FINDINGS)
 
 

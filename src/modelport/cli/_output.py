@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from modelport._io.redact import redact
+from modelport._types import human_bytes  # noqa: F401 - the CLI's name for it
 
 
 class Output:
@@ -27,14 +28,6 @@ class Output:
     @property
     def progress(self) -> bool | None:
         return False if (self.quiet or self.as_json) else None
-
-
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} B"
 
 
 def err(msg: str) -> None:

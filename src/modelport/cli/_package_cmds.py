@@ -156,12 +156,7 @@ def _upload_options(endpoint_url: str | None, region: str | None, profile: str |
 
 
 def _manifest_lines(m: object) -> list[str]:
-    lines = [f"  {f.path}  {human_bytes(f.size)}  {f.role}  sha256 {f.sha256[:16]}…"  # type: ignore[attr-defined]
-             for f in m.files]  # type: ignore[attr-defined]
-    for t in m.targets:  # type: ignore[attr-defined]
-        lines.append(f"  {t.target}: {'OK' if t.ok else 'FAIL'} ({t.errors} errors, "
-                     f"{t.warnings} warnings); hardware: {t.hardware['recommendation']}")
-    return lines
+    return m.lines()  # type: ignore[attr-defined,no-any-return]
 
 
 @cli.command("package")
@@ -268,16 +263,7 @@ def prepare_cmd(src: str | Path, target_names: tuple[str, ...], out: Path, uploa
                   accept_tokenizer_guess=accept_tokenizer_guess, adapter=adapter,
                   upload_options=_upload_options(endpoint_url, region, profile,  # type: ignore[arg-type]
                                                  concurrency))
-    lines = [f"prepared {rep.out} from {rep.src}"]
-    lines += [f"  {s.verb:12s} {s.status:7s} {s.detail}" for s in rep.steps]
-    lines += _manifest_lines(rep.manifest)
-    if rep.upload:
-        lines.append(f"  upload       {len(rep.upload.uploaded)} object(s), "
-                     f"{human_bytes(rep.upload.bytes_sent)}, {rep.upload.mib_per_s} MiB/s")
-    if rep.verify:
-        lines.append(f"  verify       {rep.verify.checked} file(s) re-read from "
-                     f"{rep.verify.target}: {'all match' if rep.verify.ok else 'MISMATCH'}")
-    o.result(rep, "\n".join(lines))
+    o.result(rep, rep.summary())
     if rep.verify and not rep.verify.ok:
         raise SystemExit(EXIT_FINDINGS)
 

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from modelport._types import Record
+from modelport._types import Record, human_bytes
 
 
 class Problem(Record):
@@ -68,6 +68,37 @@ class InspectReport(Record):
         return not any(p.severity == "error" for p in self.problems)
     remote_bytes_fetched: int | None = Field(
         None, description="s3:// paths: bytes read from the store (headers only)")
+
+    def summary(self) -> str:
+        """What ``modelport inspect`` prints."""
+        rep = self
+        lines = [f"{rep.path} ({rep.kind})"]
+        if rep.config:
+            c = rep.config
+            lines.append(f"  model_type {c.model_type}  architectures "
+                         f"{', '.join(c.architectures)}"
+                         + (f"  dtype {c.torch_dtype}" if c.torch_dtype else "")
+                         + (f"  quantization {c.quantization}" if c.quantization else ""))
+        for w in rep.weight_files:
+            meta = ""
+            if w.format == "safetensors":
+                meta = f"  metadata format={w.metadata_format}" if w.has_metadata \
+                    else "  no metadata"
+            extra = f"  aliases {w.aliases}" if w.aliases else ""
+            key = f"  under {w.state_dict_key!r}" if w.state_dict_key else ""
+            lines.append(f"  {w.path}: {w.format}, {w.tensors} tensors, {w.parameters:,} "
+                         f"params, {human_bytes(w.size)}{meta}{extra}{key}")
+        for ix in rep.indexes:
+            lines.append(f"  {ix.path}: {ix.tensors} tensors in {len(ix.files)} file(s), "
+                         f"{'consistent' if ix.consistent else 'INCONSISTENT'}")
+        lines.append(f"  total: {rep.tensors} tensors, {rep.parameters:,} parameters, "
+                     f"{human_bytes(rep.weight_bytes)}, dtypes "
+                     + ", ".join(f"{d}×{n}" for d, n in sorted(rep.dtypes.items())))
+        if rep.tokenizer_files:
+            lines.append(f"  tokenizer files: {', '.join(rep.tokenizer_files)}")
+        for p in rep.problems:
+            lines.append(f"  {p.severity}: {p.file + ': ' if p.file else ''}{p.message}")
+        return "\n".join(lines)
 
 
 __all__ = ["ConfigInfo", "IndexInfo", "InspectReport", "Problem", "WeightFile"]

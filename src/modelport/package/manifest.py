@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from modelport._io import jsonio
 from modelport._io.paths import open_no_follow
-from modelport._types import MANIFEST
+from modelport._types import MANIFEST, human_bytes
 from modelport.errors import InputError
 
 SCHEMA_VERSION = 1
@@ -95,6 +95,15 @@ class Manifest(_M):
 
     def file_map(self) -> dict[str, ManifestFile]:
         return {f.path: f for f in self.files}
+
+    def lines(self) -> list[str]:
+        """A line per file and per target, as the CLI prints a bundle."""
+        out = [f"  {f.path}  {human_bytes(f.size)}  {f.role}  sha256 {f.sha256[:16]}…"
+               for f in self.files]
+        for t in self.targets:
+            out.append(f"  {t.target}: {'OK' if t.ok else 'FAIL'} ({t.errors} errors, "
+                       f"{t.warnings} warnings); hardware: {t.hardware['recommendation']}")
+        return out
 
 
 def read_manifest(data: bytes, where: str) -> Manifest:

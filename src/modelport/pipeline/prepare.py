@@ -18,7 +18,7 @@ from modelport._io.atomic import write_bytes_atomic
 from modelport._io.paths import check_output
 from modelport._io.redact import redact
 from modelport._io.urls import local_path, location
-from modelport._types import Record
+from modelport._types import Record, human_bytes
 from modelport.cast.normalize import normalize
 from modelport.convert.architectures import infer_architecture
 from modelport.convert.checkpoint import convert
@@ -41,6 +41,21 @@ class PrepareReport(Record):
     manifest: Manifest
     upload: UploadReport | None = None
     verify: VerifyReport | None = None
+
+    def summary(self) -> str:
+        """What ``modelport prepare`` prints."""
+        lines = [f"prepared {self.out} from {self.src}"]
+        lines += [f"  {s.verb:12s} {s.status:7s} {s.detail}" for s in self.steps]
+        lines += self.manifest.lines()
+        if self.upload:
+            lines.append(f"  upload       {len(self.upload.uploaded)} object(s), "
+                         f"{human_bytes(self.upload.bytes_sent)}, "
+                         f"{self.upload.mib_per_s} MiB/s")
+        if self.verify:
+            lines.append(f"  verify       {self.verify.checked} file(s) re-read from "
+                         f"{self.verify.target}: "
+                         f"{'all match' if self.verify.ok else 'MISMATCH'}")
+        return "\n".join(lines)
 
 
 def prepare(src: str | Path, out: str | Path, targets: list[str] | tuple[str, ...] = (

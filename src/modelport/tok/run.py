@@ -104,6 +104,13 @@ class TokenizerReport(Record):
         None, description="corpus lines that transformers' AutoTokenizer, loading the written "
         "files, encodes to the same ids as tokenizers alone")
     notes: list[str]
+    checked: bool = Field(False, description="--check: an existing tokenizer.json was proved")
+
+    def summary(self) -> str:
+        """What ``modelport tokenizer`` prints."""
+        from modelport.tok.summary import summary
+
+        return summary(self)
 
 
 BUILDERS = {"sentencepiece": spm.build, "bpe": bpe.build, "wordpiece": wordpiece.build,
@@ -291,7 +298,7 @@ def tokenizer(folder: str | Path, out: str | Path | None = None,
         vocab_size=tok.get_vocab_size(with_added_tokens=True), special_tokens=info["roles"],
         post_processor=info["post"], flags_applied=applied, flags_carried=carried,
         flags_ignored=ignored,
-        parity=result, coverage=cov, notes=notes)
+        parity=result, coverage=cov, notes=notes, checked=o.check)
     report.known_static = list(info.get("static", []))
     report.certified = result.mismatched == 0 and cov.mismatched == 0 and not res.guess \
         and not report.known_static

@@ -20,8 +20,7 @@ PIP     := $(BIN)/python -m pip install --quiet --disable-pip-version-check -c c
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt $(ORACLE) $(MLF2REQ)
-	@command -v java >/dev/null || test -x "$$JAVA_HOME/bin/java" || { echo "Spark (modelport.spark and its tests) needs Java 17:" \
-	  "sudo apt-get install -y openjdk-17-jre-headless (or set JAVA_HOME)"; exit 1; }
+	@bash scripts/ensure_java.sh
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(PIP) "torch==2.13.0"
 	$(PIP) -e ".[test,quantize]"

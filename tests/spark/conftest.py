@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,9 +15,12 @@ from tests.conftest import VOCAB, save_bin, tiny_model
 
 @pytest.fixture(scope="session")
 def spark() -> Iterator[object]:
-    if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
-        pytest.fail("Spark needs Java 17: apt-get install openjdk-17-jre-headless")
+    from modelport.spark.session import find_java
+
+    home = find_java()  # JAVA_HOME, java on PATH, or a JVM under /usr/lib/jvm (else it says)
     with pytest.MonkeyPatch.context() as mp:  # every variable set here is restored after
+        if home is not None:
+            mp.setenv("JAVA_HOME", str(home))
         mp.setenv("PYSPARK_PYTHON", sys.executable)  # workers run this interpreter
         # the Python workers inherit the JVM's environment, fixed when it starts: the
         # credentials of the tests' LocalS3 servers (one fixed key pair), as

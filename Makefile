@@ -15,7 +15,7 @@ PYTEST  := $(BIN)/python -m pytest
 export DS_BUILD_OPS := 0
 PIP     := $(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt
 
-.PHONY: setup demo test bench lint clean hostile-report mutants
+.PHONY: setup demo test bench lint clean hostile-report mutants docs
 
 setup: $(STAMP)
 
@@ -64,6 +64,9 @@ bench: setup
 # the hostile-input table of the README: counts come from this run
 hostile-report: setup
 	MODELPORT_HOSTILE_REPORT=docs/hostile-report.md $(PYTEST) -n 2 -q tests/hostile tests/functional/test_convert_atomic.py tests/functional/test_normalize.py
+
+docs: setup  # the documentation site into site/ (make test builds it too, --strict)
+	$(BIN)/mkdocs build --strict
 
 mutants: setup  # break each promised behaviour once: its tests must fail (docs/mutants.md)
 	$(BIN)/python scripts/mutants.py

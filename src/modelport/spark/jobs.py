@@ -126,8 +126,9 @@ def prepare_many(spark: Any, jobs: Any, target: str | list[str] = "watsonx-saas"
         jobs: a DataFrame with ``source`` and ``destination`` columns, or an iterable of
             ``(source, destination)`` pairs or mappings.
         target: one target name or several (``modelport targets`` lists them).
-        endpoint_url, region, profile: the object store of ``s3://`` sources and
-            destinations.
+        endpoint_url: the object store of ``s3://`` sources and destinations (its URL).
+        region: the object store's region.
+        profile: the credentials profile (credentials as boto3 finds them).
         scratch_dir: where executors build bundles bound for object storage (default: the
             executor's temp dir).
         quiet: switch third-party log records and warnings off in the Python workers (the

@@ -46,7 +46,10 @@ class HashingWriter:
             if owned:
                 self._held.release()
             if hashed is not None:  # the source's pages are hashed: the caller may drop them
-                hashed()
+                try:
+                    hashed()
+                except Exception:  # noqa: S110 - dropping pages only saves memory; the hash
+                    pass  # must go on (an error here would stop it short, silently)
 
     _copy_range_ok = True  # flips off on a kernel or file system without copy_file_range
 

@@ -138,3 +138,20 @@ def test_format_through_every_verb(tmp_path: Path, fmt: str) -> None:
     assert all(torch.equal(bundled[k], ours[k]) for k in ours)
     assert json.loads((tmp_path / "bundle" / "config.json").read_text())["architectures"]
     shutil.rmtree(tmp_path / "bundle")
+
+
+@pytest.mark.parametrize("fmt", [f for f in FORMATS if f != "peft adapter"])
+def test_inspect_imports_neither_torch_nor_transformers(tmp_path: Path, fmt: str) -> None:
+    """``inspect`` of every format reads headers and metadata only: in a fresh process it
+    loads neither torch nor transformers (each costs seconds to import)."""
+    import subprocess
+    import sys
+
+    src = FORMATS[fmt](tmp_path / "src")
+    code = ("import sys, modelport; r = modelport.inspect(sys.argv[1]); "
+            "print(r.tensors, 'torch' in sys.modules, 'transformers' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", code, str(src)], capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    tensors, torch_loaded, hf_loaded = r.stdout.split()
+    assert int(tensors) > 0 and (torch_loaded, hf_loaded) == ("False", "False")

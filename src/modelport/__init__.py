@@ -52,13 +52,33 @@ __all__ = [
 ]
 
 
-def convert(src: Any, dst: Any, options: ConvertOptions | None = None, **kwargs: Any
-            ) -> ConvertReport:
-    """Convert a checkpoint (folder or file) into verified safetensors. See
-    :func:`modelport.convert.checkpoint.convert`."""
+def _store(endpoint_url: str | None, region: str | None, profile: str | None
+           ) -> dict[str, Any] | None:
+    given = {"endpoint_url": endpoint_url, "region": region, "profile": profile}
+    return given if any(given.values()) else None
+
+
+def convert(src: Any, dst: Any, options: ConvertOptions | None = None, *,
+            progress: bool | None = None, endpoint_url: str | None = None,
+            region: str | None = None, profile: str | None = None,
+            store: dict[str, Any] | None = None, **kwargs: Any) -> ConvertReport:
+    """Convert a checkpoint (folder, file or ``s3://bucket/prefix``) into verified safetensors
+    (a folder or ``s3://bucket/prefix``). See :func:`modelport.convert.checkpoint.convert`.
+
+    Args:
+        src: what to convert; dst: where the shards go.
+        options: a :class:`ConvertOptions`; its fields may be given as keyword arguments
+            instead (``max_shard_size="2GB"``, ``aliases="copy"``, ...).
+        progress: a progress bar (None: on a terminal or in a notebook).
+        endpoint_url: the S3 endpoint of ``s3://`` at either end (IBM COS, OCI, MinIO).
+        region: the store's region.
+        profile: a profile of ~/.aws/credentials (else credentials as boto3 finds them).
+        store: the same three as a dict (the older spelling).
+    """
     from modelport.convert.checkpoint import convert as _convert
 
-    return _convert(src, dst, options, **kwargs)
+    return _convert(src, dst, options, progress=progress,
+                    store=_store(endpoint_url, region, profile) or store, **kwargs)
 
 
 def plan_convert(src: Any, dst: Any, options: ConvertOptions | None = None) -> ConvertPlan:
@@ -68,12 +88,23 @@ def plan_convert(src: Any, dst: Any, options: ConvertOptions | None = None) -> C
     return _plan(src, dst, options)
 
 
-def inspect(path: Any, **kwargs: Any) -> InspectReport:
-    """Describe a model folder or weight file without loading tensor data. See
-    :func:`modelport.convert.inspect.inspect`."""
+def inspect(path: Any, *, allow_globals: tuple[str, ...] = (), endpoint_url: str | None = None,
+            region: str | None = None, profile: str | None = None,
+            store: dict[str, Any] | None = None) -> InspectReport:
+    """Describe a model folder, weight file or ``s3://bucket/prefix`` without loading tensor
+    data. See :func:`modelport.convert.inspect.inspect`.
+
+    Args:
+        path: a folder, a file or ``s3://bucket/prefix``.
+        allow_globals: ``module.name`` globals a pickle may hold beyond the allow-list.
+        endpoint_url: the S3 endpoint of an ``s3://`` path; region: its region;
+            profile: a profile of ~/.aws/credentials.
+        store: the same three as a dict (the older spelling).
+    """
     from modelport.convert.inspect import inspect as _inspect
 
-    return _inspect(path, **kwargs)
+    return _inspect(path, allow_globals=allow_globals,
+                    store=_store(endpoint_url, region, profile) or store)
 
 
 def normalize(folder: Any, out: Any = None, options: NormalizeOptions | None = None,
@@ -95,13 +126,15 @@ def quantize(src: Any, dst: Any, options: QuantizeOptions | None = None, **kwarg
 
 
 def check(path: Any, targets: Any = ("watsonx-saas",), *, spec: str | None = None,
-          store: dict[str, Any] | None = None) -> CheckReport:
+          endpoint_url: str | None = None, region: str | None = None,
+          profile: str | None = None, store: dict[str, Any] | None = None) -> CheckReport:
     """Will this folder (or ``s3://bucket/prefix``) deploy on the targets? See
-    :func:`modelport.package.check.check`."""
+    :func:`modelport.package.check.check`; ``endpoint_url``, ``region``, ``profile``: the
+    store of an ``s3://`` path (``store``: the same as a dict)."""
     from modelport.package.check import check as _check
 
     return _check(path, list(targets) if not isinstance(targets, str) else [targets], spec=spec,
-                  store=store)
+                  store=_store(endpoint_url, region, profile) or store)
 
 
 def check_data(src: Any, target: str = "databricks", **kwargs: Any) -> Any:
@@ -138,28 +171,56 @@ def package(folder: Any, out: Any, targets: Any = ("watsonx-saas",), **kwargs: A
     return _package(folder, out, targets, **kwargs)
 
 
-def upload(bundle: Any, url: str, options: Any = None, **kwargs: Any) -> Any:
-    """Upload a bundle to s3://bucket/prefix, resumable and verified. See
-    :func:`modelport.package.upload.upload`."""
+def upload(bundle: Any, url: str, options: Any = None, *, endpoint_url: str | None = None,
+           region: str | None = None, profile: str | None = None, concurrency: int = 8,
+           progress: bool | None = None) -> Any:
+    """Upload a bundle to ``s3://bucket/prefix`` (or ``file://``, ``gs://``, ...), resumable
+    and verified. See :func:`modelport.package.upload.upload`.
+
+    Args:
+        bundle: the bundle folder; url: where it goes.
+        options: an ``UploadOptions`` (then the keyword arguments are not used).
+        endpoint_url: the S3 endpoint (IBM COS, OCI, MinIO); region: its region;
+            profile: a profile of ~/.aws/credentials.
+        concurrency: parts in flight.
+        progress: a progress bar (None: on a terminal or in a notebook).
+    """
+    from modelport.package.upload import UploadOptions
     from modelport.package.upload import upload as _upload
 
-    return _upload(bundle, url, options, **kwargs)
+    o = options or UploadOptions(endpoint_url=endpoint_url, region=region, profile=profile,
+                                 concurrency=concurrency)
+    return _upload(bundle, url, o, progress=progress)
 
 
-def verify(target: Any, options: Any = None, **kwargs: Any) -> Any:
-    """Check a local or s3:// bundle against its manifest. See
-    :func:`modelport.package.upload.verify`."""
+def verify(target: Any, options: Any = None, *, endpoint_url: str | None = None,
+           region: str | None = None, profile: str | None = None) -> Any:
+    """Check a local, ``s3://`` (or other store's) bundle against its manifest. See
+    :func:`modelport.package.upload.verify`; ``endpoint_url``, ``region``, ``profile``: the
+    store of an ``s3://`` bundle (``options``: an ``UploadOptions`` instead)."""
+    from modelport.package.upload import UploadOptions
     from modelport.package.upload import verify as _verify
 
-    return _verify(target, options, **kwargs)
+    return _verify(target, options or UploadOptions(endpoint_url=endpoint_url, region=region,
+                                                    profile=profile))
 
 
-def prepare(src: Any, out: Any, targets: Any = ("watsonx-saas",), **kwargs: Any) -> Any:
-    """The whole pipeline, from a checkpoint to a verified bundle (and upload). See
-    :func:`modelport.pipeline.prepare.prepare`."""
+def prepare(src: Any, out: Any, targets: Any = ("watsonx-saas",), *,
+            upload_url: str | None = None, endpoint_url: str | None = None,
+            region: str | None = None, profile: str | None = None, **kwargs: Any) -> Any:
+    """The whole pipeline, from a checkpoint (a folder, a file or ``s3://bucket/prefix``) to a
+    verified bundle, and its upload to ``upload_url``. See
+    :func:`modelport.pipeline.prepare.prepare` for the other options (``dtype``,
+    ``quantize``, ``adapter``, ``tokenizer_family``, ``force``, ``overwrite``, ...).
+
+    Args:
+        endpoint_url: the S3 endpoint of ``s3://`` at either end (the source and
+            ``upload_url``); region: its region; profile: a profile of ~/.aws/credentials.
+    """
     from modelport.pipeline.prepare import prepare as _prepare
 
-    return _prepare(src, out, targets, **kwargs)
+    store = _store(endpoint_url, region, profile) or kwargs.pop("store", None)
+    return _prepare(src, out, targets, upload_url=upload_url, store=store, **kwargs)
 
 
 def targets() -> list[str]:

@@ -226,6 +226,27 @@ def test_prepare_cli_with_upload(llama_src: Path, tmp_path: Path, s3: LocalS3,
     assert not [p for p in tmp_path.iterdir() if "modelport-work" in p.name]
 
 
+def test_the_api_takes_the_endpoint_as_keyword_arguments(llama_src: Path, tmp_path: Path,
+                                                          s3: LocalS3,
+                                                          monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    """As the docs write it: ``prepare(..., upload_url=, endpoint_url=)`` uploads through that
+    endpoint, and ``verify``, ``inspect``, ``check`` and ``convert`` of the ``s3://`` bundle take
+    the same keyword (no AWS_ENDPOINT_URL, no options object)."""
+    for k, v in s3.env().items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    url, ep = "s3://models/api/llama", s3.endpoint
+    rep = modelport.prepare(llama_src, tmp_path / "b", upload_url=url, endpoint_url=ep,
+                            progress=False)
+    assert rep.verify is not None and rep.verify.ok
+    assert modelport.verify(url, endpoint_url=ep).ok
+    assert modelport.inspect(url, endpoint_url=ep).tensors == rep.manifest.model.tensors
+    assert modelport.check(url, "watsonx-saas", endpoint_url=ep).ok
+    got = modelport.convert(url, tmp_path / "back", endpoint_url=ep, progress=False)
+    assert got.remote_read == "ranges" and got.tensors_written == rep.manifest.model.tensors
+
+
 def test_package_refuses_on_check_errors(tmp_path: Path) -> None:
     d = tmp_path / "m"
     d.mkdir()

@@ -177,7 +177,9 @@ def prepare(src: str | Path, out: str | Path, targets: list[str] | tuple[str, ..
         shutil.rmtree(work, ignore_errors=True)
     report = PrepareReport(src=label, out=str(out), steps=steps, manifest=manifest)
     if upload_url:
-        o = upload_options or UploadOptions()
+        # one store's options serve both ends: the source's, unless upload_options says
+        o = upload_options or UploadOptions(**{k: v for k, v in (store or {}).items()
+                                               if v is not None})
         report.upload = upload(out, upload_url, o, progress=progress)
         report.verify = verify(upload_url, o)
     return report

@@ -57,7 +57,7 @@ MUTANTS: list[tuple[str, str, str, str, list[str]]] = [
     ("a changed file keeps its cached digest", "_io/hashcache.py",
      "entry.get(\"stat\") == _key(path) and", "True and",
      ["tests/package/test_hash_cache.py"]),
-    ("hidden files are copied", "convert/sources.py",
+    ("hidden files are copied", "_io/paths.py",
      "            if fn.startswith(\".\"):", "            if fn.startswith(\"\\0\"):",
      ["tests/functional/test_convert_edge.py::test_hidden_files_and_folders_are_left_out"]),
     ("the journal is not rolled back", "_io/st_inplace.py",

@@ -188,8 +188,7 @@ def inspect(path: str | Path, *, allow_globals: tuple[str, ...] = (),
         from modelport.convert.remote import RemoteMirror
 
         with RemoteMirror(path, **(store or {})) as m:
-            if not m.format.regions:  # a computed format's inspector reads whole files
-                m.fetch_whole()
+            m.fetch_whole()  # a computed format's inspector reads whole files
             rep = m.as_url(inspect(m.root, allow_globals=allow_globals))
         rep.path = redact(path)
         rep.remote_bytes_fetched = m.fetched

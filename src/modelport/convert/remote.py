@@ -36,7 +36,7 @@ from modelport._io.ranges import merge, missing, punch, subtract
 from modelport._io.redact import redact
 from modelport._io.s3 import storage_error
 from modelport.convert.sources import PICKLE_SUFFIXES, SourceSet, SourceTensor
-from modelport.errors import InputError, ModelportError, StorageError
+from modelport.errors import InputError, ModelportError, OutputWriteError, StorageError
 
 if TYPE_CHECKING:
     from modelport.convert.formats import Format
@@ -219,9 +219,8 @@ class RemoteMirror:
         return rel.endswith(".safetensors") or Path(rel).suffix in PICKLE_SUFFIXES
 
     def _settle(self) -> Format:
-        """What the mirrored folder is, asked of the one registry. A computed format keeps its
-        sampled data files (:meth:`fetch_whole` completes them); for Hugging Face weights they
-        are not the model's files: dropped, and listed as not mirrored."""
+        """What the folder is (the registry says). Sampled data files stay for a computed
+        format (:meth:`fetch_whole`); for Hugging Face weights they are listed not mirrored."""
         from modelport.convert.formats import detect
 
         fmt, _ = detect(self.root)
@@ -232,13 +231,28 @@ class RemoteMirror:
                 self.not_mirrored.append(rel)
         return fmt
 
-    def fetch_whole(self) -> int:
-        """Complete every mirrored file (a computed format reads whole files: DCP's chunks,
-        GGUF's tensors, the ranks' pickles); the bytes it fetched."""
+    def fetch_whole(self) -> str | None:
+        """Complete every mirrored file when the format is computed from whole files (DCP,
+        GGUF, the ranks' pickles), refused up front when scratch cannot hold them; the
+        report's note, or None for Hugging Face weights (read by ranges).
+
+        Raises:
+            OutputWriteError: not enough scratch space; nothing was downloaded.
+        """
+        if self.format.regions:
+            return None
+        need = sum(self.sizes[r] for r in self._present)
+        free = shutil.disk_usage(self.dir).free
+        if free < need:
+            raise OutputWriteError(
+                f"a {self.format.label} is read from whole files: {need:,} bytes to download, "
+                f"{free:,} free in {self.dir.parent}", path=self.url,
+                hint="set TMPDIR to a disk with room for the checkpoint; nothing was written")
         before = self.fetched
         for rel in sorted(self._present):
             self._fill(rel, [(0, self.sizes[rel])])
-        return self.fetched - before
+        return (f"a {self.format.label}: its tensors are computed from whole files, so its "
+                f"files were downloaded to scratch first ({self.fetched - before:,} bytes)")
 
     def _mirror(self) -> None:
         self.sizes = self._list()

@@ -16,7 +16,7 @@ from modelport.convert.plan import plan_convert
 from modelport.convert.remote import RemoteMirror
 from modelport.convert.remote_dest import S3Destination
 from modelport.convert.shards import ShardPlan
-from modelport.errors import InputError, OutputWriteError
+from modelport.errors import InputError
 
 
 def convert_remote(src: str | Path, dst: str | Path, options: ConvertOptions, *,
@@ -39,8 +39,7 @@ def convert_remote(src: str | Path, dst: str | Path, options: ConvertOptions, *,
     local_dst = scratch / "out" if scratch else Path(dst)
     try:
         root = mirror.root if mirror else Path(src)
-        # a computed format is read from whole files: they are downloaded first
-        whole = _download_whole(mirror) if mirror and not mirror.format.regions else None
+        whole = mirror.fetch_whole() if mirror else None  # a computed format: whole files
         plan = plan_convert(root, local_dst, options)
         ranged = mirror if whole is None else None  # Hugging Face weights: by byte ranges
         source = plan.regions("reading from object storage") if ranged else None
@@ -85,22 +84,6 @@ def convert_remote(src: str | Path, dst: str | Path, options: ConvertOptions, *,
         if scratch:
             shutil.rmtree(scratch, ignore_errors=True)
     return rep
-
-
-def _download_whole(mirror: RemoteMirror) -> str:
-    """Fetch a computed format's files whole into scratch (refused up front when the scratch
-    disk cannot hold them); the note the report carries."""
-    need = sum(mirror.sizes[r] for r in mirror.sizes if (mirror.root / r).is_file())
-    free = shutil.disk_usage(mirror.dir).free
-    if free < need:
-        raise OutputWriteError(
-            f"a {mirror.format.label} is read from whole files: {need:,} bytes to download, "
-            f"{free:,} free in {mirror.dir.parent}", path=mirror.url,
-            hint="set TMPDIR to a disk with room for the checkpoint; nothing was written")
-    n = mirror.fetch_whole()
-    return (f"a {mirror.format.label}: its tensors are computed from whole files, so its files "
-            f"were downloaded to scratch first ({n:,} bytes)")
-
 
 
 __all__ = ["convert_remote"]

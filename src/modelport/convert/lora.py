@@ -238,5 +238,9 @@ class _Merged:
         v = _value(t, self.reader, self.lora) if self.computed(t) else None
         return tensor_bytes(v) if v is not None else self.reader.tensor_bytes(t)
 
+    def release(self, t: SourceTensor) -> None:
+        if not self.computed(t):
+            self.reader.release(t)
+
 
 __all__ = ["MergeReport", "merge"]

@@ -37,6 +37,10 @@ class Feed(Protocol):
     def computed(self, t: Any) -> bool:
         """Whether ``t``'s bytes are made when asked for (proven by hash, not by re-reading)."""
 
+    def release(self, t: Any) -> None:
+        """Unmap the pages of ``t``'s source bytes once read (a mapped source never stays
+        resident); a no-op for a feed that maps nothing."""
+
 
 def tensor_bytes(t: Any) -> Any:
     """A torch tensor's bytes as a numpy view (no copy when it is contiguous)."""
@@ -57,6 +61,9 @@ class Computed:
 
     def computed(self, t: Any) -> bool:
         return True
+
+    def release(self, t: Any) -> None:
+        pass
 
 
 def _equal(a: memoryview, b: Any) -> bool:
@@ -86,7 +93,6 @@ def write_shard(path: Path, shard: ShardPlan, feed: Feed, metadata: dict[str, st
     """Write ``shard`` to the new file ``path``; the returned writer is still hashing and
     syncing (:func:`prove_shard` finishes it). Removes the file on any error."""
     header, _ = build_header(_entries(shard), metadata)
-    release = getattr(feed, "release", None)  # a mapped source: unmap what was hashed
     w = HashingWriter(path)
     try:
         w.write(header)
@@ -94,7 +100,7 @@ def write_shard(path: Path, shard: ShardPlan, feed: Feed, metadata: dict[str, st
             region = feed.file_region(t)
             if region is not None:
                 w.copy_from(region[0], region[1], feed.tensor_bytes(t),
-                            hashed=None if release is None else lambda t=t: release(t))
+                            hashed=lambda t=t: feed.release(t))
             else:
                 w.write(feed.tensor_bytes(t))
             if progress is not None:
@@ -130,7 +136,6 @@ def _differs(path: Path, shard: ShardPlan, feed: Feed, which: Callable[[Any], bo
              ) -> str | None:
     """The first tensor among ``which`` whose bytes in ``path`` differ from the feed's."""
     header = read_header(path)
-    release = getattr(feed, "release", None)
     with open(path, "rb") as fh:
         m = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) if header.file_size else None
     mv = memoryview(m) if m is not None else memoryview(b"")
@@ -146,8 +151,7 @@ def _differs(path: Path, shard: ShardPlan, feed: Feed, which: Callable[[Any], bo
             if m is not None and e.end > e.begin:  # read once: neither file's pages stay
                 lo = (header.data_start + e.begin) // mmap.PAGESIZE * mmap.PAGESIZE
                 m.madvise(mmap.MADV_DONTNEED, lo, header.data_start + e.end - lo)
-            if release is not None:
-                release(t)
+            feed.release(t)
         return None
     finally:
         if got is not None:

@@ -48,11 +48,10 @@ def competing(vocab: list[tuple[str, float]], types: list[int]) -> list[str]:
                     left[a].add(piece)
                     right[b].add(piece)
         for sym in left.keys() & right.keys():
-            ends, starts = right[sym], left[sym]
-            pairs = {(p, q) for p in ends for q in starts if p != q}
-            for p, q in pairs:
-                if not (_run(p) and _run(q) and p[0] == q[0]):
-                    hit |= {p, q}
+            meet = right[sym] | left[sym]  # a piece ending in sym meets one starting with it
+            if len(meet) > 1 and not (all(_run(p) for p in meet)
+                                      and len({p[0] for p in meet}) == 1):
+                hit |= meet
     return sorted(hit, key=ids.__getitem__)
 
 

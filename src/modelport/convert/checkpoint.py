@@ -20,8 +20,7 @@ from modelport.convert.options import ConvertOptions
 from modelport.convert.plan import ConvertPlan, plan_convert
 from modelport.convert.report import ConvertReport, InputFile
 from modelport.convert.shards import ShardPlan
-from modelport.convert.sources import Reader
-from modelport.convert.writer import Computed, write_shards
+from modelport.convert.writer import write_shards
 from modelport.errors import CheckpointError, ModelportError
 
 
@@ -44,8 +43,7 @@ def execute(plan: ConvertPlan, *, progress: bool | None = None,
     tensors' bytes before and gives the scratch space back after; a remote destination
     uploads the written, verified shard)."""
     t0 = time.perf_counter()
-    feed: Reader | Computed = Reader(plan.source.files) if plan.source is not None \
-        else Computed()
+    feed = plan.feed()
     notes: list[str] = []
     bar = _progress(plan.total_bytes, progress, "convert")
     try:
@@ -62,8 +60,7 @@ def execute(plan: ConvertPlan, *, progress: bool | None = None,
                               hint="check free space and permissions; nothing was left behind"
                               ) from e
     finally:
-        if isinstance(feed, Reader):
-            feed.close()
+        feed.close()
         plan.close()
         if bar is not None:
             bar.close()  # type: ignore[attr-defined]

@@ -14,11 +14,12 @@ from modelport._io.st_header import TORCH_TO_ST
 from modelport.convert.formats import check_options, detect, load
 from modelport.convert.options import ConvertOptions
 from modelport.convert.shards import ShardPlan, shard
-from modelport.convert.sources import SourceSet, SourceTensor, open_source
+from modelport.convert.sources import Reader, SourceSet, SourceTensor, open_source
 from modelport.errors import InputError, UnsupportedError
 
 if TYPE_CHECKING:
     from modelport.convert.opened import Opened
+    from modelport.convert.writer import Feed
 
 @dataclass
 class ConvertPlan:
@@ -64,6 +65,13 @@ class ConvertPlan:
         assert held is not None
         return ([(x.name, x.reason) for x in held.skipped_entries],
                 [(x.name, x.reason) for x in held.skipped_files])
+
+    def feed(self) -> Feed:
+        """The one writer's feed for this plan: the source files' reader (regions copied) or
+        the computed tensors (see :mod:`modelport.convert.writer`); close it after writing."""
+        from modelport.convert.writer import Computed
+
+        return Reader(self.source.files) if self.source is not None else Computed()
 
     def close(self) -> None:
         """Release what the computed route holds open (the HF route opens at write time)."""

@@ -41,6 +41,9 @@ class Feed(Protocol):
         """Unmap the pages of ``t``'s source bytes once read (a mapped source never stays
         resident); a no-op for a feed that maps nothing."""
 
+    def close(self) -> None:
+        """Give back what the feed holds open."""
+
 
 def tensor_bytes(t: Any) -> Any:
     """A torch tensor's bytes as a numpy view (no copy when it is contiguous)."""
@@ -64,6 +67,9 @@ class Computed:
 
     def release(self, t: Any) -> None:
         pass
+
+    def close(self) -> None:
+        pass  # the opener's files are closed by the plan
 
 
 def _equal(a: memoryview, b: Any) -> bool:

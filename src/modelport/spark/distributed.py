@@ -37,8 +37,7 @@ from modelport.convert.plan import ConvertPlan, plan_convert
 from modelport.convert.remote import RemoteMirror
 from modelport.convert.remote_dest import S3Destination
 from modelport.convert.shards import INDEX_NAME, index_bytes, shard_metadata
-from modelport.convert.sources import Reader
-from modelport.convert.writer import Computed, holds, prove_shard, write_shard
+from modelport.convert.writer import Feed, holds, prove_shard, write_shard
 from modelport.errors import InputError, UnsupportedError, VerificationError
 
 
@@ -99,8 +98,7 @@ def write_planned_shard(src: str, out: str, spec: dict[str, Any], conv: dict[str
         if mirror is not None:  # this shard's tensor bytes only, with ranged GETs
             mirror.fetch_tensors(plan.regions("reading from object storage"), shard.tensors)
         # a computed format (plan.opened) computes its tensors again here; regions are read
-        feed: Reader | Computed = Reader(plan.source.files) if plan.source is not None \
-            else Computed()
+        feed = plan.feed()
         status = "written"
         try:
             if remote:
@@ -128,8 +126,7 @@ def write_planned_shard(src: str, out: str, spec: dict[str, Any], conv: dict[str
                         part.unlink(missing_ok=True)
                     fsync_dir(final.parent)
         finally:
-            if isinstance(feed, Reader):
-                feed.close()
+            feed.close()
             plan.close()
     finally:
         import shutil
@@ -144,13 +141,17 @@ def write_planned_shard(src: str, out: str, spec: dict[str, Any], conv: dict[str
             "attempt": ctx.attemptNumber() if ctx else 0}
 
 
-def _write_verified(path: Path, shard: Any, plan: ConvertPlan, feed: Reader | Computed,
+def _write_verified(path: Path, shard: Any, plan: ConvertPlan, feed: Feed,
                     after_write: Callable[[Path], None] | None) -> str:
     """The one writer's shard and its proof (``after_write``: a test's fault injection point,
     once the bytes are written)."""
     w = write_shard(path, shard, feed, shard_metadata(shard, plan.aliases))
     if after_write is not None:
-        after_write(path)
+        try:
+            after_write(path)
+        except BaseException:
+            w.abort()
+            raise
     return prove_shard(path, shard, feed, w, True).sha256
 
 

@@ -209,7 +209,7 @@ def inspect(path: str | Path, *, allow_globals: tuple[str, ...] = (),
         kind: Literal["folder", "file"] = "file" if path.is_file() else "folder"
         entry, read = load(fmt.inspector)(fmt, path, root, problems, allow_globals)
         weights.append(entry)
-        rels = [r for r in walk_files(path) if r not in read] if path.is_dir() else []
+        rels = [r for r in walk_files(path) if not read(r)] if path.is_dir() else []
         tok = [r for r in rels if file_role(r) == "tokenizer"]
         other = [r for r in rels if file_role(r) != "tokenizer"]
         config = _config(path, problems) if (path / "config.json").is_file() else None

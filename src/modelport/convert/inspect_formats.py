@@ -2,25 +2,21 @@
 with its tensors, parameters and dtypes, read from headers and metadata only, and a warning
 saying what ``modelport convert`` makes of it. The registry (:mod:`modelport.convert.formats`)
 names each format's inspector; every inspector takes ``(fmt, path, root, problems,
-allow_globals)`` and returns the entry and the files it accounts for (paths relative to
-``path``), which ``inspect`` then does not list again."""
+allow_globals)`` and returns the entry and a test of the files it accounts for (paths
+relative to ``path``), which ``inspect``'s one walk of the folder then does not list again."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from modelport._io.paths import walk_files
 from modelport.convert.inspect_records import Problem, WeightFile
 from modelport.errors import ModelportError
 
-Inspected = tuple[WeightFile, set[str]]
-
-
-def _files(path: Path, keep: Any) -> set[str]:
-    """The files under ``path`` (relative) that ``keep(rel)`` claims."""
-    return {r for r in walk_files(path) if keep(r)} if path.is_dir() else set()
+# the entry, and which files under the path it accounts for (a test of a relative path)
+Inspected = tuple[WeightFile, Callable[[str], bool]]
 
 
 def inspect_opened(fmt: Any, path: Path, root: Path, problems: list[Problem],
@@ -36,7 +32,7 @@ def inspect_opened(fmt: Any, path: Path, root: Path, problems: list[Problem],
         op = load(fmt.opener)(path, ConvertOptions(allow_globals=allow_globals))
     except ModelportError as e:
         problems.append(Problem(severity="error", file=rel, message=e.message))
-        return wf, set()
+        return wf, lambda r: False
     op.close()
     read = {str(Path(i.path).resolve()) for i in op.inputs}
     wf.size = sum(i.size for i in op.inputs)
@@ -48,7 +44,7 @@ def inspect_opened(fmt: Any, path: Path, root: Path, problems: list[Problem],
     problems.append(Problem(severity="warning", file=rel, message=(
         f"{fmt.label} in {len(op.inputs)} file(s): modelport convert writes safetensors, the "
         f"Hugging Face names and {', '.join(op.side_files) or 'no config.json'}")))
-    return wf, _files(path, lambda r: str((path / r).resolve()) in read)
+    return wf, lambda r: str((path / r).resolve()) in read
 
 
 def inspect_dcp(fmt: Any, path: Path, folder: Path, problems: list[Problem],
@@ -62,7 +58,10 @@ def inspect_dcp(fmt: Any, path: Path, folder: Path, problems: list[Problem],
     ranks = len(list(folder.glob("*.distcp")))
     wf = WeightFile(path=rel, format=f"distributed checkpoint ({ranks} files)",
                     size=sum(p.stat().st_size for p in folder.glob("*.distcp")))
-    read = _files(path, lambda r: r.endswith(".distcp"))
+
+    def read(r: str) -> bool:
+        return r.endswith(".distcp")
+
     try:
         tensors, _ = read_metadata(folder)
     except ModelportError as e:
@@ -95,8 +94,10 @@ def inspect_zero(fmt: Any, path: Path, folder: Path, problems: list[Problem],
                                                              "_model_states.pt"))]
     wf = WeightFile(path=rel, format="DeepSpeed ZeRO", size=sum(p.stat().st_size
                                                                 for p in files))
-    read = _files(path, lambda r: r.endswith(("_states.pt", "latest"))
-                  or r.startswith(rel + "/"))
+
+    def read(r: str) -> bool:
+        return r.endswith(("_states.pt", "latest")) or r.startswith(rel + "/")
+
     try:
         ck = read_zero(path, allow_globals)
     except ModelportError as e:
@@ -119,7 +120,10 @@ def inspect_gguf(fmt: Any, path: Path, file: Path, problems: list[Problem],
     """A llama.cpp GGUF file: its tensors and their stored types, from the header."""
     rel = file.name
     wf = WeightFile(path=rel, format="GGUF", size=file.stat().st_size)
-    read = _files(path, lambda r: r.endswith(".gguf"))
+
+    def read(r: str) -> bool:
+        return r.endswith(".gguf")
+
     try:
         import gguf
     except ImportError:

@@ -139,3 +139,41 @@ def test_cli_metadata_is_key_value(tmp_path: Path) -> None:
     mlflow.set_tracking_uri(uri)
     local = Path(mlflow.artifacts.download_artifacts(rep["model_uri"]))
     assert "model_type: gte-large" in (local / "MLmodel").read_text()
+
+
+def test_the_hub_is_never_asked(tmp_path: Path) -> None:
+    """The weights are the folder's: MLflow's model-card and license look-ups under the
+    folder's name must not reach the Hugging Face Hub (without a network they cost 50 s of
+    timeouts). A local server stands in for the Hub and counts what arrives."""
+    import http.server
+    import os
+    import subprocess
+    import sys
+    import threading
+
+    asked: list[str] = []
+
+    class Hub(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            asked.append(self.path)
+            self.send_error(404)
+
+        do_HEAD = do_GET
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hub)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        folder, _ = _llama(tmp_path)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
+        env["HF_ENDPOINT"] = f"http://127.0.0.1:{server.server_port}"
+        # a relative folder name is a valid Hub repo id: what MLflow would look up
+        r = subprocess.run([str(Path(sys.executable).parent / "modelport"), "mlflow-log",
+                            folder.name, "--tracking-uri", f"sqlite:///{tmp_path / 'db'}"],
+                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr
+        assert asked == []
+    finally:
+        server.shutdown()

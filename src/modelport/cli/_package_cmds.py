@@ -107,7 +107,7 @@ def check(folder: str | Path, target_names: tuple[str, ...], spec: str | None,
               store=store_of(endpoint_url))
     f = rep.facts
     lines = [f"{rep.path}: {f.model_type} {', '.join(f.architectures)}, "
-             f"{f.parameters / 1e9:.2f}B parameters"
+             f"{f.parameters:,} parameters ({f.parameters / 1e9:.2f}B)"
              + (f", {f.quant_method} {f.quant_bits}-bit" if f.quant_method else "")]
     for t in rep.targets:
         spec = t.spec_name or t.spec

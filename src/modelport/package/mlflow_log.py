@@ -8,6 +8,8 @@ Databricks serves fine-tuned models that are logged with the transformers flavor
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
@@ -73,7 +75,7 @@ def log_mlflow(folder: str | Path, task: Task = "llm/v1/completions", *,
     reqs.append(f"torch=={version('torch').split('+')[0]}")
     meta = {**(metadata or {}), **({"trust_remote_code": True} if trust_remote_code else {})}
     kw = log_model_kwargs(mlflow.__version__, task, meta)
-    with mlflow.start_run() as run:
+    with mlflow.start_run() as run, _hub_offline():
         info = mlflow.transformers.log_model(
             transformers_model={"model": model, "tokenizer": tok}, save_pretrained=True,
             pip_requirements=reqs, input_example=INPUT_EXAMPLES[task],
@@ -82,6 +84,21 @@ def log_mlflow(folder: str | Path, task: Task = "llm/v1/completions", *,
                         registered_model=registered_model_name,
                         trust_remote_code=trust_remote_code, mlflow_version=mlflow.__version__,
                         dtype=str(model.dtype).removeprefix("torch."))
+
+
+@contextmanager
+def _hub_offline() -> Iterator[None]:
+    """The weights are the folder's: MLflow's look-ups of a model card and a license on the
+    Hugging Face Hub under the folder's name (50 s of timeouts where there is no internet)
+    fail at once instead."""
+    from huggingface_hub import constants
+
+    was = constants.HF_HUB_OFFLINE
+    constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = was
 
 
 # what each task's serving endpoint is sent (Databricks' LLM task schemas)

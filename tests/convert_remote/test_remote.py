@@ -130,6 +130,8 @@ def test_inspect_check_and_prepare_from_a_bucket(tmp_path: Path, s3: LocalS3,
     assert rep.path == url
     assert [f.rule_id for t in rep.targets for f in t.findings] == [
         f.rule_id for t in modelport.check(src, ["watsonx-saas"]).targets for f in t.findings]
+    cmds = [f.command for t in rep.targets for f in t.findings if f.command]
+    assert cmds and all(c.split()[1] in ("convert", "prepare") and url in c for c in cmds)
     out = modelport.prepare(url, tmp_path / "bundle", ["watsonx-saas"], store=store,
                             progress=False)
     assert out.steps[0].verb == "fetch" and out.manifest.provenance.source == url

@@ -375,3 +375,19 @@ def test_the_pages_certified_examples_pass_check(tmp_path: Path, params_b: float
     warned = [f for f in t.findings if f.severity == "warning"
               and f.rule_id in ("watsonx.hardware.fit", "watsonx.quant.allowed")]
     assert bool(warned) == (sev == "warning"), [(f.rule_id, f.detail) for f in warned]
+
+
+def test_a_fix_command_for_a_bucket_names_a_verb_that_reads_one() -> None:
+    """tokenizer, normalize and tsfm-config take local folders: for s3:// the fix is prepare
+    (which runs them on a local copy); convert reads and writes buckets as it is."""
+    from modelport.package.check import fix_command
+
+    url = "s3://models/team/llama"
+    assert fix_command("modelport tokenizer {dir}", url) == (
+        "modelport prepare s3://models/team/llama --out llama-bundle")
+    assert fix_command("modelport normalize {dir} --in-place", url).startswith(
+        "modelport prepare s3://models/team/llama ")
+    assert fix_command("modelport convert {dir} {dir}-safetensors", url) == (
+        f"modelport convert {url} {url}-safetensors")
+    assert fix_command("modelport tokenizer {dir}", "local/llama") == (
+        "modelport tokenizer local/llama")

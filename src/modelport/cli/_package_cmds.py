@@ -194,9 +194,10 @@ def upload_cmd(bundle: Path, url: str, endpoint_url: str | None, region: str | N
     rep = upload(bundle, url, _upload_options(endpoint_url, region, profile, concurrency),
                  progress=Output(as_json, quiet).progress)
     Output(as_json, quiet).result(rep, (
-        f"uploaded {len(rep.uploaded)} object(s), {human_bytes(rep.bytes_sent)} in "
-        f"{rep.seconds:.2f} s ({rep.mib_per_s} MiB/s); skipped {len(rep.skipped)} already "
-        f"there; aborted {rep.aborted_multipart} unfinished multipart upload(s)"))
+        f"uploaded {sum(o.status == 'uploaded' for o in rep.uploaded)} file(s), "
+        f"{human_bytes(rep.bytes_sent)} in {rep.seconds:.2f} s ({rep.mib_per_s} MiB/s), the "
+        f"manifest last; skipped {len(rep.skipped)} already there; aborted "
+        f"{rep.aborted_multipart} unfinished multipart upload(s)"))
 
 
 @cli.command("verify")

@@ -93,6 +93,16 @@ def _applies(c: Check, facts: Facts, spec: str | None) -> bool:
     return not (w.spec and spec not in w.spec)
 
 
+def fix_command(template: str, root: str | Path) -> str:
+    """The rule's command for ``root``. Only ``convert`` and ``prepare`` read a bucket: for
+    ``s3://…`` the local-only verbs (tokenizer, normalize, tsfm-config) become ``prepare``,
+    which runs them on a local copy."""
+    where = str(root)
+    if "://" in where and not template.startswith(("modelport convert", "modelport prepare")):
+        template = "modelport prepare {dir} --out {name}-bundle"
+    return template.format(dir=where, name=where.rstrip("/").rsplit("/", 1)[-1])
+
+
 def check(path: str | Path, targets: list[str] | tuple[str, ...] = ("watsonx-saas",), *,
           spec: str | None = None, store: dict[str, Any] | None = None) -> CheckReport:
     """Evaluate a folder against each target's rules; reads headers and configs only.
@@ -115,6 +125,10 @@ def check(path: str | Path, targets: list[str] | tuple[str, ...] = ("watsonx-saa
         with RemoteMirror(path, **(store or {})) as m:
             rep = m.as_url(check(m.root, targets, spec=spec))
         rep.path = redact(path)
+        for t in rep.targets:
+            for f in t.findings:
+                if f.command:  # re-said about the URL: a verb that reads a bucket
+                    f.command = fix_command(f.command.replace(rep.path, "{dir}"), rep.path)
         return rep
     t0 = time.perf_counter()
     root = path
@@ -144,7 +158,7 @@ def check(path: str | Path, targets: list[str] | tuple[str, ...] = ("watsonx-saa
                 findings.append(Finding(
                     rule_id=c.id, severity=sev, file=file,
                     message=c.message, detail=str(detail), fix=c.fix,
-                    command=c.autofix.format(dir=root) if c.autofix else None,
+                    command=fix_command(c.autofix, root) if c.autofix else None,
                     # documented when one of its sources is a platform page
                     unconfirmed=c.unconfirmed or all(
                         rules.sources[s].unconfirmed for s in c.sources),

@@ -42,7 +42,7 @@ demo: setup
 	$(BIN)/python scripts/demo.py
 
 test: setup
-	$(BIN)/ruff check src tests bench scripts
+	$(BIN)/ruff check src tests bench scripts fixtures
 	$(PYTEST) -n 2 -m "not slow" tests
 
 bench: setup
@@ -72,7 +72,7 @@ mutants: setup  # break each promised behaviour once: its tests must fail (docs/
 	$(BIN)/python scripts/mutants.py
 
 lint: setup
-	$(BIN)/ruff check src tests bench scripts
+	$(BIN)/ruff check src tests bench scripts fixtures
 
 clean:
 	rm -rf $(VENV) $(TOKREF) $(MLFLOW2) build .pytest_cache .ruff_cache

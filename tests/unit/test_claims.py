@@ -13,7 +13,8 @@ ROOT = Path(__file__).resolve().parents[2]
 # the pages that say what modelport does, in the order of the site (the README's first part is
 # the site's overview, docs/index.md)
 PAGES = ["index.md", "cli.md", "cli-inspect.md", "cli-convert.md", "safety.md", "trust.md",
-         "cli-normalize.md", "cli-check.md", "platform-pages.md", "cli-merge.md",
+         "cli-normalize.md", "cli-check.md", "platform-pages.md", "watsonx.md",
+         "databricks.md", "oci.md", "cli-merge.md",
          "cli-tokenizer.md", "cli-tsfm-config.md", "cli-package.md", "cli-upload.md",
          "cli-mlflow-log.md", "cli-verify.md", "cli-prepare.md", "cli-check-data.md",
          "cli-quantize.md", "hostile-input.md", "spark.md", "object-storage.md",

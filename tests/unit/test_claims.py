@@ -18,7 +18,7 @@ PAGES = ["index.md", "cli.md", "cli-inspect.md", "cli-convert.md", "safety.md", 
          "cli-tokenizer.md", "cli-tsfm-config.md", "cli-package.md", "cli-upload.md",
          "cli-mlflow-log.md", "cli-verify.md", "cli-prepare.md", "cli-check-data.md",
          "cli-quantize.md", "hostile-input.md", "spark.md", "object-storage.md",
-         "python-api.md", "benchmarks.md"]
+         "python-api.md", "benchmarks.md", "troubleshooting.md"]
 
 
 def _docs() -> str:

@@ -285,6 +285,27 @@ def test_reads_survive_connections_reset_mid_body(tmp_path: Path, s3: LocalS3,
     assert proxy.done == 3  # the resets landed, mid-body
     assert [o.sha256 for o in rep.outputs] == [o.sha256 for o in local.outputs]
     assert rep.remote_requests is not None and rep.remote_requests >= 3
+    # inspect (headers) and prepare (the whole model) read through the same resumed reads
+    model.save_pretrained(tmp_path / "plain")  # prepare's model: one config.json names
+    _upload(s3, tmp_path / "plain", "remote/plain")
+    local = modelport.convert(tmp_path / "plain", tmp_path / "plain-local", progress=False)
+    for verb in ("inspect", "prepare"):
+        proxy = _ResettingProxy(s3.endpoint, cut_after=512, resets=2)
+        try:
+            where = {"endpoint_url": proxy.endpoint}
+            if verb == "inspect":
+                got = modelport.inspect("s3://models/remote/reset", store=where)
+                assert got.parameters == modelport.inspect(src).parameters
+            else:
+                out = modelport.prepare("s3://models/remote/plain", tmp_path / "bundle",
+                                        ["databricks-custom-gpu"], store=where, progress=False)
+                assert modelport.verify(tmp_path / "bundle").ok
+                weights = {o.path: o.sha256 for o in local.outputs if o.role == "weights"}
+                assert {f.path: f.sha256 for f in out.manifest.files
+                        if f.path in weights} == weights
+        finally:
+            proxy.close()
+        assert proxy.done == 2, verb
 
 
 def test_a_computed_format_goes_to_a_bucket(tmp_path: Path, s3: LocalS3,

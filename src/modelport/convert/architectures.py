@@ -111,14 +111,19 @@ def infer_architecture(folder: str | Path) -> ArchitectureInference:
     model_type = raw.get("model_type") if isinstance(raw, dict) else None
     if not model_type or not isinstance(model_type, str):
         raise InputError("config.json has no model_type (a string)", path=cfg_path)
-    classes = candidates(model_type)
+    from modelport.convert import arch_names
+
+    classes = arch_names.candidates(model_type) or candidates(model_type)
     names = _tensor_names(folder)
     if not names:
         return ArchitectureInference(model_type=model_type, candidates=classes, fits=[],
                                      evidence="no safetensors weights to compare")
-    fits = [c for c, expected, tied in built(classes, load_config(folder))
-            if names <= expected and expected - names <= tied]
+    models = arch_names.expected(raw, classes)
+    how = "from modelport's name table"
+    if models is None:
+        models, how = built(classes, load_config(folder)), "built with transformers"
+    fits = [c for c, expected, tied in models if names <= expected and expected - names <= tied]
     return ArchitectureInference(
         model_type=model_type, candidates=classes, fits=fits,
         evidence=f"{len(names)} tensors compared with {len(classes)} classes of "
-                 f"model_type {model_type} built from config.json")
+                 f"model_type {model_type} for config.json, {how}")

@@ -4,7 +4,8 @@ Lightning keeps the model under an attribute (``model.``), DDP and DeepSpeed und
 ``module.``, ``torch.compile`` under ``_orig_mod.``, FSDP and activation checkpointing insert
 ``_fsdp_wrapped_module.`` / ``_checkpoint_wrapped_module.`` inside names. A prefix is removed
 only when the result is exactly the model's own names — those of the class config.json names,
-built on the meta device (counting tied weights a checkpoint omits) — so ``model.`` is kept
+from the name table (``arch_names.py``), or built with transformers on the meta device for a
+model_type the table lacks (counting tied weights a checkpoint omits) — so ``model.`` is kept
 where the model itself starts with it (``LlamaForCausalLM``).
 """
 
@@ -14,6 +15,8 @@ import itertools
 from pathlib import Path
 
 from modelport._io import jsonio
+from modelport.convert import arch_names
+from modelport.convert.arch_names import Expected
 from modelport.convert.architectures import built, candidates, load_config
 from modelport.errors import RemoteCodeError
 
@@ -39,24 +42,29 @@ def looks_wrapped(names: list[str]) -> bool:
     return False
 
 
-def _model_names(folder: Path) -> list[tuple[str, set[str], set[str]]]:
-    """(class, expected names, tied names) for the classes config.json may mean."""
+def _model_names(folder: Path) -> tuple[list[Expected], bool]:
+    """(class, expected names, tied names) for the classes config.json may mean, and whether
+    transformers built them (a model_type or setting the name table does not hold)."""
     try:
         raw = jsonio.load(folder / "config.json")
     except (OSError, ValueError):
-        return []
+        return [], False
     if not isinstance(raw, dict) or not isinstance(raw.get("model_type"), str):
-        return []
+        return [], False
     archs = raw.get("architectures")
     archs = [a for a in archs if isinstance(a, str)] if isinstance(archs, list) else []
+    classes = archs or arch_names.candidates(raw["model_type"])
+    from_table = arch_names.expected(raw, classes) if classes else None
+    if from_table is not None:
+        return from_table, False
     try:
         config = load_config(folder)
     except RemoteCodeError as e:  # the names cannot be fitted without the folder's code
         e.hint = "pass --strip-prefix to remove a training framework's prefix by hand"
         raise
     except (OSError, ValueError, KeyError):
-        return []
-    return built(archs or candidates(raw["model_type"]), config)
+        return [], False
+    return built(archs or candidates(raw["model_type"]), config), True
 
 
 def _strip(name: str, leading: tuple[str, ...], infixes: bool) -> str:
@@ -73,9 +81,10 @@ def fit_names(names: list[str], folder: Path) -> tuple[dict[str, str] | None, st
     """(renaming, note): the renaming that makes ``names`` the model's own and what it
     removed; (None, how they differ) when no removal of framework prefixes fits; (None, None)
     when they fit already or config.json names no model. The model is built once."""
-    models = _model_names(folder)
+    models, by_transformers = _model_names(folder)
     if not models:
         return None, None
+    how = " (built with transformers: not in modelport's name table)" if by_transformers else ""
     have = set(names)
     for _, expected, tied in models:
         if have <= expected and expected - have <= tied:
@@ -94,10 +103,11 @@ def fit_names(names: list[str], folder: Path) -> tuple[dict[str, str] | None, st
                 what = [f"leading {p!r}" for p in leading] + (
                     [f"{', '.join(repr(s) for s in INFIXES)} inside names"] if infixes and any(
                         s in n for n in names for s in INFIXES) else [])
-                return mapped, f"removed {' and '.join(what)}: the names are then {cls}'s"
+                return mapped, (f"removed {' and '.join(what)}: the names are then "
+                                f"{cls}'s{how}")
     cls, expected, _ = models[0]
     extra = sorted(have - expected)[:2]
-    return None, (f"tensor names do not match {cls} built from config.json (e.g. "
+    return None, (f"tensor names do not match {cls} of config.json{how} (e.g. "
                   f"{', '.join(extra) or 'missing tensors'}); pass --strip-prefix if a "
                   "framework added one")
 

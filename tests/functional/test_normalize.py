@@ -361,3 +361,24 @@ def test_kill_9_in_place_leaves_old_or_new_and_rerun_completes(tmp_path: Path,
         if landed_runs >= 2:
             break
     assert landed_runs >= 1, "no kill landed part-way in 6 runs"
+
+
+def test_digests_passed_on_are_those_of_the_files_written(tmp_path: Path) -> None:
+    """convert records its digests; a cast to a new folder rewrites config.json (its dtype):
+    the new folder's digest cache, and so the bundle's manifest, must hold the new bytes'
+    digests (prepare --dtype bf16 once packaged the old config.json's)."""
+    import hashlib
+
+    import modelport
+    from modelport._io import hashcache
+
+    fixture = Path(__file__).resolve().parents[2] / "fixtures" / "tiny-llama-bin"
+    modelport.convert(fixture, tmp_path / "st", progress=False)
+    assert hashcache.cached(tmp_path / "st", "config.json") is not None
+    modelport.normalize(tmp_path / "st", tmp_path / "bf16", dtype="bf16")
+    for rel, entry in hashcache.load(tmp_path / "bf16").items():
+        data = (tmp_path / "bf16" / rel).read_bytes()
+        assert entry["sha256"] == hashlib.sha256(data).hexdigest(), rel
+    modelport.prepare(fixture, tmp_path / "bundle", ["watsonx-saas"], dtype="bf16",
+                      progress=False)
+    assert modelport.verify(tmp_path / "bundle").ok

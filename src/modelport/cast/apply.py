@@ -164,10 +164,11 @@ def apply_to_out(folder: Path, tmp: Path, headers: dict[str, SafetensorsHeader],
             inside(folder, rel, what="file", source=folder)
             (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
             _carry(folder / rel, tmp / rel, opts.link)
-    # pass known digests on: a hard link keeps size, mtime and inode, so the cached entry
-    # stays valid; a copy does not match and is recomputed when needed
+    # pass on the digests of the files carried over unchanged (linked or copied: the same
+    # bytes); never of one written anew here (config.json, the index): record() stamps the
+    # new file, so an old digest would be vouched for
     cache = hashcache.load(folder)
-    known = {rel: sha for rel in cache if (tmp / rel).is_file()
+    known = {rel: sha for rel in cache if rel not in done and (tmp / rel).is_file()
              and (sha := hashcache.cached(folder, rel, cache)) is not None}
     known.update({r.path: r.sha256 for r in results if r.sha256})
     if known:

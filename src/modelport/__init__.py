@@ -44,6 +44,7 @@ __all__ = [
     "normalize",
     "plan_convert",
     "quantize",
+    "serve_check",
     "targets",
     "tokenizer",
     "tsfm_config",
@@ -250,3 +251,28 @@ def __getattr__(name: str) -> Any:
     value = getattr(importlib.import_module(_LAZY[name]), name)
     globals()[name] = value
     return value
+
+
+def serve_check(bundle: Any, *, python: str | None = None, prompts: list[str] | None = None,
+                max_tokens: int = 16) -> Any:
+    """Serve a prepared folder or bundle with vLLM (the engine watsonx.ai's caikit-1.1 and OCI
+    run) and compare its greedy tokens with transformers'. See
+    :func:`modelport.package.serve_check.serve_check`.
+
+    Args:
+        bundle: the folder (config.json, safetensors, tokenizer.json).
+        python: the interpreter of a venv with vLLM (default: this one when it imports vllm,
+            else ``.venv-serve``).
+        prompts: the prompts (default: three lines of the tokenizer proof corpus).
+        max_tokens: greedy tokens generated per prompt.
+
+    Returns:
+        A ``ServeCheckReport`` (``ok``, ``first_difference``, ``tokens_compared``); a bundle's
+        manifest records it.
+    """
+    from modelport.package.serve_check import record
+    from modelport.package.serve_check import serve_check as _serve_check
+
+    rep = _serve_check(bundle, python=python, prompts=prompts, max_tokens=max_tokens)
+    record(bundle, rep)
+    return rep

@@ -201,3 +201,17 @@ class AmbiguousTokenizerError(InputError):
     """Raised when the files do not state the tokenizer class; names the candidates."""
 
     exit_code = 1
+
+
+class ServeRefusedError(ModelportError):
+    """Raised when vLLM does not load a bundle (``serve-check``); vLLM's reason is the
+    message."""
+
+    exit_code = 2
+
+
+class ServeMismatchError(ModelportError):
+    """Raised by ``prepare --serve-check`` when vLLM's greedy tokens differ from
+    transformers': the bundle is kept and not uploaded."""
+
+    exit_code = 1

@@ -17,8 +17,8 @@ PAGES = ["index.md", "cli.md", "cli-inspect.md", "cli-convert.md", "safety.md", 
          "databricks.md", "oci.md", "cli-merge.md",
          "cli-tokenizer.md", "cli-tsfm-config.md", "cli-package.md", "cli-upload.md",
          "cli-mlflow-log.md", "cli-verify.md", "cli-prepare.md", "cli-check-data.md",
-         "cli-quantize.md", "hostile-input.md", "spark.md", "object-storage.md",
-         "python-api.md", "benchmarks.md", "troubleshooting.md"]
+         "cli-quantize.md", "cli-serve-check.md", "hostile-input.md", "spark.md",
+         "object-storage.md", "python-api.md", "benchmarks.md", "troubleshooting.md"]
 
 
 def _docs() -> str:

@@ -238,6 +238,10 @@ def verify_cmd(target: str | Path, endpoint_url: str | None, region: str | None,
               "tokenizer files do not state it (see `modelport tokenizer --help`)")
 @click.option("--accept-tokenizer-guess", is_flag=True, help="take the first candidate class "
               "(recorded in the manifest)")
+@click.option("--serve-check", is_flag=True, help="serve the bundle with vLLM before any "
+              "upload and compare its greedy tokens with transformers' (modelport serve-check)")
+@click.option("--serve-python", type=LOCAL, default=None,
+              help="the python of a venv with vLLM, for --serve-check")
 @click.option("--force", is_flag=True)
 @click.option("--overwrite", is_flag=True)
 @store_options
@@ -246,7 +250,8 @@ def verify_cmd(target: str | Path, endpoint_url: str | None, region: str | None,
 def prepare_cmd(src: str | Path, target_names: tuple[str, ...], out: Path, upload_url: str | None,
                 dtype: str | None, quantize: str | None, adapter: Path | None,
                 tokenizer_family: str | None,
-                accept_tokenizer_guess: bool, force: bool, overwrite: bool,
+                accept_tokenizer_guess: bool, serve_check: bool, serve_python: Path | None,
+                force: bool, overwrite: bool,
                 endpoint_url: str | None,
                 region: str | None, profile: str | None, concurrency: int, as_json: bool,
                 quiet: bool, debug: bool) -> None:
@@ -262,6 +267,7 @@ def prepare_cmd(src: str | Path, target_names: tuple[str, ...], out: Path, uploa
                   overwrite=overwrite, progress=o.progress, quantize=quantize,
                   tokenizer_family=tokenizer_family,
                   accept_tokenizer_guess=accept_tokenizer_guess, adapter=adapter,
+                  serve_check=serve_check, serve_python=serve_python,
                   upload_options=_upload_options(endpoint_url, region, profile,  # type: ignore[arg-type]
                                                  concurrency))
     o.result(rep, rep.summary())

@@ -6,6 +6,7 @@ from modelport.cli import (  # noqa: F401 - they register
     _model_cmds,
     _package_cmds,
     _quant_cmds,
+    _serve_cmds,
     _store_cmds,
 )
 from modelport.cli._base import cli

@@ -72,6 +72,21 @@ class Provenance(_M):
     verify: bool = True
 
 
+class ServeCheck(_M):
+    """``serve-check``: the bundle served by vLLM, its greedy tokens compared with
+    transformers'."""
+
+    engine: Literal["vllm"] = "vllm"
+    version: str
+    dtype: str
+    prompts: list[str]
+    max_tokens: int
+    tokens_compared: int
+    ok: bool
+    first_difference: dict[str, Any] | None = None
+    seconds: float = Field(description="vLLM's load and generation")
+
+
 class TargetSummary(_M):
     target: str
     spec: str | None
@@ -92,6 +107,7 @@ class Manifest(_M):
     excluded: list[dict[str, str]] = Field(default_factory=list)
     provenance: Provenance
     targets: list[TargetSummary]
+    serve_check: ServeCheck | None = None
 
     def file_map(self) -> dict[str, ManifestFile]:
         return {f.path: f for f in self.files}

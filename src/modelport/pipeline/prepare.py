@@ -26,9 +26,10 @@ from modelport.convert.formats import detect
 from modelport.convert.inspect import inspect
 from modelport.convert.lora import merge
 from modelport.convert.plan import check_source
-from modelport.errors import InputError, RemoteCodeError, TargetCheckFailed
+from modelport.errors import InputError, RemoteCodeError, ServeMismatchError, TargetCheckFailed
 from modelport.package.bundle import package
-from modelport.package.manifest import Manifest, Step
+from modelport.package.manifest import Manifest, Step, load_manifest
+from modelport.package.serve_check import ServeCheckReport
 from modelport.package.upload import UploadOptions, UploadReport, VerifyReport, upload, verify
 from modelport.tok.verb import SPM_FILES, tokenizer
 from modelport.tsfm import TSFM_FILE, tsfm_config
@@ -41,12 +42,18 @@ class PrepareReport(Record):
     manifest: Manifest
     upload: UploadReport | None = None
     verify: VerifyReport | None = None
+    serve: ServeCheckReport | None = None
 
     def summary(self) -> str:
         """What ``modelport prepare`` prints."""
         lines = [f"prepared {self.out} from {self.src}"]
         lines += [f"  {s.verb:12s} {s.status:7s} {s.detail}" for s in self.steps]
         lines += self.manifest.lines()
+        if self.serve:
+            s = self.serve
+            lines.append(f"  serve-check  vLLM {s.vllm_version}: {s.tokens_compared} greedy "
+                         f"token(s) of {len(s.prompts)} prompt(s) "
+                         f"{'equal to' if s.ok else 'DIFFER from'} transformers' ({s.dtype})")
         if self.upload:
             lines.append(f"  upload       {len(self.upload.uploaded)} object(s), "
                          f"{human_bytes(self.upload.bytes_sent)}, "
@@ -64,7 +71,8 @@ def prepare(src: str | Path, out: str | Path, targets: list[str] | tuple[str, ..
             force: bool = False, overwrite: bool = False, progress: bool | None = None,
             quantize: str | None = None, tokenizer_family: str | None = None,
             accept_tokenizer_guess: bool = False, adapter: str | Path | None = None,
-            store: dict[str, Any] | None = None) -> PrepareReport:
+            store: dict[str, Any] | None = None, serve_check: bool = False,
+            serve_python: str | Path | None = None) -> PrepareReport:
     """Run every step a folder needs for the targets; optionally upload and verify remotely.
 
     ``quantize`` ("gptq" or "awq") adds a verified 4-bit quantization with the defaults of
@@ -74,6 +82,9 @@ def prepare(src: str | Path, out: str | Path, targets: list[str] | tuple[str, ..
     ``adapter`` (a PEFT LoRA folder) is merged into SRC's weights first (``modelport merge``).
     SRC may be ``s3://bucket/prefix`` (``store``: ``endpoint_url``, ``region``, ``profile``):
     its weights are converted from the bucket with ranged reads into the work folder first.
+    ``serve_check`` serves the bundle with vLLM (``serve_python``: its interpreter) and
+    compares its greedy tokens with transformers' before any upload; the manifest records it,
+    and a difference raises :class:`ServeMismatchError` (the bundle kept, not uploaded).
     """
     loc = location(src, what="SRC")
     label = redact(str(loc))
@@ -176,6 +187,17 @@ def prepare(src: str | Path, out: str | Path, targets: list[str] | tuple[str, ..
     finally:
         shutil.rmtree(work, ignore_errors=True)
     report = PrepareReport(src=label, out=str(out), steps=steps, manifest=manifest)
+    if serve_check:
+        from modelport.package.serve_check import record
+        from modelport.package.serve_check import serve_check as run_serve_check
+
+        report.serve = run_serve_check(out, python=serve_python)
+        record(out, report.serve)
+        report.manifest = load_manifest(out)
+        if not report.serve.ok:
+            raise ServeMismatchError(report.serve.summary().split("\n", 1)[-1].strip(),
+                                     path=out, hint="the bundle is kept and was not uploaded;"
+                                     " modelport serve-check BUNDLE --json gives the details")
     if upload_url:
         # one store's options serve both ends: the source's, unless upload_options says
         o = upload_options or UploadOptions(**{k: v for k, v in (store or {}).items()

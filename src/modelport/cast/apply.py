@@ -168,7 +168,10 @@ def apply_to_out(folder: Path, tmp: Path, headers: dict[str, SafetensorsHeader],
     # bytes); never of one written anew here (config.json, the index): record() stamps the
     # new file, so an old digest would be vouched for
     cache = hashcache.load(folder)
-    known = {rel: sha for rel in cache if rel not in done and (tmp / rel).is_file()
+    written = {r.path for r in results if r.action != "unchanged"} | (
+        {"config.json"} if new_cfg is not None else set()) | (
+        {ST_INDEX} if new_index is not None else set())
+    known = {rel: sha for rel in cache if rel not in written and (tmp / rel).is_file()
              and (sha := hashcache.cached(folder, rel, cache)) is not None}
     known.update({r.path: r.sha256 for r in results if r.sha256})
     if known:

@@ -75,16 +75,37 @@ def test_single_process_state_dict(model_dir: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("mode", "world"), [("fsdp2", 2), ("dtensor", 4)])
-def test_multi_rank_checkpoints(model_dir: Path, tmp_path: Path, mode: str, world: int) -> None:
+def test_multi_rank_checkpoints(model_dir: Path, tmp_path: Path, mode: str, world: int,
+                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Equal to torch's own converter; a tensor split on rows (all of FSDP2's) is copied from
+    the ranks' files, never reassembled in memory; only a column split is."""
+    from modelport.convert import dcp_convert
+
+    assembled: list[str] = []
+    real = dcp_convert.assemble
+    monkeypatch.setattr(dcp_convert, "assemble",
+                        lambda folder, t: assembled.append(t.fqn) or real(folder, t))
     ckpt = tmp_path / "ck"
     save_distributed(model_dir, ckpt, world, mode)
     rep = modelport.convert(_with_config(ckpt, model_dir), tmp_path / "out", progress=False)
     assert len(list(ckpt.glob("*.distcp"))) == world
+    state = tiny_model("llama").state_dict()  # the writer splits the i-th tensor on dim i % ndim
+    columns = {k for i, (k, v) in enumerate(state.items()) if v.dim() > 1 and i % v.dim()}
+    assert len(assembled) == (len(columns) if mode == "dtensor" else 0)
+    assert mode == "fsdp2" or columns
     assert any("removed leading 'model.'" in w for w in rep.warnings)  # the app-state key
     if mode == "fsdp2":
         left = {s.name for s in rep.skipped_entries}
         assert "optim" in left and "step" in left  # optimizer state is listed, not copied
     _same(tmp_path / "out", _anchor(ckpt, tmp_path), rep.renamed)
+    if mode == "fsdp2":  # a byte lost on disk in a tensor copied from two ranks' files
+        from modelport.errors import VerificationError
+        from tests.functional.test_convert_atomic import _flip_after_write
+
+        flipped = _flip_after_write(monkeypatch, "embed_tokens.weight")
+        with pytest.raises(VerificationError, match="bytes differ from the source"):
+            modelport.convert(ckpt, tmp_path / "out2", progress=False)
+        assert flipped and not (tmp_path / "out2").exists()
 
 
 def test_broken_checkpoints_write_nothing(model_dir: Path, tmp_path: Path) -> None:

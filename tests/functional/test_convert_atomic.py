@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -30,18 +31,26 @@ def _leftovers(parent: Path) -> list[str]:
     return [p.name for p in parent.iterdir() if ".modelport-" in p.name]
 
 
-def _flip_after_write(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
-    """Every shard gets one byte of its last tensor flipped on disk once written (a disk that
-    lost a write): the proof must see it."""
+def _flip_after_write(monkeypatch: pytest.MonkeyPatch, in_tensor: str | None = None
+                      ) -> list[Path]:
+    """Every shard gets one byte flipped on disk once written (a disk that lost a write): the
+    last byte of the file, or of the first tensor whose name ends with ``in_tensor`` (read
+    from the safetensors header as the format defines it). The proof must see it."""
     real = writer.write_shard
     flipped: list[Path] = []
 
     def write_then_flip(path: Path, *a: object, **k: object) -> object:
         w = real(path, *a, **k)  # type: ignore[arg-type]
         with open(path, "r+b") as f:
-            f.seek(-1, os.SEEK_END)
+            at = os.path.getsize(path) - 1
+            if in_tensor is not None:
+                n = int.from_bytes(f.read(8), "little")
+                header = json.loads(f.read(n))
+                name = next(k for k in header if k.endswith(in_tensor))
+                at = 8 + n + header[name]["data_offsets"][1] - 1
+            f.seek(at)
             b = f.read(1)
-            f.seek(-1, os.SEEK_END)
+            f.seek(at)
             f.write(bytes([b[0] ^ 0xFF]))
         flipped.append(path)
         return w
@@ -54,7 +63,9 @@ def _flip_after_write(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
 def test_a_byte_lost_on_disk_fails_the_proof(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                              fmt: str) -> None:
     """Both kinds of tensor the one writer takes are proven from what is on disk: a copied
-    tensor by comparison with its source, a computed one by hashing the file again."""
+    tensor by comparison with its source, a computed one (llama2.c's q_proj, permuted) by
+    reading its range again against the fingerprint taken while writing it."""
+    flip_in = None
     if fmt.startswith("pickle"):
         src, _ = _src(tmp_path)
         what = "bytes differ from the source"
@@ -64,7 +75,8 @@ def test_a_byte_lost_on_disk_fails_the_proof(tmp_path: Path, monkeypatch: pytest
         src = tmp_path / "ckpt.pt"
         _llama2c(_tiny(), src, compiled=True)
         what = "bytes on disk differ from the bytes written"
-    flipped = _flip_after_write(monkeypatch)
+        flip_in = "self_attn.q_proj.weight"
+    flipped = _flip_after_write(monkeypatch, flip_in)
     with pytest.raises(VerificationError, match=what):
         modelport.convert(src, tmp_path / "out", progress=False)
     assert flipped, "the fault was never injected"

@@ -52,5 +52,9 @@ def test_the_script_makes_them_again(tmp_path: Path) -> None:
         if f.endswith((".bin", ".safetensors")):
             assert _tensors(tmp_path / f) == _tensors(FIXTURES / f), f
         elif f.endswith(".json") and not f.startswith("tiny-lora/"):
-            assert json.loads((tmp_path / f).read_text()) == json.loads(
-                (FIXTURES / f).read_text()), f
+            # the writer's version stamp follows the installed transformers, not the content
+            made, kept = (json.loads((d / f).read_text()) for d in (tmp_path, FIXTURES))
+            for d in (made, kept):
+                if isinstance(d, dict):
+                    d.pop("transformers_version", None)
+            assert made == kept, f

@@ -11,7 +11,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 CHUNK_BYTES = 32 * 2**20
 
@@ -31,18 +31,23 @@ class HashingWriter:
         self._sha = hashlib.sha256()
         # views of mapped files cost no memory: they queue without bound, so the kernel copy
         # runs ahead of the hash; copies made by write() are bounded by ``depth`` chunks
-        self._q: queue.Queue[tuple[memoryview, bool, Callable[[], None] | None] | None] = \
+        self._q: queue.Queue[tuple[memoryview, bool, Callable[[], None] | None, Any] | None] = \
             queue.Queue()
         self._held = threading.Semaphore(depth)
         self._thread = threading.Thread(target=self._hash, daemon=True)
         self._thread.start()
         self._syncer: threading.Thread | None = None
         self.sha256 = ""
+        # (offset, length, xxh3_128 of the bytes written there): ranges written with
+        # ``fingerprint=True``, fingerprinted on the hash thread (see :meth:`write`)
+        self.fingerprints: list[tuple[int, int, Any]] = []
 
     def _hash(self) -> None:
         while (item := self._q.get()) is not None:
-            chunk, owned, hashed = item
+            chunk, owned, hashed, fp = item
             self._sha.update(chunk)
+            if fp is not None:
+                fp.update(chunk)
             if owned:
                 self._held.release()
             if hashed is not None:  # the source's pages are hashed: the caller may drop them
@@ -79,7 +84,7 @@ class HashingWriter:
             self._write_all(view[done:])
         last = max(0, (n - 1) // CHUNK_BYTES * CHUNK_BYTES)
         for i in range(0, n, CHUNK_BYTES):
-            self._q.put((view[i: i + CHUNK_BYTES], False, hashed if i == last else None))
+            self._q.put((view[i: i + CHUNK_BYTES], False, hashed if i == last else None, None))
         if n == 0 and hashed is not None:
             hashed()
         self.size += n
@@ -91,15 +96,24 @@ class HashingWriter:
             while done < len(chunk):
                 done += os.write(self._fd, chunk[done:])
 
-    def write(self, data: bytes | memoryview) -> None:
+    def write(self, data: bytes | memoryview, *, fingerprint: bool = False) -> None:
+        """Append ``data``. With ``fingerprint``, the hash thread also takes the bytes' xxh3
+        (about 20× faster than sha256) into :attr:`fingerprints`: a caller that cannot make
+        the bytes again proves the file later by re-reading only that range."""
         mv = memoryview(data).cast("B")
+        fp = None
+        if fingerprint:
+            import xxhash
+
+            fp = xxhash.xxh3_128()
+            self.fingerprints.append((self.size, len(mv), fp))
         for i in range(0, len(mv), CHUNK_BYTES):
             chunk = mv[i: i + CHUNK_BYTES]
             done = 0
             while done < len(chunk):
                 done += os.write(self._fd, chunk[done:])
             self._held.acquire()
-            self._q.put((chunk, True, None))
+            self._q.put((chunk, True, None, fp))
             self.size += len(chunk)
 
     def start_sync(self) -> None:
@@ -151,6 +165,20 @@ def copy_hashed(src: Path, dst: Path) -> tuple[int, str]:
         return w.size, w.sha256
 
 
+def fingerprint_range(fd: int, offset: int, length: int) -> str:
+    """xxh3_128 of ``length`` bytes at ``offset`` of the open file ``fd``, read through a map."""
+    import xxhash
+
+    h = xxhash.xxh3_128()
+    if length:
+        lo = offset // mmap.ALLOCATIONGRANULARITY * mmap.ALLOCATIONGRANULARITY
+        with mmap.mmap(fd, offset + length - lo, access=mmap.ACCESS_READ, offset=lo) as m:
+            view = memoryview(m)
+            h.update(view[offset - lo:])
+            view.release()
+    return h.hexdigest()
+
+
 def sha256_file(path: Path | BinaryIO, start: int = 0) -> str:
     """sha256 of a file (a path, or a file already open) from byte ``start`` to its end,
     through a map (no copies; hashlib releases the GIL, so several files hash on several
@@ -165,4 +193,4 @@ def sha256_file(path: Path | BinaryIO, start: int = 0) -> str:
     return h.hexdigest()
 
 
-__all__ = ["HashingWriter", "copy_hashed", "sha256_file"]
+__all__ = ["HashingWriter", "copy_hashed", "fingerprint_range", "sha256_file"]

@@ -16,6 +16,7 @@ pickle).
 from __future__ import annotations
 
 import io
+import struct
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -177,37 +178,51 @@ class _Window(io.RawIOBase):
         return len(data)
 
 
-def read_chunk(folder: Path, c: Chunk, dtype: str) -> Any:
-    """One chunk as a torch tensor: its ``torch.save`` blob, through the allow-list."""
-    import torch
+def _blob(folder: Path, c: Chunk, f: Any) -> tuple[Any, zipfile.ZipFile, str, Path]:
+    """A chunk's ``torch.save`` blob in the open file ``f``: its tensor record (through the
+    allow-list), the zip, the zip's root folder, the file's path."""
+    path = folder / c.file
+    if f.seek(0, 2) < c.offset + c.length:
+        raise CheckpointError(f"{c.file} ends before a chunk it should hold", path=path,
+                              hint="the file is truncated")
+    try:
+        z = zipfile.ZipFile(_Window(f, c.offset, c.length))
+        pkl = next(n for n in z.namelist() if n.endswith("/data.pkl") or n == "data.pkl")
 
+        def persistent(pid: Any) -> Any:
+            return _storage_from_pid(pid, path)
+
+        ref = _unpickle(io.BytesIO(z.read(pkl)), path, frozenset(), persistent)  # type: ignore[arg-type]
+    except (zipfile.BadZipFile, StopIteration, KeyError, OSError) as e:
+        raise CheckpointError(f"a chunk of {c.file} is not a torch.save blob "
+                              f"({type(e).__name__})", path=path) from e
+    if not isinstance(ref, TensorRef):
+        raise CheckpointError("a chunk holds no tensor", path=path)
+    if tuple(ref.shape) != c.sizes:
+        raise CheckpointError(f"a chunk of {c.file} is {tuple(ref.shape)}, the metadata says "
+                              f"{c.sizes}", path=path)
+    return ref, z, pkl[: -len("data.pkl")], path
+
+
+def _open_chunk_file(folder: Path, c: Chunk) -> Any:
     path = folder / c.file
     if not path.is_file():
         raise CheckpointError(f"{c.file} is missing", path=folder,
                               hint="copy every __R_K.distcp file of the checkpoint")
-    with path.open("rb") as f:
-        if f.seek(0, 2) < c.offset + c.length:
-            raise CheckpointError(f"{c.file} ends before a chunk it should hold", path=path,
-                                  hint="the file is truncated")
+    return path.open("rb")
+
+
+def read_chunk(folder: Path, c: Chunk, dtype: str) -> Any:
+    """One chunk as a torch tensor: its ``torch.save`` blob, through the allow-list."""
+    import torch
+
+    with _open_chunk_file(folder, c) as f:
+        ref, z, root, path = _blob(folder, c, f)
         try:
-            z = zipfile.ZipFile(_Window(f, c.offset, c.length))
-            names = z.namelist()
-            pkl = next(n for n in names if n.endswith("/data.pkl") or n == "data.pkl")
-            root = pkl[: -len("data.pkl")]
-            storages: dict[str, bytes] = {}
-
-            def persistent(pid: Any) -> Any:
-                r = _storage_from_pid(pid, path)
-                storages[r.key] = z.read(f"{root}data/{r.key}")
-                return r
-
-            ref = _unpickle(io.BytesIO(z.read(pkl)), path, frozenset(), persistent)  # type: ignore[arg-type]
-        except (zipfile.BadZipFile, StopIteration, KeyError, OSError) as e:
+            buf = z.read(f"{root}data/{ref.storage.key}")
+        except (zipfile.BadZipFile, KeyError, OSError) as e:
             raise CheckpointError(f"a chunk of {c.file} is not a torch.save blob "
                                   f"({type(e).__name__})", path=path) from e
-    if not isinstance(ref, TensorRef):
-        raise CheckpointError("a chunk holds no tensor", path=path)
-    buf = storages[ref.storage.key]
     torch_dtype = getattr(torch, ref.dtype)
     if not buf:
         flat = torch.empty(0, dtype=torch_dtype)
@@ -217,11 +232,63 @@ def read_chunk(folder: Path, c: Chunk, dtype: str) -> Any:
         with warnings.catch_warnings():  # read-only bytes: the chunk is copied into place
             warnings.simplefilter("ignore", UserWarning)
             flat = torch.frombuffer(buf, dtype=torch_dtype)
-    t = flat.as_strided(ref.shape, ref.stride, ref.offset)
-    if tuple(t.shape) != c.sizes:
-        raise CheckpointError(f"a chunk of {c.file} is {tuple(t.shape)}, the metadata says "
-                              f"{c.sizes}", path=path)
-    return t
+    return flat.as_strided(ref.shape, ref.stride, ref.offset)
+
+
+def _c_strides(shape: tuple[int, ...]) -> tuple[int, ...]:
+    out, n = [], 1
+    for d in reversed(shape):
+        out.append(n)
+        n *= d
+    return tuple(reversed(out))
+
+
+def chunk_span(folder: Path, c: Chunk, dtype: str) -> tuple[int, int] | None:
+    """(offset, length) of a chunk's bytes in its ``.distcp`` file when they lie there in C
+    order, stored uncompressed, in the tensor's dtype; None otherwise (then it is read)."""
+    from modelport.convert.pickle_safe import element_size
+
+    with _open_chunk_file(folder, c) as f:
+        ref, z, root, _ = _blob(folder, c, f)
+        try:
+            info = z.getinfo(f"{root}data/{ref.storage.key}")
+        except KeyError:
+            return None
+        f.seek(c.offset + info.header_offset)
+        local = f.read(30)
+    if info.compress_type != zipfile.ZIP_STORED or local[:4] != b"PK\x03\x04" or \
+            ref.dtype != dtype or (ref.numel > 1 and tuple(ref.stride) != _c_strides(ref.shape)):
+        return None
+    name_len, extra_len = struct.unpack("<HH", local[26:30])
+    esize = element_size(dtype)
+    begin, length = ref.offset * esize, ref.numel * esize
+    if begin + length > info.file_size:
+        return None
+    return c.offset + info.header_offset + 30 + name_len + extra_len + begin, length
+
+
+def spans(folder: Path, t: DcpTensor) -> list[tuple[Path, int, int]] | None:
+    """The file ranges whose concatenation is ``t``'s bytes, when its chunks split it on the
+    first dimension only (as FSDP does) and each lies in C order; None when a chunk splits
+    a row (a tensor-parallel column split): then :func:`assemble` computes it."""
+    if not t.shape:
+        return None
+    row = 1
+    for d in t.shape[1:]:
+        row *= d
+    out, at = [], 0
+    for c in sorted(t.chunks, key=lambda c: c.offsets[0]):
+        if c.offsets[0] != at or any(o for o in c.offsets[1:]) or \
+                tuple(c.sizes[1:]) != tuple(t.shape[1:]):
+            return None
+        if c.sizes[0] == 0:
+            continue
+        span = chunk_span(folder, c, t.dtype)
+        if span is None:
+            return None
+        out.append((folder / c.file, *span))
+        at += c.sizes[0]
+    return out if at == t.shape[0] else None
 
 
 def assemble(folder: Path, t: DcpTensor) -> Any:
@@ -235,4 +302,4 @@ def assemble(folder: Path, t: DcpTensor) -> Any:
     return full
 
 
-__all__ = ["DcpTensor", "assemble", "is_dcp", "read_metadata"]
+__all__ = ["DcpTensor", "assemble", "is_dcp", "read_metadata", "spans"]

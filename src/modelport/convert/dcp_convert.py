@@ -8,7 +8,7 @@ from collections import Counter
 from pathlib import Path
 
 from modelport._types import SkippedItem
-from modelport.convert.dcp import DcpTensor, assemble, is_dcp, read_metadata
+from modelport.convert.dcp import DcpTensor, assemble, is_dcp, read_metadata, spans
 from modelport.convert.opened import Opened, Produced
 from modelport.convert.options import ConvertOptions
 from modelport.convert.report import InputFile
@@ -95,7 +95,8 @@ def open_dcp(src: Path, options: ConvertOptions) -> Opened:
         inputs=[InputFile(path=str(p), format="dcp", size=p.stat().st_size)
                 for p in sorted(folder.glob("*.distcp"))],
         tensors=[Produced(t.fqn, t.dtype, tuple(t.shape), t.nbytes,
-                          lambda t=t: assemble(folder, t)) for t in tensors])
+                          lambda t=t: assemble(folder, t), lambda t=t: spans(folder, t))
+                 for t in tensors])
 
 
 __all__ = ["config_dir", "dcp_folder", "open_dcp"]

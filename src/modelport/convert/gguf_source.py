@@ -1,7 +1,8 @@
 """GGUF (llama.cpp) files of the llama architecture into a Hugging Face folder.
 
 Read with the ``gguf`` package (the format's reference reader, ``pip install
-'modelport[gguf]'``), tensor by tensor: F32/F16/BF16 kept as they are, quantized types
+'modelport[gguf]'``), tensor by tensor: F32/F16/BF16 kept as they are (copied from the file's
+bytes by the kernel, except the permuted q/k), quantized types
 dequantized to float32 by ``gguf.quants`` (the weights are then *not* the original ones: the
 report says so, with the type's error bound), llama.cpp's names mapped back, and its q/k
 permutation undone. config.json comes from the GGUF metadata; the embedded vocabulary becomes
@@ -102,6 +103,13 @@ def open_gguf(src: Path, options: ConvertOptions) -> Opened:
             w = torch.from_numpy(np.asarray(deq, dtype=np.float32).reshape(entries[i][2]).copy())
         return permute(w, heads) if heads else w
 
+    def spans(i: int) -> list[tuple[Path, int, int]] | None:
+        """A tensor kept as stored and not permuted: its bytes, where the file holds them."""
+        t, heads = plan[i]
+        if t.tensor_type.name not in KEPT or heads or int(t.n_bytes) != entries[i][3]:
+            return None
+        return [(src, int(t.data_offset), entries[i][3])]
+
     cfg = llama_config(
         {e[0]: e[2] for e in entries}, layers=int(field(r, "llama.block_count")),
         heads=n_head, kv_heads=n_kv,
@@ -130,8 +138,8 @@ def open_gguf(src: Path, options: ConvertOptions) -> Opened:
     torch_names = {"F32": "float32", "F16": "float16", "BF16": "bfloat16"}
     return Opened(
         src=src, inputs=[InputFile(path=str(src), format="gguf", size=src.stat().st_size)],
-        tensors=[Produced(e[0], torch_names[e[1]], e[2], e[3], lambda i=i: value(i))
-                 for i, e in enumerate(entries)],
+        tensors=[Produced(e[0], torch_names[e[1]], e[2], e[3], lambda i=i: value(i),
+                          lambda i=i: spans(i)) for i, e in enumerate(entries)],
         tensors_in=len(entries),
         renamed={t.name: e[0] for (t, _), e in zip(plan, entries, strict=True)},
         side=side, side_files=["config.json"])

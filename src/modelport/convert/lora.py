@@ -6,8 +6,8 @@ For each base tensor a LoRA targets: ``W + scaling · B·A`` computed in fp32 an
 ``alpha`` from ``rank_pattern`` / ``alpha_pattern``. Modules the adapter saves whole
 (``modules_to_save``, a sequence-classification head) replace the base's. Everything else is
 the base's bytes, copied by the kernel. Only one output tensor and the adapter are in memory;
-every shard is re-read and hashed against the bytes written (merged tensors as computed, the
-base's tensors as hashed from the base).
+every shard is re-read: the base's tensors compared with the base's bytes, the merged ones
+against the fingerprints taken as they were written.
 Anchor: PEFT's ``merge_and_unload`` (the whole model in memory).
 """
 
@@ -231,8 +231,8 @@ class _Merged:
         return t.name in self.lora.delta or t.name in self.lora.whole \
             or t.name in self.lora.base_copy
 
-    def file_region(self, t: SourceTensor) -> tuple[int, int] | None:
-        return None if self.computed(t) else self.reader.file_region(t)
+    def regions(self, t: SourceTensor) -> list[tuple[int, int, Any]] | None:
+        return None if self.computed(t) else self.reader.regions(t)
 
     def tensor_bytes(self, t: SourceTensor) -> Any:
         v = _value(t, self.reader, self.lora) if self.computed(t) else None

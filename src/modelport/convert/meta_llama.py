@@ -193,6 +193,19 @@ def open_meta(src: Path, o: ConvertOptions, source: MetaSource | None = None) ->
             w = w.T if pick[2] else w
         return permute(w, heads).contiguous() if heads else w.contiguous()
 
+    def spans(meta: str, split: int | None, heads: int, pick: tuple[int, int, bool] | None
+              ) -> list[tuple[Path, int, int]] | None:
+        """Where a tensor neither permuted nor picked lies: one rank's bytes, or the ranks'
+        bytes one after another when they split it on rows; None otherwise (computed)."""
+        if heads or pick is not None:
+            return None
+        if split == -1:
+            split = 1 if n > 1 and by_rank[0][meta].shape[1] * n == dim else 0
+        if split not in (None, 0) and n > 1:
+            return None
+        out = [readers[i].span(by_rank[i][meta]) for i in range(n if split is not None else 1)]
+        return None if None in out else out  # type: ignore[return-value]
+
     entries: list[tuple[str, str, tuple[int, ...], int, str, int | None, int,
                         tuple[int, int, bool] | None]] = []
     for meta, hf, split, heads, pick in plan:
@@ -225,7 +238,8 @@ def open_meta(src: Path, o: ConvertOptions, source: MetaSource | None = None) ->
     return Opened(
         src=src, inputs=[InputFile(path=str(p), format=source.label, size=p.stat().st_size)
                          for p in files],
-        tensors=[Produced(e[0], e[1], e[2], e[3], lambda e=e: value(*e[4:])) for e in entries],
+        tensors=[Produced(e[0], e[1], e[2], e[3], lambda e=e: value(*e[4:]),
+                          lambda e=e: spans(*e[4:])) for e in entries],
         tensors_in=len(entries) + len(left_out), renamed={e[4]: e[0] for e in entries},
         skipped_entries=[SkippedItem(name=x, reason="left out") for x in left_out],
         warnings=[f"Meta layout, {n} rank(s) merged; {permuted} q/k weights permuted to the "

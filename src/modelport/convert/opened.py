@@ -26,13 +26,16 @@ from modelport.errors import UnsupportedError
 @dataclass
 class Produced:
     """One output tensor: its name, torch dtype name, shape and size, and how to compute it
-    (a torch tensor, made when the writer reaches it and dropped after)."""
+    (a torch tensor, made when the writer reaches it and dropped after). ``regions``, when
+    given, names the source byte ranges (path, offset, length) whose concatenation is the
+    tensor, or returns None: the writer then copies those ranges instead of computing it."""
 
     name: str
     dtype: str
     shape: tuple[int, ...]
     nbytes: int
     value: Callable[[], Any]
+    regions: Callable[[], list[tuple[Path, int, int]] | None] | None = None
 
 
 @dataclass

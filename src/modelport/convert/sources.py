@@ -297,14 +297,22 @@ class Reader:
             return None
         return sf.pickle.storage_offsets[t.storage_key][0]
 
-    def file_region(self, t: SourceTensor) -> tuple[int, int] | None:
-        """(fd, offset) where the tensor's bytes lie in C order in its file, if they do."""
-        if t.stride is not None or t.nbytes == 0:
+    def span(self, t: SourceTensor, start: int = 0, numel: int | None = None
+             ) -> tuple[Path, int, int] | None:
+        """(file, offset, length) of ``numel`` elements from element ``start`` of the
+        contiguous tensor ``t`` as its file stores them, if it stores them plainly."""
+        esize = element_size(t.dtype)
+        n = t.nbytes // esize if numel is None else numel
+        base = self.storage_start(t) if t.stride is None else None
+        if base is None or start < 0 or (start + n) * esize > t.nbytes:
             return None
-        start = self.storage_start(t)
-        if start is None:
-            return None
-        return self._fd(t.file_index), start + t.byte_offset
+        return self._files[t.file_index].path, base + t.byte_offset + start * esize, n * esize
+
+    def regions(self, t: SourceTensor) -> list[tuple[int, int, memoryview]] | None:
+        """The writer's feed: the one file range holding ``t`` in C order, if there is one."""
+        start = self.storage_start(t) if t.stride is None and t.nbytes else None
+        return None if start is None else \
+            [(self._fd(t.file_index), start + t.byte_offset, self.tensor_bytes(t))]
 
     def storage(self, t: SourceTensor) -> memoryview:
         """The whole storage buffer ``t`` lives in (zero-copy where possible)."""

@@ -1,35 +1,42 @@
 """The one safetensors shard writer: every route's tensors, copied or computed, written while
 hashing, then proven, then indexed.
 
-A *feed* hands the writer each planned tensor's bytes. A tensor whose bytes lie in a source
-file (``file_region``) is copied by the kernel and proven by comparing the written bytes with
-the source's, byte for byte; a tensor computed when the writer reaches it (reassembled,
-permuted, dequantized, merged; ``computed`` true) is written once and never cached, and is
-proven by hashing the file again from disk against the hash taken while writing. Both kinds
-also pass safetensors' own parser (the names, dtypes, shapes and ``format: pt``). A shard may
-hold both kinds (a LoRA merge copies the base's untouched tensors).
+A *feed* hands the writer each planned tensor's bytes. A tensor whose bytes lie in source
+files (``regions``: one range of one file, or several whose concatenation is the tensor, as
+a checkpoint split on its first dimension) is copied by the kernel and proven by comparing
+the written bytes with the source's, byte for byte; a tensor computed when the writer reaches
+it (reassembled across columns, permuted, dequantized, merged; ``computed`` true) is written
+once and never cached, fingerprinted (xxh3) while it is hashed, and proven by reading its
+range of the file again against that fingerprint. Both kinds also pass safetensors' own
+parser (the names, dtypes, shapes and ``format: pt``). A shard may hold both kinds (a LoRA
+merge copies the base's untouched tensors; a DCP checkpoint copies its row-split tensors and
+computes its column-split ones).
 """
 
 from __future__ import annotations
 
 import mmap
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from modelport._io.hashing import HashingWriter, sha256_file
+from modelport._io.hashing import HashingWriter, fingerprint_range
 from modelport._io.st_header import TORCH_TO_ST, build_header, read_header
 from modelport._types import FileRecord
 from modelport.convert.shards import INDEX_NAME, ShardPlan, index_bytes, shard_metadata
-from modelport.errors import ModelportError, VerificationError
+from modelport.errors import CheckpointError, ModelportError, VerificationError
+
+Region = tuple[int, int, Any]  # (fd, offset, a view of the same bytes)
 
 
 class Feed(Protocol):
     """Where the writer gets a planned tensor's bytes (``t`` has name, dtype, shape, nbytes)."""
 
-    def file_region(self, t: Any) -> tuple[int, int] | None:
-        """(fd, offset) where ``t``'s bytes lie in C order in a source file, if they do."""
+    def regions(self, t: Any) -> list[Region] | None:
+        """The source ranges whose concatenation is ``t``'s bytes in C order, if there are
+        such: each the open file, the offset and a view (a map) of those bytes."""
 
     def tensor_bytes(self, t: Any) -> Any:
         """``t``'s bytes in C order (a buffer); a computed tensor is computed by this call."""
@@ -53,23 +60,70 @@ def tensor_bytes(t: Any) -> Any:
 
 
 class Computed:
-    """The feed of a computed route: each tensor's ``value()`` made when the writer reaches it
-    and dropped once written."""
+    """The feed of a computed route (:class:`~modelport.convert.opened.Produced` tensors): a
+    tensor whose ``regions()`` names source byte ranges is copied from them; any other is its
+    ``value()``, made when the writer reaches it and dropped once written."""
 
-    def file_region(self, t: Any) -> None:
-        return None
+    def __init__(self) -> None:
+        self._files: dict[Path, tuple[int, mmap.mmap | None]] = {}
+        self._spans: dict[int, list[tuple[Path, int, int]] | None] = {}
+
+    def _open(self, path: Path) -> tuple[int, mmap.mmap | None]:
+        if path not in self._files:
+            fd = os.open(path, os.O_RDONLY)
+            size = os.fstat(fd).st_size
+            m = mmap.mmap(fd, 0, access=mmap.ACCESS_READ) if size else None
+            self._files[path] = (fd, m)
+        return self._files[path]
+
+    def _spans_of(self, t: Any) -> list[tuple[Path, int, int]] | None:
+        key = id(t)  # asked once per tensor: the answer may read the source's small records
+        if key not in self._spans:
+            spans = t.regions() if getattr(t, "regions", None) is not None else None
+            if spans is not None and sum(n for _, _, n in spans) != t.nbytes:
+                raise ModelportError(f"{t.name}: its source ranges hold "
+                                     f"{sum(n for _, _, n in spans)} of {t.nbytes} bytes",
+                                     hint="this is a modelport bug; please report it")
+            self._spans[key] = spans
+        return self._spans[key]
+
+    def regions(self, t: Any) -> list[Region] | None:
+        spans = self._spans_of(t)
+        if spans is None:
+            return None
+        out: list[Region] = []
+        for path, offset, length in spans:
+            fd, m = self._open(path)
+            view = memoryview(m)[offset: offset + length] if m is not None else memoryview(b"")
+            if len(view) != length:
+                raise CheckpointError(f"{path.name} ends before a tensor it should hold "
+                                      f"({t.name})", path=path, hint="the file is truncated")
+            out.append((fd, offset, view))
+        return out
 
     def tensor_bytes(self, t: Any) -> Any:
         return tensor_bytes(t.value())
 
     def computed(self, t: Any) -> bool:
-        return True
+        return self.regions(t) is None
 
-    def release(self, t: Any) -> None:
-        pass
+    def release(self, t: Any) -> None:  # runs on the hash thread: lookups only
+        for path, offset, length in self._spans.get(id(t)) or []:
+            m = self._files[path][1]
+            if m is not None and length:
+                lo = offset // mmap.PAGESIZE * mmap.PAGESIZE
+                m.madvise(mmap.MADV_DONTNEED, lo, offset + length - lo)
 
     def close(self) -> None:
-        pass  # the opener's files are closed by the plan
+        self._spans.clear()
+        for fd, m in self._files.values():
+            if m is not None:
+                try:
+                    m.close()
+                except BufferError:  # a view is still alive somewhere; the GC will unmap it
+                    pass
+            os.close(fd)
+        self._files.clear()
 
 
 def _equal(a: memoryview, b: Any) -> bool:
@@ -101,14 +155,18 @@ def write_shard(path: Path, shard: ShardPlan, feed: Feed, metadata: dict[str, st
     header, _ = build_header(_entries(shard), metadata)
     w = HashingWriter(path)
     try:
-        w.write(header)
+        w.write(header, fingerprint=True)  # proven by its re-read, as a computed tensor
         for t in shard.tensors:
-            region = feed.file_region(t)
-            if region is not None:
-                w.copy_from(region[0], region[1], feed.tensor_bytes(t),
-                            hashed=lambda t=t: feed.release(t))
+            regions = feed.regions(t)
+            if regions is not None:
+                last = len(regions) - 1
+                for i, (fd, offset, view) in enumerate(regions):
+                    w.copy_from(fd, offset, view,
+                                hashed=(lambda t=t: feed.release(t)) if i == last else None)
+                if not regions:
+                    feed.release(t)
             else:
-                w.write(feed.tensor_bytes(t))
+                w.write(feed.tensor_bytes(t), fingerprint=True)
             if progress is not None:
                 progress.update(t.nbytes)
     except BaseException:
@@ -152,7 +210,16 @@ def _differs(path: Path, shard: ShardPlan, feed: Feed, which: Callable[[Any], bo
                 continue
             e = header.tensors[t.name]
             got = mv[header.data_start + e.begin: header.data_start + e.end]
-            if not _equal(got, feed.tensor_bytes(t)):
+            regions = feed.regions(t)
+            parts = [v for _, _, v in regions] if regions is not None else \
+                [feed.tensor_bytes(t)]
+            pos = 0
+            for part in parts:
+                n = memoryview(part).nbytes
+                if not _equal(got[pos: pos + n], part):
+                    return str(t.name)
+                pos += n
+            if pos != len(got):
                 return str(t.name)
             if m is not None and e.end > e.begin:  # read once: neither file's pages stay
                 lo = (header.data_start + e.begin) // mmap.PAGESIZE * mmap.PAGESIZE
@@ -170,6 +237,19 @@ def _differs(path: Path, shard: ShardPlan, feed: Feed, which: Callable[[Any], bo
                 pass
 
 
+def _refingerprint_differs(path: Path, w: HashingWriter) -> bool:
+    """Whether a computed range of ``path`` reads back other than it was written (each
+    range's xxh3, taken while writing, against the file's bytes there)."""
+    if not w.fingerprints:
+        return False
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return any(fingerprint_range(fd, offset, length) != fp.hexdigest()
+                   for offset, length, fp in w.fingerprints)
+    finally:
+        os.close(fd)
+
+
 def prove_shard(path: Path, shard: ShardPlan, feed: Feed, w: HashingWriter, verify: bool
                 ) -> FileRecord:
     """Finish ``w`` and, with ``verify``, prove the shard (see the module docstring); its
@@ -183,7 +263,7 @@ def prove_shard(path: Path, shard: ShardPlan, feed: Feed, w: HashingWriter, veri
                                         hint="this is a modelport bug; please report it")
     finally:
         sha = w.close()
-    if verify and any(feed.computed(t) for t in shard.tensors) and sha256_file(path) != sha:
+    if verify and _refingerprint_differs(path, w):
         raise VerificationError("the bytes on disk differ from the bytes written", path=path,
                                 hint="check the disk; nothing was kept")
     return FileRecord(path=shard.filename, role="weights", size=w.size, sha256=sha,
@@ -236,5 +316,5 @@ def write_shards(folder: Path, shards: list[ShardPlan], feed: Feed, *, verify: b
     return outputs, {t.name: sh.filename for sh in shards for t in sh.tensors}, proving
 
 
-__all__ = ["Computed", "Feed", "holds", "prove_shard", "tensor_bytes", "write_shard",
+__all__ = ["Computed", "Feed", "Region", "holds", "prove_shard", "tensor_bytes", "write_shard",
            "write_shards"]

@@ -42,6 +42,20 @@ def assemble(reader: Reader, t: ZeroTensor) -> Any:
     return out.reshape(t.shape)
 
 
+def spans(reader: Reader, t: ZeroTensor) -> list[tuple[Path, int, int]] | None:
+    """The file ranges whose concatenation is ``t``, when every piece is stored plainly in
+    ``t``'s dtype (fp32 partitions into fp32); None when it is cast (then computed)."""
+    pieces = [(t.whole, 0, None)] if t.whole is not None else \
+        [(p.part, p.start, p.numel) for p in t.pieces]
+    out = []
+    for src, start, numel in pieces:
+        span = reader.span(src, start, numel) if src.dtype == t.dtype else None
+        if span is None:
+            return None
+        out.append(span)
+    return out
+
+
 def _fit(tensors: list[ZeroTensor], aliases: dict[str, str], options: ConvertOptions,
          cfg_dir: Path | None, warnings: list[str]) -> dict[str, str]:
     """Rename the tensors (and the aliases) to the model's names; the renaming."""
@@ -91,7 +105,8 @@ def open_zero(src: Path, options: ConvertOptions) -> Opened:
                           size=f.path.stat().st_size) for f in ck.files],
         skipped_entries=[SkippedItem(name=w, reason=r) for w, r in ck.left_out],
         tensors=[Produced(t.name, t.dtype, tuple(t.shape), t.nbytes,
-                          lambda t=t: assemble(reader, t)) for t in tensors])
+                          lambda t=t: assemble(reader, t), lambda t=t: spans(reader, t))
+                 for t in tensors])
 
 
-__all__ = ["assemble", "open_zero"]
+__all__ = ["assemble", "open_zero", "spans"]

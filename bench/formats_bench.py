@@ -17,7 +17,8 @@ Inputs (built once, about 13 GB on disk; BENCH_DIR chooses where):
 * GGUF F16 of the same model; anchor transformers' ``from_pretrained(gguf_file=)`` + save.
 
 Reported per run: wall seconds, peak RssAnon and peak VmRSS (file pages included, as YARN
-counts it) sampled every 5 ms, and the largest output file.
+counts it) sampled every 5 ms, and the largest output file; and, per round, the wall seconds
+of ``modelport inspect --json`` of each input in a fresh process, start-up included.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -105,6 +107,7 @@ def main() -> None:
         root = Path(tmp)
         cases = _build(root)
         runs: dict[tuple[str, str], list[tuple[float, int, int, int]]] = {}
+        inspect: dict[str, list[float]] = {}
         for r in range(ROUNDS):
             for label, src, _, anchor, _ in cases:
                 pair = [("ours", [py, "-W", "ignore", "-c", OURS, str(src), "OUT"]),
@@ -114,10 +117,14 @@ def main() -> None:
                     secs = _run([str(out) if c == "OUT" else c for c in cmd], out, who)
                     runs.setdefault((label, who), []).append(secs)
                     print(f"round {r + 1} {label} {who}: {secs[0]:.2f} s", flush=True)
+                t0 = time.perf_counter()
+                subprocess.run([py, "-m", "modelport.cli.main", "inspect", str(src), "--json"],
+                               check=True, capture_output=True)
+                inspect.setdefault(label, []).append(time.perf_counter() - t0)
     print(f"\nmedians of {ROUNDS} interleaved rounds (each tool in its own process)")
     print("| format | input | modelport s | anchor | anchor s | speed-up | peak RssAnon "
           "modelport / anchor | peak VmRSS modelport / anchor | largest output file "
-          "modelport / anchor |\n|---|---|---|---|---|---|---|---|---|")
+          "modelport / anchor | inspect s |\n|---|---|---|---|---|---|---|---|---|---|")
     for label, _, anchor_label, _, desc in cases:
         o, a = runs[(label, "ours")], runs[(label, "anchor")]
 
@@ -127,7 +134,8 @@ def main() -> None:
         print(f"| {label} | {desc} | {med(o, 0):.2f} ({' '.join(f'{x[0]:.1f}' for x in o)}) "
               f"| {anchor_label} | {med(a, 0):.2f} ({' '.join(f'{x[0]:.1f}' for x in a)}) | "
               f"{med(a, 0) / med(o, 0):.1f}× | {gib(med(o, 1))} / {gib(med(a, 1))} | "
-              f"{gib(med(o, 2))} / {gib(med(a, 2))} | {gib(med(o, 3))} / {gib(med(a, 3))} |")
+              f"{gib(med(o, 2))} / {gib(med(a, 2))} | {gib(med(o, 3))} / {gib(med(a, 3))} | "
+              f"{statistics.median(inspect[label]):.2f} |")
 
 
 if __name__ == "__main__":

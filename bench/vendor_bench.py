@@ -27,7 +27,6 @@ LAYERS = int(os.environ.get("VENDOR_BENCH_LAYERS", "30"))
 BUILD = r"""
 import json, sys, numpy as np, torch, gguf
 from pathlib import Path
-from modelport.convert.meta_llama import unpermute
 root, dim, ff, heads, kv, vocab, layers = Path(sys.argv[1]), *map(int, sys.argv[2:8])
 hd = dim // heads
 g = torch.Generator().manual_seed(0)

@@ -18,6 +18,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from modelport._io.pages import drop_view
 from modelport.convert.gguf_vocab import field
 from modelport.convert.llama_config import llama_config
 from modelport.convert.meta_llama import permute
@@ -101,6 +102,7 @@ def open_gguf(src: Path, options: ConvertOptions) -> Opened:
                 raise UnsupportedError(f"GGUF quant type {t.tensor_type.name}", path=src,
                                        hint="the gguf package cannot dequantize it") from e
             w = torch.from_numpy(np.asarray(deq, dtype=np.float32).reshape(entries[i][2]).copy())
+        drop_view(t.data, r.data)  # copied: the file's pages need not stay resident
         return permute(w, heads) if heads else w
 
     def spans(i: int) -> list[tuple[Path, int, int]] | None:

@@ -191,7 +191,15 @@ def open_meta(src: Path, o: ConvertOptions, source: MetaSource | None = None) ->
             rows = w.shape[0] // pick[1]
             w = w[pick[0] * rows: (pick[0] + 1) * rows]
             w = w.T if pick[2] else w
-        return permute(w, heads).contiguous() if heads else w.contiguous()
+        if heads:
+            w = permute(w, heads).contiguous()
+        elif len(parts) == 1:  # still a view of the mapped file: copied out
+            w = w.clone(memory_format=torch.contiguous_format)
+        else:
+            w = w.contiguous()
+        for i in range(len(parts)):  # copied: the mapped pages need not stay resident
+            readers[i].release(by_rank[i][meta])
+        return w
 
     def spans(meta: str, split: int | None, heads: int, pick: tuple[int, int, bool] | None
               ) -> list[tuple[Path, int, int]] | None:

@@ -4,7 +4,6 @@ optimizer state left out."""
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
@@ -21,25 +20,18 @@ from modelport.convert.zero import ZeroTensor, module_weights, read_zero, zero_f
 
 
 def assemble(reader: Reader, t: ZeroTensor) -> Any:
-    """The tensor ``t`` (a view where it is one piece of one file, else one copy)."""
+    """The tensor ``t``, copied out of the mapped files (cast where its dtype differs)."""
     import torch
 
     dtype = getattr(torch, t.dtype)
-    if t.whole is not None:
-        x = reader.tensor(t.whole)
-        return x if x.dtype == dtype else x.to(dtype)
-    n = math.prod(t.shape)
-    if len(t.pieces) == 1:
-        p = t.pieces[0]
-        x = reader.tensor(p.part).reshape(-1)[p.start: p.start + p.numel]
-        return (x if x.dtype == dtype else x.to(dtype)).reshape(t.shape)
-    out = torch.empty(n, dtype=dtype)
-    pos = 0
-    for p in t.pieces:
-        out[pos: pos + p.numel].copy_(reader.tensor(p.part).reshape(-1)[p.start:
-                                                                        p.start + p.numel])
-        pos += p.numel
-    return out.reshape(t.shape)
+    out = torch.empty(t.shape, dtype=dtype)
+    flat, pos = out.reshape(-1), 0
+    for part, start, numel in ([(t.whole, 0, out.numel())] if t.whole is not None else
+                               [(p.part, p.start, p.numel) for p in t.pieces]):
+        flat[pos: pos + numel].copy_(reader.tensor(part).reshape(-1)[start: start + numel])
+        reader.release(part)  # copied: the mapped pages need not stay resident
+        pos += numel
+    return out
 
 
 def spans(reader: Reader, t: ZeroTensor) -> list[tuple[Path, int, int]] | None:

@@ -1,0 +1,36 @@
+"""Give back the resident pages of a read-only file mapping once its bytes are used."""
+
+from __future__ import annotations
+
+import ctypes
+import mmap
+from typing import Any
+
+_MADV_DONTNEED = 4  # Linux; the pages stay in the page cache and fault back in when read
+
+
+def drop_view(view: Any, mapping: Any) -> bool:
+    """Unmap from this process the pages under the numpy array ``view``, which must lie
+    inside ``mapping`` (a numpy memmap of a file opened read-only): its pages stop counting as
+    resident (as YARN and ``top`` count memory). Refuses (False) for any other memory, whose
+    contents ``MADV_DONTNEED`` would lose."""
+    import numpy as np
+
+    if not isinstance(mapping, np.memmap) or getattr(mapping, "mode", "") != "r":
+        return False
+    lo, hi = mapping.ctypes.data, mapping.ctypes.data + mapping.nbytes
+    a = np.asarray(view)
+    start, end = a.ctypes.data, a.ctypes.data + a.nbytes
+    if a.nbytes == 0 or start < lo or end > hi:
+        return False
+    page = mmap.PAGESIZE
+    start = max(lo, start // page * page)
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.madvise(ctypes.c_void_p(start), ctypes.c_size_t(end - start),
+                            _MADV_DONTNEED) == 0
+    except (OSError, AttributeError):  # no libc madvise here: the pages just stay
+        return False
+
+
+__all__ = ["drop_view"]

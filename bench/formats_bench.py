@@ -6,9 +6,9 @@ writeback.
 
 Inputs (built once, about 13 GB on disk; BENCH_DIR chooses where):
 
-* DCP: a 2.6 GiB bf16 llama saved by 4 gloo processes, twice: as FSDP2 saves it (every
-  tensor split on rows) and as DTensors split on rows and columns (tensor parallelism);
-  anchor ``dcp_to_torch_save``.
+* DCP: a 2.6 GiB bf16 llama saved by 4 gloo processes, twice: as FSDP2 saves its model state
+  (every tensor split on rows; no optimizer state, so both tools write the same tensors) and
+  as DTensors split on rows and columns (tensor parallelism); anchor ``dcp_to_torch_save``.
 * ZeRO-3 on 4 ranks, written by DeepSpeed on the CPU (1.23 GB of fp32 master weights: a 3 GB
   model's 4 CPU ranks do not fit in 24 GiB); anchor the checkpoint's ``zero_to_fp32.py
   --safe_serialization``.
@@ -53,7 +53,7 @@ def _build(root: Path) -> list[tuple[str, Path, str, list[str], str]]:
     subprocess.run([py, "-W", "ignore", "-c", dcp_bench.BUILD, str(m), "26"], check=True,
                    capture_output=True)
     cases = []
-    for mode, label in (("fsdp2", "DCP, FSDP2 (rows)"),
+    for mode, label in (("fsdp2-model", "DCP, FSDP2 (rows)"),
                         ("dtensor", "DCP, tensor parallel (rows and columns)")):
         ck = root / f"dcp-{mode}"
         save_distributed(m, ck, 4, mode)

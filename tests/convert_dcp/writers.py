@@ -1,5 +1,6 @@
 """Distributed checkpoints written by torch itself on the CPU: one process, or 2-4 gloo
-processes saving an FSDP2 (``fully_shard``) model or DTensors sharded on rows and columns."""
+processes saving an FSDP2 (``fully_shard``) model (with its optimizer state, or without:
+``fsdp2-model``) or DTensors sharded on rows and columns."""
 
 from __future__ import annotations
 
@@ -19,17 +20,21 @@ from torch.distributed.device_mesh import init_device_mesh
 from transformers import AutoModelForCausalLM
 mesh = init_device_mesh("cpu", (world,))
 model = AutoModelForCausalLM.from_pretrained(model_dir)
-if mode == "fsdp2":
+if mode.startswith("fsdp2"):
     from torch.distributed.fsdp import fully_shard
     for layer in model.model.layers:
         fully_shard(layer, mesh=mesh)
     fully_shard(model, mesh=mesh)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    loss = model(input_ids=torch.arange(8).view(1, 8), labels=torch.arange(8).view(1, 8)).loss
-    loss.backward(); opt.zero_grad()  # optimizer state exists, weights unchanged
-    from torch.distributed.checkpoint.state_dict import get_state_dict
-    msd, osd = get_state_dict(model, opt)
-    state = {"model": msd, "optim": osd, "step": 7}
+    from torch.distributed.checkpoint.state_dict import get_model_state_dict, get_state_dict
+    if mode == "fsdp2-model":  # the model's state only, as a checkpoint saved for inference
+        state = {"model": get_model_state_dict(model)}
+    else:
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+        loss = model(input_ids=torch.arange(8).view(1, 8),
+                     labels=torch.arange(8).view(1, 8)).loss
+        loss.backward(); opt.zero_grad()  # optimizer state exists, weights unchanged
+        msd, osd = get_state_dict(model, opt)
+        state = {"model": msd, "optim": osd, "step": 7}
 else:  # dtensors: rows for some tensors, columns for others (uneven where sizes do not split)
     from torch.distributed.tensor import Shard, distribute_tensor
     msd = {}

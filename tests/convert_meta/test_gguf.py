@@ -354,3 +354,45 @@ def test_a_rebuilt_vocabulary_is_never_called_the_original(tmp_path: Path) -> No
     runs = ["a  b", "x   y z"]
     assert _ids_of(tmp_path / "hf" / "tokenizer.json", runs) != _spm_ids(
         tmp_path / "sp.model", runs, bos=m.trainer_spec.bos_id)
+
+
+def _header_equals_the_reference_reader(path: Path) -> None:
+    import gguf
+
+    from modelport.convert.gguf_header import read_gguf_header
+
+    ours, ref = read_gguf_header(path), gguf.GGUFReader(path)
+    assert ours.version == int(ref.fields["GGUF.version"].parts[-1][0])
+    for name, f in ref.fields.items():
+        if name.startswith("GGUF."):
+            continue
+        if f.types and f.types[0] == gguf.GGUFValueType.ARRAY:
+            assert ours.fields[name] == len(f.data), name  # arrays: their element count
+        else:
+            assert ours.fields[name] == f.contents(), name
+    assert len(ours.fields) == len([n for n in ref.fields if not n.startswith("GGUF.")])
+    assert [(t.name, t.type_name, t.shape, t.offset, t.n_bytes) for t in ours.tensors] == [
+        (t.name, t.tensor_type.name, tuple(int(x) for x in t.shape), int(t.data_offset),
+         int(t.n_bytes)) for t in ref.tensors]
+
+
+@pytest.mark.parametrize("qtype", ["F32", "F16", "Q8_0"])
+def test_header_reader_equals_gguf_reader(tmp_path: Path, qtype: str) -> None:
+    """inspect's header walk (arrays skipped) gives gguf's GGUFReader's answers: every field,
+    every tensor's type, shape, offset and size; a cut file is an error, not a guess."""
+    from modelport.convert.gguf_header import read_gguf_header
+
+    src = tmp_path / "m.gguf"
+    _write_gguf(src, qtype)
+    _header_equals_the_reference_reader(src)
+    data = src.read_bytes()
+    for cut in (len(data) - 1, 200, 30):
+        (tmp_path / "cut.gguf").write_bytes(data[:cut])
+        with pytest.raises(CheckpointError):
+            read_gguf_header(tmp_path / "cut.gguf")
+
+
+@pytest.mark.real
+def test_header_reader_equals_gguf_reader_on_a_real_file() -> None:
+    _header_equals_the_reference_reader(
+        next(real_path("ckpt2/gguf_ollama_llama2_tiny_random").glob("*.gguf")))

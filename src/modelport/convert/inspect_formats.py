@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from modelport.convert.inspect_records import Problem, WeightFile
-from modelport.errors import ModelportError
+from modelport.errors import CheckpointError, ModelportError
 
 # the entry, and which files under the path it accounts for (a test of a relative path)
 Inspected = tuple[WeightFile, Callable[[str], bool]]
@@ -125,28 +125,28 @@ def inspect_gguf(fmt: Any, path: Path, file: Path, problems: list[Problem],
         return r.endswith(".gguf")
 
     try:
-        import gguf
+        import gguf  # noqa: F401 - its type tables size the tensors
     except ImportError:
         problems.append(Problem(severity="error", file=rel, message=(
             "reading GGUF needs the optional package gguf: pip install 'modelport[gguf]'")))
         return wf, read
-    try:
-        r = gguf.GGUFReader(file)
-    except Exception as e:  # the reader raises ValueError/struct errors on damaged files
-        problems.append(Problem(severity="error", file=rel, message=(
-            f"not a readable GGUF file ({type(e).__name__}: {str(e)[:120]})")))
-        return wf, read
+    from modelport.convert.gguf_header import read_gguf_header
     from modelport.convert.gguf_source import KEPT
-    from modelport.convert.gguf_vocab import field
 
-    arch = field(r, "general.architecture")
+    try:
+        r = read_gguf_header(file)  # the tensors and fields, walking past the vocabulary
+    except CheckpointError as e:
+        problems.append(Problem(severity="error", file=rel, message=(
+            f"not a readable GGUF file ({e.message[:120]})")))
+        return wf, read
+    arch = r.fields.get("general.architecture")
     wf.format = f"GGUF ({arch})"
     quantized = 0
     for t in r.tensors:
-        kind = t.tensor_type.name
+        kind = t.type_name
         wf.dtypes[kind] = wf.dtypes.get(kind, 0) + 1
-        wf.parameters += int(math.prod(int(x) for x in t.shape.tolist()))
-        wf.tensor_bytes += int(t.n_bytes)
+        wf.parameters += int(math.prod(t.shape))
+        wf.tensor_bytes += t.n_bytes
         quantized += kind not in KEPT
     wf.tensors = len(r.tensors)
     what = (f"{quantized} quantized tensor(s) are dequantized to float32, not the original "

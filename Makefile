@@ -64,9 +64,7 @@ bench: setup
 	$(BIN)/python bench/quantize_bench.py
 	$(BIN)/python bench/data_check_bench.py
 	$(BIN)/python bench/lora_merge_bench.py
-	$(BIN)/python bench/dcp_bench.py
-	$(BIN)/python bench/zero_bench.py
-	$(BIN)/python bench/vendor_bench.py
+	$(BIN)/python bench/formats_bench.py
 	$(BIN)/python bench/spark_bench.py
 	$(BIN)/python bench/serve_matrix.py
 	MODELPORT_FUZZ_EXAMPLES=25000 $(PYTEST) -n 2 -q tests/hostile/test_fuzz.py \

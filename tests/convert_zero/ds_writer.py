@@ -26,7 +26,7 @@ CONFIGS = {
     "llama-odd": dict(model_type="llama", vocab_size=255, hidden_size=15, num_hidden_layers=2,
                       num_attention_heads=3, head_dim=6, num_key_value_heads=1,
                       intermediate_size=33),
-    # bench/zero_bench.py: 308M parameters, 1.23 GB of fp32 master weights
+    # bench/formats_bench.py: 308M parameters, 1.23 GB of fp32 master weights
     "bench": dict(model_type="llama", vocab_size=32000, hidden_size=2048, num_hidden_layers=4,
                   num_attention_heads=16, intermediate_size=5504, num_key_value_heads=4),
     # tied input and output embeddings: DeepSpeed records them as shared parameters

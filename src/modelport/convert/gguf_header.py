@@ -98,7 +98,7 @@ def read_gguf_header(path: Path) -> GgufHeader:
         version = r.unpack("<I")
         if version not in (2, 3):
             raise CheckpointError(f"GGUF version {version}", path=path,
-                                  hint="modelport reads GGUF versions 2 and 3")
+                                  hint="GGUF versions 2 and 3 are supported")
         n_tensors, n_kv = r.unpack("<Q"), r.unpack("<Q")
         if n_tensors > size or n_kv > size:
             raise CheckpointError("GGUF header counts larger than the file", path=path)

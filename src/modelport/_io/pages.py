@@ -9,6 +9,16 @@ from typing import Any
 _MADV_DONTNEED = 4  # Linux; the pages stay in the page cache and fault back in when read
 
 
+def drop_pages(m: mmap.mmap, offset: int, length: int) -> None:
+    """Unmap from this process the pages of ``[offset, offset + length)`` of ``m``, a
+    read-only map of a file (its contents cannot be lost: they fault back in from the page
+    cache when read again); they stop counting as resident, as YARN and ``top`` count."""
+    lo = offset // mmap.PAGESIZE * mmap.PAGESIZE
+    hi = min(len(m), offset + length)
+    if hi > lo:
+        m.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
+
+
 def drop_view(view: Any, mapping: Any) -> bool:
     """Unmap from this process the pages under the numpy array ``view``, which must lie
     inside ``mapping`` (a numpy memmap of a file opened read-only): its pages stop counting as
@@ -33,4 +43,4 @@ def drop_view(view: Any, mapping: Any) -> bool:
         return False
 
 
-__all__ = ["drop_view"]
+__all__ = ["drop_pages", "drop_view"]

@@ -273,9 +273,6 @@ def spans(folder: Path, t: DcpTensor) -> list[tuple[Path, int, int]] | None:
     a row (a tensor-parallel column split): then :func:`assemble` computes it."""
     if not t.shape:
         return None
-    row = 1
-    for d in t.shape[1:]:
-        row *= d
     out, at = [], 0
     for c in sorted(t.chunks, key=lambda c: c.offsets[0]):
         if c.offsets[0] != at or any(o for o in c.offsets[1:]) or \

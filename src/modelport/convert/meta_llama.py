@@ -184,8 +184,6 @@ def open_meta(src: Path, o: ConvertOptions, source: MetaSource | None = None) ->
 
         parts = [readers[i].tensor(by_rank[i][meta]) for i in range(n if split is not None
                                                                      else 1)]
-        if split == -1:  # tok_embeddings: Llama 2 splits columns, Llama 3 rows
-            split = 1 if n > 1 and parts[0].shape[1] * n == dim else 0
         w = parts[0] if len(parts) == 1 else torch.cat(parts, dim=split)
         if pick is not None:  # one expert of a stacked tensor (w2 stacked transposed)
             rows = w.shape[0] // pick[1]
@@ -207,8 +205,6 @@ def open_meta(src: Path, o: ConvertOptions, source: MetaSource | None = None) ->
         bytes one after another when they split it on rows; None otherwise (computed)."""
         if heads or pick is not None:
             return None
-        if split == -1:
-            split = 1 if n > 1 and by_rank[0][meta].shape[1] * n == dim else 0
         if split not in (None, 0) and n > 1:
             return None
         out = [readers[i].span(by_rank[i][meta]) for i in range(n if split is not None else 1)]
@@ -219,9 +215,10 @@ def open_meta(src: Path, o: ConvertOptions, source: MetaSource | None = None) ->
     for meta, hf, split, heads, pick in plan:
         t0_ = by_rank[0][meta]
         shape = list(t0_.shape)
+        if split == -1:  # tok_embeddings: Llama 2 splits columns, Llama 3 rows
+            split = 1 if n > 1 and shape[1] * n == dim else 0
         if split is not None and n > 1:
-            d = 1 if split == -1 and shape[1] * n == dim else (0 if split == -1 else split)
-            shape[d] *= n
+            shape[split] *= n
         nbytes = t0_.nbytes * (n if split is not None else 1)
         if pick is not None:
             if shape[0] % pick[1]:

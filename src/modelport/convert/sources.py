@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from modelport._io import jsonio
+from modelport._io.pages import drop_pages
 from modelport._io.paths import inside, walk_files
 from modelport._io.st_header import ST_DTYPES, ST_INDEX, SafetensorsHeader, read_header
 from modelport.convert.pickle_safe import TensorRef, element_size
@@ -310,9 +311,8 @@ class Reader:
 
     def regions(self, t: SourceTensor) -> list[tuple[int, int, memoryview]] | None:
         """The writer's feed: the one file range holding ``t`` in C order, if there is one."""
-        start = self.storage_start(t) if t.stride is None and t.nbytes else None
-        return None if start is None else \
-            [(self._fd(t.file_index), start + t.byte_offset, self.tensor_bytes(t))]
+        span = self.span(t) if t.nbytes else None
+        return None if span is None else [(self._fd(t.file_index), span[1], self.tensor_bytes(t))]
 
     def storage(self, t: SourceTensor) -> memoryview:
         """The whole storage buffer ``t`` lives in (zero-copy where possible)."""
@@ -358,13 +358,9 @@ class Reader:
         and ``top`` count memory. Safe at any time: the mapping is read-only and clean."""
         m = self._maps.get(t.file_index)
         start = self.storage_start(t)
-        if m is None or start is None or t.nbytes == 0:
-            return
-        a, b = t.byte_span()
-        lo = (start + a) // mmap.PAGESIZE * mmap.PAGESIZE
-        hi = min(len(m), start + b)
-        if hi > lo:
-            m.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
+        if m is not None and start is not None and t.nbytes:
+            a, b = t.byte_span()
+            drop_pages(m, start + a, b - a)
 
     def computed(self, t: SourceTensor) -> bool:
         """Never: every tensor's bytes are read again from the source file (the writer's feed

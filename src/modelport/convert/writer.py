@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from modelport._io.hashing import HashingWriter, fingerprint_range
+from modelport._io.pages import drop_pages
 from modelport._io.st_header import TORCH_TO_ST, build_header, read_header
 from modelport._types import FileRecord
 from modelport.convert.shards import INDEX_NAME, ShardPlan, index_bytes, shard_metadata
@@ -105,14 +106,13 @@ class Computed:
         return tensor_bytes(t.value())
 
     def computed(self, t: Any) -> bool:
-        return self.regions(t) is None
+        return self._spans_of(t) is None
 
     def release(self, t: Any) -> None:  # runs on the hash thread: lookups only
         for path, offset, length in self._spans.get(id(t)) or []:
             m = self._files[path][1]
-            if m is not None and length:
-                lo = offset // mmap.PAGESIZE * mmap.PAGESIZE
-                m.madvise(mmap.MADV_DONTNEED, lo, offset + length - lo)
+            if m is not None:
+                drop_pages(m, offset, length)
 
     def close(self) -> None:
         self._spans.clear()
@@ -221,9 +221,8 @@ def _differs(path: Path, shard: ShardPlan, feed: Feed, which: Callable[[Any], bo
                 pos += n
             if pos != len(got):
                 return str(t.name)
-            if m is not None and e.end > e.begin:  # read once: neither file's pages stay
-                lo = (header.data_start + e.begin) // mmap.PAGESIZE * mmap.PAGESIZE
-                m.madvise(mmap.MADV_DONTNEED, lo, header.data_start + e.end - lo)
+            if m is not None:  # read once: neither file's pages stay
+                drop_pages(m, header.data_start + e.begin, e.end - e.begin)
             feed.release(t)
         return None
     finally:

@@ -64,6 +64,12 @@ class ZeroTensor:
     def nbytes(self) -> int:
         return math.prod(self.shape) * element_size(self.dtype)
 
+    def parts(self) -> list[tuple[SourceTensor, int, int]]:
+        """(source tensor, first element, elements) of each piece, in order."""
+        if self.whole is not None:
+            return [(self.whole, 0, math.prod(self.shape))]
+        return [(p.part, p.start, p.numel) for p in self.pieces]
+
 
 @dataclass
 class ZeroCheckpoint:

@@ -26,8 +26,7 @@ def assemble(reader: Reader, t: ZeroTensor) -> Any:
     dtype = getattr(torch, t.dtype)
     out = torch.empty(t.shape, dtype=dtype)
     flat, pos = out.reshape(-1), 0
-    for part, start, numel in ([(t.whole, 0, out.numel())] if t.whole is not None else
-                               [(p.part, p.start, p.numel) for p in t.pieces]):
+    for part, start, numel in t.parts():
         flat[pos: pos + numel].copy_(reader.tensor(part).reshape(-1)[start: start + numel])
         reader.release(part)  # copied: the mapped pages need not stay resident
         pos += numel
@@ -37,10 +36,8 @@ def assemble(reader: Reader, t: ZeroTensor) -> Any:
 def spans(reader: Reader, t: ZeroTensor) -> list[tuple[Path, int, int]] | None:
     """The file ranges whose concatenation is ``t``, when every piece is stored plainly in
     ``t``'s dtype (fp32 partitions into fp32); None when it is cast (then computed)."""
-    pieces = [(t.whole, 0, None)] if t.whole is not None else \
-        [(p.part, p.start, p.numel) for p in t.pieces]
     out = []
-    for src, start, numel in pieces:
+    for src, start, numel in t.parts():
         span = reader.span(src, start, numel) if src.dtype == t.dtype else None
         if span is None:
             return None

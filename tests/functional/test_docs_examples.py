@@ -3,7 +3,9 @@
 
 What counts as an example: a ```console, ```sh, ```bash or ```python block, or a block whose
 first line starts with ``$ ``. ``<!-- not run: REASON -->`` on the line before a block exempts
-it (the reason is required: a real cloud account, a cluster). In a console block each ``$ ``
+it (the reason is required: a real cloud account, a cluster); ``<!-- run by: TEST_FILE -->``
+hands a block to a test file that runs it with this module's parser and matcher (it must name
+the page and call them: the serve tests keep vLLM's answer from it). In a console block each ``$ ``
 command (``\\`` continues it) must exit 0, or the N of a trailing ``# exits N``; the lines
 shown under it must appear in its output in that order, ``…`` standing for any text and a
 line of ``...`` for lines left out. A Python block must run to the end (its asserts are its
@@ -17,6 +19,7 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 FENCE = re.compile(r"^```(\w*)\s*$")
 NOT_RUN = re.compile(r"^<!--\s*not run:\s*(.*?)\s*-->\s*$")
+RUN_BY = re.compile(r"^<!--\s*run by:\s*(\S+)\s*-->\s*$")
 EXITS = re.compile(r"\s+#\s*exits\s+(\d+)\s*$")
 RUN_KINDS = {"console", "sh", "bash", "python"}
 
@@ -39,6 +43,7 @@ class Block:
     kind: str
     text: str
     not_run: str | None = None  # the reason
+    run_by: str | None = None  # the test file that runs it instead
 
 
 @dataclass
@@ -66,9 +71,9 @@ def blocks(page: Path) -> list[Block]:
         prev = next((ln for ln in reversed(lines[:start]) if ln.strip()), "")
         shell_like = body.lstrip().startswith("$ ")
         if kind in RUN_KINDS or shell_like:
-            mark = NOT_RUN.match(prev)
+            mark, by = NOT_RUN.match(prev), RUN_BY.match(prev)
             out.append(Block(page.name, start + 1, "console" if shell_like else kind, body,
-                             mark.group(1) if mark else None))
+                             mark.group(1) if mark else None, by.group(1) if by else None))
         i = j + 1
     return out
 
@@ -116,7 +121,7 @@ def shown_in(shown: list[str], output: str) -> str | None:
 
 
 def _runnable_pages() -> list[Path]:
-    return [p for p in PAGES if any(b.not_run is None for b in blocks(p))]
+    return [p for p in PAGES if any(b.not_run is None and b.run_by is None for b in blocks(p))]
 
 
 def test_every_example_is_run_or_says_why_not() -> None:
@@ -124,6 +129,10 @@ def test_every_example_is_run_or_says_why_not() -> None:
     assert [b for b in found if b.not_run == ""] == [], "a `not run` mark without its reason"
     run = [b for b in found if b.not_run is None]
     assert len(run) >= 20, f"only {len(run)} examples run"
+    for b in run:
+        if b.run_by is not None:  # the file exists, names the page and uses this runner
+            text = (ROOT / b.run_by).read_text(encoding="utf-8")
+            assert b.page in text and "run_console(" in text, f"{b.page}:{b.line}: {b.run_by}"
     for b in run:
         if b.kind == "console":
             assert commands(b.text), f"{b.page}:{b.line}: a console block without a command"
@@ -156,9 +165,15 @@ def test_page_examples_run(page: Path, store: LocalS3, tmp_path: Path) -> None:
     shutil.copytree(ROOT / "fixtures", tmp_path / "fixtures",
                     ignore=shutil.ignore_patterns("*.py", "README.md", "__pycache__"))
     env = _env(store, tmp_path)
+
+    def bash(cmd: str) -> tuple[int, str]:
+        r = subprocess.run(["bash", "-euo", "pipefail", "-c", cmd], cwd=tmp_path,
+                           env=env, capture_output=True, text=True, timeout=600)
+        return r.returncode, r.stdout + r.stderr
+
     ran = 0
     for b in blocks(page):
-        if b.not_run is not None:
+        if b.not_run is not None or b.run_by is not None:
             continue
         where = f"{b.page}:{b.line}"
         if b.kind == "python":
@@ -169,14 +184,18 @@ def test_page_examples_run(page: Path, store: LocalS3, tmp_path: Path) -> None:
             assert r.returncode == 0, f"{where}: exit {r.returncode}\n{r.stdout}\n{r.stderr}"
             ran += 1
             continue
-        cmds = commands(b.text) if b.kind == "console" else [Command(b.text)]
-        for c in cmds:
-            r = subprocess.run(["bash", "-euo", "pipefail", "-c", c.cmd], cwd=tmp_path,
-                               env=env, capture_output=True, text=True, timeout=600)
-            output = r.stdout + r.stderr
-            assert r.returncode == c.exits, (
-                f"{where}: `{c.cmd}` exited {r.returncode}, the page says {c.exits}\n{output}")
-            missing = shown_in(c.shown, output)
-            assert missing is None, f"{where}: `{c.cmd}` did not print {missing!r}\n{output}"
-            ran += 1
+        ran += run_console(b, bash)
     assert ran > 0
+
+
+def run_console(b: Block, run: Callable[[str], tuple[int, str]]) -> int:
+    """Run a shell block's commands through ``run`` (exit code, output), checking each
+    command's exit code and shown lines against the page; returns how many ran."""
+    cmds = commands(b.text) if b.kind == "console" else [Command(b.text)]
+    for c in cmds:
+        code, output = run(c.cmd)
+        assert code == c.exits, (
+            f"{b.page}:{b.line}: `{c.cmd}` exited {code}, the page says {c.exits}\n{output}")
+        missing = shown_in(c.shown, output)
+        assert missing is None, f"{b.page}:{b.line}: `{c.cmd}` did not print {missing!r}\n{output}"
+    return len(cmds)

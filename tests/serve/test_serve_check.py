@@ -1,12 +1,15 @@
 """serve-check against the real engine: vLLM 0.32 for CPU in .venv-serve (make setup builds
-it). A bf16 bundle (prepare --serve-check) and a GPTQ bundle (quantize) are served and their
-greedy tokens equal transformers'; an architecture vLLM does not serve is refused in one line
-with vLLM's reason; a difference is reported at its prompt and position, and prepare then
-keeps the bundle and uploads nothing."""
+it). The page's example bundle (docs/cli-serve-check.md, run here with vLLM's answer kept)
+and a GPTQ bundle (quantize) are served and their greedy tokens equal transformers';
+prepare --serve-check passes on vLLM's real answer for the same model; an architecture vLLM
+does not serve is refused in one line with vLLM's reason; a difference is reported at its
+prompt and position, and prepare then keeps the bundle and uploads nothing."""
 
 from __future__ import annotations
 
 import json
+import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,39 +21,68 @@ from modelport.errors import ServeMismatchError
 from modelport.package import serve_check as sc
 from modelport.package.localstore import LocalS3
 from modelport.package.upload import UploadOptions
+from tests.functional.test_docs_examples import blocks, run_console
 from tests.spark.conftest import write_wordlevel_tokenizer
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVE = ROOT / ".venv-serve" / "bin" / "python"
 LLAMA = ROOT / "fixtures" / "tiny-llama-bin"
 CLI = Path(sys.executable).parent / "modelport"
+PAGE = ROOT / "docs" / "cli-serve-check.md"
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object, dict]:
-    """A bf16 bundle through prepare --serve-check, and vLLM's real answer for it."""
+def served(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, dict]:
+    """The example of docs/cli-serve-check.md (`prepare`, then `serve-check`) run through the
+    CLI in this process with the page's runner and matcher, keeping vLLM's real answer."""
+    from click.testing import CliRunner
+
+    from modelport.cli.main import cli
+
     tmp = tmp_path_factory.mktemp("served")
+    shutil.copytree(LLAMA, tmp / "fixtures" / LLAMA.name)
+    (block,) = [b for b in blocks(PAGE) if b.run_by == "tests/serve/test_serve_check.py"]
     answers: list[dict] = []
     real = sc._run_vllm
+    printed: list[str] = []
 
     def keep(python: str, req: dict, timeout: float) -> dict:
         answers.append(real(python, req, timeout))
         return answers[-1]
 
+    def modelport_cli(cmd: str) -> tuple[int, str]:
+        argv = shlex.split(cmd)
+        assert argv[0] == "modelport", cmd
+        r = CliRunner().invoke(cli, argv[1:])
+        printed.append(r.output)
+        return r.exit_code, r.output
+
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(sc, "_run_vllm", keep)
-        rep = modelport.prepare(LLAMA, tmp / "b", ["watsonx-saas"], dtype="bf16",
-                                serve_check=True, serve_python=SERVE, progress=False)
-    return tmp / "b", rep, answers[0]
+        mp.chdir(tmp)
+        assert run_console(block, modelport_cli) == 2
+    assert len(answers) == 1  # one vLLM start, by serve-check
+    return tmp / "bundle", printed[-1], answers[0]
 
 
-def test_a_bf16_bundle_is_served_and_recorded(served: tuple[Path, object, dict]) -> None:
-    bundle, rep, _ = served
-    assert rep.serve is not None and rep.serve.ok, rep.serve and rep.serve.summary()
-    assert rep.serve.tokens_compared == 3 * 16 and rep.serve.vllm_version == "0.32.0"
+def test_the_pages_example_is_served_and_recorded(served: tuple[Path, str, dict]) -> None:
+    bundle, printed, _ = served
+    assert "3 prompt(s), 48 token(s) compared" in printed and "vLLM 0.32.0" in printed
     manifest = json.loads((bundle / "modelport.manifest.json").read_text())
     assert manifest["serve_check"]["ok"] and manifest["serve_check"]["tokens_compared"] == 48
     assert modelport.verify(bundle).ok  # the manifest rewrite kept every digest
+
+
+def test_prepare_serve_check_passes_on_vllms_real_answer(
+        served: tuple[Path, str, dict], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """prepare --serve-check on the same model, given vLLM's real answer for it."""
+    monkeypatch.setattr(sc, "_run_vllm", lambda python, req, timeout: served[2])
+    rep = modelport.prepare(LLAMA, tmp_path / "b", ["watsonx-saas"], serve_check=True,
+                            serve_python=SERVE, progress=False)
+    assert rep.serve is not None and rep.serve.ok, rep.serve and rep.serve.summary()
+    assert rep.serve.tokens_compared == 3 * 16 and rep.serve.vllm_version == "0.32.0"
+    manifest = json.loads((tmp_path / "b" / "modelport.manifest.json").read_text())
+    assert manifest["serve_check"]["ok"] and modelport.verify(tmp_path / "b").ok
 
 
 # GPTQModel calls transformers' deprecated is_gradient_checkpointing while quantizing
@@ -89,7 +121,7 @@ def _planted(real: dict, position: int) -> dict:
 
 
 def test_a_difference_is_reported_and_prepare_uploads_nothing(
-        served: tuple[Path, object, dict], tmp_path: Path,
+        served: tuple[Path, str, dict], tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
     """vLLM's real answer for the same bundle, one generated token changed."""
     answer = served[2]
@@ -102,8 +134,7 @@ def test_a_difference_is_reported_and_prepare_uploads_nothing(
         for k, v in s3.env().items():
             monkeypatch.setenv(k, v)
         with pytest.raises(ServeMismatchError) as e:
-            modelport.prepare(LLAMA, tmp_path / "b", ["watsonx-saas"], dtype="bf16",
-                              serve_check=True,
+            modelport.prepare(LLAMA, tmp_path / "b", ["watsonx-saas"], serve_check=True,
                               serve_python=SERVE, upload_url="s3://models/x",
                               upload_options=UploadOptions(endpoint_url=s3.endpoint),
                               progress=False)
@@ -121,11 +152,9 @@ def test_a_difference_is_reported_and_prepare_uploads_nothing(
                                                   str(diff["transformers_token"])}
 
 
-def test_the_cli_exits_1_at_the_first_difference(served: tuple[Path, object, dict],
+def test_the_cli_exits_1_at_the_first_difference(served: tuple[Path, str, dict],
                                                  tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    import shutil
-
     from click.testing import CliRunner
 
     from modelport.cli.main import cli

@@ -147,7 +147,7 @@ def test_every_verb_knows_a_gguf(tmp_path: Path) -> None:
 def test_damaged_gguf_is_refused(tmp_path: Path) -> None:
     src = tmp_path / "bad.gguf"
     src.write_bytes(b"GGUF" + b"\x03\x00\x00\x00" + b"\xff" * 40)
-    with pytest.raises(CheckpointError, match="not a readable GGUF"):
+    with pytest.raises(CheckpointError, match="GGUF header counts larger than the file"):
         modelport.convert(src, tmp_path / "out", progress=False)
     assert not (tmp_path / "out").exists()
 
@@ -374,12 +374,21 @@ def _header_equals_the_reference_reader(path: Path) -> None:
     assert [(t.name, t.type_name, t.shape, t.offset, t.n_bytes) for t in ours.tensors] == [
         (t.name, t.tensor_type.name, tuple(int(x) for x in t.shape), int(t.data_offset),
          int(t.n_bytes)) for t in ref.tensors]
+    # convert's read: the arrays too (the vocabulary), each equal to GGUFReader's contents
+    full = read_gguf_header(path, arrays=True)
+    arrays = 0
+    for name, f in ref.fields.items():
+        if not name.startswith("GGUF."):
+            assert full.fields[name] == f.contents(), name
+            arrays += isinstance(full.fields[name], list)
+    assert arrays > 0 and full.tensors == ours.tensors
 
 
 @pytest.mark.parametrize("qtype", ["F32", "F16", "Q8_0"])
 def test_header_reader_equals_gguf_reader(tmp_path: Path, qtype: str) -> None:
-    """inspect's header walk (arrays skipped) gives gguf's GGUFReader's answers: every field,
-    every tensor's type, shape, offset and size; a cut file is an error, not a guess."""
+    """The header walk (arrays skipped for inspect, read for convert) gives gguf's
+    GGUFReader's answers: every field and array, every tensor's type, shape, offset and size;
+    a cut file is an error, not a guess."""
     from modelport.convert.gguf_header import read_gguf_header
 
     src = tmp_path / "m.gguf"
@@ -388,8 +397,9 @@ def test_header_reader_equals_gguf_reader(tmp_path: Path, qtype: str) -> None:
     data = src.read_bytes()
     for cut in (len(data) - 1, 200, 30):
         (tmp_path / "cut.gguf").write_bytes(data[:cut])
-        with pytest.raises(CheckpointError):
-            read_gguf_header(tmp_path / "cut.gguf")
+        for arrays in (False, True):
+            with pytest.raises(CheckpointError):
+                read_gguf_header(tmp_path / "cut.gguf", arrays=arrays)
 
 
 @pytest.mark.real

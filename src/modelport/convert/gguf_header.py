@@ -1,10 +1,11 @@
-"""A GGUF file's header read without materialising its arrays: the scalar and string fields
-and every tensor's name, type, shape, offset and size.
+"""A GGUF file's header in one walk: the fields and every tensor's name, type, shape, offset
+and size; the one GGUF reader of ``inspect`` and ``convert``.
 
-gguf's ``GGUFReader`` (the reference reader, used to convert) parses every element of every
-array field into numpy objects: 2 s for a 32k-token vocabulary, before a single tensor is
-listed. ``inspect`` needs the tensors and a few fields only, so it walks past the arrays
-here; the test compares every answer with ``GGUFReader``'s on the same files.
+gguf's ``GGUFReader`` (the format's reference reader) parses every element of every array
+field into numpy objects: 2 s for a 32k-token vocabulary, before a single tensor is listed.
+Here ``inspect`` walks past the arrays (each is its element count), and ``convert`` reads them
+as plain lists (the vocabulary: tens of milliseconds); the tests compare every answer with
+``GGUFReader``'s on written and real files.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from modelport.errors import CheckpointError
 
 _SCALAR = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?",
            10: "<Q", 11: "<q", 12: "<d"}
+_NUMPY = {0: "<u1", 1: "<i1", 2: "<u2", 3: "<i2", 4: "<u4", 5: "<i4", 6: "<f4", 7: "?",
+          10: "<u8", 11: "<i8", 12: "<f8"}
 _STRING, _ARRAY = 8, 9
 
 
@@ -33,21 +36,24 @@ class GgufTensor:
 @dataclass
 class GgufHeader:
     version: int
-    fields: dict[str, Any] = field(default_factory=dict)  # arrays as their element count
+    # arrays as lists, or as their element count when read without them
+    fields: dict[str, Any] = field(default_factory=dict)
     tensors: list[GgufTensor] = field(default_factory=list)
 
 
 class _Reader:
-    def __init__(self, f: BinaryIO, size: int, path: Path) -> None:
-        self.f, self.size, self.path = f, size, path
+    def __init__(self, f: BinaryIO, size: int, path: Path, arrays: bool) -> None:
+        self.f, self.size, self.path, self.arrays = f, size, path, arrays
 
-    def unpack(self, fmt: str) -> Any:
-        n = struct.calcsize(fmt)
+    def read(self, n: int) -> bytes:
         b = self.f.read(n)
         if len(b) != n:
             raise CheckpointError("the GGUF header ends early", path=self.path,
                                   hint="the file is truncated; download it again")
-        return struct.unpack(fmt, b)[0]
+        return b
+
+    def unpack(self, fmt: str) -> Any:
+        return struct.unpack(fmt, self.read(struct.calcsize(fmt)))[0]
 
     def skip(self, n: int) -> None:
         if n < 0 or self.f.tell() + n > self.size:
@@ -55,11 +61,18 @@ class _Reader:
                                   path=self.path, hint="the file is damaged")
         self.f.seek(n, 1)
 
-    def string(self) -> str:
+    def string(self, strict: bool = False) -> str:
         n = self.unpack("<Q")
         if self.f.tell() + n > self.size:
             self.skip(n)  # raises
-        return self.f.read(n).decode("utf-8", errors="replace")
+        b = self.read(n)
+        if not strict:
+            return b.decode("utf-8", errors="replace")
+        try:
+            return b.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise CheckpointError("a GGUF string array holds bytes that are not UTF-8",
+                                  path=self.path, hint="the file is damaged") from e
 
     def value(self, vtype: int) -> Any:
         if vtype in _SCALAR:
@@ -72,18 +85,28 @@ class _Reader:
         if count > self.size:
             self.skip(count)  # raises
         if etype in _SCALAR:
-            self.skip(count * struct.calcsize(_SCALAR[etype]))
-        else:
+            n = count * struct.calcsize(_SCALAR[etype])
+            if not self.arrays:
+                self.skip(n)
+                return count
+            import numpy as np
+
+            if self.f.tell() + n > self.size:
+                self.skip(n)  # raises
+            return np.frombuffer(self.read(n), dtype=_NUMPY[etype]).tolist()
+        if etype == _STRING and not self.arrays:
             for _ in range(count):
-                if etype == _STRING:
-                    self.skip(self.unpack("<Q"))
-                else:
-                    self.value(etype)
-        return count
+                self.skip(self.unpack("<Q"))
+            return count
+        if etype == _STRING:
+            return [self.string(strict=True) for _ in range(count)]
+        items = [self.value(etype) for _ in range(count)]
+        return items if self.arrays else count
 
 
-def read_gguf_header(path: Path) -> GgufHeader:
-    """The header of the GGUF file at ``path`` (versions 2 and 3).
+def read_gguf_header(path: Path, *, arrays: bool = False) -> GgufHeader:
+    """The header of the GGUF file at ``path`` (versions 2 and 3); with ``arrays``, array
+    fields as lists (strings decoded as UTF-8, strictly), else as their element count.
 
     Raises:
         CheckpointError: not GGUF, an unsupported version, or a damaged header.
@@ -92,7 +115,7 @@ def read_gguf_header(path: Path) -> GgufHeader:
 
     size = path.stat().st_size
     with path.open("rb") as f:
-        r = _Reader(f, size, path)
+        r = _Reader(f, size, path, arrays)
         if f.read(4) != b"GGUF":
             raise CheckpointError("not a GGUF file (no GGUF magic)", path=path)
         version = r.unpack("<I")
@@ -105,6 +128,9 @@ def read_gguf_header(path: Path) -> GgufHeader:
         h = GgufHeader(version)
         for _ in range(n_kv):
             key = r.string()
+            if key in h.fields:
+                raise CheckpointError(f"the GGUF field {key!r} is there twice", path=path,
+                                      hint="the file is damaged")
             h.fields[key] = r.value(r.unpack("<I"))
         infos = []
         for _ in range(n_tensors):
@@ -131,6 +157,9 @@ def read_gguf_header(path: Path) -> GgufHeader:
             raise CheckpointError(f"tensor {name!r} ends past the end of the file", path=path,
                                   hint="the file is truncated; download it again")
         h.tensors.append(t)
+    if len({t.name for t in h.tensors}) != len(h.tensors):
+        raise CheckpointError("a GGUF tensor name is there twice", path=path,
+                              hint="the file is damaged")
     return h
 
 

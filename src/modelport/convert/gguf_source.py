@@ -1,12 +1,13 @@
 """GGUF (llama.cpp) files of the llama architecture into a Hugging Face folder.
 
-Read with the ``gguf`` package (the format's reference reader, ``pip install
-'modelport[gguf]'``), tensor by tensor: F32/F16/BF16 kept as they are (copied from the file's
-bytes by the kernel, except the permuted q/k), quantized types
-dequantized to float32 by ``gguf.quants`` (the weights are then *not* the original ones: the
-report says so, with the type's error bound), llama.cpp's names mapped back, and its q/k
-permutation undone. config.json comes from the GGUF metadata; the embedded vocabulary becomes
-tokenizer files (``gguf_vocab``). Anchor: transformers' GGUF loading (its ``gguf_file=``
+The header (fields, vocabulary, tensor locations) comes from one walk
+(``gguf_header``, tested against gguf's ``GGUFReader``); then tensor by tensor: F32/F16/BF16
+kept as they are (copied from the file's bytes by the kernel, except the permuted q/k),
+quantized types dequantized to float32 by the ``gguf`` package's ``gguf.quants`` (``pip
+install 'modelport[gguf]'``; the weights are then *not* the original ones: the report says so,
+with the type's error bound), llama.cpp's names mapped back, and its q/k permutation undone.
+config.json comes from the GGUF metadata; the embedded vocabulary becomes tokenizer files
+(``gguf_vocab``). Anchor: transformers' GGUF loading (its ``gguf_file=``
 argument, the whole model dequantized in memory).
 """
 
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from modelport._io.pages import drop_view
+from modelport.convert.gguf_header import read_gguf_header
 from modelport.convert.gguf_vocab import field
 from modelport.convert.llama_config import llama_config
 from modelport.convert.meta_llama import permute
@@ -57,11 +59,7 @@ def open_gguf(src: Path, options: ConvertOptions) -> Opened:
     src = gguf_file(src) or src  # a folder holding one .gguf: that file
     if not src.is_file():
         raise InputError("not a file", path=src)
-    try:
-        r = gguf.GGUFReader(src)
-    except Exception as e:  # the reader raises ValueError/struct errors on damaged files
-        raise CheckpointError(f"not a readable GGUF file ({type(e).__name__}: {e})", path=src,
-                              hint="re-download the file") from e
+    r = read_gguf_header(src, arrays=True)
     arch = field(r, "general.architecture")
     if arch != "llama":
         raise UnsupportedError(f"GGUF architecture {arch!r}", path=src, supported=["llama"])
@@ -69,7 +67,7 @@ def open_gguf(src: Path, options: ConvertOptions) -> Opened:
     n_kv = int(field(r, "llama.attention.head_count_kv", n_head))
     entries, plan, types = [], [], {}
     for t in r.tensors:
-        tname = t.tensor_type.name
+        tname = t.type_name
         types[tname] = types.get(tname, 0) + 1
         m = re.match(r"^blk\.(\d+)\.(\w+)\.weight$", t.name)
         if m and m.group(2) in _LAYER:
@@ -81,36 +79,47 @@ def open_gguf(src: Path, options: ConvertOptions) -> Opened:
             raise UnsupportedError(f"tensor {t.name!r} is not part of the llama layout",
                                    path=src)
         st = KEPT.get(tname, "F32")
-        shape = tuple(int(x) for x in reversed(t.shape.tolist()))
+        shape = tuple(reversed(t.shape))
         size = {"F32": 4, "F16": 2, "BF16": 2}[st]
         n = 1
         for d in shape:
             n *= d
         entries.append((name, st, shape, n * size))
         plan.append((t, heads))
+    data = np.memmap(src, dtype=np.uint8, mode="r") if r.tensors else None
 
     def value(i: int) -> Any:
         t, heads = plan[i]
-        if t.tensor_type.name in KEPT:
-            arr = np.asarray(t.data).reshape(entries[i][2])
-            w = torch.from_numpy(arr.copy()) if t.tensor_type.name != "BF16" else \
-                torch.from_numpy(arr.copy().view(np.int16)).view(torch.bfloat16)
+        assert data is not None
+        raw = data[t.offset: t.offset + t.n_bytes]
+        shape = entries[i][2]
+        if t.type_name in KEPT:
+            arr = raw.view({"F32": np.float32, "F16": np.float16, "BF16": np.int16}[
+                t.type_name]).reshape(shape)
+            w = torch.from_numpy(arr.copy())
+            w = w.view(torch.bfloat16) if t.type_name == "BF16" else w
         else:
+            qt = gguf.GGMLQuantizationType[t.type_name]
+            block, type_size = gguf.GGML_QUANT_SIZES[qt]
+            row = t.shape[0] if t.shape else 1
+            if row % block:
+                raise CheckpointError(f"tensor {t.name!r}: rows of {row} do not fill "
+                                      f"{t.type_name} blocks of {block}", path=src)
             try:
-                deq = gguf.quants.dequantize(t.data, t.tensor_type)
+                deq = gguf.quants.dequantize(raw.reshape(-1, row // block * type_size), qt)
             except NotImplementedError as e:
-                raise UnsupportedError(f"GGUF quant type {t.tensor_type.name}", path=src,
+                raise UnsupportedError(f"GGUF quant type {t.type_name}", path=src,
                                        hint="the gguf package cannot dequantize it") from e
-            w = torch.from_numpy(np.asarray(deq, dtype=np.float32).reshape(entries[i][2]).copy())
-        drop_view(t.data, r.data)  # copied: the file's pages need not stay resident
+            w = torch.from_numpy(np.asarray(deq, dtype=np.float32).reshape(shape).copy())
+        drop_view(raw, data)  # copied: the file's pages need not stay resident
         return permute(w, heads) if heads else w
 
     def spans(i: int) -> list[tuple[Path, int, int]] | None:
         """A tensor kept as stored and not permuted: its bytes, where the file holds them."""
         t, heads = plan[i]
-        if t.tensor_type.name not in KEPT or heads or int(t.n_bytes) != entries[i][3]:
+        if t.type_name not in KEPT or heads or t.n_bytes != entries[i][3]:
             return None
-        return [(src, int(t.data_offset), entries[i][3])]
+        return [(src, t.offset, entries[i][3])]
 
     cfg = llama_config(
         {e[0]: e[2] for e in entries}, layers=int(field(r, "llama.block_count")),

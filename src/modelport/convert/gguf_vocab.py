@@ -31,13 +31,13 @@ NONE_IDS = (0xFFFFFFFF, -1)  # llama.cpp's "no such token" (LLAMA_TOKEN_NULL, as
 
 
 def field(r: Any, key: str, default: Any = None) -> Any:
-    """A GGUF metadata value (a scalar, a string or a list), or ``default``; a token id that
-    means "none" (``0xFFFFFFFF``, as llama.cpp's converter writes an absent padding token) is
-    ``default`` too."""
-    f = r.fields.get(key)
-    if f is None or not f.data:
+    """A metadata value of the header ``r`` (read with its arrays: a scalar, a string or a
+    list), or ``default`` when absent or an empty list; a token id that means "none"
+    (``0xFFFFFFFF``, as llama.cpp's converter writes an absent padding token) is ``default``
+    too."""
+    value = r.fields.get(key)
+    if value is None or value == []:
         return default
-    value = f.contents()
     if key.endswith("_token_id") and value in NONE_IDS:
         return default
     return value

@@ -187,9 +187,17 @@ def test_megatron_checkpoint_converts_to_the_model_it_was_built_from(
     assert any(f"{tp} tensor-parallel rank(s)" in w for w in rep.warnings)
     plan = modelport.plan_convert(run, tmp_path / "dry", modelport.ConvertOptions(
         max_shard_size="100KB"))
+    feed = plan.feed()
+    computed = {t.name.split(".")[-2] for s in plan.shards for t in s.tensors
+                if feed.computed(t)}
+    feed.close()
     plan.close()
     assert [s.filename for s in plan.shards] == [o.path for o in rep.outputs
                                                  if o.role == "weights"]
+    # copied from the ranks' files: all of a Llama's but the column splits over ranks
+    # (q/k/v and gate/up are row blocks of the fused weights); GPT-2's transposed ones
+    assert computed == ({"o_proj", "down_proj"} if tp > 1 else set()) if family == "llama" \
+        else {"c_attn", "c_proj", "c_fc"}
     info = modelport.inspect(run)
     assert info.ok, info.problems
 

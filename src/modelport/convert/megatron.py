@@ -210,6 +210,38 @@ def open_megatron(src: Path, options: ConvertOptions) -> Opened:
                                                                      else 1)]
         return parts[0] if len(parts) == 1 else torch.cat(parts, dim=split)
 
+    Span = list[tuple[Path, int, int]] | None
+
+    def rows(name: str, split: int | None, pieces: list[tuple[int, int, int]] | None = None
+             ) -> Span:
+        """Where a tensor stored plainly lies when the output is its ranks' rows one after
+        another (``split`` 0, one rank's copy, or a single rank): the ranks' ranges, or
+        ``pieces`` of them (rank, first element, elements); None for a column split over
+        ranks (computed)."""
+        if split not in (None, 0) and tp > 1:
+            return None
+        if pieces is None:
+            pieces = [(i, 0, math.prod(by_rank[i][name].shape))
+                      for i in range(tp if split == 0 else 1)]
+        out = [readers[i].span(by_rank[i][name], start, n) for i, start, n in pieces]
+        return None if None in out else out  # type: ignore[return-value]
+
+    def qkv_rows(name: str, part: str) -> Span:
+        """q, k or v of a fused query/key/value weight: one block of rows per query group
+        (``per`` query heads, then one key and one value head), groups spread over ranks."""
+        t0 = by_rank[0][name]
+        per, width = heads // groups, math.prod(t0.shape[1:])
+        at = {"q": 0, "k": per, "v": per + 1}[part]
+        n = (per if part == "q" else 1) * hd * width
+        local = groups // tp
+        return rows(name, 0, [(g // local, ((g % local) * (per + 2) + at) * hd * width, n)
+                              for g in range(groups)])
+
+    def half_rows(name: str, first: bool) -> Span:
+        """The gate (first) or up half of each rank's fused fc1 rows, ranks one after another."""
+        numel = math.prod(by_rank[0][name].shape)
+        return rows(name, 0, [(i, 0 if first else numel // 2, numel // 2) for i in range(tp)])
+
     def shape(name: str, split: int | None) -> list[int]:
         s = list(by_rank[0][name].shape)
         if split is not None:
@@ -219,10 +251,11 @@ def open_megatron(src: Path, options: ConvertOptions) -> Opened:
     out: list[Produced] = []
     renamed: dict[str, str] = {}
 
-    def add(hf: str, key: tuple[str, str], shp: list[int], fn: Any) -> None:
+    def add(hf: str, key: tuple[str, str], shp: list[int], fn: Any, where: Any = None) -> None:
         name, _ = roles[key]
         dtype = by_rank[0][name].dtype
-        out.append(Produced(hf, dtype, tuple(shp), math.prod(shp) * element_size(dtype), fn))
+        out.append(Produced(hf, dtype, tuple(shp), math.prod(shp) * element_size(dtype), fn,
+                            where))
         renamed.setdefault(name, hf)
 
     def qkv(key: tuple[str, str], part: str) -> Any:
@@ -248,10 +281,11 @@ def open_megatron(src: Path, options: ConvertOptions) -> Opened:
     top = "model." if family == "llama" else "transformer."
     if family == "llama":
         add("model.embed_tokens.weight", ("", "wte"), shape(*roles[("", "wte")]),
-            lambda: gather(*roles[("", "wte")]))
+            lambda: gather(*roles[("", "wte")]), lambda: rows(*roles[("", "wte")]))
     else:
         for k in ("wte", "wpe"):
-            add(_GPT2[k], ("", k), shape(*roles[("", k)]), lambda k=k: gather(*roles[("", k)]))
+            add(_GPT2[k], ("", k), shape(*roles[("", k)]), lambda k=k: gather(*roles[("", k)]),
+                lambda k=k: rows(*roles[("", k)]))
     for lay in layers:
         pre = f"{top}layers.{lay}." if family == "llama" else f"{top}h.{lay}."
         for role in ("ln1.w", "ln1.b", "qkv.w", "qkv.b", "o.w", "o.b", "ln2.w", "ln2.b",
@@ -265,11 +299,12 @@ def open_megatron(src: Path, options: ConvertOptions) -> Opened:
             if family == "llama" and role == "qkv.w":
                 for p, n_h in (("q", heads), ("k", groups), ("v", groups)):
                     add(f"{pre}self_attn.{p}_proj.weight", key, [n_h * hd, shp[1]],
-                        lambda key=key, p=p: qkv(key, p))
+                        lambda key=key, p=p: qkv(key, p), lambda n=name, p=p: qkv_rows(n, p))
             elif family == "llama" and role == "fc1.w":
                 for p, first in (("gate", True), ("up", False)):
                     add(f"{pre}mlp.{p}_proj.weight", key, [shp[0] // 2, shp[1]],
-                        lambda key=key, first=first: halves(key, first))
+                        lambda key=key, first=first: halves(key, first),
+                        lambda n=name, first=first: half_rows(n, first))
             elif family == "gpt2" and role in ("qkv.w", "qkv.b"):
                 add(f"{pre}attn.c_attn.{'weight' if role == 'qkv.w' else 'bias'}", key,
                     shp[::-1], lambda key=key: _gpt2_qkv(key, qkv))
@@ -278,19 +313,21 @@ def open_megatron(src: Path, options: ConvertOptions) -> Opened:
                     lambda n=name, s=split: gather(n, s).T.contiguous())
             elif role in (_LLAMA if family == "llama" else _GPT2):
                 hf = (_LLAMA if family == "llama" else _GPT2)[role]
-                add(pre + hf, key, shp, lambda n=name, s=split: gather(n, s))
+                add(pre + hf, key, shp, lambda n=name, s=split: gather(n, s),
+                    lambda n=name, s=split: rows(n, s))
             else:
                 raise UnsupportedError(f"{name}: a {role.split('.')[0]} bias in a Llama "
                                        "style model", path=files[0])
     add(_LLAMA["lnf.w"] if family == "llama" else _GPT2["lnf.w"], ("", "lnf.w"),
-        shape(*roles[("", "lnf.w")]), lambda: gather(*roles[("", "lnf.w")]))
+        shape(*roles[("", "lnf.w")]), lambda: gather(*roles[("", "lnf.w")]),
+        lambda: rows(*roles[("", "lnf.w")]))
     if family == "gpt2":
         add(_GPT2["lnf.b"], ("", "lnf.b"), shape(*roles[("", "lnf.b")]),
-            lambda: gather(*roles[("", "lnf.b")]))
+            lambda: gather(*roles[("", "lnf.b")]), lambda: rows(*roles[("", "lnf.b")]))
     untied = ("", "out") in roles
     if untied:
         add("lm_head.weight", ("", "out"), shape(*roles[("", "out")]),
-            lambda: gather(*roles[("", "out")]))
+            lambda: gather(*roles[("", "out")]), lambda: rows(*roles[("", "out")]))
     if used != set(roles) or (("", "wpe") in roles and family == "llama"):
         odd = sorted(set(roles) - used) or [("", "wpe")]
         raise UnsupportedError(f"{roles[odd[0]][0]} has no place in a {family} style model",

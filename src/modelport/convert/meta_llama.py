@@ -184,6 +184,17 @@ def open_meta(src: Path, o: ConvertOptions, source: MetaSource | None = None) ->
 
         parts = [readers[i].tensor(by_rank[i][meta]) for i in range(n if split is not None
                                                                      else 1)]
+        if heads and split == 0 and len(parts) > 1 and pick is None:
+            # each rank holds whole heads: each part permuted straight into its rows (one
+            # copy, not a concatenation and then a permuted copy of it)
+            w = torch.empty((sum(p.shape[0] for p in parts), *parts[0].shape[1:]),
+                            dtype=parts[0].dtype)
+            at = 0
+            for i, p in enumerate(parts):
+                w[at: at + p.shape[0]] = permute(p, heads // n)
+                at += p.shape[0]
+                readers[i].release(by_rank[i][meta])
+            return w
         w = parts[0] if len(parts) == 1 else torch.cat(parts, dim=split)
         if pick is not None:  # one expert of a stacked tensor (w2 stacked transposed)
             rows = w.shape[0] // pick[1]

@@ -9,9 +9,9 @@ Inputs (built once, about 13 GB on disk; BENCH_DIR chooses where):
 * DCP: a 2.6 GiB bf16 llama saved by 4 gloo processes, twice: as FSDP2 saves its model state
   (every tensor split on rows; no optimizer state, so both tools write the same tensors) and
   as DTensors split on rows and columns (tensor parallelism); anchor ``dcp_to_torch_save``.
-* ZeRO-3 on 4 ranks, written by DeepSpeed on the CPU (1.23 GB of fp32 master weights: a 3 GB
-  model's 4 CPU ranks do not fit in 24 GiB); anchor the checkpoint's ``zero_to_fp32.py
-  --safe_serialization``.
+* ZeRO-3 on 2 ranks, written by DeepSpeed on the CPU (2.48 GB of fp32 master weights, 7.4 GB
+  of checkpoint files; 4 CPU ranks of this size do not fit in 24 GiB); anchor the
+  checkpoint's ``zero_to_fp32.py --safe_serialization``.
 * Meta's layout, a 1.48B-parameter bf16 llama (2.97 GB) in 2 ranks; anchor the method of
   transformers' ``convert_llama_weights_to_hf.py`` (see ``vendor_bench.py``).
 * GGUF F16 of the same model; anchor transformers' ``from_pretrained(gguf_file=)`` + save.
@@ -63,12 +63,12 @@ def _build(root: Path) -> list[tuple[str, Path, str, list[str], str]]:
                       [py, "-W", "ignore", "-c", dcp_bench.ANCHOR, str(ck), "OUT"],
                       f"{size / 2**30:.2f} GiB bf16 in 4 .distcp files"))
     shutil.rmtree(m)
-    zk = write_zero(root / "zero", 3, "bf16", "bench", 4)
+    zk = write_zero(root / "zero", 3, "bf16", "bench", 2)
     size = sum(p.stat().st_size for p in (zk / "global_step2").iterdir())
-    cases.append(("ZeRO-3, 4 ranks", zk, "DeepSpeed zero_to_fp32.py --safe_serialization",
+    cases.append(("ZeRO-3, 2 ranks", zk, "DeepSpeed zero_to_fp32.py --safe_serialization",
                   [py, str(zk / "zero_to_fp32.py"), str(zk), "OUT", "--safe_serialization"],
                   f"{size / 1e9:.2f} GB of "
-                  "checkpoint files (1.23 GB fp32 written)"))
+                  "checkpoint files (2.48 GB fp32 written)"))
     v = vendor_bench
     subprocess.run([py, "-W", "ignore", "-c", v.BUILD, str(root), str(v.DIM), str(v.FF),
                     str(v.HEADS), str(v.KV), str(v.VOCAB), str(v.LAYERS)], check=True)

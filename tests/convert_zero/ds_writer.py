@@ -26,9 +26,11 @@ CONFIGS = {
     "llama-odd": dict(model_type="llama", vocab_size=255, hidden_size=15, num_hidden_layers=2,
                       num_attention_heads=3, head_dim=6, num_key_value_heads=1,
                       intermediate_size=33),
-    # bench/formats_bench.py: 308M parameters, 1.23 GB of fp32 master weights
-    "bench": dict(model_type="llama", vocab_size=32000, hidden_size=2048, num_hidden_layers=4,
-                  num_attention_heads=16, intermediate_size=5504, num_key_value_heads=4),
+    # bench/formats_bench.py: 619M parameters, 2.48 GB of fp32 master weights (2 ranks: 4
+    # CPU ranks of this size do not fit in 24 GiB)
+    "bench": dict(model_type="llama", vocab_size=32000, hidden_size=2048,
+                  num_hidden_layers=11, num_attention_heads=16, intermediate_size=5504,
+                  num_key_value_heads=4),
     # tied input and output embeddings: DeepSpeed records them as shared parameters
     "gpt2": dict(model_type="gpt2", vocab_size=256, n_embd=32, n_layer=2, n_head=4,
                  n_positions=32),

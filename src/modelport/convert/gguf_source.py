@@ -86,11 +86,10 @@ def open_gguf(src: Path, options: ConvertOptions) -> Opened:
             n *= d
         entries.append((name, st, shape, n * size))
         plan.append((t, heads))
-    data = np.memmap(src, dtype=np.uint8, mode="r") if r.tensors else None
+    data = np.memmap(src, dtype=np.uint8, mode="r")  # the header read: not empty
 
     def value(i: int) -> Any:
         t, heads = plan[i]
-        assert data is not None
         raw = data[t.offset: t.offset + t.n_bytes]
         shape = entries[i][2]
         if t.type_name in KEPT:

@@ -11,8 +11,11 @@ projection and fc2), the fused QKV rows (per query group: its query heads, one k
 value head) are split, SwiGLU's fc1 (per rank: its gate rows, then its up rows) is split, and
 the result is named for ``LlamaForCausalLM`` (RMSNorm, SwiGLU, rotary, no biases) or
 ``GPT2LMHeadModel`` (LayerNorm, GeLU, learned positions, biases; Conv1D weights transposed).
-config.json comes from ``args``. Optimizer and RNG states are left out. Anchors: transformers'
-``convert_megatron_gpt2_checkpoint.py`` and Megatron-LM's ``tools/checkpoint`` loaders.
+What lies in the ranks' files as the output's rows (row splits, one rank's copy, the q/k/v
+blocks and the gate/up halves) is copied from them by the writer; only column splits over
+ranks and transposed weights are computed. config.json comes from ``args``. Optimizer and
+RNG states are left out. Anchors: transformers' ``convert_megatron_gpt2_checkpoint.py`` and
+Megatron-LM's ``tools/checkpoint`` loaders.
 """
 
 from __future__ import annotations
@@ -258,6 +261,12 @@ def open_megatron(src: Path, options: ConvertOptions) -> Opened:
                             where))
         renamed.setdefault(name, hf)
 
+    def plain(hf: str, key: tuple[str, str]) -> None:
+        """An output tensor that is the role's tensor as the ranks hold it, concatenated."""
+        name, split = roles[key]
+        add(hf, key, shape(name, split), lambda: gather(name, split),
+            lambda: rows(name, split))
+
     def qkv(key: tuple[str, str], part: str) -> Any:
         name, split = roles[key]
         w = gather(name, split)
@@ -280,12 +289,10 @@ def open_megatron(src: Path, options: ConvertOptions) -> Opened:
     used = {k for k in roles if not k[0]}
     top = "model." if family == "llama" else "transformer."
     if family == "llama":
-        add("model.embed_tokens.weight", ("", "wte"), shape(*roles[("", "wte")]),
-            lambda: gather(*roles[("", "wte")]), lambda: rows(*roles[("", "wte")]))
+        plain("model.embed_tokens.weight", ("", "wte"))
     else:
         for k in ("wte", "wpe"):
-            add(_GPT2[k], ("", k), shape(*roles[("", k)]), lambda k=k: gather(*roles[("", k)]),
-                lambda k=k: rows(*roles[("", k)]))
+            plain(_GPT2[k], ("", k))
     for lay in layers:
         pre = f"{top}layers.{lay}." if family == "llama" else f"{top}h.{lay}."
         for role in ("ln1.w", "ln1.b", "qkv.w", "qkv.b", "o.w", "o.b", "ln2.w", "ln2.b",
@@ -312,22 +319,16 @@ def open_megatron(src: Path, options: ConvertOptions) -> Opened:
                 add(pre + _GPT2_T[role], key, shp[::-1],
                     lambda n=name, s=split: gather(n, s).T.contiguous())
             elif role in (_LLAMA if family == "llama" else _GPT2):
-                hf = (_LLAMA if family == "llama" else _GPT2)[role]
-                add(pre + hf, key, shp, lambda n=name, s=split: gather(n, s),
-                    lambda n=name, s=split: rows(n, s))
+                plain(pre + (_LLAMA if family == "llama" else _GPT2)[role], key)
             else:
                 raise UnsupportedError(f"{name}: a {role.split('.')[0]} bias in a Llama "
                                        "style model", path=files[0])
-    add(_LLAMA["lnf.w"] if family == "llama" else _GPT2["lnf.w"], ("", "lnf.w"),
-        shape(*roles[("", "lnf.w")]), lambda: gather(*roles[("", "lnf.w")]),
-        lambda: rows(*roles[("", "lnf.w")]))
+    plain(_LLAMA["lnf.w"] if family == "llama" else _GPT2["lnf.w"], ("", "lnf.w"))
     if family == "gpt2":
-        add(_GPT2["lnf.b"], ("", "lnf.b"), shape(*roles[("", "lnf.b")]),
-            lambda: gather(*roles[("", "lnf.b")]), lambda: rows(*roles[("", "lnf.b")]))
+        plain(_GPT2["lnf.b"], ("", "lnf.b"))
     untied = ("", "out") in roles
     if untied:
-        add("lm_head.weight", ("", "out"), shape(*roles[("", "out")]),
-            lambda: gather(*roles[("", "out")]), lambda: rows(*roles[("", "out")]))
+        plain("lm_head.weight", ("", "out"))
     if used != set(roles) or (("", "wpe") in roles and family == "llama"):
         odd = sorted(set(roles) - used) or [("", "wpe")]
         raise UnsupportedError(f"{roles[odd[0]][0]} has no place in a {family} style model",

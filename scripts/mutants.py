@@ -23,8 +23,10 @@ MUTANTS: list[tuple[str, str, str, str, list[str]]] = [
      ["tests/hostile/test_pickle_payloads.py::test_every_offending_global_is_named"]),
     ("convert's re-read compares nothing", "convert/writer.py",
      "                if not _equal(got[pos: pos + n], part):",
-     "            if False:",
-     ["tests/functional/test_convert_atomic.py::test_a_byte_lost_on_disk_fails_the_proof"]),
+     "                if False:",
+     ["tests/functional/test_convert_atomic.py::test_a_byte_lost_on_disk_fails_the_proof",
+      "tests/functional/test_convert_atomic.py::"
+      "test_a_rerun_keeps_a_shard_only_when_every_byte_is_its_sources"]),
     ("a computed tensor is not read back against its fingerprint", "convert/writer.py",
      "    if verify and _refingerprint_differs(path, w):",
      "    if False:",
@@ -94,6 +96,11 @@ def run(mutant: tuple[str, str, str, str, list[str]]) -> tuple[bool, float]:
     original = path.read_text()
     if original.count(old) < 1:
         raise SystemExit(f"{what}: the text to break is gone from {rel}; update the mutant")
+    try:  # a mutant that does not compile fails every test for the wrong reason
+        compile(original.replace(old, new, 1), str(path), "exec")
+    except SyntaxError as e:
+        raise SystemExit(f"{what}: the broken {rel} does not compile ({e.msg}, line "
+                         f"{e.lineno}); fix the mutant's text") from e
     t = time.monotonic()
     try:
         path.write_text(original.replace(old, new, 1))

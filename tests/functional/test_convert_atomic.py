@@ -84,6 +84,26 @@ def test_a_byte_lost_on_disk_fails_the_proof(tmp_path: Path, monkeypatch: pytest
     assert _leftovers(tmp_path) == []
 
 
+def test_a_rerun_keeps_a_shard_only_when_every_byte_is_its_sources(tmp_path: Path) -> None:
+    """A shard already in place (a distributed rerun finds it) is kept only when every byte
+    equals the source's; one byte changed under the same header and it is not."""
+    src, _ = _src(tmp_path)
+    modelport.convert(src, tmp_path / "out", progress=False)
+    plan = modelport.plan_convert(src, tmp_path / "dry", modelport.ConvertOptions())
+    feed = plan.feed()
+    try:
+        (shard,) = plan.shards
+        path = tmp_path / "out" / shard.filename
+        assert writer.holds(path, shard, feed, plan.aliases)
+        data = bytearray(path.read_bytes())
+        data[-1] ^= 0xFF  # the last tensor's last byte: the header is untouched
+        path.write_bytes(bytes(data))
+        assert not writer.holds(path, shard, feed, plan.aliases)
+    finally:
+        feed.close()
+        plan.close()
+
+
 def test_existing_destination_is_refused_then_replaced(tmp_path: Path) -> None:
     src, state = _src(tmp_path)
     (tmp_path / "out").mkdir()

@@ -19,8 +19,6 @@ from modelport.errors import CheckpointError
 
 _SCALAR = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?",
            10: "<Q", 11: "<q", 12: "<d"}
-_NUMPY = {0: "<u1", 1: "<i1", 2: "<u2", 3: "<i2", 4: "<u4", 5: "<i4", 6: "<f4", 7: "?",
-          10: "<u8", 11: "<i8", 12: "<f8"}
 _STRING, _ARRAY = 8, 9
 
 
@@ -93,7 +91,7 @@ class _Reader:
 
             if self.f.tell() + n > self.size:
                 self.skip(n)  # raises
-            return np.frombuffer(self.read(n), dtype=_NUMPY[etype]).tolist()
+            return np.frombuffer(self.read(n), dtype=_SCALAR[etype]).tolist()
         if etype == _STRING and not self.arrays:
             for _ in range(count):
                 self.skip(self.unpack("<Q"))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -93,9 +94,11 @@ def open_gguf(src: Path, options: ConvertOptions) -> Opened:
         raw = data[t.offset: t.offset + t.n_bytes]
         shape = entries[i][2]
         if t.type_name in KEPT:
-            arr = raw.view({"F32": np.float32, "F16": np.float16, "BF16": np.int16}[
-                t.type_name]).reshape(shape)
-            w = torch.from_numpy(arr.copy())
+            with warnings.catch_warnings():  # a read-only map: copied out below, not written
+                warnings.simplefilter("ignore", UserWarning)
+                w = torch.from_numpy(raw.view(
+                    {"F32": np.float32, "F16": np.float16, "BF16": np.int16}[t.type_name]
+                ).reshape(shape))
             w = w.view(torch.bfloat16) if t.type_name == "BF16" else w
         else:
             qt = gguf.GGMLQuantizationType[t.type_name]
@@ -109,9 +112,15 @@ def open_gguf(src: Path, options: ConvertOptions) -> Opened:
             except NotImplementedError as e:
                 raise UnsupportedError(f"GGUF quant type {t.type_name}", path=src,
                                        hint="the gguf package cannot dequantize it") from e
-            w = torch.from_numpy(np.asarray(deq, dtype=np.float32).reshape(shape).copy())
+            # the dequantized array is new memory: taken as it is (copied only if it is not)
+            w = torch.from_numpy(np.require(deq, np.float32, ["C", "W"]).reshape(shape))
+        # at most one copy of every byte, permuted on the way: out of the map (which must not
+        # stay referenced), and of a dequantized array only to permute it
+        w = permute(w, heads) if heads else w
+        w = w.clone(memory_format=torch.contiguous_format) if t.type_name in KEPT else \
+            w.contiguous()
         drop_view(raw, data)  # copied: the file's pages need not stay resident
-        return permute(w, heads) if heads else w
+        return w
 
     def spans(i: int) -> list[tuple[Path, int, int]] | None:
         """A tensor kept as stored and not permuted: its bytes, where the file holds them."""

@@ -184,28 +184,23 @@ def open_meta(src: Path, o: ConvertOptions, source: MetaSource | None = None) ->
 
         parts = [readers[i].tensor(by_rank[i][meta]) for i in range(n if split is not None
                                                                      else 1)]
-        if heads and split == 0 and len(parts) > 1 and pick is None:
-            # each rank holds whole heads: each part permuted straight into its rows (one
-            # copy, not a concatenation and then a permuted copy of it)
+        if heads:  # q/k, split on rows: each rank holds whole heads, so each part is
+            # permuted straight into its rows (one copy of every byte)
             w = torch.empty((sum(p.shape[0] for p in parts), *parts[0].shape[1:]),
                             dtype=parts[0].dtype)
             at = 0
-            for i, p in enumerate(parts):
-                w[at: at + p.shape[0]] = permute(p, heads // n)
+            for p in parts:
+                w[at: at + p.shape[0]] = permute(p, heads // len(parts))
                 at += p.shape[0]
-                readers[i].release(by_rank[i][meta])
-            return w
-        w = parts[0] if len(parts) == 1 else torch.cat(parts, dim=split)
-        if pick is not None:  # one expert of a stacked tensor (w2 stacked transposed)
-            rows = w.shape[0] // pick[1]
-            w = w[pick[0] * rows: (pick[0] + 1) * rows]
-            w = w.T if pick[2] else w
-        if heads:
-            w = permute(w, heads).contiguous()
-        elif len(parts) == 1:  # still a view of the mapped file: copied out
-            w = w.clone(memory_format=torch.contiguous_format)
         else:
-            w = w.contiguous()
+            w = parts[0] if len(parts) == 1 else torch.cat(parts, dim=split)
+            if pick is not None:  # one expert of a stacked tensor (w2 stacked transposed)
+                rows = w.shape[0] // pick[1]
+                w = w[pick[0] * rows: (pick[0] + 1) * rows]
+                w = w.T if pick[2] else w
+            # a view of the mapped file (one part) is copied out; a concatenation is a copy
+            w = w.clone(memory_format=torch.contiguous_format) if len(parts) == 1 else \
+                w.contiguous()
         for i in range(len(parts)):  # copied: the mapped pages need not stay resident
             readers[i].release(by_rank[i][meta])
         return w

@@ -82,7 +82,9 @@ META_ANCHOR = r"""
 import json, sys, torch
 from pathlib import Path
 from safetensors.torch import save_file
-from modelport.convert.meta_llama import permute
+def permute(w, n_heads):  # convert_llama_weights_to_hf.py's permute
+    rows, cols = w.shape
+    return w.view(n_heads, rows // n_heads // 2, 2, cols).transpose(1, 2).reshape(rows, cols)
 src, out = Path(sys.argv[1]), Path(sys.argv[2])
 p = json.loads((src / "params.json").read_text())
 ranks = [torch.load(src / f"consolidated.{r:02d}.pth", map_location="cpu") for r in range(2)]

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import modelport
-from modelport.convert.meta_llama import permute
+from modelport.convert.meta_llama import permute_into
 from modelport.errors import CheckpointError, InputError
 from tests.conftest import files_match_report, real_path
 from tests.convert_meta.layouts import to_meta_rows
@@ -113,8 +113,12 @@ def test_executorch_buffers_are_left_out(tmp_path: Path) -> None:
 
 def test_permute_is_inverted() -> None:
     w = torch.randn(32, 16)
-    assert torch.equal(permute(to_meta_rows(w, 4), 4), w)  # modelport's permute inverts
-    assert not torch.equal(to_meta_rows(w, 4), w)  # the published layout
+    out = torch.empty_like(w)
+    permute_into(out.numpy(), to_meta_rows(w, 4).numpy(), 4)
+    assert torch.equal(out, w)  # modelport's permute inverts the published layout
+    assert not torch.equal(to_meta_rows(w, 4), w)
+    with pytest.raises(ValueError, match="C-contiguous"):  # filled only through a copy
+        permute_into(torch.empty(32, 32).numpy()[:, :16], to_meta_rows(w, 4).numpy(), 4)
 
 
 def test_missing_rank_and_unstated_rope_factor(tmp_path: Path) -> None:

@@ -34,3 +34,35 @@ def test_a_failing_release_callback_does_not_cut_the_hash(tmp_path: Path) -> Non
     assert called == [1]
     assert sha == hashlib.sha256(data + b"tail").hexdigest()
     assert (tmp_path / "out").read_bytes() == data + b"tail"
+
+
+def test_a_written_buffer_is_handed_back_only_once_hashed(tmp_path: Path) -> None:
+    # the callback overwrites the buffer: were it run before the hash read every byte, the
+    # sha256 would be of the overwritten bytes
+    data = bytearray(os.urandom(2 * 32 * 2**20 + 5))  # three chunks of the hash queue
+    want = hashlib.sha256(bytes(data)).hexdigest()
+    w = HashingWriter(tmp_path / "out")
+    w.write(memoryview(data), hashed=lambda: data.__setitem__(slice(None), bytes(len(data))))
+    assert w.close() == want
+    assert not any(data)  # the callback ran
+
+
+def test_the_writer_reuses_a_scratch_buffer_only_after_give_back() -> None:
+    import threading
+
+    from modelport.convert.writer import Scratch
+
+    s = Scratch()
+    a, buf_a = s.take(10)
+    b, _ = s.take(20)
+    assert a != b
+    got: list[object] = []
+    t = threading.Thread(target=lambda: got.append(s.take(8)))
+    t.start()
+    t.join(0.3)
+    assert t.is_alive() and not got  # slot a is still being hashed: the taker waits
+    s.give_back(a)
+    t.join(5)
+    slot, buf = got[0]  # type: ignore[misc]
+    assert slot == a and buf.nbytes == 8
+    assert buf.ctypes.data == buf_a.ctypes.data  # the same memory, not a fresh allocation

@@ -96,10 +96,13 @@ class HashingWriter:
             while done < len(chunk):
                 done += os.write(self._fd, chunk[done:])
 
-    def write(self, data: bytes | memoryview, *, fingerprint: bool = False) -> None:
+    def write(self, data: bytes | memoryview, *, fingerprint: bool = False,
+              hashed: Callable[[], None] | None = None) -> None:
         """Append ``data``. With ``fingerprint``, the hash thread also takes the bytes' xxh3
         (about 20× faster than sha256) into :attr:`fingerprints`: a caller that cannot make
-        the bytes again proves the file later by re-reading only that range."""
+        the bytes again proves the file later by re-reading only that range. ``hashed`` runs
+        on the hash thread once the last of them is hashed (the caller may then reuse
+        ``data``'s buffer)."""
         mv = memoryview(data).cast("B")
         fp = None
         if fingerprint:
@@ -107,14 +110,17 @@ class HashingWriter:
 
             fp = xxhash.xxh3_128()
             self.fingerprints.append((self.size, len(mv), fp))
+        last = max(0, (len(mv) - 1) // CHUNK_BYTES * CHUNK_BYTES)
         for i in range(0, len(mv), CHUNK_BYTES):
             chunk = mv[i: i + CHUNK_BYTES]
             done = 0
             while done < len(chunk):
                 done += os.write(self._fd, chunk[done:])
             self._held.acquire()
-            self._q.put((chunk, True, None, fp))
+            self._q.put((chunk, True, hashed if i == last else None, fp))
             self.size += len(chunk)
+        if not len(mv) and hashed is not None:
+            self._q.put((mv, False, hashed, None))  # in order: after what is queued before
 
     def start_sync(self) -> None:
         """Begin fsync on a thread (it releases the GIL), so the caller can verify meanwhile."""

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import re
-import warnings
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ from modelport._io.pages import drop_view
 from modelport.convert.gguf_header import read_gguf_header
 from modelport.convert.gguf_vocab import field
 from modelport.convert.llama_config import llama_config
-from modelport.convert.meta_llama import permute
+from modelport.convert.meta_llama import permute_into
 from modelport.convert.opened import Opened, Produced
 from modelport.convert.options import ConvertOptions
 from modelport.convert.report import InputFile
@@ -52,7 +51,6 @@ def open_gguf(src: Path, options: ConvertOptions) -> Opened:
     try:
         import gguf
         import numpy as np
-        import torch
     except ImportError as e:
         raise MissingDependencyError("gguf", "gguf") from e
     from modelport.convert.formats import gguf_file
@@ -89,17 +87,12 @@ def open_gguf(src: Path, options: ConvertOptions) -> Opened:
         plan.append((t, heads))
     data = np.memmap(src, dtype=np.uint8, mode="r")  # the header read: not empty
 
-    def value(i: int) -> Any:
+    def fill(out: Any, i: int) -> None:
         t, heads = plan[i]
         raw = data[t.offset: t.offset + t.n_bytes]
         shape = entries[i][2]
-        if t.type_name in KEPT:
-            with warnings.catch_warnings():  # a read-only map: copied out below, not written
-                warnings.simplefilter("ignore", UserWarning)
-                w = torch.from_numpy(raw.view(
-                    {"F32": np.float32, "F16": np.float16, "BF16": np.int16}[t.type_name]
-                ).reshape(shape))
-            w = w.view(torch.bfloat16) if t.type_name == "BF16" else w
+        if t.type_name in KEPT:  # moved as unsigned integers of its size, never converted
+            w = raw.view(out.dtype).reshape(shape)
         else:
             qt = gguf.GGMLQuantizationType[t.type_name]
             block, type_size = gguf.GGML_QUANT_SIZES[qt]
@@ -108,19 +101,17 @@ def open_gguf(src: Path, options: ConvertOptions) -> Opened:
                 raise CheckpointError(f"tensor {t.name!r}: rows of {row} do not fill "
                                       f"{t.type_name} blocks of {block}", path=src)
             try:
-                deq = gguf.quants.dequantize(raw.reshape(-1, row // block * type_size), qt)
+                w = gguf.quants.dequantize(raw.reshape(-1, row // block * type_size), qt)
             except NotImplementedError as e:
                 raise UnsupportedError(f"GGUF quant type {t.type_name}", path=src,
                                        hint="the gguf package cannot dequantize it") from e
-            # the dequantized array is new memory: taken as it is (copied only if it is not)
-            w = torch.from_numpy(np.require(deq, np.float32, ["C", "W"]).reshape(shape))
-        # at most one copy of every byte, permuted on the way: out of the map (which must not
-        # stay referenced), and of a dequantized array only to permute it
-        w = permute(w, heads) if heads else w
-        w = w.clone(memory_format=torch.contiguous_format) if t.type_name in KEPT else \
-            w.contiguous()
+            w = w.astype(np.float32, copy=False).reshape(shape).view(out.dtype)
+        # every byte moved once into the writer's buffer, permuted on the way
+        if heads:
+            permute_into(out, w, heads)
+        else:
+            out[...] = w
         drop_view(raw, data)  # copied: the file's pages need not stay resident
-        return w
 
     def spans(i: int) -> list[tuple[Path, int, int]] | None:
         """A tensor kept as stored and not permuted: its bytes, where the file holds them."""
@@ -157,8 +148,8 @@ def open_gguf(src: Path, options: ConvertOptions) -> Opened:
     torch_names = {"F32": "float32", "F16": "float16", "BF16": "bfloat16"}
     return Opened(
         src=src, inputs=[InputFile(path=str(src), format="gguf", size=src.stat().st_size)],
-        tensors=[Produced(e[0], torch_names[e[1]], e[2], e[3], lambda i=i: value(i),
-                          lambda i=i: spans(i)) for i, e in enumerate(entries)],
+        tensors=[Produced(e[0], torch_names[e[1]], e[2], e[3], None, lambda i=i: spans(i),
+                          lambda out, i=i: fill(out, i)) for i, e in enumerate(entries)],
         tensors_in=len(entries),
         renamed={t.name: e[0] for (t, _), e in zip(plan, entries, strict=True)},
         side=side, side_files=["config.json"])

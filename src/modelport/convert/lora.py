@@ -234,7 +234,7 @@ class _Merged:
     def regions(self, t: SourceTensor) -> list[tuple[int, int, Any]] | None:
         return None if self.computed(t) else self.reader.regions(t)
 
-    def tensor_bytes(self, t: SourceTensor) -> Any:
+    def tensor_bytes(self, t: SourceTensor, out: Any = None) -> Any:  # merged: new memory
         v = _value(t, self.reader, self.lora) if self.computed(t) else None
         return tensor_bytes(v) if v is not None else self.reader.tensor_bytes(t)
 

@@ -24,6 +24,7 @@ from modelport._types import SkippedItem
 from modelport.convert.llama_config import llama_config
 from modelport.convert.opened import Opened, Produced
 from modelport.convert.options import ConvertOptions
+from modelport.convert.pickle_safe import element_size
 from modelport.convert.report import InputFile
 from modelport.convert.sources import Reader, SourceSet, open_source
 from modelport.errors import CheckpointError, InputError, UnsupportedError
@@ -82,10 +83,24 @@ def _ranks(folder: Path) -> list[Path]:
     return files
 
 
-def permute(w: Any, n_heads: int) -> Any:
-    """Meta's interleaved rotary rows -> the Hugging Face half-split order."""
+def permute_into(out: Any, w: Any, n_heads: int) -> None:
+    """Meta's interleaved rotary rows of ``w`` into ``out`` (numpy arrays of one shape) in
+    the Hugging Face half-split order: each byte moved once."""
     rows, cols = w.shape
-    return w.view(n_heads, rows // n_heads // 2, 2, cols).transpose(1, 2).reshape(rows, cols)
+    half = rows // n_heads // 2
+    if not out.flags.c_contiguous:  # reshaped, it would be a copy: the rows written lost
+        raise ValueError("permute_into writes into C-contiguous rows only")
+    out.reshape(n_heads, 2, half, cols)[...] = w.reshape(n_heads, half, 2, cols).swapaxes(1, 2)
+
+
+def part(reader: Reader, t: Any) -> Any:
+    """A tensor of a source file as a read-only numpy view of its bytes, its items unsigned
+    integers of its element size (moving them is all a merge does, bfloat16 included)."""
+    import numpy as np
+
+    buf = reader.tensor_bytes(t)
+    u = f"u{element_size(t.dtype)}"
+    return np.frombuffer(buf, dtype=u).reshape(t.shape) if len(buf) else np.empty(t.shape, u)
 
 
 def _params(folder: Path) -> dict[str, Any]:
@@ -178,32 +193,32 @@ def open_meta(src: Path, o: ConvertOptions, source: MetaSource | None = None) ->
     if missing:
         raise CheckpointError(f"{files[missing[0][0]].name} lacks {missing[0][1]}", path=src)
 
-    def value(meta: str, split: int | None, heads: int, pick: tuple[int, int, bool] | None
-              ) -> Any:
-        import torch
+    def fill(out: Any, meta: str, split: int | None, heads: int,
+             pick: tuple[int, int, bool] | None) -> None:
+        import numpy as np
 
-        parts = [readers[i].tensor(by_rank[i][meta]) for i in range(n if split is not None
-                                                                     else 1)]
-        if heads:  # q/k, split on rows: each rank holds whole heads, so each part is
-            # permuted straight into its rows (one copy of every byte)
-            w = torch.empty((sum(p.shape[0] for p in parts), *parts[0].shape[1:]),
-                            dtype=parts[0].dtype)
+        ts = [by_rank[i][meta] for i in range(n if split is not None else 1)]
+        parts = [part(readers[i], t) for i, t in enumerate(ts)]
+        if pick is not None:  # one expert of a stacked tensor (w2 stacked transposed)
+            w = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=split)
+            rows = w.shape[0] // pick[1]
+            w = w[pick[0] * rows: (pick[0] + 1) * rows]
+            out[...] = w.T if pick[2] else w
+        elif len(parts) == 1 and not heads:
+            out[...] = parts[0]
+        else:  # each rank's part straight into its place (q/k permuted on the way)
             at = 0
             for p in parts:
-                w[at: at + p.shape[0]] = permute(p, heads // len(parts))
-                at += p.shape[0]
-        else:
-            w = parts[0] if len(parts) == 1 else torch.cat(parts, dim=split)
-            if pick is not None:  # one expert of a stacked tensor (w2 stacked transposed)
-                rows = w.shape[0] // pick[1]
-                w = w[pick[0] * rows: (pick[0] + 1) * rows]
-                w = w.T if pick[2] else w
-            # a view of the mapped file (one part) is copied out; a concatenation is a copy
-            w = w.clone(memory_format=torch.contiguous_format) if len(parts) == 1 else \
-                w.contiguous()
-        for i in range(len(parts)):  # copied: the mapped pages need not stay resident
-            readers[i].release(by_rank[i][meta])
-        return w
+                d = split or 0
+                k = p.shape[d]
+                place = out[at: at + k] if d == 0 else out[:, at: at + k]
+                if heads:  # q/k, split on rows: each rank holds whole heads
+                    permute_into(place, p, heads // len(parts))
+                else:
+                    place[...] = p
+                at += k
+        for i, t in enumerate(ts):  # copied: the mapped pages need not stay resident
+            readers[i].release(t)
 
     def spans(meta: str, split: int | None, heads: int, pick: tuple[int, int, bool] | None
               ) -> list[tuple[Path, int, int]] | None:
@@ -249,8 +264,8 @@ def open_meta(src: Path, o: ConvertOptions, source: MetaSource | None = None) ->
     return Opened(
         src=src, inputs=[InputFile(path=str(p), format=source.label, size=p.stat().st_size)
                          for p in files],
-        tensors=[Produced(e[0], e[1], e[2], e[3], lambda e=e: value(*e[4:]),
-                          lambda e=e: spans(*e[4:])) for e in entries],
+        tensors=[Produced(e[0], e[1], e[2], e[3], None, lambda e=e: spans(*e[4:]),
+                          lambda out, e=e: fill(out, *e[4:])) for e in entries],
         tensors_in=len(entries) + len(left_out), renamed={e[4]: e[0] for e in entries},
         skipped_entries=[SkippedItem(name=x, reason="left out") for x in left_out],
         warnings=[f"Meta layout, {n} rank(s) merged; {permuted} q/k weights permuted to the "
@@ -331,4 +346,4 @@ def _tokenizer(src: Path, tmp: Path, params: dict[str, Any]) -> str | None:
             "identical")
 
 
-__all__ = ["MetaSource", "is_meta_layout", "meta_root", "open_meta", "permute"]
+__all__ = ["MetaSource", "is_meta_layout", "meta_root", "open_meta", "part", "permute_into"]

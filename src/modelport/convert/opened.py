@@ -26,16 +26,20 @@ from modelport.errors import UnsupportedError
 @dataclass
 class Produced:
     """One output tensor: its name, torch dtype name, shape and size, and how to compute it
-    (a torch tensor, made when the writer reaches it and dropped after). ``regions``, when
-    given, names the source byte ranges (path, offset, length) whose concatenation is the
-    tensor, or returns None: the writer then copies those ranges instead of computing it."""
+    when the writer reaches it: ``fill(out)`` writes it into ``out`` (the writer's reused
+    buffer, a writable numpy array of its shape whose items are unsigned integers of its
+    element size), else ``value()`` returns it (a torch tensor, dropped once written).
+    ``regions``, when given, names the source byte ranges (path, offset, length) whose
+    concatenation is the tensor, or returns None: the writer then copies those ranges
+    instead of computing it."""
 
     name: str
     dtype: str
     shape: tuple[int, ...]
     nbytes: int
-    value: Callable[[], Any]
+    value: Callable[[], Any] | None
     regions: Callable[[], list[tuple[Path, int, int]] | None] | None = None
+    fill: Callable[[Any], None] | None = None
 
 
 @dataclass

@@ -332,8 +332,9 @@ class Reader:
             return memoryview(b"")
         return memoryview(m)[start: start + length]
 
-    def tensor_bytes(self, t: SourceTensor) -> memoryview:
-        """The tensor's bytes in C order: a view when contiguous, else one compact copy."""
+    def tensor_bytes(self, t: SourceTensor, out: Any = None) -> memoryview:
+        """The tensor's bytes in C order: a view when contiguous, else one compact copy
+        (``out``, the writer's reused buffer, is not needed)."""
         buf = self.storage(t)
         if t.nbytes == 0:
             return memoryview(b"")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import mmap
 import os
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +27,7 @@ from modelport._io.hashing import HashingWriter, fingerprint_range
 from modelport._io.pages import drop_pages
 from modelport._io.st_header import TORCH_TO_ST, build_header, read_header
 from modelport._types import FileRecord
+from modelport.convert.pickle_safe import element_size
 from modelport.convert.shards import INDEX_NAME, ShardPlan, index_bytes, shard_metadata
 from modelport.errors import CheckpointError, ModelportError, VerificationError
 
@@ -39,8 +41,9 @@ class Feed(Protocol):
         """The source ranges whose concatenation is ``t``'s bytes in C order, if there are
         such: each the open file, the offset and a view (a map) of those bytes."""
 
-    def tensor_bytes(self, t: Any) -> Any:
-        """``t``'s bytes in C order (a buffer); a computed tensor is computed by this call."""
+    def tensor_bytes(self, t: Any, out: Any = None) -> Any:
+        """``t``'s bytes in C order (a buffer); a computed tensor is computed by this call,
+        into ``out`` (a reused uint8 array of at least ``t.nbytes``) when the feed can."""
 
     def computed(self, t: Any) -> bool:
         """Whether ``t``'s bytes are made when asked for (proven by hash, not by re-reading)."""
@@ -60,10 +63,49 @@ def tensor_bytes(t: Any) -> Any:
     return t.contiguous().reshape(-1).view(torch.uint8).numpy()
 
 
+def _slots(dtype: str, shape: tuple[int, ...], buf: Any) -> Any:
+    """``buf`` (uint8) as an array of ``shape`` whose items are unsigned integers of
+    ``dtype``'s size: what moving elements (concatenating, permuting) needs, bf16 included."""
+    import numpy as np
+
+    size = element_size(dtype)
+    return buf.view(np.dtype(f"u{size}")).reshape(shape)
+
+
+class Scratch:
+    """Two buffers that computed tensors are made in, in turn, reused: memory this process
+    has just used is filled many times faster than fresh memory on a host that takes freed
+    pages back (measured: docs/benchmarks.md), and resident memory stays flat. A buffer is
+    handed out again only once the hash thread has read it (:meth:`give_back` runs there)."""
+
+    def __init__(self) -> None:
+        self._bufs: list[Any] = [None, None]
+        self._free = [threading.Event(), threading.Event()]
+        for e in self._free:
+            e.set()
+        self._turn = 0
+
+    def take(self, nbytes: int) -> tuple[int, Any]:
+        """(slot, a uint8 array of ``nbytes``), waiting until that slot has been hashed."""
+        import numpy as np
+
+        i, self._turn = self._turn, self._turn ^ 1
+        self._free[i].wait()
+        self._free[i].clear()
+        if self._bufs[i] is None or self._bufs[i].nbytes < nbytes:
+            self._bufs[i] = None  # the smaller one goes before the larger is made
+            self._bufs[i] = np.empty(nbytes, dtype=np.uint8)
+        return i, self._bufs[i][:nbytes]
+
+    def give_back(self, i: int) -> None:
+        self._free[i].set()
+
+
 class Computed:
     """The feed of a computed route (:class:`~modelport.convert.opened.Produced` tensors): a
-    tensor whose ``regions()`` names source byte ranges is copied from them; any other is its
-    ``value()``, made when the writer reaches it and dropped once written."""
+    tensor whose ``regions()`` names source byte ranges is copied from them; any other is
+    made when the writer reaches it — by its ``fill`` into the writer's reused buffer, or as
+    its ``value()`` — and dropped once written."""
 
     def __init__(self) -> None:
         self._files: dict[Path, tuple[int, mmap.mmap | None]] = {}
@@ -102,8 +144,15 @@ class Computed:
             out.append((fd, offset, view))
         return out
 
-    def tensor_bytes(self, t: Any) -> Any:
-        return tensor_bytes(t.value())
+    def tensor_bytes(self, t: Any, out: Any = None) -> Any:
+        if getattr(t, "fill", None) is None:
+            return tensor_bytes(t.value())
+        if out is None:
+            import numpy as np
+
+            out = np.empty(t.nbytes, dtype=np.uint8)
+        t.fill(_slots(t.dtype, t.shape, out[: t.nbytes]))
+        return out[: t.nbytes]
 
     def computed(self, t: Any) -> bool:
         return self._spans_of(t) is None
@@ -149,10 +198,12 @@ def _entries(shard: ShardPlan) -> list[tuple[str, str, tuple[int, ...], int]]:
 
 
 def write_shard(path: Path, shard: ShardPlan, feed: Feed, metadata: dict[str, str],
-                progress: Any = None) -> HashingWriter:
+                progress: Any = None, scratch: Scratch | None = None) -> HashingWriter:
     """Write ``shard`` to the new file ``path``; the returned writer is still hashing and
-    syncing (:func:`prove_shard` finishes it). Removes the file on any error."""
+    syncing (:func:`prove_shard` finishes it). Computed tensors are made in ``scratch``'s
+    buffers. Removes the file on any error."""
     header, _ = build_header(_entries(shard), metadata)
+    scratch = scratch or Scratch()
     w = HashingWriter(path)
     try:
         w.write(header, fingerprint=True)  # proven by its re-read, as a computed tensor
@@ -166,7 +217,13 @@ def write_shard(path: Path, shard: ShardPlan, feed: Feed, metadata: dict[str, st
                 if not regions:
                     feed.release(t)
             else:
-                w.write(feed.tensor_bytes(t), fingerprint=True)
+                slot, buf = scratch.take(t.nbytes)
+                try:
+                    data = feed.tensor_bytes(t, buf)
+                except BaseException:
+                    scratch.give_back(slot)
+                    raise
+                w.write(data, fingerprint=True, hashed=lambda s=slot: scratch.give_back(s))
             if progress is not None:
                 progress.update(t.nbytes)
     except BaseException:
@@ -297,11 +354,12 @@ def write_shards(folder: Path, shards: list[ShardPlan], feed: Feed, *, verify: b
     records, the weight map (tensor name -> shard) and the seconds the proofs took."""
     outputs: list[FileRecord] = []
     proving = 0.0
+    scratch = Scratch()
     for sh in shards:
         if before_shard is not None:
             before_shard(sh)
         path = folder / sh.filename
-        w = write_shard(path, sh, feed, shard_metadata(sh, aliases or {}), progress)
+        w = write_shard(path, sh, feed, shard_metadata(sh, aliases or {}), progress, scratch)
         t0 = time.perf_counter()
         outputs.append(prove_shard(path, sh, feed, w, verify))
         proving += time.perf_counter() - t0
@@ -315,5 +373,5 @@ def write_shards(folder: Path, shards: list[ShardPlan], feed: Feed, *, verify: b
     return outputs, {t.name: sh.filename for sh in shards for t in sh.tensors}, proving
 
 
-__all__ = ["Computed", "Feed", "Region", "holds", "prove_shard", "tensor_bytes", "write_shard",
-           "write_shards"]
+__all__ = ["Computed", "Feed", "Region", "Scratch", "holds", "prove_shard", "tensor_bytes",
+           "write_shard", "write_shards"]

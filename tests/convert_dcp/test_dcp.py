@@ -84,7 +84,7 @@ def test_multi_rank_checkpoints(model_dir: Path, tmp_path: Path, mode: str, worl
     assembled: list[str] = []
     real = dcp_convert.assemble
     monkeypatch.setattr(dcp_convert, "assemble",
-                        lambda folder, t: assembled.append(t.fqn) or real(folder, t))
+                        lambda folder, t, out: assembled.append(t.fqn) or real(folder, t, out))
     ckpt = tmp_path / "ck"
     save_distributed(model_dir, ckpt, world, mode)
     rep = modelport.convert(_with_config(ckpt, model_dir), tmp_path / "out", progress=False)

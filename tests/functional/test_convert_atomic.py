@@ -76,6 +76,8 @@ def test_a_byte_lost_on_disk_fails_the_proof(tmp_path: Path, monkeypatch: pytest
         _llama2c(_tiny(), src, compiled=True)
         what = "bytes on disk differ from the bytes written"
         flip_in = "self_attn.q_proj.weight"
+    # the page-cache writer (the one around it proves as it writes: test_convert_direct.py)
+    monkeypatch.setattr(writer, "DIRECT_SHARE", 2.0)
     flipped = _flip_after_write(monkeypatch, flip_in)
     with pytest.raises(VerificationError, match=what):
         modelport.convert(src, tmp_path / "out", progress=False)

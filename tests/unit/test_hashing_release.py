@@ -50,7 +50,7 @@ def test_a_written_buffer_is_handed_back_only_once_hashed(tmp_path: Path) -> Non
 def test_the_writer_reuses_a_scratch_buffer_only_after_give_back() -> None:
     import threading
 
-    from modelport.convert.writer import Scratch
+    from modelport._io.scratch import Scratch
 
     s = Scratch()
     a, buf_a = s.take(10)

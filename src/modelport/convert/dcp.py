@@ -288,46 +288,40 @@ def spans(folder: Path, t: DcpTensor) -> list[tuple[Path, int, int]] | None:
     return out if at == t.shape[0] else None
 
 
-def _mapped_chunk(folder: Path, c: Chunk, dtype: str) -> tuple[Any, Any] | None:
-    """A chunk stored plainly, as a tensor over a read-only map of its file (no copy), and the
-    map; None when it is not stored plainly."""
+def _as_uints(part: Any) -> Any:
+    """A torch tensor as a numpy array of unsigned integers of its element size (a view
+    where it is contiguous)."""
+    import torch
+
+    size = part.element_size()
+    as_int = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}[size]
+    return part.contiguous().view(as_int).numpy().view(f"u{size}")
+
+
+def assemble(folder: Path, t: DcpTensor, out: Any) -> None:
+    """``t`` from its chunks into ``out`` (the writer's buffer: a numpy array of its shape,
+    items unsigned integers of its element size), each chunk copied into place straight from
+    a map of its file where it is stored plainly, else read from its blob."""
     import mmap
-    import warnings
 
-    import torch
+    import numpy as np
 
-    span = chunk_span(folder, c, dtype)
-    if span is None or span[1] == 0:
-        return None
-    with (folder / c.file).open("rb") as f:
-        m = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-    with warnings.catch_warnings():  # read-only: it is copied into place, never written
-        warnings.simplefilter("ignore", UserWarning)
-        part = torch.frombuffer(memoryview(m)[span[0]: span[0] + span[1]],
-                                dtype=getattr(torch, dtype)).view(c.sizes)
-    return part, m
-
-
-def assemble(folder: Path, t: DcpTensor) -> Any:
-    """The full tensor from its chunks (one tensor in memory), each chunk copied into place
-    straight from a map of its file where it is stored plainly, else read from its blob."""
-    import torch
-
-    full = torch.empty(t.shape, dtype=getattr(torch, t.dtype))
     for c in t.chunks:
         where = tuple(slice(o, o + s) for o, s in zip(c.offsets, c.sizes, strict=True))
-        mapped = _mapped_chunk(folder, c, t.dtype)
-        if mapped is None:
-            full[where] = read_chunk(folder, c, t.dtype)
+        span = chunk_span(folder, c, t.dtype)
+        if span is None or span[1] == 0:
+            out[where] = _as_uints(read_chunk(folder, c, t.dtype))
             continue
-        part, m = mapped
-        full[where] = part
+        with (folder / c.file).open("rb") as f:
+            m = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        part = np.frombuffer(m, dtype=out.dtype, count=span[1] // out.itemsize,
+                             offset=span[0]).reshape(c.sizes)
+        out[where] = part
         del part
         try:
             m.close()  # its pages leave the process with it
         except BufferError:  # a view is still referenced; the GC unmaps it
             pass
-    return full
 
 
 __all__ = ["DcpTensor", "assemble", "is_dcp", "read_metadata", "spans"]

@@ -94,9 +94,9 @@ def open_dcp(src: Path, options: ConvertOptions) -> Opened:
         skipped_files=[SkippedItem(name=x.name, reason=x.reason) for x in left],
         inputs=[InputFile(path=str(p), format="dcp", size=p.stat().st_size)
                 for p in sorted(folder.glob("*.distcp"))],
-        tensors=[Produced(t.fqn, t.dtype, tuple(t.shape), t.nbytes,
-                          lambda t=t: assemble(folder, t), lambda t=t: spans(folder, t))
-                 for t in tensors])
+        tensors=[Produced(t.fqn, t.dtype, tuple(t.shape), t.nbytes, None,
+                          lambda t=t: spans(folder, t),
+                          lambda out, t=t: assemble(folder, t, out)) for t in tensors])
 
 
 __all__ = ["config_dir", "dcp_folder", "open_dcp"]

@@ -17,14 +17,15 @@ from __future__ import annotations
 
 import mmap
 import os
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
+from modelport._io.direct import DirectWriter, Staging, block_size, open_direct
 from modelport._io.hashing import HashingWriter, fingerprint_range
 from modelport._io.pages import drop_pages
+from modelport._io.scratch import Scratch
 from modelport._io.st_header import TORCH_TO_ST, build_header, read_header
 from modelport._types import FileRecord
 from modelport.convert.pickle_safe import element_size
@@ -70,35 +71,6 @@ def _slots(dtype: str, shape: tuple[int, ...], buf: Any) -> Any:
 
     size = element_size(dtype)
     return buf.view(np.dtype(f"u{size}")).reshape(shape)
-
-
-class Scratch:
-    """Two buffers that computed tensors are made in, in turn, reused: memory this process
-    has just used is filled many times faster than fresh memory on a host that takes freed
-    pages back (measured: docs/benchmarks.md), and resident memory stays flat. A buffer is
-    handed out again only once the hash thread has read it (:meth:`give_back` runs there)."""
-
-    def __init__(self) -> None:
-        self._bufs: list[Any] = [None, None]
-        self._free = [threading.Event(), threading.Event()]
-        for e in self._free:
-            e.set()
-        self._turn = 0
-
-    def take(self, nbytes: int) -> tuple[int, Any]:
-        """(slot, a uint8 array of ``nbytes``), waiting until that slot has been hashed."""
-        import numpy as np
-
-        i, self._turn = self._turn, self._turn ^ 1
-        self._free[i].wait()
-        self._free[i].clear()
-        if self._bufs[i] is None or self._bufs[i].nbytes < nbytes:
-            self._bufs[i] = None  # the smaller one goes before the larger is made
-            self._bufs[i] = np.empty(nbytes, dtype=np.uint8)
-        return i, self._bufs[i][:nbytes]
-
-    def give_back(self, i: int) -> None:
-        self._free[i].set()
 
 
 class Computed:
@@ -197,22 +169,48 @@ def _entries(shard: ShardPlan) -> list[tuple[str, str, tuple[int, ...], int]]:
     return [(t.name, TORCH_TO_ST[t.dtype], tuple(t.shape), t.nbytes) for t in shard.tensors]
 
 
+# a shard at least this share computed is written around the page cache (measured in
+# docs/benchmarks.md: faster for the Meta layout, 46% computed; slower for a shard only
+# copied, which the kernel copies page to page)
+DIRECT_SHARE = 0.25
+
+
+def _writer(path: Path, shard: ShardPlan, feed: Feed, verify: bool,
+            staging: Callable[[], Staging]) -> HashingWriter | DirectWriter:
+    """The writer for ``shard``: :class:`DirectWriter` when enough of it is computed and the
+    file system has ``O_DIRECT``, else :class:`HashingWriter` (through the page cache)."""
+    total = sum(t.nbytes for t in shard.tensors)
+    made = sum(t.nbytes for t in shard.tensors if feed.regions(t) is None)
+    fd = open_direct(path) if made and made >= DIRECT_SHARE * total else None
+    if fd is None:
+        return HashingWriter(path)
+    try:
+        return DirectWriter(path, fd, verify, staging())
+    except BaseException:
+        os.close(fd)
+        path.unlink(missing_ok=True)
+        raise
+
+
 def write_shard(path: Path, shard: ShardPlan, feed: Feed, metadata: dict[str, str],
-                progress: Any = None, scratch: Scratch | None = None) -> HashingWriter:
-    """Write ``shard`` to the new file ``path``; the returned writer is still hashing and
-    syncing (:func:`prove_shard` finishes it). Computed tensors are made in ``scratch``'s
-    buffers. Removes the file on any error."""
+                progress: Any = None, scratch: Scratch | None = None, verify: bool = True,
+                staging: Callable[[], Staging] | None = None) -> HashingWriter | DirectWriter:
+    """Write ``shard`` to the new file ``path`` (:func:`_writer` chooses how); the returned
+    writer is still hashing and syncing (:func:`prove_shard` finishes it). Computed tensors
+    are made in ``scratch``'s buffers, and staged, where the shard is written around the
+    page cache, in ``staging()``'s blocks. Removes the file on any error."""
     header, _ = build_header(_entries(shard), metadata)
     scratch = scratch or Scratch()
-    w = HashingWriter(path)
+    w = _writer(path, shard, feed, verify, staging or (lambda: Staging(
+        block_size(sum(t.nbytes for t in shard.tensors)))))
     try:
         w.write(header, fingerprint=True)  # proven by its re-read, as a computed tensor
         for t in shard.tensors:
             regions = feed.regions(t)
             if regions is not None:
                 last = len(regions) - 1
-                for i, (fd, offset, view) in enumerate(regions):
-                    w.copy_from(fd, offset, view,
+                for i, (src_fd, offset, view) in enumerate(regions):
+                    w.copy_from(src_fd, offset, view,
                                 hashed=(lambda t=t: feed.release(t)) if i == last else None)
                 if not regions:
                     feed.release(t)
@@ -293,7 +291,7 @@ def _differs(path: Path, shard: ShardPlan, feed: Feed, which: Callable[[Any], bo
                 pass
 
 
-def _refingerprint_differs(path: Path, w: HashingWriter) -> bool:
+def _refingerprint_differs(path: Path, w: HashingWriter | DirectWriter) -> bool:
     """Whether a computed range of ``path`` reads back other than it was written (each
     range's xxh3, taken while writing, against the file's bytes there)."""
     if not w.fingerprints:
@@ -306,14 +304,16 @@ def _refingerprint_differs(path: Path, w: HashingWriter) -> bool:
         os.close(fd)
 
 
-def prove_shard(path: Path, shard: ShardPlan, feed: Feed, w: HashingWriter, verify: bool
-                ) -> FileRecord:
-    """Finish ``w`` and, with ``verify``, prove the shard (see the module docstring); its
-    file record."""
+def prove_shard(path: Path, shard: ShardPlan, feed: Feed, w: HashingWriter | DirectWriter,
+                verify: bool) -> FileRecord:
+    """Finish ``w`` and, with ``verify``, prove the shard (see the module docstring; a
+    :class:`DirectWriter` has compared every byte it read back from the disk by the time it
+    closes); its file record."""
     try:
         if verify:
             _parse(path, shard)
-            bad = _differs(path, shard, feed, lambda t: not feed.computed(t))
+            bad = None if isinstance(w, DirectWriter) else \
+                _differs(path, shard, feed, lambda t: not feed.computed(t))
             if bad is not None:
                 raise VerificationError(f"tensor {bad!r} bytes differ from the source", path=path,
                                         hint="this is a modelport bug; please report it")
@@ -355,11 +355,20 @@ def write_shards(folder: Path, shards: list[ShardPlan], feed: Feed, *, verify: b
     outputs: list[FileRecord] = []
     proving = 0.0
     scratch = Scratch()
+    largest = max((sum(t.nbytes for t in sh.tensors) for sh in shards), default=0)
+    made: list[Staging] = []
+
+    def staging() -> Staging:  # made when a shard first needs it, then reused
+        if not made:
+            made.append(Staging(block_size(largest)))
+        return made[0]
+
     for sh in shards:
         if before_shard is not None:
             before_shard(sh)
         path = folder / sh.filename
-        w = write_shard(path, sh, feed, shard_metadata(sh, aliases or {}), progress, scratch)
+        w = write_shard(path, sh, feed, shard_metadata(sh, aliases or {}), progress, scratch,
+                        verify, staging)
         t0 = time.perf_counter()
         outputs.append(prove_shard(path, sh, feed, w, verify))
         proving += time.perf_counter() - t0

@@ -175,3 +175,21 @@ def test_the_direct_writer_keeps_every_byte_and_its_sha256(
     assert path.read_bytes() == want  # the exact size: the padding of the last block cut off
     assert sha == hashlib.sha256(want).hexdigest()
     assert sorted(handed) == [0, 1, 2]  # the copied range's pages handed back, proven or not
+
+
+def test_a_mostly_computed_shard_goes_around_the_page_cache_and_a_copied_one_does_not(
+        tmp_path: Path, meta: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    made: list[Path] = []
+    real = direct.DirectWriter.__init__
+
+    def init(self: direct.DirectWriter, path: Path, *a: object, **k: object) -> None:
+        made.append(path)
+        real(self, path, *a, **k)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(direct.DirectWriter, "__init__", init)
+    modelport.convert(meta, tmp_path / "meta-out", progress=False)  # half its bytes computed
+    assert len(made) == 1
+    modelport.convert(tmp_path / "meta-out", tmp_path / "again", progress=False)  # copied
+    assert len(made) == 1
+    assert (tmp_path / "meta-out" / "model.safetensors").read_bytes() == \
+        (tmp_path / "again" / "model.safetensors").read_bytes()

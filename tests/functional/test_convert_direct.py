@@ -32,12 +32,8 @@ def meta(tmp_path: Path) -> Path:
     return tmp_path / "meta"
 
 
-@pytest.fixture
-def direct_used(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
-    """Every shard goes around the page cache (any computed byte is enough), in blocks of
-    32 KiB so that a tiny model spans many; the shards written so."""
-    monkeypatch.setattr(writer, "DIRECT_SHARE", 0.0)
-    monkeypatch.setattr(direct, "BLOCK", 32 * 1024)
+def _spy(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """The shards the writer around the page cache will write, as it opens each."""
     made: list[Path] = []
     real = direct.DirectWriter.__init__
 
@@ -47,6 +43,15 @@ def direct_used(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
 
     monkeypatch.setattr(direct.DirectWriter, "__init__", init)
     return made
+
+
+@pytest.fixture
+def direct_used(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """Every shard goes around the page cache (any computed byte is enough), in blocks of
+    32 KiB so that a tiny model spans many; the shards written so."""
+    monkeypatch.setattr(writer, "DIRECT_SHARE", 0.0)
+    monkeypatch.setattr(direct, "BLOCK", 32 * 1024)
+    return _spy(monkeypatch)
 
 
 def test_direct_and_page_cache_writers_write_the_same_bytes(
@@ -179,14 +184,7 @@ def test_the_direct_writer_keeps_every_byte_and_its_sha256(
 
 def test_a_mostly_computed_shard_goes_around_the_page_cache_and_a_copied_one_does_not(
         tmp_path: Path, meta: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    made: list[Path] = []
-    real = direct.DirectWriter.__init__
-
-    def init(self: direct.DirectWriter, path: Path, *a: object, **k: object) -> None:
-        made.append(path)
-        real(self, path, *a, **k)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(direct.DirectWriter, "__init__", init)
+    made = _spy(monkeypatch)
     modelport.convert(meta, tmp_path / "meta-out", progress=False)  # half its bytes computed
     assert len(made) == 1
     modelport.convert(tmp_path / "meta-out", tmp_path / "again", progress=False)  # copied

@@ -72,7 +72,7 @@ bench: setup
 
 # the hostile-input table of the README: counts come from this run
 hostile-report: setup
-	MODELPORT_HOSTILE_REPORT=docs/hostile-report.md $(PYTEST) -n 2 -q tests/hostile tests/functional/test_convert_atomic.py tests/functional/test_normalize.py
+	MODELPORT_HOSTILE_REPORT=docs/hostile-report.md $(PYTEST) -n 2 -q tests/hostile tests/functional/test_convert_atomic.py tests/functional/test_convert_direct.py tests/functional/test_normalize.py
 
 docs: setup  # the documentation site into site/ (make test builds it too, --strict)
 	$(BIN)/mkdocs build --strict

@@ -191,3 +191,33 @@ def test_a_mostly_computed_shard_goes_around_the_page_cache_and_a_copied_one_doe
     assert len(made) == 1
     assert (tmp_path / "meta-out" / "model.safetensors").read_bytes() == \
         (tmp_path / "again" / "model.safetensors").read_bytes()
+
+
+@pytest.mark.hostile_class("kill -9 and full disk")
+def test_a_full_disk_around_the_page_cache_is_a_clear_error_and_no_output(
+        tmp_path: Path, meta: Path) -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import resource, signal, sys\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))\n"
+        "from modelport._io import direct\n"
+        "from modelport.cli.main import main\n"
+        "made = []\n"
+        "real = direct.DirectWriter.__init__\n"
+        "direct.DirectWriter.__init__ = lambda s, *a, **k: made.append(1) or real(s, *a, **k)\n"
+        "sys.argv = ['modelport', 'convert', sys.argv[1], sys.argv[2]]\n"
+        "try:\n"
+        "    main()\n"
+        "finally:\n"
+        "    print('direct writers:', len(made))\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code, str(meta), str(tmp_path / "out")],
+                       capture_output=True, text=True, timeout=300)
+    assert "direct writers: 1" in r.stdout  # the shard (half computed) went around the cache
+    assert r.returncode == 2, r.stderr
+    assert "cannot write output" in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) <= 2
+    assert _leftovers(tmp_path) == []

@@ -224,11 +224,11 @@ def write_shard(path: Path, shard: ShardPlan, feed: Feed, metadata: dict[str, st
                 w.write(data, fingerprint=True, hashed=lambda s=slot: scratch.give_back(s))
             if progress is not None:
                 progress.update(t.nbytes)
+        w.start_sync()  # the direct writer's last block goes to the disk here
     except BaseException:
         w.abort()
         path.unlink(missing_ok=True)
         raise
-    w.start_sync()
     return w
 
 

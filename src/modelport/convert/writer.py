@@ -10,7 +10,9 @@ once and never cached, fingerprinted (xxh3) while it is hashed, and proven by re
 range of the file again against that fingerprint. Both kinds also pass safetensors' own
 parser (the names, dtypes, shapes and ``format: pt``). A shard may hold both kinds (a LoRA
 merge copies the base's untouched tensors; a DCP checkpoint copies its row-split tensors and
-computes its column-split ones).
+computes its column-split ones). A shard at least ``DIRECT_SHARE`` computed is written
+around the page cache instead (:mod:`modelport._io.direct`), and every byte of it is proven
+by reading the disk back while the shard is written.
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@ never), each in its own process, interleaved over ROUNDS rounds (3; DIRECT_BENCH
 changes it), ``sync`` before each; medians.
 
 Usage: python bench/direct_bench.py INPUT [INPUT ...]   (for instance the Meta, DCP and
-GGUF inputs ``bench/formats_bench.py`` builds into ``FORMATS_BENCH_INPUTS``)
+GGUF inputs ``bench/formats_bench.py`` builds into ``FORMATS_BENCH_INPUTS``); an input
+``BASE+ADAPTER`` is a LoRA merge (``merge``) instead of a convert.
 """
 
 from __future__ import annotations
@@ -26,7 +27,11 @@ RUN = r"""
 import sys, modelport
 from modelport.convert import writer
 writer.DIRECT_SHARE = float(sys.argv[3])
-modelport.convert(sys.argv[1], sys.argv[2], progress=False)
+if "+" in sys.argv[1]:
+    from modelport.convert.lora import merge
+    merge(*sys.argv[1].split("+"), sys.argv[2])
+else:
+    modelport.convert(sys.argv[1], sys.argv[2], progress=False)
 """
 WAYS = (("around the page cache", "0"), ("through the page cache", "2"))
 
@@ -51,7 +56,8 @@ def main() -> None:
           "through the page cache s |\n|---|---|---|")
     for src in inputs:
         a, b = (times[(src, w)] for w, _ in WAYS)
-        print(f"| {src.name} | {statistics.median(a):.2f} ({' '.join(f'{x:.1f}' for x in a)}) "
+        name = src.name if "+" not in str(src) else "merge " + str(src).split("+")[1]
+        print(f"| {name} | {statistics.median(a):.2f} ({' '.join(f'{x:.1f}' for x in a)}) "
               f"| {statistics.median(b):.2f} ({' '.join(f'{x:.1f}' for x in b)}) |")
     print(f"peak VmRSS: {', '.join(f'{w} {gib(RESIDENT.get(w, 0))}' for w, _ in WAYS)}")
 

@@ -22,9 +22,8 @@ from typing import Any
 from modelport._io import jsonio
 from modelport._types import SkippedItem
 from modelport.convert.llama_config import llama_config
-from modelport.convert.opened import Opened, Produced
+from modelport.convert.opened import Opened, Produced, items
 from modelport.convert.options import ConvertOptions
-from modelport.convert.pickle_safe import element_size
 from modelport.convert.report import InputFile
 from modelport.convert.sources import Reader, SourceSet, open_source
 from modelport.errors import CheckpointError, InputError, UnsupportedError
@@ -96,11 +95,7 @@ def permute_into(out: Any, w: Any, n_heads: int) -> None:
 def part(reader: Reader, t: Any) -> Any:
     """A tensor of a source file as a read-only numpy view of its bytes, its items unsigned
     integers of its element size (moving them is all a merge does, bfloat16 included)."""
-    import numpy as np
-
-    buf = reader.tensor_bytes(t)
-    u = f"u{element_size(t.dtype)}"
-    return np.frombuffer(buf, dtype=u).reshape(t.shape) if len(buf) else np.empty(t.shape, u)
+    return items(reader.tensor_bytes(t), t.dtype, t.shape)
 
 
 def _params(folder: Path) -> dict[str, Any]:

@@ -23,6 +23,17 @@ from modelport.convert.report import InputFile
 from modelport.errors import UnsupportedError
 
 
+def items(buf: Any, dtype: str, shape: tuple[int, ...]) -> Any:
+    """``buf`` (bytes, or a uint8 numpy array) as a numpy array of ``shape`` whose items are
+    unsigned integers of ``dtype``'s size: how a ``fill`` sees its output and its sources
+    (moving elements is all a concatenation or a permutation does, bfloat16 included)."""
+    import numpy as np
+
+    from modelport.convert.pickle_safe import element_size
+
+    return np.frombuffer(buf, dtype=np.uint8).view(f"u{element_size(dtype)}").reshape(shape)
+
+
 @dataclass
 class Produced:
     """One output tensor: its name, torch dtype name, shape and size, and how to compute it
@@ -76,4 +87,4 @@ class Opened:
             c()
 
 
-__all__ = ["Opened", "Produced"]
+__all__ = ["Opened", "Produced", "items"]

@@ -30,7 +30,7 @@ from modelport._io.pages import drop_pages
 from modelport._io.scratch import Scratch
 from modelport._io.st_header import TORCH_TO_ST, build_header, read_header
 from modelport._types import FileRecord
-from modelport.convert.pickle_safe import element_size
+from modelport.convert.opened import items
 from modelport.convert.shards import INDEX_NAME, ShardPlan, index_bytes, shard_metadata
 from modelport.errors import CheckpointError, ModelportError, VerificationError
 
@@ -64,15 +64,6 @@ def tensor_bytes(t: Any) -> Any:
     import torch
 
     return t.contiguous().reshape(-1).view(torch.uint8).numpy()
-
-
-def _slots(dtype: str, shape: tuple[int, ...], buf: Any) -> Any:
-    """``buf`` (uint8) as an array of ``shape`` whose items are unsigned integers of
-    ``dtype``'s size: what moving elements (concatenating, permuting) needs, bf16 included."""
-    import numpy as np
-
-    size = element_size(dtype)
-    return buf.view(np.dtype(f"u{size}")).reshape(shape)
 
 
 class Computed:
@@ -125,7 +116,7 @@ class Computed:
             import numpy as np
 
             out = np.empty(t.nbytes, dtype=np.uint8)
-        t.fill(_slots(t.dtype, t.shape, out[: t.nbytes]))
+        t.fill(items(out[: t.nbytes], t.dtype, t.shape))
         return out[: t.nbytes]
 
     def computed(self, t: Any) -> bool:
@@ -177,17 +168,16 @@ def _entries(shard: ShardPlan) -> list[tuple[str, str, tuple[int, ...], int]]:
 DIRECT_SHARE = 0.25
 
 
-def _writer(path: Path, shard: ShardPlan, feed: Feed, verify: bool,
-            staging: Callable[[], Staging]) -> HashingWriter | DirectWriter:
-    """The writer for ``shard``: :class:`DirectWriter` when enough of it is computed and the
-    file system has ``O_DIRECT``, else :class:`HashingWriter` (through the page cache)."""
-    total = sum(t.nbytes for t in shard.tensors)
-    made = sum(t.nbytes for t in shard.tensors if feed.regions(t) is None)
+def _writer(path: Path, made: int, total: int, verify: bool, staging: Staging
+            ) -> HashingWriter | DirectWriter:
+    """The writer for a shard of ``total`` bytes, ``made`` of them computed:
+    :class:`DirectWriter` when that is enough and the file system has ``O_DIRECT``, else
+    :class:`HashingWriter` (through the page cache)."""
     fd = open_direct(path) if made and made >= DIRECT_SHARE * total else None
     if fd is None:
         return HashingWriter(path)
     try:
-        return DirectWriter(path, fd, verify, staging())
+        return DirectWriter(path, fd, verify, staging)
     except BaseException:
         os.close(fd)
         path.unlink(missing_ok=True)
@@ -196,19 +186,20 @@ def _writer(path: Path, shard: ShardPlan, feed: Feed, verify: bool,
 
 def write_shard(path: Path, shard: ShardPlan, feed: Feed, metadata: dict[str, str],
                 progress: Any = None, scratch: Scratch | None = None, verify: bool = True,
-                staging: Callable[[], Staging] | None = None) -> HashingWriter | DirectWriter:
+                staging: Staging | None = None) -> HashingWriter | DirectWriter:
     """Write ``shard`` to the new file ``path`` (:func:`_writer` chooses how); the returned
     writer is still hashing and syncing (:func:`prove_shard` finishes it). Computed tensors
     are made in ``scratch``'s buffers, and staged, where the shard is written around the
-    page cache, in ``staging()``'s blocks. Removes the file on any error."""
+    page cache, in ``staging``'s blocks. Removes the file on any error."""
     header, _ = build_header(_entries(shard), metadata)
+    feeds = [feed.regions(t) for t in shard.tensors]  # asked once: they decide the writer
+    total = sum(t.nbytes for t in shard.tensors)
+    w = _writer(path, sum(t.nbytes for t, r in zip(shard.tensors, feeds, strict=True)
+                          if r is None), total, verify, staging or Staging(block_size(total)))
     scratch = scratch or Scratch()
-    w = _writer(path, shard, feed, verify, staging or (lambda: Staging(
-        block_size(sum(t.nbytes for t in shard.tensors)))))
     try:
         w.write(header, fingerprint=True)  # proven by its re-read, as a computed tensor
-        for t in shard.tensors:
-            regions = feed.regions(t)
+        for t, regions in zip(shard.tensors, feeds, strict=True):
             if regions is not None:
                 last = len(regions) - 1
                 for i, (src_fd, offset, view) in enumerate(regions):
@@ -356,15 +347,10 @@ def write_shards(folder: Path, shards: list[ShardPlan], feed: Feed, *, verify: b
     records, the weight map (tensor name -> shard) and the seconds the proofs took."""
     outputs: list[FileRecord] = []
     proving = 0.0
-    scratch = Scratch()
-    largest = max((sum(t.nbytes for t in sh.tensors) for sh in shards), default=0)
-    made: list[Staging] = []
-
-    def staging() -> Staging:  # made when a shard first needs it, then reused
-        if not made:
-            made.append(Staging(block_size(largest)))
-        return made[0]
-
+    scratch = Scratch()  # both reused from shard to shard (a staging block is touched only
+    # by a shard written around the page cache)
+    staging = Staging(block_size(max((sum(t.nbytes for t in sh.tensors) for sh in shards),
+                                     default=0)))
     for sh in shards:
         if before_shard is not None:
             before_shard(sh)

@@ -32,8 +32,8 @@ ALIGN = 4096  # O_DIRECT offsets and lengths: a multiple of the logical block si
 BLOCK = 32 * 2**20
 RING = 3
 
-# a segment of a block: (start in the block, length, the source bytes it must equal or None
-# for "the staged bytes", a callback once it is proven)
+# a copied range of a block: (start in the block, length, the source bytes it must equal, a
+# callback once it is proven); every other byte of the block must equal the staged one
 Segment = tuple[int, int, Any, Callable[[], None] | None]
 
 
@@ -193,14 +193,18 @@ class DirectWriter:
                 break
             done += k
         back = np.frombuffer(self._rbuf, dtype=np.uint8, count=b.n)
-        if done < b.n or not same(back, np.frombuffer(b.buf, dtype=np.uint8, count=b.n)):
-            self.mismatch = self.mismatch or f"bytes {b.base}..{b.base + b.n}"
-        for start, length, source, proven in b.segments:
-            if source is not None and not same(back[start: start + length],
-                                               np.frombuffer(source, dtype=np.uint8)):
+        mine = np.frombuffer(b.buf, dtype=np.uint8, count=b.n)
+        if done < b.n:
+            self.mismatch = self.mismatch or f"bytes {b.base + done}.. (not read back)"
+        at = 0  # each byte compared once: a copied one with its source, any other with mine
+        for start, length, source, proven in [*b.segments, (b.n, 0, b"", None)]:
+            if not same(back[at: start], mine[at: start]):
+                self.mismatch = self.mismatch or f"bytes {b.base + at}..{b.base + start}"
+            if not same(back[start: start + length], np.frombuffer(source, dtype=np.uint8)):
                 self.mismatch = self.mismatch or f"bytes {b.base + start}.. (a copied range)"
             if proven is not None:
                 proven()
+            at = start + length
         got.release()
 
     # -- the writing thread -------------------------------------------------------------
@@ -212,16 +216,21 @@ class DirectWriter:
         """The free part of the current block (a new block when it is full)."""
         if self._cur.n == self._block:
             self._ship()
+            self._cur = self._free.get()
+            self._check()
         return memoryview(self._cur.buf)[self._cur.n:]
 
     def _ship(self) -> None:
+        """The current block to the disk and the hash (the last one padded with zeros to the
+        disk's block size: ftruncate cuts them off)."""
         b = self._cur
         b.base = self.size - b.n
+        pad = memoryview(b.buf)[b.n: self._padded(b)]
+        pad[:] = bytes(len(pad))
+        pad.release()
         b.users = 2
         self._queues[0].put(b)
         self._queues[1].put(b)
-        self._check()
-        self._cur = self._free.get()
         self._check()
 
     def write(self, data: Any, *, fingerprint: bool = False,
@@ -255,8 +264,8 @@ class DirectWriter:
                 raise OSError(errno.EIO, "source ended early (truncated while reading?)")
             b = self._cur
             last = done + k == n
-            b.segments.append((b.n, k, view[done: done + k] if self._verify else None,
-                               hashed if last and self._verify else None))
+            if self._verify:  # for the read-back's comparison
+                b.segments.append((b.n, k, view[done: done + k], hashed if last else None))
             b.n += k
             self.size += k
             done += k
@@ -269,22 +278,11 @@ class DirectWriter:
             return
         self._closed = True
         if self._cur.n:
-            self._ship_last()
+            self._ship()
         self._drain(0)  # every block on the disk: the file may be read (parsed) now
         os.ftruncate(self._fd, self.size)
         self._synced = threading.Thread(target=os.fsync, args=(self._fd,), daemon=True)
         self._synced.start()
-
-    def _ship_last(self) -> None:
-        b = self._cur
-        b.base = self.size - b.n
-        view = memoryview(b.buf)[b.n: self._padded(b)]
-        view[:] = bytes(len(view))  # the padding, cut off by ftruncate
-        view.release()
-        b.users = 2
-        self._queues[0].put(b)
-        self._queues[1].put(b)
-        self._cur = _Block(ALIGN)  # never filled: close() has begun
 
     def _drain(self, i: int) -> None:
         self._queues[i].put(None)

@@ -2,9 +2,10 @@
 container check and ``top`` count), against the bytes converted.
 
 Usage: python bench/resident_bench.py [--gib 12] [--shard 1GB] [--rounds 3] [--against REV]
-Builds ``--gib`` of fp16 safetensors in 0.5 GiB files, converts them into ``--shard`` files,
-and prints each run's seconds and peak VmHWM; with ``--against REV`` commit REV's ``src`` runs
-too, interleaved, and the medians and the median paired difference are printed.
+Builds ``--gib`` of fp16 safetensors in 0.5 GiB files, converts them into ``--shard`` files
+(verified), and prints each run's seconds and peak VmHWM beside ``cp -r`` + ``sync`` of the same
+files, run in the same rounds (interleaved); with ``--against REV`` commit REV's ``src`` runs
+too, and the medians and the median paired difference are printed.
 """
 
 from __future__ import annotations
@@ -47,14 +48,25 @@ def make(folder: Path, gib: float) -> None:
     (folder / "config.json").write_text(json.dumps({"model_type": "llama"}))
 
 
-def run(src_dir: Path, src: Path, out: Path, shard: str) -> tuple[float, int]:
+CP = "cp -r + sync"
+LARGEST = [0]  # the largest output shard of the last convert
+
+
+def run(src_dir: Path | None, src: Path, out: Path, shard: str) -> tuple[float, int]:
+    """Seconds and peak VmHWM of one convert with ``src_dir``'s code (None: ``cp -r`` +
+    ``sync``, whose memory is not measured: 0)."""
     shutil.rmtree(out, ignore_errors=True)
     subprocess.run(["sync"], check=True)
     t0 = time.perf_counter()
+    if src_dir is None:
+        subprocess.run(["sh", "-c", 'cp -r "$0" "$1" && sync', str(src), str(out)], check=True)
+        return time.perf_counter() - t0, 0
     r = subprocess.run([sys.executable, "-c", CHILD, str(src), str(out), shard],
                        env={**os.environ, "PYTHONPATH": str(src_dir)}, capture_output=True,
                        text=True, check=True)
-    return time.perf_counter() - t0, int(r.stdout.split()[-1]) * 1024
+    secs = time.perf_counter() - t0
+    LARGEST[0] = max(p.stat().st_size for p in out.glob("*.safetensors"))
+    return secs, int(r.stdout.split()[-1]) * 1024
 
 
 def main() -> None:
@@ -68,7 +80,7 @@ def main() -> None:
     root = Path(__file__).resolve().parents[1]
     base = Path(tempfile.mkdtemp(prefix="modelport-rss-", dir=args.dir))
     try:
-        sides = {"this checkout": root / "src"}
+        sides: dict[str, Path | None] = {"this checkout": root / "src", CP: None}
         if args.against:
             tar = subprocess.run(["git", "-C", str(root), "archive", args.against, "src"],
                                  check=True, capture_output=True).stdout
@@ -80,15 +92,17 @@ def main() -> None:
         for r in range(args.rounds):
             for who in (list(sides) if r % 2 == 0 else list(reversed(sides))):
                 runs[who].append(run(sides[who], base / "src", base / "out", args.shard))
-        largest = max(p.stat().st_size for p in (base / "out").glob("*.safetensors"))
+        largest = LARGEST[0]
+        cp = statistics.median(t for t, _ in runs[CP])
         print(f"# re-shard {args.gib} GiB of safetensors (0.5 GiB files) into {args.shard} "
               f"files ({os.cpu_count()} cores), largest output shard {largest / 2**30:.2f} GiB\n")
-        print("| code | median s | runs | peak VmHWM | × largest shard |\n|---|---|---|---|---|")
+        print("| code | median s | × cp -r + sync | runs | peak VmHWM | × largest shard |\n"
+              "|---|---|---|---|---|---|")
         for who, rs in runs.items():
-            peak = max(h for _, h in rs)
-            print(f"| {who} | {statistics.median(t for t, _ in rs):.2f} | "
-                  f"{' '.join(f'{t:.2f}' for t, _ in rs)} | {peak / 2**30:.2f} GiB | "
-                  f"{peak / largest:.2f} |")
+            peak, med = max(h for _, h in rs), statistics.median(t for t, _ in rs)
+            print(f"| {who} | {med:.2f} | {med / cp:.2f} | {' '.join(f'{t:.2f}' for t, _ in rs)}"
+                  f" | {peak / 2**30:.2f} GiB | {peak / largest:.2f} |" if who != CP else
+                  f"| {who} | {med:.2f} | 1.00 | {' '.join(f'{t:.2f}' for t, _ in rs)} | — | — |")
         if args.against:
             d = [a[0] - b[0] for a, b in zip(runs["this checkout"], runs[args.against],
                                               strict=True)]

@@ -31,6 +31,16 @@ MUTANTS: list[tuple[str, str, str, str, list[str]]] = [
      "    if verify and _refingerprint_differs(path, w):",
      "    if False:",
      ["tests/functional/test_convert_atomic.py::test_a_byte_lost_on_disk_fails_the_proof"]),
+    ("a shard is proven before the next is written: no overlap", "convert/writer.py",
+     "    ahead = ThreadPoolExecutor(1) if len(shards) > 1 and before_shard is None \\\n",
+     "    ahead = None if len(shards) > 1 and before_shard is None \\\n",
+     ["tests/functional/test_convert_pipelined.py::"
+      "test_a_shards_proof_runs_while_the_next_shard_is_written"]),
+    ("a failed proof leaves the next shard's writer running", "convert/writer.py",
+     "                except BaseException:\n                    w.abort()\n",
+     "                except BaseException:\n",
+     ["tests/functional/test_convert_pipelined.py::"
+      "test_a_failed_proof_while_the_next_shard_is_written_stops_both"]),
     ("the direct writer keeps what the disk gave back unread", "_io/direct.py",
      "            if not same(back[at: start], mine[at: start]):",
      "            if False:",

@@ -26,9 +26,10 @@ from modelport._io.atomic import atomic_dir
 from modelport._io.hashing import copy_hashed
 from modelport._io.paths import check_output
 from modelport._types import FileRecord, Record, file_role
+from modelport.convert.feeds import tensor_bytes
 from modelport.convert.shards import shard
 from modelport.convert.sources import Reader, SourceSet, SourceTensor, open_source
-from modelport.convert.writer import tensor_bytes, write_shards
+from modelport.convert.writer import write_shards
 from modelport.errors import InputError, UnsupportedError
 
 ADAPTER_FILES = ("adapter_model.safetensors", "adapter_model.bin")

@@ -18,8 +18,8 @@ from modelport.convert.sources import Reader, SourceSet, SourceTensor, open_sour
 from modelport.errors import InputError, UnsupportedError
 
 if TYPE_CHECKING:
+    from modelport.convert.feeds import Feed
     from modelport.convert.opened import Opened
-    from modelport.convert.writer import Feed
 
 @dataclass
 class ConvertPlan:
@@ -69,7 +69,7 @@ class ConvertPlan:
     def feed(self) -> Feed:
         """The one writer's feed for this plan: the source files' reader (regions copied) or
         the computed tensors (see :mod:`modelport.convert.writer`); close it after writing."""
-        from modelport.convert.writer import Computed
+        from modelport.convert.feeds import Computed
 
         return Reader(self.source.files) if self.source is not None else Computed()
 

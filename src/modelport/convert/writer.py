@@ -1,18 +1,20 @@
 """The one safetensors shard writer: every route's tensors, copied or computed, written while
 hashing, then proven, then indexed.
 
-A *feed* hands the writer each planned tensor's bytes. A tensor whose bytes lie in source
-files (``regions``: one range of one file, or several whose concatenation is the tensor, as
-a checkpoint split on its first dimension) is copied by the kernel and proven by comparing
-the written bytes with the source's, byte for byte; a tensor computed when the writer reaches
-it (reassembled across columns, permuted, dequantized, merged; ``computed`` true) is written
-once and never cached, fingerprinted (xxh3) while it is hashed, and proven by reading its
-range of the file again against that fingerprint. Both kinds also pass safetensors' own
-parser (the names, dtypes, shapes and ``format: pt``). A shard may hold both kinds (a LoRA
-merge copies the base's untouched tensors; a DCP checkpoint copies its row-split tensors and
-computes its column-split ones). A shard at least ``DIRECT_SHARE`` computed is written
-around the page cache instead (:mod:`modelport._io.direct`), and every byte of it is proven
-by reading the disk back while the shard is written.
+A *feed* (:mod:`modelport.convert.feeds`) hands the writer each planned tensor's bytes. A
+tensor whose bytes lie in source files (``regions``: one range of one file, or several whose
+concatenation is the tensor, as a checkpoint split on its first dimension) is copied by the
+kernel and proven by comparing the written bytes with the source's, byte for byte; a tensor
+computed when the writer reaches it (reassembled across columns, permuted, dequantized,
+merged; ``computed`` true) is written once and never cached, fingerprinted (xxh3) while it is
+hashed, and proven by reading its range of the file again against that fingerprint. Both
+kinds also pass safetensors' own parser (the names, dtypes, shapes and ``format: pt``). A
+shard may hold both kinds (a LoRA merge copies the base's untouched tensors; a DCP checkpoint
+copies its row-split tensors and computes its column-split ones). A shard at least
+``DIRECT_SHARE`` computed is written around the page cache instead
+(:mod:`modelport._io.direct`), and every byte of it is proven by reading the disk back while
+the shard is written. A shard through the page cache is finished (hashed, proven, synced)
+beside the writing of the next one (:func:`write_shards`).
 """
 
 from __future__ import annotations
@@ -21,8 +23,9 @@ import mmap
 import os
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from modelport._io.direct import DirectWriter, Staging, block_size, open_direct
 from modelport._io.hashing import HashingWriter, fingerprint_range
@@ -30,114 +33,9 @@ from modelport._io.pages import drop_pages
 from modelport._io.scratch import Scratch
 from modelport._io.st_header import TORCH_TO_ST, build_header, read_header
 from modelport._types import FileRecord
-from modelport.convert.opened import items
+from modelport.convert.feeds import Feed
 from modelport.convert.shards import INDEX_NAME, ShardPlan, index_bytes, shard_metadata
-from modelport.errors import CheckpointError, ModelportError, VerificationError
-
-Region = tuple[int, int, Any]  # (fd, offset, a view of the same bytes)
-
-
-class Feed(Protocol):
-    """Where the writer gets a planned tensor's bytes (``t`` has name, dtype, shape, nbytes)."""
-
-    def regions(self, t: Any) -> list[Region] | None:
-        """The source ranges whose concatenation is ``t``'s bytes in C order, if there are
-        such: each the open file, the offset and a view (a map) of those bytes."""
-
-    def tensor_bytes(self, t: Any, out: Any = None) -> Any:
-        """``t``'s bytes in C order (a buffer); a computed tensor is computed by this call,
-        into ``out`` (a reused uint8 array of at least ``t.nbytes``) when the feed can."""
-
-    def computed(self, t: Any) -> bool:
-        """Whether ``t``'s bytes are made when asked for (proven by hash, not by re-reading)."""
-
-    def release(self, t: Any) -> None:
-        """Unmap the pages of ``t``'s source bytes once read (a mapped source never stays
-        resident); a no-op for a feed that maps nothing."""
-
-    def close(self) -> None:
-        """Give back what the feed holds open."""
-
-
-def tensor_bytes(t: Any) -> Any:
-    """A torch tensor's bytes as a numpy view (no copy when it is contiguous)."""
-    import torch
-
-    return t.contiguous().reshape(-1).view(torch.uint8).numpy()
-
-
-class Computed:
-    """The feed of a computed route (:class:`~modelport.convert.opened.Produced` tensors): a
-    tensor whose ``regions()`` names source byte ranges is copied from them; any other is
-    made when the writer reaches it — by its ``fill`` into the writer's reused buffer, or as
-    its ``value()`` — and dropped once written."""
-
-    def __init__(self) -> None:
-        self._files: dict[Path, tuple[int, mmap.mmap | None]] = {}
-        self._spans: dict[int, list[tuple[Path, int, int]] | None] = {}
-
-    def _open(self, path: Path) -> tuple[int, mmap.mmap | None]:
-        if path not in self._files:
-            fd = os.open(path, os.O_RDONLY)
-            size = os.fstat(fd).st_size
-            m = mmap.mmap(fd, 0, access=mmap.ACCESS_READ) if size else None
-            self._files[path] = (fd, m)
-        return self._files[path]
-
-    def _spans_of(self, t: Any) -> list[tuple[Path, int, int]] | None:
-        key = id(t)  # asked once per tensor: the answer may read the source's small records
-        if key not in self._spans:
-            spans = t.regions() if getattr(t, "regions", None) is not None else None
-            if spans is not None and sum(n for _, _, n in spans) != t.nbytes:
-                raise ModelportError(f"{t.name}: its source ranges hold "
-                                     f"{sum(n for _, _, n in spans)} of {t.nbytes} bytes",
-                                     hint="this is a modelport bug; please report it")
-            self._spans[key] = spans
-        return self._spans[key]
-
-    def regions(self, t: Any) -> list[Region] | None:
-        spans = self._spans_of(t)
-        if spans is None:
-            return None
-        out: list[Region] = []
-        for path, offset, length in spans:
-            fd, m = self._open(path)
-            view = memoryview(m)[offset: offset + length] if m is not None else memoryview(b"")
-            if len(view) != length:
-                raise CheckpointError(f"{path.name} ends before a tensor it should hold "
-                                      f"({t.name})", path=path, hint="the file is truncated")
-            out.append((fd, offset, view))
-        return out
-
-    def tensor_bytes(self, t: Any, out: Any = None) -> Any:
-        if getattr(t, "fill", None) is None:
-            return tensor_bytes(t.value())
-        if out is None:
-            import numpy as np
-
-            out = np.empty(t.nbytes, dtype=np.uint8)
-        t.fill(items(out[: t.nbytes], t.dtype, t.shape))
-        return out[: t.nbytes]
-
-    def computed(self, t: Any) -> bool:
-        return self._spans_of(t) is None
-
-    def release(self, t: Any) -> None:  # runs on the hash thread: lookups only
-        for path, offset, length in self._spans.get(id(t)) or []:
-            m = self._files[path][1]
-            if m is not None:
-                drop_pages(m, offset, length)
-
-    def close(self) -> None:
-        self._spans.clear()
-        for fd, m in self._files.values():
-            if m is not None:
-                try:
-                    m.close()
-                except BufferError:  # a view is still alive somewhere; the GC will unmap it
-                    pass
-            os.close(fd)
-        self._files.clear()
+from modelport.errors import ModelportError, VerificationError
 
 
 def _equal(a: memoryview, b: Any) -> bool:
@@ -336,6 +234,12 @@ def holds(path: Path, shard: ShardPlan, feed: Feed, aliases: dict[str, str]) -> 
     return _differs(path, shard, feed, lambda t: True) is None
 
 
+def _prove_timed(path: Path, shard: ShardPlan, feed: Feed, w: HashingWriter | DirectWriter,
+                 verify: bool) -> tuple[FileRecord, float]:
+    t0 = time.perf_counter()
+    return prove_shard(path, shard, feed, w, verify), time.perf_counter() - t0
+
+
 def write_shards(folder: Path, shards: list[ShardPlan], feed: Feed, *, verify: bool,
                  aliases: dict[str, str] | None = None, progress: Any = None,
                  before_shard: Callable[[ShardPlan], None] | None = None,
@@ -344,31 +248,58 @@ def write_shards(folder: Path, shards: list[ShardPlan], feed: Feed, *, verify: b
     """Write and prove every planned shard in ``folder``, then the index when there is more
     than one. ``before_shard`` runs before each (a remote source fetches its bytes),
     ``after_shard`` on each proven shard (a remote destination uploads it). Returns the file
-    records, the weight map (tensor name -> shard) and the seconds the proofs took."""
+    records, the weight map (tensor name -> shard) and the seconds the proofs took.
+
+    Where nothing runs between shards (no ``before_shard`` or ``after_shard``), a shard
+    written through the page cache is finished — hashed, proven, synced — on a second thread
+    while the next shard is written: two shards' sha256 run on two cores. At most one shard
+    is finishing at a time, and an error in either stops both."""
     outputs: list[FileRecord] = []
-    proving = 0.0
+    proving = [0.0]
     scratch = Scratch()  # both reused from shard to shard (a staging block is touched only
     # by a shard written around the page cache)
     staging = Staging(block_size(max((sum(t.nbytes for t in sh.tensors) for sh in shards),
                                      default=0)))
-    for sh in shards:
-        if before_shard is not None:
-            before_shard(sh)
-        path = folder / sh.filename
-        w = write_shard(path, sh, feed, shard_metadata(sh, aliases or {}), progress, scratch,
-                        verify, staging)
-        t0 = time.perf_counter()
-        outputs.append(prove_shard(path, sh, feed, w, verify))
-        proving += time.perf_counter() - t0
+    ahead = ThreadPoolExecutor(1) if len(shards) > 1 and before_shard is None \
+        and after_shard is None else None
+    pending: tuple[ShardPlan, Path, Future[tuple[FileRecord, float]]] | None = None
+
+    def done(sh: ShardPlan, path: Path, proven: tuple[FileRecord, float]) -> None:
+        outputs.append(proven[0])
+        proving[0] += proven[1]
         if after_shard is not None:
-            after_shard(sh, path, outputs[-1])
+            after_shard(sh, path, proven[0])
+
+    try:
+        for sh in shards:
+            if before_shard is not None:
+                before_shard(sh)
+            path = folder / sh.filename
+            w = write_shard(path, sh, feed, shard_metadata(sh, aliases or {}), progress,
+                            scratch, verify, staging)
+            if pending is not None:
+                try:
+                    done(pending[0], pending[1], pending[2].result())
+                except BaseException:
+                    w.abort()
+                    raise
+                pending = None
+            if ahead is not None and isinstance(w, HashingWriter):
+                pending = (sh, path, ahead.submit(_prove_timed, path, sh, feed, w, verify))
+            else:
+                done(sh, path, _prove_timed(path, sh, feed, w, verify))
+        if pending is not None:
+            done(pending[0], pending[1], pending[2].result())
+            pending = None
+    finally:
+        if ahead is not None:
+            ahead.shutdown(wait=True)  # a proof still running ends before its files go
     if len(shards) > 1:
         with HashingWriter(folder / INDEX_NAME) as w:
             w.write(index_bytes(shards))
             w.close()
         outputs.append(FileRecord(path=INDEX_NAME, role="index", size=w.size, sha256=w.sha256))
-    return outputs, {t.name: sh.filename for sh in shards for t in sh.tensors}, proving
+    return outputs, {t.name: sh.filename for sh in shards for t in sh.tensors}, proving[0]
 
 
-__all__ = ["Computed", "Feed", "Region", "Scratch", "holds", "prove_shard", "tensor_bytes",
-           "write_shard", "write_shards"]
+__all__ = ["Scratch", "holds", "prove_shard", "write_shard", "write_shards"]

@@ -32,12 +32,13 @@ from modelport._io.hashing import copy_hashed, sha256_file
 from modelport._io.st_header import TORCH_TO_ST, build_header
 from modelport._io.urls import location
 from modelport._types import FileRecord, Record, file_role
+from modelport.convert.feeds import Feed
 from modelport.convert.options import ConvertOptions
 from modelport.convert.plan import ConvertPlan, plan_convert
 from modelport.convert.remote import RemoteMirror
 from modelport.convert.remote_dest import S3Destination
 from modelport.convert.shards import INDEX_NAME, index_bytes, shard_metadata
-from modelport.convert.writer import Feed, holds, prove_shard, write_shard
+from modelport.convert.writer import holds, prove_shard, write_shard
 from modelport.errors import InputError, UnsupportedError, VerificationError
 
 

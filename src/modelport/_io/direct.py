@@ -288,7 +288,7 @@ class DirectWriter:
         self._queues[i].put(None)
         self._threads[i].join()
 
-    def close(self, *, fsync: bool = True) -> str:
+    def close(self) -> str:
         """Finish: every block written, hashed and proven, fsync'd; the sha256. Raises the
         first write error, or VerificationError when the disk gave other bytes back."""
         try:

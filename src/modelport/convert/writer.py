@@ -90,14 +90,14 @@ def write_shard(path: Path, shard: ShardPlan, feed: Feed, metadata: dict[str, st
     are made in ``scratch``'s buffers, and staged, where the shard is written around the
     page cache, in ``staging``'s blocks. Removes the file on any error."""
     header, _ = build_header(_entries(shard), metadata)
-    feeds = [feed.regions(t) for t in shard.tensors]  # asked once: they decide the writer
+    spans = [feed.regions(t) for t in shard.tensors]  # asked once: they decide the writer
     total = sum(t.nbytes for t in shard.tensors)
-    w = _writer(path, sum(t.nbytes for t, r in zip(shard.tensors, feeds, strict=True)
+    w = _writer(path, sum(t.nbytes for t, r in zip(shard.tensors, spans, strict=True)
                           if r is None), total, verify, staging or Staging(block_size(total)))
     scratch = scratch or Scratch()
     try:
         w.write(header, fingerprint=True)  # proven by its re-read, as a computed tensor
-        for t, regions in zip(shard.tensors, feeds, strict=True):
+        for t, regions in zip(shard.tensors, spans, strict=True):
             if regions is not None:
                 last = len(regions) - 1
                 for i, (src_fd, offset, view) in enumerate(regions):
@@ -302,4 +302,4 @@ def write_shards(folder: Path, shards: list[ShardPlan], feed: Feed, *, verify: b
     return outputs, {t.name: sh.filename for sh in shards for t in sh.tensors}, proving[0]
 
 
-__all__ = ["Scratch", "holds", "prove_shard", "write_shard", "write_shards"]
+__all__ = ["holds", "prove_shard", "write_shard", "write_shards"]

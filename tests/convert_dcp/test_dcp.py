@@ -74,6 +74,30 @@ def test_single_process_state_dict(model_dir: Path, tmp_path: Path) -> None:
     _same(tmp_path / "out", _anchor(ckpt, tmp_path), rep.renamed)
 
 
+def test_chunks_not_stored_plainly_are_read_from_their_blobs(
+        model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A chunk that does not lie plainly in its file (compressed, strided, or in another
+    dtype) is read through its torch.save blob, allow-listed, and put in place: here every
+    chunk, on rows and columns, is taken that way."""
+    from modelport.convert import dcp
+
+    ckpt = tmp_path / "ck"
+    save_distributed(model_dir, ckpt, 4, "dtensor")
+    _with_config(ckpt, model_dir)
+    read: list[str] = []
+    real = dcp.read_chunk
+
+    def spy(folder: Path, c: object, dtype: str) -> object:
+        read.append(dtype)
+        return real(folder, c, dtype)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(dcp, "chunk_span", lambda *a: None)
+    monkeypatch.setattr(dcp, "read_chunk", spy)
+    rep = modelport.convert(ckpt, tmp_path / "out", progress=False)
+    assert len(read) == 4 * len(rep.tensor_map)  # every tensor's 4 chunks, each from its blob
+    _same(tmp_path / "out", _anchor(ckpt, tmp_path), rep.renamed)
+
+
 @pytest.mark.parametrize(("mode", "world"), [("fsdp2", 2), ("dtensor", 4)])
 def test_multi_rank_checkpoints(model_dir: Path, tmp_path: Path, mode: str, world: int,
                                 monkeypatch: pytest.MonkeyPatch) -> None:

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from modelport.convert.feeds import tensor_bytes
+from modelport.convert.opened import items
 from modelport.convert.pickle_safe import DtypeMarker, Record, TensorRef, _unpickle
 from modelport.convert.torch_files import _storage_from_pid
 from modelport.errors import CheckpointError
@@ -288,16 +290,6 @@ def spans(folder: Path, t: DcpTensor) -> list[tuple[Path, int, int]] | None:
     return out if at == t.shape[0] else None
 
 
-def _as_uints(part: Any) -> Any:
-    """A torch tensor as a numpy array of unsigned integers of its element size (a view
-    where it is contiguous)."""
-    import torch
-
-    size = part.element_size()
-    as_int = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}[size]
-    return part.contiguous().view(as_int).numpy().view(f"u{size}")
-
-
 def assemble(folder: Path, t: DcpTensor, out: Any) -> None:
     """``t`` from its chunks into ``out`` (the writer's buffer: a numpy array of its shape,
     items unsigned integers of its element size), each chunk copied into place straight from
@@ -309,8 +301,11 @@ def assemble(folder: Path, t: DcpTensor, out: Any) -> None:
     for c in t.chunks:
         where = tuple(slice(o, o + s) for o, s in zip(c.offsets, c.sizes, strict=True))
         span = chunk_span(folder, c, t.dtype)
-        if span is None or span[1] == 0:
-            out[where] = _as_uints(read_chunk(folder, c, t.dtype))
+        if span is None or span[1] == 0:  # read from its blob, in the tensor's dtype
+            import torch
+
+            part = read_chunk(folder, c, t.dtype).to(getattr(torch, t.dtype))
+            out[where] = items(tensor_bytes(part), t.dtype, tuple(c.sizes))
             continue
         with (folder / c.file).open("rb") as f:
             m = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)

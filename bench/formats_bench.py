@@ -1,8 +1,10 @@
 """Every training and vendor format against the tool a user would otherwise run, on the same
 files, in one process tree: each tool in its own process, one after the other, interleaved
 over ROUNDS rounds (3; FORMATS_BENCH_ROUNDS changes it), medians reported. Each run's output
-is removed before the next, and `sync` runs before each, so no run pays for another's
-writeback.
+is removed before the next, `sync` runs before each, so no run pays for another's
+writeback, and then a rest of SETTLE seconds (5; FORMATS_BENCH_SETTLE changes it): this VM
+gives the pages a run freed back to its host after about 2 s, and a run that touches them
+again pays for it, so without the rest a run's time depends on what ran just before it.
 
 Inputs (built once, about 13 GB on disk; BENCH_DIR chooses where):
 
@@ -43,6 +45,7 @@ from tests.convert_dcp.writers import save_distributed
 from tests.convert_zero.writers import write_zero
 
 ROUNDS = int(os.environ.get("FORMATS_BENCH_ROUNDS", "3"))
+SETTLE = float(os.environ.get("FORMATS_BENCH_SETTLE", "5"))
 OURS = "import sys, modelport; modelport.convert(sys.argv[1], sys.argv[2], progress=False)"
 
 
@@ -88,6 +91,7 @@ def _build(root: Path) -> list[tuple[str, Path, str, list[str], str]]:
 def _run(cmd: list[str], out: Path, name: str) -> tuple[float, int, int, int]:
     """(seconds, peak RssAnon, peak VmRSS, largest output file) of one run; output removed."""
     subprocess.run(["sync"], check=True)
+    time.sleep(SETTLE)
     RESIDENT.pop(name, None)
     secs, anon = run_measured(cmd, name)
     files = [out] if out.is_file() else [p for p in out.rglob("*") if p.is_file()]

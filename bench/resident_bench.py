@@ -2,7 +2,9 @@
 container check and ``top`` count), against the bytes converted.
 
 Usage: python bench/resident_bench.py [--gib 12] [--shard 1GB] [--rounds 3] [--against REV]
-Builds ``--gib`` of fp16 safetensors in 0.5 GiB files, converts them into ``--shard`` files
+[--input DIR]
+Builds ``--gib`` of fp16 safetensors in 0.5 GiB files (or takes ``--input``, a folder an
+earlier ``make`` built, and keeps it), converts them into ``--shard`` files
 (verified), and prints each run's seconds and peak VmHWM beside ``cp -r`` + ``sync`` of the same
 files, run in the same rounds (interleaved); with ``--against REV`` commit REV's ``src`` runs
 too, and the medians and the median paired difference are printed.
@@ -50,6 +52,7 @@ def make(folder: Path, gib: float) -> None:
 
 CP = "cp -r + sync"
 LARGEST = [0]  # the largest output shard of the last convert
+SETTLE = [5.0]
 
 
 def run(src_dir: Path | None, src: Path, out: Path, shard: str) -> tuple[float, int]:
@@ -57,6 +60,7 @@ def run(src_dir: Path | None, src: Path, out: Path, shard: str) -> tuple[float, 
     ``sync``, whose memory is not measured: 0)."""
     shutil.rmtree(out, ignore_errors=True)
     subprocess.run(["sync"], check=True)
+    time.sleep(SETTLE[0])  # the pages the last run freed go back to the host (see --settle)
     t0 = time.perf_counter()
     if src_dir is None:
         subprocess.run(["sh", "-c", 'cp -r "$0" "$1" && sync', str(src), str(out)], check=True)
@@ -76,7 +80,13 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--against", metavar="REV", default=None)
     ap.add_argument("--dir", type=Path, default=None)
+    ap.add_argument("--input", type=Path, default=None)
+    ap.add_argument("--settle", type=float, default=5.0, help="seconds of rest before each "
+                    "run: this VM gives freed pages back to its host after ~2 s, and a run "
+                    "that touches them again pays for it, so without a rest each run's time "
+                    "depends on what ran before it")
     args = ap.parse_args()
+    SETTLE[0] = args.settle
     root = Path(__file__).resolve().parents[1]
     base = Path(tempfile.mkdtemp(prefix="modelport-rss-", dir=args.dir))
     try:
@@ -87,14 +97,17 @@ def main() -> None:
             (base / "old").mkdir()
             subprocess.run(["tar", "-x", "-C", str(base / "old")], input=tar, check=True)
             sides[args.against] = base / "old" / "src"
-        make(base / "src", args.gib)
+        src = args.input or base / "src"
+        if args.input is None:
+            make(src, args.gib)
         runs: dict[str, list[tuple[float, int]]] = {k: [] for k in sides}
         for r in range(args.rounds):
             for who in (list(sides) if r % 2 == 0 else list(reversed(sides))):
-                runs[who].append(run(sides[who], base / "src", base / "out", args.shard))
+                runs[who].append(run(sides[who], src, base / "out", args.shard))
         largest = LARGEST[0]
         cp = statistics.median(t for t, _ in runs[CP])
-        print(f"# re-shard {args.gib} GiB of safetensors (0.5 GiB files) into {args.shard} "
+        gib = sum(p.stat().st_size for p in src.glob("*.safetensors")) / 2**30
+        print(f"# re-shard {gib:.1f} GiB of safetensors (0.5 GiB files) into {args.shard} "
               f"files ({os.cpu_count()} cores), largest output shard {largest / 2**30:.2f} GiB\n")
         print("| code | median s | × cp -r + sync | runs | peak VmHWM | × largest shard |\n"
               "|---|---|---|---|---|---|")

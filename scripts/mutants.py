@@ -36,6 +36,16 @@ MUTANTS: list[tuple[str, str, str, str, list[str]]] = [
      "    ahead = None if len(shards) > 1 and before_shard is None \\\n",
      ["tests/functional/test_convert_pipelined.py::"
       "test_a_shards_proof_runs_while_the_next_shard_is_written"]),
+    ("a proven shard is not given back to the page cache", "convert/writer.py",
+     "            drop_cached(path)  # writes",
+     "            pass  # writes",
+     ["tests/functional/test_convert_page_cache.py::"
+      "test_every_shard_but_the_last_leaves_the_page_cache_once_proven"]),
+    ("giving a shard's pages back leaves them cached", "_io/pages.py",
+     "        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)",
+     "        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_NORMAL)",
+     ["tests/functional/test_convert_page_cache.py::"
+      "test_every_shard_but_the_last_leaves_the_page_cache_once_proven"]),
     ("a failed proof leaves the next shard's writer running", "convert/writer.py",
      "                except BaseException:\n                    w.abort()\n",
      "                except BaseException:\n",

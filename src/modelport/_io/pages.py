@@ -1,9 +1,12 @@
-"""Give back the resident pages of a read-only file mapping once its bytes are used."""
+"""Give back the resident pages of a read-only file mapping once its bytes are used, and
+the cached pages of a file once it is on the disk."""
 
 from __future__ import annotations
 
 import ctypes
 import mmap
+import os
+from pathlib import Path
 from typing import Any
 
 _MADV_DONTNEED = 4  # Linux; the pages stay in the page cache and fault back in when read
@@ -43,4 +46,22 @@ def drop_view(view: Any, mapping: Any) -> bool:
         return False
 
 
-__all__ = ["drop_pages", "drop_view"]
+def drop_cached(path: Path) -> None:
+    """Ask the kernel to drop ``path``'s pages from the page cache (``POSIX_FADV_DONTNEED``):
+    for a file already synced to the disk, whose bytes a later read fetches again. Its pages
+    return to the free list at once, to be taken by the next file written, instead of
+    staying until the kernel evicts them (evicting, for a model larger than memory, every
+    other file cached). Does nothing where the call or the file is missing."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:  # moved on already (an upload that removes what it sent)
+        return
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    except (AttributeError, OSError):  # no fadvise here: the pages stay until evicted
+        pass
+    finally:
+        os.close(fd)
+
+
+__all__ = ["drop_cached", "drop_pages", "drop_view"]

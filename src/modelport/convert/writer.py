@@ -14,7 +14,7 @@ copies its row-split tensors and computes its column-split ones). A shard at lea
 ``DIRECT_SHARE`` computed is written around the page cache instead
 (:mod:`modelport._io.direct`), and every byte of it is proven by reading the disk back while
 the shard is written. A shard through the page cache is finished (hashed, proven, synced)
-beside the writing of the next one (:func:`write_shards`).
+beside the writing of the next one, then leaves the page cache (:func:`write_shards`).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from typing import Any
 
 from modelport._io.direct import DirectWriter, Staging, block_size, open_direct
 from modelport._io.hashing import HashingWriter, fingerprint_range
-from modelport._io.pages import drop_pages
+from modelport._io.pages import drop_cached, drop_pages
 from modelport._io.scratch import Scratch
 from modelport._io.st_header import TORCH_TO_ST, build_header, read_header
 from modelport._types import FileRecord
@@ -253,7 +253,9 @@ def write_shards(folder: Path, shards: list[ShardPlan], feed: Feed, *, verify: b
     Where nothing runs between shards (no ``before_shard`` or ``after_shard``), a shard
     written through the page cache is finished — hashed, proven, synced — on a second thread
     while the next shard is written: two shards' sha256 run on two cores. At most one shard
-    is finishing at a time, and an error in either stops both."""
+    is finishing at a time, and an error in either stops both. Once proven and synced, a
+    shard that another follows leaves the page cache: the next shards' writes take its pages,
+    and a model larger than memory does not evict every other cached file."""
     outputs: list[FileRecord] = []
     proving = [0.0]
     scratch = Scratch()  # both reused from shard to shard (a staging block is touched only
@@ -269,6 +271,8 @@ def write_shards(folder: Path, shards: list[ShardPlan], feed: Feed, *, verify: b
         proving[0] += proven[1]
         if after_shard is not None:
             after_shard(sh, path, proven[0])
+        if sh is not shards[-1]:  # proven and on the disk: its pages go to the next shard's
+            drop_cached(path)  # writes (the last stays cached for what reads the model next)
 
     try:
         for sh in shards:

@@ -54,8 +54,8 @@ def drop_cached(path: Path) -> None:
     other file cached). Does nothing where the call or the file is missing."""
     try:
         fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:  # moved on already (an upload that removes what it sent)
-        return
+    except FileNotFoundError:  # gone already: an s3:// destination removes each shard once
+        return  # uploaded (convert/remote_convert.py), which frees its pages
     try:
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
     except (AttributeError, OSError):  # no fadvise here: the pages stay until evicted

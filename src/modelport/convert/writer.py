@@ -257,7 +257,7 @@ def write_shards(folder: Path, shards: list[ShardPlan], feed: Feed, *, verify: b
     shard that another follows leaves the page cache: the next shards' writes take its pages,
     and a model larger than memory does not evict every other cached file."""
     outputs: list[FileRecord] = []
-    proving = [0.0]
+    proving = 0.0
     scratch = Scratch()  # both reused from shard to shard (a staging block is touched only
     # by a shard written around the page cache)
     staging = Staging(block_size(max((sum(t.nbytes for t in sh.tensors) for sh in shards),
@@ -267,8 +267,9 @@ def write_shards(folder: Path, shards: list[ShardPlan], feed: Feed, *, verify: b
     pending: tuple[ShardPlan, Path, Future[tuple[FileRecord, float]]] | None = None
 
     def done(sh: ShardPlan, path: Path, proven: tuple[FileRecord, float]) -> None:
+        nonlocal proving
         outputs.append(proven[0])
-        proving[0] += proven[1]
+        proving += proven[1]
         if after_shard is not None:
             after_shard(sh, path, proven[0])
         if sh is not shards[-1]:  # proven and on the disk: its pages go to the next shard's
@@ -288,6 +289,7 @@ def write_shards(folder: Path, shards: list[ShardPlan], feed: Feed, *, verify: b
                     w.abort()
                     raise
                 pending = None
+            # a shard around the page cache shares the staging blocks with the next: not ahead
             if ahead is not None and isinstance(w, HashingWriter):
                 pending = (sh, path, ahead.submit(_prove_timed, path, sh, feed, w, verify))
             else:
@@ -303,7 +305,7 @@ def write_shards(folder: Path, shards: list[ShardPlan], feed: Feed, *, verify: b
             w.write(index_bytes(shards))
             w.close()
         outputs.append(FileRecord(path=INDEX_NAME, role="index", size=w.size, sha256=w.sha256))
-    return outputs, {t.name: sh.filename for sh in shards for t in sh.tensors}, proving[0]
+    return outputs, {t.name: sh.filename for sh in shards for t in sh.tensors}, proving
 
 
 __all__ = ["holds", "prove_shard", "write_shard", "write_shards"]

@@ -51,26 +51,26 @@ def make(folder: Path, gib: float) -> None:
 
 
 CP = "cp -r + sync"
-LARGEST = [0]  # the largest output shard of the last convert
-SETTLE = [5.0]
 
 
-def run(src_dir: Path | None, src: Path, out: Path, shard: str) -> tuple[float, int]:
-    """Seconds and peak VmHWM of one convert with ``src_dir``'s code (None: ``cp -r`` +
-    ``sync``, whose memory is not measured: 0)."""
+def run(src_dir: Path | None, src: Path, out: Path, shard: str, settle: float
+        ) -> tuple[float, int, int]:
+    """Seconds, peak VmHWM and largest output shard of one convert with ``src_dir``'s code
+    (None: ``cp -r`` + ``sync``, whose memory and shards are not measured: 0), after
+    ``settle`` seconds of rest."""
     shutil.rmtree(out, ignore_errors=True)
     subprocess.run(["sync"], check=True)
-    time.sleep(SETTLE[0])  # the pages the last run freed go back to the host (see --settle)
+    time.sleep(settle)  # the pages the last run freed go back to the host (see --settle)
     t0 = time.perf_counter()
     if src_dir is None:
         subprocess.run(["sh", "-c", 'cp -r "$0" "$1" && sync', str(src), str(out)], check=True)
-        return time.perf_counter() - t0, 0
+        return time.perf_counter() - t0, 0, 0
     r = subprocess.run([sys.executable, "-c", CHILD, str(src), str(out), shard],
                        env={**os.environ, "PYTHONPATH": str(src_dir)}, capture_output=True,
                        text=True, check=True)
     secs = time.perf_counter() - t0
-    LARGEST[0] = max(p.stat().st_size for p in out.glob("*.safetensors"))
-    return secs, int(r.stdout.split()[-1]) * 1024
+    largest = max(p.stat().st_size for p in out.glob("*.safetensors"))
+    return secs, int(r.stdout.split()[-1]) * 1024, largest
 
 
 def main() -> None:
@@ -86,7 +86,6 @@ def main() -> None:
                     "that touches them again pays for it, so without a rest each run's time "
                     "depends on what ran before it")
     args = ap.parse_args()
-    SETTLE[0] = args.settle
     root = Path(__file__).resolve().parents[1]
     base = Path(tempfile.mkdtemp(prefix="modelport-rss-", dir=args.dir))
     try:
@@ -100,22 +99,23 @@ def main() -> None:
         src = args.input or base / "src"
         if args.input is None:
             make(src, args.gib)
-        runs: dict[str, list[tuple[float, int]]] = {k: [] for k in sides}
+        runs: dict[str, list[tuple[float, int, int]]] = {k: [] for k in sides}
         for r in range(args.rounds):
             for who in (list(sides) if r % 2 == 0 else list(reversed(sides))):
-                runs[who].append(run(sides[who], src, base / "out", args.shard))
-        largest = LARGEST[0]
-        cp = statistics.median(t for t, _ in runs[CP])
+                runs[who].append(run(sides[who], src, base / "out", args.shard, args.settle))
+        largest = max(n for rs in runs.values() for _, _, n in rs)
+        cp = statistics.median(t for t, _, _ in runs[CP])
         gib = sum(p.stat().st_size for p in src.glob("*.safetensors")) / 2**30
         print(f"# re-shard {gib:.1f} GiB of safetensors (0.5 GiB files) into {args.shard} "
               f"files ({os.cpu_count()} cores), largest output shard {largest / 2**30:.2f} GiB\n")
         print("| code | median s | × cp -r + sync | runs | peak VmHWM | × largest shard |\n"
               "|---|---|---|---|---|---|")
         for who, rs in runs.items():
-            peak, med = max(h for _, h in rs), statistics.median(t for t, _ in rs)
-            print(f"| {who} | {med:.2f} | {med / cp:.2f} | {' '.join(f'{t:.2f}' for t, _ in rs)}"
-                  f" | {peak / 2**30:.2f} GiB | {peak / largest:.2f} |" if who != CP else
-                  f"| {who} | {med:.2f} | 1.00 | {' '.join(f'{t:.2f}' for t, _ in rs)} | — | — |")
+            peak, med = max(h for _, h, _ in rs), statistics.median(t for t, _, _ in rs)
+            times = " ".join(f"{t:.2f}" for t, _, _ in rs)
+            print(f"| {who} | {med:.2f} | {med / cp:.2f} | {times} | {peak / 2**30:.2f} GiB | "
+                  f"{peak / largest:.2f} |" if who != CP else
+                  f"| {who} | {med:.2f} | 1.00 | {times} | — | — |")
         if args.against:
             d = [a[0] - b[0] for a, b in zip(runs["this checkout"], runs[args.against],
                                               strict=True)]
